@@ -1,0 +1,35 @@
+# The two set-up commands: `make demo` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.agos-installed
+DEMO_OUT ?= demo-report
+
+.PHONY: demo test test-all lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/agos trace --model resnet18 --batch-size 16 --image-size 224 --out $(DEMO_OUT)/resnet18-trace
+	$(BIN)/agos sparsity $(DEMO_OUT)/resnet18-trace --json $(DEMO_OUT)/sparsity.json \
+		--csv $(DEMO_OUT)/sparsity.csv --plot $(DEMO_OUT)/sparsity.png
+	@echo "demo written to $(DEMO_OUT)/"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m ""
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/capture.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info

@@ -1,0 +1,3 @@
+from agos.cli import run
+
+run()

@@ -1,0 +1,42 @@
+"""Bit-packed boolean masks: 1 bit per element, numpy's packbits (big-endian bit order)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class PackedMask:
+    shape: tuple[int, ...]
+    bits: np.ndarray  # uint8, ceil(numel / 8) bytes
+    count: int  # number of True elements
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def true_fraction(self) -> float:
+        return self.count / self.numel if self.numel else 0.0
+
+    def unpack(self) -> np.ndarray:
+        return np.unpackbits(self.bits, count=self.numel).reshape(self.shape).astype(bool)
+
+    def tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.from_numpy(self.unpack()).to(device)
+
+
+def packed_nbytes(numel: int) -> int:
+    return (numel + 7) // 8
+
+
+def pack(mask: torch.Tensor) -> PackedMask:
+    """Pack a bool tensor (any device); the count is taken before packing."""
+    flat = mask.detach().reshape(-1)
+    count = int(flat.sum())
+    bits = np.packbits(flat.cpu().numpy())
+    return PackedMask(shape=tuple(mask.shape), bits=bits, count=count)

@@ -1,0 +1,259 @@
+"""Run one real training step and record, for every Conv2d/Linear call, the masks of its three
+passes: X ≠ 0, dY ≠ 0 (as autograd computed it) and the needed-dX mask (DESIGN.md §2).
+
+The step runs through a torch.fx Interpreter over the model's own modules, so its arithmetic is
+the model's, op for op; the recorder only reads tensors and hooks the backward nodes of layer
+outputs. Models that torch.fx cannot trace fall back to module hooks, with conservative dX masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx, nn
+
+from agos.capture.bits import PackedMask, pack
+from agos.capture.graph import LAYER_TYPES, GraphPlan, LayerSite, build_plan, trace
+from agos.capture.rules import Band, OpKind, tensor_inputs
+from agos.inputs.training import loss_of, step_rng
+from agos.workload.layer import LayerGeometry, geometry_of
+
+
+@dataclass
+class LayerCapture:
+    """Everything one layer call left behind in one training step."""
+
+    name: str
+    geometry: LayerGeometry
+    x_producer: str
+    y_consumer: str
+    needs_bwd_data: bool  # False when X does not require grad (the first layer): no BWD-D at all
+    x_nonzero: PackedMask
+    dx_needed: PackedMask | None  # None: every element of dX is needed (see dx_reason)
+    dx_reason: str | None
+    w_nonzero: int
+    w_numel: int
+    dy_nonzero: PackedMask | None = None
+    correlation: dict[str, int] | None = None  # activation-zero vs dY-zero contingency counts
+    _act_inactive: PackedMask | None = field(default=None, repr=False)
+
+
+@dataclass
+class CaptureResult:
+    layers: list[LayerCapture]
+    loss: float
+    graph: str  # "torch.fx" or the reason tracing failed
+    skipped: list[str]
+
+
+@dataclass
+class _State:
+    """Needed-mask of one graph value: a bool tensor (or tuple of them), or None for all-needed."""
+
+    mask: object | None
+    band: Band | None = None
+    reason: str | None = None
+
+
+def _conservative(reason: str) -> _State:
+    return _State(mask=None, reason=reason)
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, plan: GraphPlan, layers: list[LayerCapture]):
+        super().__init__(plan.gm, garbage_collect_values=True)
+        self.plan = plan
+        self.layers = layers
+        self.states: dict[fx.Node, _State] = {}
+        self.captured: dict[fx.Node, LayerCapture] = {}
+        self.x_cache: dict[fx.Node, PackedMask] = {}
+
+    def run_node(self, n: fx.Node):
+        result = super().run_node(n)
+        plan = self.plan
+        if n in plan.tracked:
+            self.states[n] = self._state(n, result)
+        site = plan.sites.get(n)
+        if site is not None:
+            self._record_layer(site, result)
+        for layer_site in plan.act_sites.get(n, ()):
+            band = plan.infos[n].band
+            capture = self.captured.get(layer_site.node)
+            if capture is not None and band is not None:
+                capture._act_inactive = pack(~band(result.detach()))
+        here = plan.order[n]
+        for node in [k for k in self.states if plan.last_use.get(k, -1) <= here]:
+            del self.states[node]
+        return result
+
+    # -- mask rules ---------------------------------------------------------------------------
+    def _apply(self, n: fx.Node, subs: dict[fx.Node, object]):
+        """Re-run node `n`'s op with masks in place of some of its tensor inputs."""
+        args = fx.node.map_arg(n.args, lambda a: subs[a] if a in subs else self.env[a])
+        kwargs = fx.node.map_arg(n.kwargs, lambda a: subs[a] if a in subs else self.env[a])
+        if n.op == "call_module":
+            return self.fetch_attr(n.target)(*args, **kwargs)
+        if n.op == "call_method":
+            obj, *rest = args
+            return getattr(obj, n.target)(*rest, **kwargs)
+        return n.target(*args, **kwargs)
+
+    def _state(self, n: fx.Node, value) -> _State:
+        info = self.plan.infos[n]
+        if info.kind == OpKind.INPUT:
+            return _conservative("network input")
+        if info.kind == OpKind.OTHER:
+            return _conservative(f"input produced by {info.label}")
+        if info.kind == OpKind.BAND:
+            return _State(mask=info.band(value.detach()), band=info.band)
+        inputs = tensor_inputs(n, info)
+        states = [self.states[i] for i in inputs]
+        if info.kind == OpKind.CAT:
+            if all(s.mask is None for s in states):
+                return _conservative(states[0].reason or "input produced by cat")
+            parts = {
+                i: s.mask if s.mask is not None else torch.ones_like(self.env[i], dtype=torch.bool)
+                for i, s in zip(inputs, states, strict=True)
+            }
+            bands = {s.band for s in states}
+            band = bands.pop() if len(bands) == 1 else None
+            return _State(mask=self._apply(n, parts), band=band)
+        (source,), (state,) = inputs, states
+        if state.mask is None:
+            return state
+        if info.kind == OpKind.SHAPE:
+            return _State(mask=self._apply(n, {source: state.mask}), band=state.band)
+        if info.kind == OpKind.DROPOUT:
+            if not info.dropout_active:
+                return state
+            if info.inplace:  # the input was overwritten: carry its mask as it was
+                return _State(mask=state.mask)
+            x = self.env[source].detach()
+            dropped = (value.detach() == 0) & (x != 0)
+            return _State(mask=state.mask & ~dropped)
+        if info.kind == OpKind.MAXPOOL:
+            if state.band is None:
+                return _conservative(f"{info.label} of a tensor whose mask is not set by its values")
+            return _State(mask=state.band(value.detach()), band=state.band)
+        # AVGPOOL: an output needs its gradient if any element of its window does.
+        pooled = self._apply(n, {source: state.mask.to(value.dtype)})
+        return _State(mask=pooled > 0)
+
+    # -- layers -------------------------------------------------------------------------------
+    def _record_layer(self, site: LayerSite, y: torch.Tensor) -> None:
+        x = self.env[site.input_node]
+        module = site.module
+        geometry = geometry_of(module, x, y, site.name)
+        state = self.states[site.input_node]
+        needs_bwd_data = bool(x.requires_grad)
+        if not needs_bwd_data:
+            dx_needed, reason = None, "network input: no data gradient is computed"
+        elif site.mutated_by is not None:
+            dx_needed, reason = None, f"input mutated in place by {site.mutated_by}"
+        elif state.mask is None:
+            dx_needed, reason = None, state.reason
+        else:
+            dx_needed, reason = pack(state.mask), None
+        if site.input_node not in self.x_cache:
+            self.x_cache[site.input_node] = pack(x.detach() != 0)
+        weight = module.weight.detach()
+        capture = LayerCapture(
+            name=site.name,
+            geometry=geometry,
+            x_producer=site.x_producer,
+            y_consumer=site.y_consumer,
+            needs_bwd_data=needs_bwd_data,
+            x_nonzero=self.x_cache[site.input_node],
+            dx_needed=dx_needed,
+            dx_reason=reason,
+            w_nonzero=int((weight != 0).sum()),
+            w_numel=weight.numel(),
+        )
+        self.layers.append(capture)
+        self.captured[site.node] = capture
+        _hook_dy(capture, y)
+
+
+def _hook_dy(capture: LayerCapture, y: torch.Tensor) -> None:
+    """Read dY at the backward node that produced Y: immune to later in-place ops on Y."""
+    if y.grad_fn is None:
+        return
+
+    def prehook(grad_outputs):
+        dy = grad_outputs[0]
+        if dy is None:
+            return None
+        nonzero = dy != 0
+        capture.dy_nonzero = pack(nonzero)
+        if capture._act_inactive is not None and capture._act_inactive.shape == tuple(dy.shape):
+            inactive = capture._act_inactive.tensor(dy.device)
+            capture.correlation = {
+                "act_zero_dy_zero": int((inactive & ~nonzero).sum()),
+                "act_zero_dy_nonzero": int((inactive & nonzero).sum()),
+                "act_nonzero_dy_zero": int((~inactive & ~nonzero).sum()),
+                "act_nonzero_dy_nonzero": int((~inactive & nonzero).sum()),
+            }
+        capture._act_inactive = None
+        return None
+
+    y.grad_fn.register_prehook(prehook)
+
+
+def _capture_with_hooks(model: nn.Module, images, reason: str, layers: list[LayerCapture]):
+    """Fallback for graphs torch.fx cannot trace: masks from module hooks, dX all needed."""
+    names = {m: name for name, m in model.named_modules()}
+    calls: dict[str, int] = {}
+
+    def forward_hook(module, inputs, output):
+        base = names[module]
+        calls[base] = calls.get(base, 0) + 1
+        name = base if calls[base] == 1 else f"{base}#{calls[base]}"
+        x = inputs[0]
+        weight = module.weight.detach()
+        needs = bool(x.requires_grad)
+        capture = LayerCapture(
+            name=name,
+            geometry=geometry_of(module, x, output, name),
+            x_producer="unknown (graph not traced)",
+            y_consumer="unknown (graph not traced)",
+            needs_bwd_data=needs,
+            x_nonzero=pack(x.detach() != 0),
+            dx_needed=None,
+            dx_reason=reason if needs else "network input: no data gradient is computed",
+            w_nonzero=int((weight != 0).sum()),
+            w_numel=weight.numel(),
+        )
+        layers.append(capture)
+        _hook_dy(capture, output)
+
+    handles = [m.register_forward_hook(forward_hook) for m in model.modules() if isinstance(m, LAYER_TYPES)]
+    try:
+        return model(images)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def capture_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int) -> CaptureResult:
+    """One instrumented training step; gradients land in `.grad` exactly as a plain step's would."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    layers: list[LayerCapture] = []
+    try:
+        plan = build_plan(trace(model))
+        graph, skipped = "torch.fx", plan.skipped
+    except Exception as exc:  # untraceable user models: data-dependent control flow and the like
+        plan = None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        graph, skipped = f"not traceable by torch.fx ({first})", []
+    with step_rng(seed, images.device):
+        if plan is not None:
+            output = _Recorder(plan, layers).run(images)
+        else:
+            output = _capture_with_hooks(model, images, f"model graph {graph}", layers)
+        loss = loss_of(output, labels)
+        loss.backward()
+    for layer in layers:
+        layer._act_inactive = None
+    return CaptureResult(layers=layers, loss=float(loss.detach()), graph=graph, skipped=skipped)

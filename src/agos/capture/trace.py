@@ -1,0 +1,303 @@
+"""The trace store: a directory with `manifest.json` (provenance, geometry, mask index) and
+`masks.bin` (bit-packed masks, identical masks stored once). Written atomically; validated on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from agos.capture.bits import PackedMask, packed_nbytes
+from agos.capture.recorder import LayerCapture
+from agos.errors import AgosError
+from agos.workload.layer import LayerGeometry
+
+FORMAT = "agos-trace"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+MASKS = "masks.bin"
+MASK_NAMES = ("x_nonzero", "dy_nonzero", "dx_needed")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MaskRef(_Strict):
+    offset: int
+    nbytes: int
+    shape: list[int]
+    count: int
+
+    @model_validator(mode="after")
+    def _sizes(self) -> MaskRef:
+        numel = int(np.prod(self.shape)) if self.shape else 1
+        if self.offset < 0 or self.nbytes != packed_nbytes(numel):
+            raise ValueError(f"{self.nbytes} bytes cannot hold a mask of shape {self.shape}")
+        if not 0 <= self.count <= numel:
+            raise ValueError(f"count {self.count} outside [0, {numel}]")
+        return self
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape))
+
+
+class Correlation(_Strict):
+    act_zero_dy_zero: int
+    act_zero_dy_nonzero: int
+    act_nonzero_dy_zero: int
+    act_nonzero_dy_nonzero: int
+
+
+class LayerRecord(_Strict):
+    name: str
+    geometry: LayerGeometry
+    macs: int
+    x_producer: str
+    y_consumer: str
+    needs_bwd_data: bool
+    x_nonzero: MaskRef
+    dy_nonzero: MaskRef | None
+    dx_needed: MaskRef | None
+    dx_reason: str | None
+    w_nonzero: int
+    w_numel: int
+    correlation: Correlation | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LayerRecord:
+        g = self.geometry
+        x_numel, y_numel = g.n * g.c * g.h * g.w, g.n * g.k * g.p * g.q
+        for label, ref, numel in (
+            ("x_nonzero", self.x_nonzero, x_numel),
+            ("dx_needed", self.dx_needed, x_numel),
+            ("dy_nonzero", self.dy_nonzero, y_numel),
+        ):
+            if ref is not None and ref.numel != numel:
+                raise ValueError(f"{label} has {ref.numel} elements, the geometry says {numel}")
+        if self.dx_needed is None and not self.dx_reason:
+            raise ValueError("a layer without a dX mask must say why")
+        if self.macs != g.macs:
+            raise ValueError(f"macs {self.macs} disagree with the geometry ({g.macs})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return self.geometry.kind
+
+
+class Manifest(_Strict):
+    format: Literal["agos-trace"]
+    schema_version: int
+    agos_version: str
+    created: str
+    provenance: dict  # model, weights, data, batch, image size, seed, warm-up, device, versions
+    loss: float
+    graph: str
+    skipped_layers: list[str]
+    masks_bytes: int
+    masks_sha256: str
+    mask_elements: int  # total elements over all mask references (before deduplication)
+    layers: list[LayerRecord]
+
+
+class Trace:
+    """A loaded, validated trace; masks are read lazily from a memory map."""
+
+    def __init__(self, path: Path, manifest: Manifest, blob: np.ndarray):
+        self.path = path
+        self.manifest = manifest
+        self._blob = blob
+
+    @property
+    def layers(self) -> list[LayerRecord]:
+        return self.manifest.layers
+
+    @property
+    def provenance(self) -> dict:
+        return self.manifest.provenance
+
+    def layer(self, name: str) -> LayerRecord:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def mask(self, layer: LayerRecord, which: str) -> PackedMask | None:
+        ref: MaskRef | None = getattr(layer, which)
+        if ref is None:
+            return None
+        bits = np.asarray(self._blob[ref.offset : ref.offset + ref.nbytes])
+        return PackedMask(shape=tuple(ref.shape), bits=bits, count=ref.count)
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def _fsync_write(path: Path, data: bytes | None = None, chunks=None) -> None:
+    with open(path, "wb") as f:
+        if data is not None:
+            f.write(data)
+        for chunk in chunks or ():
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _is_trace_dir(path: Path) -> bool:
+    try:
+        return json.loads((path / MANIFEST).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write_trace(
+    out: Path,
+    layers: list[LayerCapture],
+    provenance: dict,
+    loss: float,
+    graph: str,
+    skipped: list[str],
+    agos_version: str,
+    created: str,
+) -> Manifest:
+    """Write atomically: build in a sibling temporary directory, then swap it into place."""
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or _is_trace_dir(out))):
+        raise AgosError(f"{out} exists and is not an agos trace; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    blobs: list[np.ndarray] = []
+    index: dict[bytes, int] = {}
+    offset = 0
+    mask_elements = 0
+
+    def ref(mask: PackedMask | None) -> dict | None:
+        nonlocal offset, mask_elements
+        if mask is None:
+            return None
+        mask_elements += mask.numel
+        key = hashlib.blake2b(mask.bits.tobytes(), digest_size=20).digest() + str(mask.shape).encode()
+        if key not in index:
+            index[key] = offset
+            blobs.append(mask.bits)
+            offset += mask.bits.nbytes
+        return {
+            "offset": index[key],
+            "nbytes": int(mask.bits.nbytes),
+            "shape": list(mask.shape),
+            "count": mask.count,
+        }
+
+    records = []
+    for layer in layers:
+        records.append(
+            {
+                "name": layer.name,
+                "geometry": layer.geometry,
+                "macs": layer.geometry.macs,
+                "x_producer": layer.x_producer,
+                "y_consumer": layer.y_consumer,
+                "needs_bwd_data": layer.needs_bwd_data,
+                "x_nonzero": ref(layer.x_nonzero),
+                "dy_nonzero": ref(layer.dy_nonzero),
+                "dx_needed": ref(layer.dx_needed),
+                "dx_reason": layer.dx_reason,
+                "w_nonzero": layer.w_nonzero,
+                "w_numel": layer.w_numel,
+                "correlation": layer.correlation,
+            }
+        )
+    digest = hashlib.sha256()
+    for b in blobs:
+        digest.update(memoryview(b))
+    manifest = Manifest(
+        format=FORMAT,
+        schema_version=SCHEMA_VERSION,
+        agos_version=agos_version,
+        created=created,
+        provenance=provenance,
+        loss=loss,
+        graph=graph,
+        skipped_layers=skipped,
+        masks_bytes=offset,
+        masks_sha256=digest.hexdigest(),
+        mask_elements=mask_elements,
+        layers=records,
+    )
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        _fsync_write(tmp / MASKS, chunks=(memoryview(b) for b in blobs))
+        _fsync_write(tmp / MANIFEST, manifest.model_dump_json(indent=1).encode())
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rename(out, old / "trace")
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def load_trace(path: Path | str, verify: bool = True) -> Trace:
+    """Load and validate; every problem becomes one AgosError line naming the file."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise AgosError(f"trace {path} does not exist or is not a directory")
+    if not manifest_path.is_file():
+        raise AgosError(f"{path} is not an agos trace (no {MANIFEST})")
+    try:
+        raw = json.loads(manifest_path.read_text())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise AgosError(f"{manifest_path} is not valid JSON (truncated or corrupt): {exc}") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise AgosError(f"{manifest_path} is not an agos trace manifest")
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise AgosError(
+            f"{manifest_path} has schema version {raw.get('schema_version')}; this agos reads "
+            f"version {SCHEMA_VERSION}: capture the trace again"
+        )
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise AgosError(f"{manifest_path} is invalid at {where}: {first['msg']}") from None
+    masks_path = path / MASKS
+    if not masks_path.is_file():
+        raise AgosError(f"trace {path} has no {MASKS}")
+    size = masks_path.stat().st_size
+    if size != manifest.masks_bytes:
+        raise AgosError(
+            f"{masks_path} has {size} bytes, the manifest says {manifest.masks_bytes} (truncated or corrupt)"
+        )
+    for layer in manifest.layers:
+        for which in MASK_NAMES:
+            ref = getattr(layer, which)
+            if ref is not None and ref.offset + ref.nbytes > size:
+                raise AgosError(f"{masks_path}: mask {which} of {layer.name} lies beyond the end of the file")
+    blob = np.memmap(masks_path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+    if verify:
+        digest = hashlib.sha256()
+        step = 1 << 26
+        for start in range(0, size, step):
+            digest.update(memoryview(np.ascontiguousarray(blob[start : start + step])))
+        if digest.hexdigest() != manifest.masks_sha256:
+            raise AgosError(f"{masks_path} does not match its checksum (corrupt)")
+    return Trace(path, manifest, blob)

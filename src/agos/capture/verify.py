@@ -1,0 +1,84 @@
+"""Show that a capture's dX masks are sound: rerun the step with every layer's dX zeroed outside
+its mask and compare the parameter gradients with autograd's (DESIGN.md §2, "Soundness")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from agos.capture.graph import LAYER_TYPES
+from agos.capture.recorder import CaptureResult
+from agos.inputs.training import loss_of, step_rng
+
+
+class _ZeroGradOutside(torch.autograd.Function):
+    """Identity forward; backward keeps the incoming gradient only where `needed` is True."""
+
+    @staticmethod
+    def forward(ctx, x, needed):
+        ctx.save_for_backward(needed)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (needed,) = ctx.saved_tensors
+        return torch.where(needed, grad, torch.zeros((), dtype=grad.dtype, device=grad.device)), None
+
+
+@dataclass
+class GradientComparison:
+    identical: bool
+    max_abs_diff: float
+    differing: list[str]  # parameter names whose gradients are not bit-identical
+    masked_fraction: float  # of all dX elements across layers, the share zeroed
+
+
+def masked_step_gradients(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, capture: CaptureResult
+) -> tuple[dict[str, torch.Tensor], float]:
+    """Gradients of a step where each layer's own dX is zeroed outside its captured mask."""
+    masks = {layer.name: layer.dx_needed for layer in capture.layers}
+    names = {m: n for n, m in model.named_modules()}
+    calls: dict[str, int] = {}
+    zeroed = [0, 0]
+
+    def pre_hook(module, inputs):
+        base = names[module]
+        calls[base] = calls.get(base, 0) + 1
+        name = base if calls[base] == 1 else f"{base}#{calls[base]}"
+        packed = masks.get(name)
+        x = inputs[0]
+        if packed is None or not x.requires_grad:
+            return None
+        needed = packed.tensor(x.device).reshape(x.shape)
+        zeroed[0] += needed.numel() - packed.count
+        zeroed[1] += needed.numel()
+        return (_ZeroGradOutside.apply(x, needed), *inputs[1:])
+
+    handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules() if isinstance(m, LAYER_TYPES)]
+    model.train()
+    model.zero_grad(set_to_none=True)
+    try:
+        with step_rng(seed, images.device):
+            loss_of(model(images), labels).backward()
+    finally:
+        for h in handles:
+            h.remove()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return grads, (zeroed[0] / zeroed[1] if zeroed[1] else 0.0)
+
+
+def compare_gradients(
+    reference: dict[str, torch.Tensor], other: dict[str, torch.Tensor]
+) -> tuple[bool, float, list[str]]:
+    differing, worst = [], 0.0
+    for name, ref in reference.items():
+        got = other.get(name)
+        if got is None or got.shape != ref.shape or not torch.equal(got, ref):
+            differing.append(name)
+            if got is not None and got.shape == ref.shape:
+                worst = max(worst, float((got - ref).abs().max()))
+    differing += [n for n in other if n not in reference]
+    return not differing, worst, differing

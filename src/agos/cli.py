@@ -1,0 +1,149 @@
+"""The `agos` command line. Every user error is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.exceptions import Abort, Exit, TyperException
+
+from agos.errors import AgosError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="agos: capture, prove and simulate activation-based gradient sparsity in CNN training.",
+)
+
+ModelOpt = Annotated[str, typer.Option("--model", help="torchvision classifier name, or pkg.module:factory")]
+WeightsOpt = Annotated[
+    str, typer.Option("--weights", help="init | imagenet (local hub cache) | PATH to a state_dict")
+]
+DataOpt = Annotated[str, typer.Option("--data", help="samples | synthetic | imagefolder:PATH")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="images per training step")]
+SizeOpt = Annotated[int, typer.Option("--image-size", help="square crop size in pixels")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="seed for init, data order, crops and dropout")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu | cuda | auto (cuda when available)")]
+StepsOpt = Annotated[int, typer.Option("--train-steps", help="SGD warm-up steps before the captured step")]
+LrOpt = Annotated[float, typer.Option("--lr", help="warm-up learning rate")]
+MomentumOpt = Annotated[float, typer.Option("--momentum", help="warm-up SGD momentum")]
+WdOpt = Annotated[float, typer.Option("--weight-decay", help="warm-up weight decay")]
+
+
+def _run_options(model, weights, data, batch_size, image_size, seed, device, train_steps, lr, momentum, wd):
+    from agos.inputs.session import RunOptions
+    from agos.inputs.training import WarmUp
+
+    return RunOptions(
+        model=model,
+        weights=weights,
+        data=data,
+        batch_size=batch_size,
+        image_size=image_size,
+        seed=seed,
+        device=device,
+        warm_up=WarmUp(steps=train_steps, lr=lr, momentum=momentum, weight_decay=wd),
+    )
+
+
+@app.command()
+def trace(
+    out: Annotated[Path, typer.Option("--out", help="trace directory to write")],
+    model: ModelOpt = "resnet18",
+    weights: WeightsOpt = "init",
+    data: DataOpt = "samples",
+    batch_size: BatchOpt = 32,
+    image_size: SizeOpt = 224,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    train_steps: StepsOpt = 0,
+    lr: LrOpt = 0.01,
+    momentum: MomentumOpt = 0.9,
+    weight_decay: WdOpt = 1e-4,
+    save_weights: Annotated[
+        str | None, typer.Option("--save-weights", help="keep the warmed-up weights here")
+    ] = None,
+) -> None:
+    """Capture the masks of one real training step into a trace directory."""
+    from agos.capture.pipeline import capture_trace
+
+    options = _run_options(
+        model, weights, data, batch_size, image_size, seed, device, train_steps, lr, momentum, weight_decay
+    )
+    manifest = capture_trace(options, out, save_weights)
+    typer.echo(
+        f"wrote {out}: {len(manifest.layers)} layers, loss {manifest.loss:.4f}, "
+        f"{manifest.masks_bytes / 2**20:.1f} MiB of masks "
+        f"({8 * manifest.masks_bytes / max(1, manifest.mask_elements):.3f} bits per mask element)"
+    )
+
+
+@app.command()
+def sparsity(
+    trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the summary as JSON")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="write per-layer rows as CSV")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
+) -> None:
+    """Per-layer sparsity of a trace: X, dY, skippable dX, and the forward/backward correlation."""
+    from agos.capture.trace import load_trace
+    from agos.report import sparsity as report
+
+    summary = report.summarise(load_trace(trace_dir))
+    report.print_table(summary)
+    if json_out:
+        report.write_json(summary, json_out)
+    if csv_out:
+        report.write_csv(summary, csv_out)
+    if plot_out:
+        report.plot(summary, plot_out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one line on stderr for every user error, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(
+            args=argv if argv is not None else sys.argv[1:], prog_name="agos", standalone_mode=False
+        )
+        return result if isinstance(result, int) else 0
+    except AgosError as exc:
+        print(f"agos: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Abort:
+        print("agos: aborted", file=sys.stderr)
+        return 130
+    except Exit as exc:
+        return exc.exit_code
+    except TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(command.get_help(typer.Context(command, info_name="agos")), file=sys.stderr)
+            return 2
+        print(f"agos: error: {exc.format_message()}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2) or 2
+    except KeyboardInterrupt:
+        print("agos: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("AGOS_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(
+            f"agos: internal error: {type(exc).__name__}: {first} (AGOS_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Where a training step's ingredients come from: model, weights, data."""

@@ -1,0 +1,84 @@
+"""Resolve `--model` to a constructor: a torchvision classifier by name or a user factory."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torchvision.models as tvm
+from torch import nn
+
+from agos.errors import AgosError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What `--model` named, and how to build it again."""
+
+    name: str
+    origin: str  # "torchvision" or "user"
+    build: Callable[[], nn.Module]
+
+
+def torchvision_names() -> list[str]:
+    return sorted(tvm.list_models(module=tvm))
+
+
+def _build_torchvision(name: str) -> nn.Module:
+    with warnings.catch_warnings():
+        # inception_v3 / googlenet warn that init_weights will change default; irrelevant here.
+        warnings.simplefilter("ignore")
+        return tvm.get_model(name, weights=None)
+
+
+def _build_user(ref: str) -> nn.Module:
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure is the user's module's problem
+        raise AgosError(f"cannot import model module '{module_name}': {exc}") from None
+    target = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise AgosError(f"module '{module_name}' has no attribute '{attr}'")
+        target = getattr(target, part)
+    if isinstance(target, nn.Module):
+        return target
+    if not callable(target):
+        raise AgosError(f"'{ref}' is neither an nn.Module nor a callable returning one")
+    try:
+        model = target()
+    except Exception as exc:
+        raise AgosError(f"calling '{ref}()' failed: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise AgosError(f"'{ref}()' returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def resolve_model(ref: str) -> ModelSpec:
+    """`resnet50` → torchvision; `pkg.mod:factory` → the user's factory, called with no args."""
+    if ":" in ref:
+        module_name, _, attr = ref.partition(":")
+        if not module_name or not attr:
+            raise AgosError(f"model reference '{ref}' must look like 'package.module:factory'")
+        return ModelSpec(name=ref, origin="user", build=lambda: _build_user(ref))
+    names = torchvision_names()
+    if ref not in names:
+        close = difflib.get_close_matches(ref, names, n=4, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise AgosError(
+            f"unknown model '{ref}'{hint} (any torchvision classification model, "
+            f"or 'package.module:factory' for your own)"
+        )
+    return ModelSpec(name=ref, origin="torchvision", build=lambda: _build_torchvision(ref))
+
+
+def build_model(spec: ModelSpec, seed: int) -> nn.Module:
+    """Build with a seeded default initialisation, without touching the caller's RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return spec.build()

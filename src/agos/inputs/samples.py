@@ -1,0 +1,48 @@
+"""The real photographs that ship inside scikit-image and scikit-learn: agos's embedded data.
+
+Each carries the ImageNet class it shows best, so that warm-up training has a real target.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+
+# (name, loader, ImageNet-1k class index, class name)
+_SAMPLES: list[tuple[str, str, int, str]] = [
+    ("astronaut", "skimage:astronaut", 834, "suit"),
+    ("chelsea", "skimage:chelsea", 281, "tabby"),
+    ("coffee", "skimage:coffee", 967, "espresso"),
+    ("rocket", "skimage:rocket", 657, "missile"),
+    ("motorcycle", "skimage:stereo_motorcycle", 670, "motor scooter"),
+    ("camera", "skimage:camera", 759, "reflex camera"),
+    ("china", "sklearn:china.jpg", 698, "palace"),
+    ("flower", "sklearn:flower.jpg", 985, "daisy"),
+]
+
+
+def _load(loader: str) -> np.ndarray:
+    lib, _, name = loader.partition(":")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if lib == "skimage":
+            import skimage.data
+
+            image = getattr(skimage.data, name)()
+            if isinstance(image, tuple):  # stereo pair: take the left view
+                image = image[0]
+        else:
+            from sklearn.datasets import load_sample_image
+
+            image = load_sample_image(name)
+    if image.ndim == 2:  # the grey photograph: replicate to RGB
+        image = np.stack([image] * 3, axis=-1)
+    return np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+
+
+@functools.cache
+def sample_images() -> tuple[tuple[str, np.ndarray, int, str], ...]:
+    """(name, HxWx3 uint8, ImageNet class, class name) for every embedded photograph."""
+    return tuple((name, _load(loader), idx, cls) for name, loader, idx, cls in _SAMPLES)

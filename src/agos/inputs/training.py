@@ -1,0 +1,77 @@
+"""One training step, the way every agos command runs it (loss, RNG, optional warm-up)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# GoogLeNet's paper weights each auxiliary classifier's loss by 0.3; agos uses that for every
+# model whose training-mode output carries auxiliary logits (googlenet, inception_v3).
+AUX_LOSS_WEIGHT = 0.3
+
+
+def split_outputs(output) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Main logits and auxiliary logits of a classifier's training-mode output."""
+    if isinstance(output, torch.Tensor):
+        return output, []
+    if isinstance(output, dict):
+        main = output.get("logits", output.get("out"))
+        aux = [v for k, v in output.items() if k not in ("logits", "out") and isinstance(v, torch.Tensor)]
+        return main, aux
+    if isinstance(output, tuple | list):  # namedtuples: (logits, aux…)
+        tensors = [t for t in output if isinstance(t, torch.Tensor)]
+        return tensors[0], tensors[1:]
+    raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
+
+
+def loss_of(output, labels: torch.Tensor) -> torch.Tensor:
+    main, aux = split_outputs(output)
+    loss = F.cross_entropy(main, labels)
+    for logits in aux:
+        loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(logits, labels)
+    return loss
+
+
+@contextlib.contextmanager
+def step_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Replay the same random numbers (dropout) in every run of a step, leave the caller's RNG alone."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def plain_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """Forward, loss, backward with nothing attached; gradients land in `.grad`."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    with step_rng(seed, images.device):
+        loss = loss_of(model(images), labels)
+        loss.backward()
+    return loss.detach()
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    steps: int = 0
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+
+
+def num_classes_of(model: nn.Module, image_size: int, device: torch.device) -> int:
+    """Run one image through the model in eval mode to learn its output width."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, 3, image_size, image_size, device=device))
+    finally:
+        model.train(was_training)
+    main, _ = split_outputs(out)
+    return int(main.shape[-1])

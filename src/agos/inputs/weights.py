@@ -1,0 +1,128 @@
+"""Resolve `--weights`: seeded init, a state_dict file, or torchvision's ImageNet weights offline."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torchvision.models as tvm
+from torch import nn
+
+from agos.errors import AgosError
+from agos.inputs.models import ModelSpec, build_model
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    source: str  # "init", "imagenet" or a file path
+    sha256: str  # of the state_dict actually loaded (tensor bytes in key order)
+    file: str | None = None
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        t = tensor.detach().cpu().contiguous()
+        digest.update(str(t.dtype).encode())
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def imagenet_weights_file(name: str) -> tuple[object, Path]:
+    """The torchvision default weights enum entry and where the hub cache keeps its file."""
+    try:
+        weights = tvm.get_model_weights(name).DEFAULT
+    except Exception:
+        raise AgosError(f"torchvision has no ImageNet weights for '{name}'") from None
+    filename = os.path.basename(urlparse(weights.url).path)
+    return weights, Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _load_imagenet(spec: ModelSpec) -> nn.Module:
+    if spec.origin != "torchvision":
+        raise AgosError("--weights imagenet needs a torchvision model name; give a file instead")
+    weights, path = imagenet_weights_file(spec.name)
+    if not path.is_file():
+        raise AgosError(
+            f"ImageNet weights for {spec.name} are not in the local torch hub cache: "
+            f"put {path.name} (from {weights.url}) at {path}; agos never downloads"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tvm.get_model(spec.name, weights=weights)
+    except Exception as exc:
+        raise AgosError(f"cannot load ImageNet weights from {path}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise AgosError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        raise AgosError(f"weights file {path} is not a readable PyTorch file: {_one_line(exc)}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise AgosError(f"weights file {path} does not hold a state_dict (a mapping of tensors)")
+    if obj and all(k.startswith("module.") for k in obj):  # saved from DataParallel
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj
+
+
+def _check_compatible(path: Path, model_name: str, model: nn.Module, state: dict) -> None:
+    own = model.state_dict()
+    optional = {k for k in own if k.endswith("num_batches_tracked")}
+    missing = [k for k in own if k not in state and k not in optional]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    def listed(items: list[str], sep: str = ", ") -> str:
+        return sep.join(items[:3]) + (f"{sep}…" if len(items) > 3 else "")
+
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s) ({listed(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s) ({listed(unexpected)})")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatch(es) ({listed(wrong, '; ')})")
+    if problems:
+        raise AgosError(f"weights file {path} does not match {model_name}: {'; '.join(problems)}")
+
+
+def load_model_with_weights(spec: ModelSpec, weights: str, seed: int) -> tuple[nn.Module, WeightsInfo]:
+    """Build the model and put the requested weights in it."""
+    if weights == "init":
+        model = build_model(spec, seed)
+        return model, WeightsInfo(source="init", sha256=state_dict_sha256(model))
+    if weights == "imagenet":
+        model = _load_imagenet(spec)
+        _, path = imagenet_weights_file(spec.name)
+        return model, WeightsInfo(source="imagenet", sha256=state_dict_sha256(model), file=str(path))
+    path = Path(weights).expanduser()
+    state = _read_state_dict(path)
+    model = build_model(spec, seed)
+    _check_compatible(path, spec.name, model, state)
+    model.load_state_dict(state, strict=False)
+    return model, WeightsInfo(source=str(path), sha256=state_dict_sha256(model), file=str(path.resolve()))

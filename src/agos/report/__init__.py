@@ -1,0 +1,1 @@
+"""Tables, JSON/CSV and plots; every figure carries its provenance."""

@@ -1,0 +1,133 @@
+"""The geometry of a Conv2d or Linear layer, and its dense work per pass.
+
+A Linear layer is the 1×1 case: its rows (the product of all leading input dims) are the batch.
+Dense work counts valid taps only: a tap that lands in the zero padding is never work, for any
+design, so MACs here are below the textbook N·K·P·Q·C·R·S/g when a layer pads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from agos.errors import AgosError
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    kind: str  # "conv" | "linear"
+    n: int  # batch (rows for a Linear layer)
+    c: int  # input channels
+    h: int
+    w: int
+    k: int  # output channels
+    p: int  # output height
+    q: int  # output width
+    r: int  # kernel height
+    s: int  # kernel width
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)  # top, left (bottom/right follow from the output size)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    bias: bool = False
+
+    @property
+    def c_per_group(self) -> int:
+        return self.c // self.groups
+
+    @property
+    def k_per_group(self) -> int:
+        return self.k // self.groups
+
+    @property
+    def x_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def y_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.k, self.p, self.q)
+
+    @property
+    def w_shape(self) -> tuple[int, int, int, int]:
+        return (self.k, self.c_per_group, self.r, self.s)
+
+    def valid_pairs(self, axis: int) -> int:
+        """How many (output index, kernel index) pairs along one axis land inside the input."""
+        out, size, kernel = (self.p, self.h, self.r) if axis == 0 else (self.q, self.w, self.s)
+        stride, pad, dil = self.stride[axis], self.padding[axis], self.dilation[axis]
+        return sum(1 for o in range(out) for t in range(kernel) if 0 <= o * stride + t * dil - pad < size)
+
+    @property
+    def macs(self) -> int:
+        """Dense MACs of one pass (FWD = BWD-D in scatter form = BWD-W), valid taps only."""
+        return self.n * self.k * self.c_per_group * self.valid_pairs(0) * self.valid_pairs(1)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stride"], d["padding"], d["dilation"] = (list(d[k]) for k in ("stride", "padding", "dilation"))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LayerGeometry:
+        d = dict(d)
+        for key in ("stride", "padding", "dilation"):
+            d[key] = tuple(d[key])
+        return cls(**d)
+
+
+def _conv_padding(module: nn.Conv2d) -> tuple[int, int]:
+    if isinstance(module.padding, str):
+        if module.padding == "valid":
+            return (0, 0)
+        # 'same': PyTorch puts the smaller half of the total padding on top/left.
+        return tuple(  # type: ignore[return-value]
+            module.dilation[i] * (module.kernel_size[i] - 1) // 2 for i in range(2)
+        )
+    return (int(module.padding[0]), int(module.padding[1]))
+
+
+def geometry_of(module: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str) -> LayerGeometry:
+    """Geometry from the module and the tensors of one real call."""
+    if isinstance(module, nn.Conv2d):
+        if module.padding_mode != "zeros":
+            raise AgosError(f"layer {name} pads with '{module.padding_mode}'; agos models zero padding only")
+        if x.dim() != 4:
+            raise AgosError(f"layer {name} got a {x.dim()}-D input; agos expects batched 4-D conv inputs")
+        n, c, h, w = x.shape
+        _, k, p, q = y.shape
+        return LayerGeometry(
+            kind="conv",
+            n=n,
+            c=c,
+            h=h,
+            w=w,
+            k=k,
+            p=p,
+            q=q,
+            r=module.kernel_size[0],
+            s=module.kernel_size[1],
+            stride=(module.stride[0], module.stride[1]),
+            padding=_conv_padding(module),
+            dilation=(module.dilation[0], module.dilation[1]),
+            groups=module.groups,
+            bias=module.bias is not None,
+        )
+    if isinstance(module, nn.Linear):
+        rows = math.prod(x.shape[:-1]) if x.dim() > 1 else 1
+        return LayerGeometry(
+            kind="linear",
+            n=rows,
+            c=module.in_features,
+            h=1,
+            w=1,
+            k=module.out_features,
+            p=1,
+            q=1,
+            r=1,
+            s=1,
+            bias=module.bias is not None,
+        )
+    raise TypeError(f"not a Conv2d or Linear layer: {type(module).__name__}")

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import torch
+
+from agos.inputs.data import BatchSource, DataSpec
+from agos.inputs.models import build_model, resolve_model
+from agos.inputs.samples import sample_images
+from agos.inputs.weights import load_model_with_weights
+
+
+def test_embedded_photographs_are_real_rgb_images():
+    images = sample_images()
+    assert len(images) >= 8
+    for name, array, cls, _ in images:
+        assert array.ndim == 3 and array.shape[2] == 3 and array.shape[0] >= 200, name
+        assert 0 <= cls < 1000
+        assert array.std() > 20, f"{name} looks flat"
+
+
+def test_stream_items_do_not_depend_on_batch_size():
+    source = BatchSource(DataSpec("samples"), image_size=32, seed=4, num_classes=1000)
+    a, la = source.batch(1, 4)  # items 4..7
+    b, lb = source.batch(2, 2)  # items 4..5
+    assert torch.equal(a[:2], b) and torch.equal(la[:2], lb)
+    again, _ = BatchSource(DataSpec("samples"), image_size=32, seed=4, num_classes=1000).batch(1, 4)
+    assert torch.equal(a, again)
+    other, _ = BatchSource(DataSpec("samples"), image_size=32, seed=5, num_classes=1000).batch(1, 4)
+    assert not torch.equal(a, other)
+    # ImageNet-normalised: roughly zero-mean, unit-scale
+    assert abs(float(a.mean())) < 1.0 and 0.3 < float(a.std()) < 2.0
+
+
+def test_labels_fit_small_heads_and_synthetic_is_labelled_as_such():
+    source = BatchSource(DataSpec("samples"), image_size=16, seed=0, num_classes=5)
+    _, labels = source.batch(0, 16)
+    assert int(labels.max()) < 5
+    synthetic = BatchSource(DataSpec("synthetic"), image_size=16, seed=0, num_classes=5)
+    images, labels = synthetic.batch(0, 3)
+    assert images.shape == (3, 3, 16, 16) and int(labels.max()) < 5
+    assert synthetic.describe()["source"] == "synthetic"
+
+
+def test_init_weights_are_seeded_and_files_round_trip(tmp_path):
+    spec = resolve_model("resnet18")
+    a, info_a = load_model_with_weights(spec, "init", seed=1)
+    _, info_b = load_model_with_weights(spec, "init", seed=1)
+    _, info_c = load_model_with_weights(spec, "init", seed=2)
+    assert info_a.sha256 == info_b.sha256 != info_c.sha256
+    path = tmp_path / "w.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in a.state_dict().items()}}, path)
+    loaded, info = load_model_with_weights(spec, str(path), seed=99)
+    assert info.sha256 == info_a.sha256
+    assert torch.equal(loaded.fc.weight, a.fc.weight)
+
+
+def test_user_factories_build_modules():
+    model = build_model(resolve_model("tests.models:mixed"), seed=0)
+    assert isinstance(model, torch.nn.Module)
