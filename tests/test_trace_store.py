@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,9 @@ def test_round_trip_and_size(mixed_trace: Path):
         assert key in prov
     assert prov["weights"]["source"] == "init" and len(prov["weights"]["sha256"]) == 64
     assert [layer.name for layer in trace.layers][:2] == ["stem", "a"]
+    assert [a.op for a in m.activations] == ["ReLU", "ReLU", "ReLU", "ReLU6", "ReLU", "ReLU", "ReLU"]
+    assert trace.layer("d").x_acts == ["relu_2", "relu6"] and trace.layer("d").y_act == "relu_3"
+    assert all(0 < a.clamped < math.prod(a.shape) for a in m.activations[:-1])
     layer = trace.layer("b")
     x = trace.mask(layer, "x_nonzero")
     assert x.shape == layer.geometry.x_shape and x.unpack().sum() == x.count
@@ -64,6 +68,12 @@ def test_inconsistent_manifest_is_refused(mixed_trace, tmp_path):
         load_trace(d)
 
 
+def _empty():
+    from agos.capture.recorder import CaptureResult
+
+    return CaptureResult(layers=[], loss=1.0, graph="torch.fx", skipped=[])
+
+
 def test_write_refuses_to_clobber_a_foreign_directory(tmp_path):
     from agos.capture.trace import write_trace
 
@@ -71,7 +81,7 @@ def test_write_refuses_to_clobber_a_foreign_directory(tmp_path):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(AgosError, match="not an agos trace"):
-        write_trace(foreign, [], {}, 0.0, "torch.fx", [], "0", "now")
+        write_trace(foreign, _empty(), {})
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
@@ -79,7 +89,7 @@ def test_rewriting_a_trace_replaces_it_whole(mixed_trace, tmp_path):
     from agos.capture.trace import write_trace
 
     d = _copy(mixed_trace, tmp_path)
-    write_trace(d, [], {"model": "empty"}, 1.0, "torch.fx", [], "0", "now")
+    write_trace(d, _empty(), {"model": "empty"})
     trace = load_trace(d)
     assert trace.layers == [] and trace.provenance["model"] == "empty"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]

@@ -34,9 +34,12 @@ def packed_nbytes(numel: int) -> int:
     return (numel + 7) // 8
 
 
+def popcount(bits: np.ndarray) -> int:
+    """Set bits in a packed array (padding bits are always zero)."""
+    return int(np.bitwise_count(bits).sum(dtype=np.int64))
+
+
 def pack(mask: torch.Tensor) -> PackedMask:
-    """Pack a bool tensor (any device); the count is taken before packing."""
-    flat = mask.detach().reshape(-1)
-    count = int(flat.sum())
-    bits = np.packbits(flat.cpu().numpy())
-    return PackedMask(shape=tuple(mask.shape), bits=bits, count=count)
+    """Pack a bool tensor (any device). Counting the packed bits is far cheaper than a bool sum."""
+    bits = np.packbits(mask.detach().reshape(-1).cpu().numpy())
+    return PackedMask(shape=tuple(mask.shape), bits=bits, count=popcount(bits))

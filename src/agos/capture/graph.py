@@ -27,6 +27,7 @@ class LayerSite:
     x_producer: str
     y_consumer: str
     act_node: fx.Node | None  # the ReLU-like op reached from Y through BN/add only
+    x_acts: list[str]  # graph names of the ReLU-like ops whose outputs reach X through mask-carrying ops
 
     @property
     def input_node(self) -> fx.Node:
@@ -43,6 +44,7 @@ class GraphPlan:
     last_use: dict[fx.Node, int] = field(default_factory=dict)
     act_sites: dict[fx.Node, list[LayerSite]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # parametrised layers agos does not model
+    activations: list[fx.Node] = field(default_factory=list)  # every ReLU-like op, in graph order
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
@@ -107,6 +109,7 @@ def build_plan(gm: fx.GraphModule) -> GraphPlan:
         if infos[n].inplace and n.args and isinstance(n.args[0], fx.Node):
             mutators.setdefault(n.args[0], []).append(n)
 
+    plan.activations = [n for n in nodes if infos[n].kind == OpKind.BAND]
     calls: Counter[str] = Counter()
     for n in nodes:
         if n.op != "call_module":
@@ -139,6 +142,7 @@ def build_plan(gm: fx.GraphModule) -> GraphPlan:
             x_producer=_describe(n.args[0], infos),
             y_consumer=y_consumer,
             act_node=act,
+            x_acts=[c.name for c in reversed(chain) if infos[c].kind == OpKind.BAND],
         )
         plan.sites[n] = site
         if act is not None:

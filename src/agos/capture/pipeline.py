@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
-from agos import __version__
 from agos.capture.recorder import capture_step
 from agos.capture.trace import Manifest, write_trace
 from agos.inputs.session import RunOptions, prepare, save_weights, warm_up
@@ -20,13 +18,4 @@ def capture_trace(options: RunOptions, out: Path, save_weights_to: str | None = 
     result = capture_step(run.model, images, labels, seed=options.seed)
     provenance = run.provenance()
     provenance["density_source"] = "real masks"
-    return write_trace(
-        out,
-        result.layers,
-        provenance,
-        result.loss,
-        result.graph,
-        result.skipped,
-        agos_version=__version__,
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    )
+    return write_trace(out, result, provenance)

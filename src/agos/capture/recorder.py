@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
-from agos.capture.bits import PackedMask, pack
+from agos.capture.bits import PackedMask, pack, popcount
 from agos.capture.graph import LAYER_TYPES, GraphPlan, LayerSite, build_plan, trace
 from agos.capture.rules import Band, OpKind, tensor_inputs
 from agos.inputs.training import loss_of, step_rng
@@ -34,9 +34,21 @@ class LayerCapture:
     dx_reason: str | None
     w_nonzero: int
     w_numel: int
+    x_acts: list[str] = field(default_factory=list)  # ReLU-like ops whose outputs reach X
+    y_act: str | None = None  # the ReLU-like op that Y reaches through BN/add only
     dy_nonzero: PackedMask | None = None
     correlation: dict[str, int] | None = None  # activation-zero vs dY-zero contingency counts
     _act_inactive: PackedMask | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ActivationStats:
+    """One ReLU-like op of the forward pass: how many of its outputs were clamped."""
+
+    name: str  # the fx node name (unique even when a module is called several times)
+    op: str  # ReLU, ReLU6, …
+    shape: tuple[int, ...]
+    clamped: int  # outputs with a zero local derivative (zeros of a ReLU)
 
 
 @dataclass
@@ -45,6 +57,7 @@ class CaptureResult:
     loss: float
     graph: str  # "torch.fx" or the reason tracing failed
     skipped: list[str]
+    activations: list[ActivationStats] = field(default_factory=list)
 
 
 @dataclass
@@ -68,12 +81,24 @@ class _Recorder(fx.Interpreter):
         self.states: dict[fx.Node, _State] = {}
         self.captured: dict[fx.Node, LayerCapture] = {}
         self.x_cache: dict[fx.Node, PackedMask] = {}
+        self.activations: list[ActivationStats] = []
 
     def run_node(self, n: fx.Node):
         result = super().run_node(n)
         plan = self.plan
         if n in plan.tracked:
             self.states[n] = self._state(n, result)
+        info = plan.infos[n]
+        if info.band is not None and isinstance(result, torch.Tensor):
+            state = self.states.get(n)
+            live = (
+                int(state.mask.count_nonzero())
+                if state is not None
+                else int(info.band(result.detach()).count_nonzero())
+            )
+            self.activations.append(
+                ActivationStats(n.name, info.label, tuple(result.shape), result.numel() - live)
+            )
         site = plan.sites.get(n)
         if site is not None:
             self._record_layer(site, result)
@@ -167,8 +192,10 @@ class _Recorder(fx.Interpreter):
             x_nonzero=self.x_cache[site.input_node],
             dx_needed=dx_needed,
             dx_reason=reason,
-            w_nonzero=int((weight != 0).sum()),
+            w_nonzero=int(weight.count_nonzero()),
             w_numel=weight.numel(),
+            x_acts=list(site.x_acts),
+            y_act=site.act_node.name if site.act_node is not None else None,
         )
         self.layers.append(capture)
         self.captured[site.node] = capture
@@ -184,15 +211,17 @@ def _hook_dy(capture: LayerCapture, y: torch.Tensor) -> None:
         dy = grad_outputs[0]
         if dy is None:
             return None
-        nonzero = dy != 0
-        capture.dy_nonzero = pack(nonzero)
-        if capture._act_inactive is not None and capture._act_inactive.shape == tuple(dy.shape):
-            inactive = capture._act_inactive.tensor(dy.device)
+        capture.dy_nonzero = pack(dy != 0)
+        act = capture._act_inactive
+        if act is not None and act.shape == tuple(dy.shape):
+            # contingency of (activation zero, dY zero) from popcounts of the packed masks
+            n, a, d = act.numel, act.count, capture.dy_nonzero.count
+            both = popcount(act.bits & capture.dy_nonzero.bits)
             capture.correlation = {
-                "act_zero_dy_zero": int((inactive & ~nonzero).sum()),
-                "act_zero_dy_nonzero": int((inactive & nonzero).sum()),
-                "act_nonzero_dy_zero": int((~inactive & ~nonzero).sum()),
-                "act_nonzero_dy_nonzero": int((~inactive & nonzero).sum()),
+                "act_zero_dy_zero": a - both,
+                "act_zero_dy_nonzero": both,
+                "act_nonzero_dy_zero": n - a - d + both,
+                "act_nonzero_dy_nonzero": d - both,
             }
         capture._act_inactive = None
         return None
@@ -221,7 +250,7 @@ def _capture_with_hooks(model: nn.Module, images, reason: str, layers: list[Laye
             x_nonzero=pack(x.detach() != 0),
             dx_needed=None,
             dx_reason=reason if needs else "network input: no data gradient is computed",
-            w_nonzero=int((weight != 0).sum()),
+            w_nonzero=int(weight.count_nonzero()),
             w_numel=weight.numel(),
         )
         layers.append(capture)
@@ -241,19 +270,26 @@ def capture_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     model.zero_grad(set_to_none=True)
     layers: list[LayerCapture] = []
     try:
-        plan = build_plan(trace(model))
-        graph, skipped = "torch.fx", plan.skipped
+        gm = trace(model)
     except Exception as exc:  # untraceable user models: data-dependent control flow and the like
-        plan = None
+        gm = None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         graph, skipped = f"not traceable by torch.fx ({first})", []
+    plan = build_plan(gm) if gm is not None else None
+    if plan is not None:
+        graph, skipped = "torch.fx", plan.skipped
+    activations: list[ActivationStats] = []
     with step_rng(seed, images.device):
         if plan is not None:
-            output = _Recorder(plan, layers).run(images)
+            recorder = _Recorder(plan, layers)
+            output = recorder.run(images)
+            activations = recorder.activations
         else:
             output = _capture_with_hooks(model, images, f"model graph {graph}", layers)
         loss = loss_of(output, labels)
         loss.backward()
     for layer in layers:
         layer._act_inactive = None
-    return CaptureResult(layers=layers, loss=float(loss.detach()), graph=graph, skipped=skipped)
+    return CaptureResult(
+        layers=layers, loss=float(loss.detach()), graph=graph, skipped=skipped, activations=activations
+    )

@@ -4,19 +4,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from agos import __version__
 from agos.capture.bits import PackedMask, packed_nbytes
-from agos.capture.recorder import LayerCapture
+from agos.capture.recorder import CaptureResult
 from agos.errors import AgosError
 from agos.workload.layer import LayerGeometry
 
@@ -72,6 +75,8 @@ class LayerRecord(_Strict):
     w_nonzero: int
     w_numel: int
     correlation: Correlation | None = None
+    x_acts: list[str] = []  # graph names of the ReLU-like ops whose outputs reach X
+    y_act: str | None = None  # the ReLU-like op that Y reaches through BN/add only
 
     @model_validator(mode="after")
     def _consistent(self) -> LayerRecord:
@@ -95,6 +100,13 @@ class LayerRecord(_Strict):
         return self.geometry.kind
 
 
+class ActivationRecord(_Strict):
+    name: str
+    op: str
+    shape: list[int]
+    clamped: int
+
+
 class Manifest(_Strict):
     format: Literal["agos-trace"]
     schema_version: int
@@ -108,6 +120,7 @@ class Manifest(_Strict):
     masks_sha256: str
     mask_elements: int  # total elements over all mask references (before deduplication)
     layers: list[LayerRecord]
+    activations: list[ActivationRecord] = []  # every ReLU-like op of the forward pass, in order
 
 
 class Trace:
@@ -160,16 +173,7 @@ def _is_trace_dir(path: Path) -> bool:
         return False
 
 
-def write_trace(
-    out: Path,
-    layers: list[LayerCapture],
-    provenance: dict,
-    loss: float,
-    graph: str,
-    skipped: list[str],
-    agos_version: str,
-    created: str,
-) -> Manifest:
+def write_trace(out: Path, result: CaptureResult, provenance: dict, created: str | None = None) -> Manifest:
     """Write atomically: build in a sibling temporary directory, then swap it into place."""
     out = Path(out)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or _is_trace_dir(out))):
@@ -199,7 +203,7 @@ def write_trace(
         }
 
     records = []
-    for layer in layers:
+    for layer in result.layers:
         records.append(
             {
                 "name": layer.name,
@@ -215,6 +219,8 @@ def write_trace(
                 "w_nonzero": layer.w_nonzero,
                 "w_numel": layer.w_numel,
                 "correlation": layer.correlation,
+                "x_acts": layer.x_acts,
+                "y_act": layer.y_act,
             }
         )
     digest = hashlib.sha256()
@@ -223,16 +229,17 @@ def write_trace(
     manifest = Manifest(
         format=FORMAT,
         schema_version=SCHEMA_VERSION,
-        agos_version=agos_version,
-        created=created,
+        agos_version=__version__,
+        created=created or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         provenance=provenance,
-        loss=loss,
-        graph=graph,
-        skipped_layers=skipped,
+        loss=result.loss,
+        graph=result.graph,
+        skipped_layers=result.skipped,
         masks_bytes=offset,
         masks_sha256=digest.hexdigest(),
         mask_elements=mask_elements,
         layers=records,
+        activations=[asdict(a) for a in result.activations],
     )
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

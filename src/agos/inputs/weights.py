@@ -97,6 +97,7 @@ def _check_compatible(path: Path, model_name: str, model: nn.Module, state: dict
         for k in own
         if k in state and state[k].shape != own[k].shape
     ]
+
     def listed(items: list[str], sep: str = ", ") -> str:
         return sep.join(items[:3]) + (f"{sep}…" if len(items) > 3 else "")
 
