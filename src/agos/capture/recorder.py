@@ -15,7 +15,7 @@ from torch import fx, nn
 
 from agos.capture.bits import PackedMask, pack, popcount
 from agos.capture.graph import LAYER_TYPES, GraphPlan, LayerSite, build_plan, trace
-from agos.capture.rules import Band, OpKind, tensor_inputs
+from agos.capture.masking import MaskingInterpreter
 from agos.inputs.training import loss_of, step_rng
 from agos.workload.layer import LayerGeometry, geometry_of
 
@@ -60,34 +60,21 @@ class CaptureResult:
     activations: list[ActivationStats] = field(default_factory=list)
 
 
-@dataclass
-class _State:
-    """Needed-mask of one graph value: a bool tensor (or tuple of them), or None for all-needed."""
-
-    mask: object | None
-    band: Band | None = None
-    reason: str | None = None
-
-
-def _conservative(reason: str) -> _State:
-    return _State(mask=None, reason=reason)
-
-
-class _Recorder(fx.Interpreter):
+class _Recorder(MaskingInterpreter):
     def __init__(self, plan: GraphPlan, layers: list[LayerCapture]):
-        super().__init__(plan.gm, garbage_collect_values=True)
-        self.plan = plan
+        super().__init__(plan)
         self.layers = layers
-        self.states: dict[fx.Node, _State] = {}
         self.captured: dict[fx.Node, LayerCapture] = {}
         self.x_cache: dict[fx.Node, PackedMask] = {}
         self.activations: list[ActivationStats] = []
 
-    def run_node(self, n: fx.Node):
-        result = super().run_node(n)
+    def run_layer(self, site: LayerSite, x: torch.Tensor, needed: torch.Tensor | None, reason: str | None):
+        y = super().run_layer(site, x, needed, reason)
+        self._record_layer(site, x, y, needed, reason)
+        return y
+
+    def after_node(self, n: fx.Node, result) -> None:
         plan = self.plan
-        if n in plan.tracked:
-            self.states[n] = self._state(n, result)
         info = plan.infos[n]
         if info.band is not None and isinstance(result, torch.Tensor):
             state = self.states.get(n)
@@ -99,87 +86,24 @@ class _Recorder(fx.Interpreter):
             self.activations.append(
                 ActivationStats(n.name, info.label, tuple(result.shape), result.numel() - live)
             )
-        site = plan.sites.get(n)
-        if site is not None:
-            self._record_layer(site, result)
         for layer_site in plan.act_sites.get(n, ()):
-            band = plan.infos[n].band
             capture = self.captured.get(layer_site.node)
-            if capture is not None and band is not None:
-                capture._act_inactive = pack(~band(result.detach()))
-        here = plan.order[n]
-        for node in [k for k in self.states if plan.last_use.get(k, -1) <= here]:
-            del self.states[node]
-        return result
-
-    # -- mask rules ---------------------------------------------------------------------------
-    def _apply(self, n: fx.Node, subs: dict[fx.Node, object]):
-        """Re-run node `n`'s op with masks in place of some of its tensor inputs."""
-        args = fx.node.map_arg(n.args, lambda a: subs[a] if a in subs else self.env[a])
-        kwargs = fx.node.map_arg(n.kwargs, lambda a: subs[a] if a in subs else self.env[a])
-        if n.op == "call_module":
-            return self.fetch_attr(n.target)(*args, **kwargs)
-        if n.op == "call_method":
-            obj, *rest = args
-            return getattr(obj, n.target)(*rest, **kwargs)
-        return n.target(*args, **kwargs)
-
-    def _state(self, n: fx.Node, value) -> _State:
-        info = self.plan.infos[n]
-        if info.kind == OpKind.INPUT:
-            return _conservative("network input")
-        if info.kind == OpKind.OTHER:
-            return _conservative(f"input produced by {info.label}")
-        if info.kind == OpKind.BAND:
-            return _State(mask=info.band(value.detach()), band=info.band)
-        inputs = tensor_inputs(n, info)
-        states = [self.states[i] for i in inputs]
-        if info.kind == OpKind.CAT:
-            if all(s.mask is None for s in states):
-                return _conservative(states[0].reason or "input produced by cat")
-            parts = {
-                i: s.mask if s.mask is not None else torch.ones_like(self.env[i], dtype=torch.bool)
-                for i, s in zip(inputs, states, strict=True)
-            }
-            bands = {s.band for s in states}
-            band = bands.pop() if len(bands) == 1 else None
-            return _State(mask=self._apply(n, parts), band=band)
-        (source,), (state,) = inputs, states
-        if state.mask is None:
-            return state
-        if info.kind == OpKind.SHAPE:
-            return _State(mask=self._apply(n, {source: state.mask}), band=state.band)
-        if info.kind == OpKind.DROPOUT:
-            if not info.dropout_active:
-                return state
-            if info.inplace:  # the input was overwritten: carry its mask as it was
-                return _State(mask=state.mask)
-            x = self.env[source].detach()
-            dropped = (value.detach() == 0) & (x != 0)
-            return _State(mask=state.mask & ~dropped)
-        if info.kind == OpKind.MAXPOOL:
-            if state.band is None:
-                return _conservative(f"{info.label} of a tensor whose mask is not set by its values")
-            return _State(mask=state.band(value.detach()), band=state.band)
-        # AVGPOOL: an output needs its gradient if any element of its window does.
-        pooled = self._apply(n, {source: state.mask.to(value.dtype)})
-        return _State(mask=pooled > 0)
+            if capture is not None and info.band is not None:
+                capture._act_inactive = pack(~info.band(result.detach()))
 
     # -- layers -------------------------------------------------------------------------------
-    def _record_layer(self, site: LayerSite, y: torch.Tensor) -> None:
-        x = self.env[site.input_node]
+    def _record_layer(
+        self,
+        site: LayerSite,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        needed: torch.Tensor | None,
+        reason: str | None,
+    ) -> None:
         module = site.module
         geometry = geometry_of(module, x, y, site.name)
-        state = self.states[site.input_node]
         needs_bwd_data = bool(x.requires_grad)
-        if not needs_bwd_data:
-            dx_needed, reason = None, "network input: no data gradient is computed"
-        elif site.mutated_by is not None:
-            dx_needed, reason = None, f"input mutated in place by {site.mutated_by}"
-        elif state.mask is None:
-            dx_needed, reason = None, state.reason
-        else:
-            dx_needed, reason = pack(state.mask), None
+        dx_needed = pack(needed) if needed is not None else None
         if site.input_node not in self.x_cache:
             self.x_cache[site.input_node] = pack(x.detach() != 0)
         weight = module.weight.detach()

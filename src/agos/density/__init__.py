@@ -1,0 +1,1 @@
+"""Sparsity sources: the real masks of a trace, or statistical masks of given zero fractions."""
