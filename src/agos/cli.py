@@ -104,6 +104,73 @@ def sparsity(
         report.plot(summary, plot_out)
 
 
+arch_app = typer.Typer(
+    help="Accelerator descriptions: the shipped presets, or your own YAML.", no_args_is_help=True
+)
+app.add_typer(arch_app, name="arch")
+
+
+@arch_app.command("list")
+def arch_list() -> None:
+    """The shipped presets (equal PE count and memory)."""
+    from agos.arch.load import PRESETS, load_arch
+
+    for name in PRESETS:
+        loaded = load_arch(name)
+        typer.echo(f"{name:12s} {loaded.arch.description}")
+
+
+@arch_app.command("show")
+def arch_show(
+    ref: Annotated[str, typer.Argument(metavar="NAME|FILE", help="a preset name or a YAML file")],
+) -> None:
+    """Print a preset or file, validated, with its SHA-256 (the provenance of simulated numbers)."""
+    from agos.arch.load import load_arch
+
+    loaded = load_arch(ref)
+    typer.echo(f"# {loaded.source}  sha256 {loaded.sha256}")
+    typer.echo(loaded.text.rstrip())
+    typer.echo(
+        f"# energy table '{loaded.energy.name}': "
+        + ", ".join(f"{k} {v}" for k, v in loaded.energy.model_dump().items() if k != "name")
+    )
+
+
+@app.command()
+def simulate(
+    trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
+    arch: Annotated[str, typer.Option("--arch", help="comma-separated presets and/or YAML files")] = (
+        "dense,zero-gate,input-skip,output-skip,agos,ideal"
+    ),
+    density: Annotated[
+        str, typer.Option("--density", help="real | uniform:S | profile:FILE[:CHECKPOINT]")
+    ] = "real",
+    seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write every figure as JSON")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
+    per_layer: Annotated[bool, typer.Option("--per-layer", help="also print per-layer speedups")] = False,
+) -> None:
+    """Cycles, energy and speedups of each design on a trace's layers."""
+    from agos.arch.load import load_arch, load_archs
+    from agos.capture.trace import load_trace
+    from agos.cost.network import simulate_network
+    from agos.density.select import density_label, layer_masks
+    from agos.report import simulate as report
+
+    loaded_trace = load_trace(trace_dir)
+    designs = load_archs(arch)
+    if "dense" not in {d.name for d in designs}:
+        designs = [load_arch("dense"), *designs]  # the baseline of every speedup
+    masks = layer_masks(loaded_trace, density, seed)
+    results = simulate_network(masks, designs, count=len(loaded_trace.layers))
+    summary = report.summarise(results, loaded_trace.provenance, density_label(loaded_trace, density, seed))
+    report.print_table(summary, per_layer=per_layer)
+    if json_out:
+        report.write_json(summary, json_out)
+    if plot_out:
+        report.plot(summary, plot_out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr for every user error, never a traceback."""
     command = typer.main.get_command(app)

@@ -39,6 +39,11 @@ def popcount(bits: np.ndarray) -> int:
     return int(np.bitwise_count(bits).sum(dtype=np.int64))
 
 
+def count_true(mask: torch.Tensor) -> int:
+    """True elements of a bool tensor; numpy's count is several times faster than torch's here."""
+    return int(np.count_nonzero(mask.detach().cpu().numpy()))
+
+
 def pack(mask: torch.Tensor) -> PackedMask:
     """Pack a bool tensor (any device). Counting the packed bits is far cheaper than a bool sum."""
     bits = np.packbits(mask.detach().reshape(-1).cpu().numpy())

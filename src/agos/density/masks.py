@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
+from agos.capture.bits import count_true
 from agos.capture.trace import LayerRecord, Trace
 from agos.workload.layer import LayerGeometry
 
@@ -25,6 +27,18 @@ class LayerMasks:
     dx_needed: torch.Tensor  # bool [N, C, H, W]; all True where the trace recorded no mask
     dx_all_needed: bool  # True when dx_needed is the conservative all-True mask
     source: str = REAL
+
+    @cached_property
+    def x_count(self) -> int:
+        return count_true(self.x_nonzero)
+
+    @cached_property
+    def dy_count(self) -> int:
+        return count_true(self.dy_nonzero)
+
+    @cached_property
+    def dx_count(self) -> int:
+        return count_true(self.dx_needed)
 
 
 def real_masks(trace: Trace, layer: LayerRecord) -> LayerMasks:
