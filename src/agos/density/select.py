@@ -1,19 +1,136 @@
-"""Choose the masks a simulation runs on: the trace's real masks, or statistical ones."""
+"""Choose the masks a simulation runs on: the trace's real masks, or statistical ones.
+
+`--density` syntax:
+
+- `real` (default): the trace's own masks;
+- `uniform:S`: every ReLU activation has zero fraction S (0 ≤ S ≤ 1);
+- `profile:FILE[:CHECKPOINT]`: per-activation zero fractions from a profile. FILE is `sparsetrain`
+  (the published profile shipped with agos; the model is taken from the trace), `sparsetrain/MODEL`
+  (a published model named explicitly), or a CSV file (formats in `profiles.py`). CHECKPOINT is a
+  1-based integer, `first` or `last` (the default: converged).
+
+Statistical masks are seeded (`seed`); how they are made is in `statistical.py`.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 from agos.capture.trace import Trace
 from agos.density.masks import REAL, LayerMasks, iter_real_masks
+from agos.density.profiles import PUBLISHED, ProfileMapping, map_profile, resolve_profile
+from agos.density.statistical import Fractions, statistical_masks, uniform_fractions
 from agos.errors import AgosError
+
+SYNTAX = "real, uniform:S (0 ≤ S ≤ 1) or profile:FILE[:CHECKPOINT]"
+_CHECKPOINT = re.compile(r"(?i)^(\d+|first|last)$")
+
+
+@dataclass(frozen=True)
+class DensitySpec:
+    text: str
+    kind: Literal["real", "uniform", "profile"]
+    zero_fraction: float | None = None  # uniform
+    file: str | None = None  # profile
+    checkpoint: str | None = None  # profile: as given; None = last
+
+
+def parse_density(text: str) -> DensitySpec:
+    """Parse a --density string; every problem is one AgosError line."""
+    spec = (text or "").strip()
+    kind, _, rest = spec.partition(":")
+    kind = kind.lower()
+    if kind == "real" and not rest:
+        return DensitySpec(spec, "real")
+    if kind == "uniform":
+        try:
+            value = float(rest)
+        except ValueError:
+            raise AgosError(
+                f"--density {spec}: '{rest}' is not a zero fraction (uniform:S, 0 ≤ S ≤ 1)"
+            ) from None
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise AgosError(f"--density {spec}: zero fraction {rest} is outside [0, 1]")
+        return DensitySpec(spec, "uniform", zero_fraction=value)
+    if kind == "profile":
+        if not rest:
+            raise AgosError(
+                f"--density {spec}: name a profile: profile:{PUBLISHED}[:CHECKPOINT] or profile:FILE"
+            )
+        file, checkpoint = rest, None
+        head, sep, tail = rest.rpartition(":")
+        if sep and head:
+            known = head == PUBLISHED or head.startswith(PUBLISHED + "/") or Path(head).expanduser().is_file()
+            if _CHECKPOINT.match(tail):
+                file, checkpoint = head, tail.lower()
+            elif known:
+                raise AgosError(
+                    f"--density {spec}: checkpoint '{tail}' is not a 1-based integer, first or last"
+                )
+        if checkpoint is not None and checkpoint.isdigit() and int(checkpoint) < 1:
+            raise AgosError(f"--density {spec}: checkpoints are 1-based")
+        return DensitySpec(spec, "profile", file=file, checkpoint=checkpoint)
+    raise AgosError(f"--density '{spec}' is not {SYNTAX}")
+
+
+@dataclass(frozen=True)
+class StatisticalSource:
+    spec: DensitySpec
+    fractions: Fractions
+    mapping: ProfileMapping | None  # profiles only
+
+
+def statistical_source(trace: Trace, density: str | DensitySpec) -> StatisticalSource:
+    """The per-activation zero fractions a uniform or profile spec gives this trace."""
+    spec = density if isinstance(density, DensitySpec) else parse_density(density)
+    if spec.kind == "real":
+        raise AgosError("real masks have no statistical source")
+    if not trace.manifest.activations:
+        graph = trace.manifest.graph
+        why = f"its model graph is {graph}" if graph != "torch.fx" else "it records no ReLU activations"
+        raise AgosError(
+            f"statistical masks need the ReLU activations of a traced graph; trace {trace.path}: {why}"
+        )
+    if spec.kind == "uniform":
+        return StatisticalSource(spec, uniform_fractions(trace, spec.zero_fraction), None)
+    model = str(trace.provenance.get("model", "?"))
+    profile = resolve_profile(spec.file, spec.checkpoint, model)
+    mapping = map_profile(trace, profile)
+    cp = profile.checkpoint
+    head = f"profile:{spec.file}" + (f":{_checkpoint_word(spec.checkpoint, cp)}" if cp is not None else "")
+    fractions = Fractions(
+        label=f"{head} ({profile.description})",
+        activations=mapping.activation_fractions,
+        pooled=mapping.pooled_fractions,
+        pooled_labels=mapping.pooled_labels,
+    )
+    return StatisticalSource(spec, fractions, mapping)
+
+
+def _checkpoint_word(given: str | None, chosen: int) -> str:
+    return given if given in ("first", "last") else (str(chosen) if given else "last")
 
 
 def layer_masks(trace: Trace, density: str = "real", seed: int = 0) -> Iterator[LayerMasks]:
-    if density == "real":
+    """Every layer's masks from the chosen source, in trace order."""
+    spec = parse_density(density)
+    if spec.kind == "real":
         return iter_real_masks(trace)
-    raise AgosError(f"unknown density source '{density}' (use real)")
+    return statistical_masks(trace, statistical_source(trace, spec).fractions, seed)
 
 
-def density_label(trace: Trace, density: str = "real", seed: int = 0) -> str:
-    return REAL if density == "real" else f"{density} (seed {seed})"
+def describe_density(trace: Trace, density: str = "real", seed: int = 0) -> str:
+    """The provenance label of a density source: "real masks", "uniform:0.6 (seed 0)",
+    "profile:sparsetrain:last (resnet50 checkpoint 90 of 90) (seed 0)"."""
+    spec = parse_density(density)
+    if spec.kind == "real":
+        return REAL
+    return f"{statistical_source(trace, spec).fractions.label} (seed {seed})"
+
+
+density_label = describe_density  # the name `agos simulate` uses
