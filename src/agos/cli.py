@@ -171,6 +171,29 @@ def simulate(
         report.plot(summary, plot_out)
 
 
+@app.command()
+def density(
+    trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
+    spec: Annotated[
+        str,
+        typer.Option("--density", help="uniform:S | profile:FILE[:CHECKPOINT] (FILE: sparsetrain or a CSV)"),
+    ],
+    seed: Annotated[int, typer.Option("--seed", help="seed of the statistical masks")] = 0,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the mapping and figures as JSON")
+    ] = None,
+) -> None:
+    """Statistical masks on a trace: profile row → activation → layers, and per layer the real, target
+    and realised zero fractions of X, dY and dX."""
+    from agos.capture.trace import load_trace
+    from agos.report import density as report
+
+    summary = report.summarise(load_trace(trace_dir), spec, seed)
+    report.print_tables(summary)
+    if json_out:
+        report.write_json(summary, json_out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr for every user error, never a traceback."""
     command = typer.main.get_command(app)
