@@ -90,6 +90,7 @@ def test_broken_images_empty_tables_and_script_errors_are_reported(tmp_path):
         f"{GOOD_TABLE}"
         "<table id='empty'><caption>per-layer speedups</caption>"
         "<thead><tr><th>layer</th></tr></thead></table>"
+        "<table><tr><th>a header row, no data</th></tr></table>"  # the parser puts it in a <tbody>
         "<img src='plot.png'><img src='missing.png'><img src='corrupt.png'>"
         "<script>undefinedFunction();</script>"
     )
@@ -100,11 +101,11 @@ def test_broken_images_empty_tables_and_script_errors_are_reported(tmp_path):
     assert not check.ok and check.injected and check.self_check_ran
     assert (check.images_total, check.images_loaded) == (3, 1)
     assert sorted(check.broken_images) == ["corrupt.png", "missing.png"]
-    assert (check.tables_total, check.tables_with_rows) == (2, 1)
-    assert check.empty_tables == ["table 2 #empty (per-layer speedups)"]
+    assert (check.tables_total, check.tables_with_rows) == (3, 1)
+    assert check.empty_tables == ["table 2 #empty (per-layer speedups)", "table 3"]
     assert len(check.js_errors) == 1 and "undefinedFunction is not defined" in check.js_errors[0]
     assert page.as_uri() in check.js_errors[0]  # names the user's page, not the temporary copy
-    assert len(check.problems) == 4
+    assert len(check.problems) == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # the copy is gone
 
 
