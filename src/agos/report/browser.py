@@ -244,7 +244,13 @@ def check_page(html_path: Path | str, timeout_s: float = 60, budget_ms: int = 10
     if injected:
         cut = text.lower().rfind("</body>")
         patched = (text[:cut] + SELF_CHECK_SCRIPT + text[cut:]) if cut >= 0 else text + SELF_CHECK_SCRIPT
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.selfcheck.", suffix=".html", dir=path.parent)
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{path.stem}.selfcheck.", suffix=".html", dir=path.parent)
+        except OSError as exc:
+            raise BrowserError(
+                f"{html_path} has no self-check script and its folder is not writable for a checked copy "
+                f"({exc.strerror}); embed agos.report.browser.SELF_CHECK_SCRIPT at the end of <body>"
+            ) from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(patched)
         target = Path(name)
