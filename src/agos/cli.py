@@ -194,6 +194,42 @@ def density(
         report.write_json(summary, json_out)
 
 
+@app.command("gpu-bench")
+def gpu_bench(
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models", help="comma-separated models (default: the seven of the shipped H200 anchors)"
+        ),
+    ] = None,
+    precision: Annotated[
+        str, typer.Option("--precision", help="comma-separated: fp32, bf16-autocast")
+    ] = "fp32,bf16-autocast",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="images per training step")] = 64,
+    seconds: Annotated[float, typer.Option("--seconds", help="length of the timed run per row")] = 4.0,
+    warmup: Annotated[int, typer.Option("--warmup", help="untimed steps first (cuDNN autotuning)")] = 5,
+    device: Annotated[str, typer.Option("--device", help="cuda or cuda:N")] = "cuda",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the rows as CSV (the anchors' format)")
+    ] = None,
+) -> None:
+    """Measure dense training time and power of this machine's CUDA GPU, as the shipped anchors were."""
+    from agos.report import gpu_bench as bench
+
+    rows = bench.run_bench(
+        bench.parse_list(models, "models") if models is not None else bench.default_models(),
+        bench.parse_list(precision, "precision"),
+        batch_size,
+        seconds,
+        warmup,
+        device,
+        out,
+    )
+    bench.print_table(rows)
+    if out is not None:
+        typer.echo(f"wrote {out}: {len(rows)} rows")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr for every user error, never a traceback."""
     command = typer.main.get_command(app)
