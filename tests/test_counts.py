@@ -106,6 +106,10 @@ def test_counts_equal_brute_force_on_random_layers():
     for _ in range(N_RANDOM):
         masks, features = random_layer(rng)
         assert_equal_to_oracle(masks)
+        # the same without the BWD-W shortcuts (every output channel convolved)
+        assert torch.equal(
+            layer_work(masks, shortcuts=False).bwd_weight_both, brute_force(masks)[0].bwd_weight_both
+        )
         seen.update(features)
     required = {
         "conv",
@@ -245,6 +249,7 @@ def test_sanity_relations_on_real_traces(request, fixture):
     for layer, masks in zip(trace.layers, iter_real_masks(trace), strict=True):
         g = layer.geometry
         work = layer_work(masks)
+        assert torch.equal(work.bwd_weight_both, layer_work(masks, shortcuts=False).bwd_weight_both)
         t = {p: {policy: work.total(p, policy) for policy in POLICIES} for p in PASSES}
         for p in PASSES:
             assert t[p]["input+output"] <= min(t[p]["input"], t[p]["output"]) <= t[p]["dense"], (

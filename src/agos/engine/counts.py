@@ -301,13 +301,16 @@ def _check(pass_: str, policy: str) -> None:
         raise ValueError(f"unknown policy {policy!r}; one of {', '.join(POLICIES)}")
 
 
-def layer_work(masks: LayerMasks) -> LayerWork:
-    """Exact stream lengths of one layer from its masks (CPU or CUDA tensors; results on CPU)."""
+def layer_work(masks: LayerMasks, shortcuts: bool = True) -> LayerWork:
+    """Exact stream lengths of one layer from its masks (CPU or CUDA tensors; results on CPU).
+
+    `shortcuts=False` convolves every output channel for the BWD-W both-nonzero count, even those whose
+    dY is all nonzero or all zero (same result, slower: for tests and benchmarks)."""
     with _exact_arithmetic(masks.geometry.macs):
-        return _layer_work(masks)
+        return _layer_work(masks, shortcuts)
 
 
-def _layer_work(masks: LayerMasks) -> LayerWork:
+def _layer_work(masks: LayerMasks, shortcuts: bool) -> LayerWork:
     g = masks.geometry
     ah, aw = _axes(g)
     G, Cg, Kg = g.groups, g.c_per_group, g.k_per_group
@@ -370,7 +373,7 @@ def _layer_work(masks: LayerMasks) -> LayerWork:
         f"{masks.name} BWD-W",
     )
 
-    bwd_weight_both = _both(masks.name, g, x, dy, fwd_nonzero, bwd_weight_nonzero, ah, aw)
+    bwd_weight_both = _both(masks.name, g, x, dy, fwd_nonzero, bwd_weight_nonzero, ah, aw, shortcuts)
 
     return LayerWork(
         name=masks.name,
@@ -396,6 +399,7 @@ def _both(
     bwd_weight_nonzero: torch.Tensor,
     ah: _Axis,
     aw: _Axis,
+    shortcuts: bool = True,
 ) -> torch.Tensor:
     """[K, C_g, R, S]: products with X≠0 and dY≠0 — the weight gradient of the two binary masks.
 
@@ -408,7 +412,7 @@ def _both(
     all_nonzero, all_zero = per_k == size, per_k == 0
     x_stream = bwd_weight_nonzero.reshape(G, 1, Cg, g.r, g.s)  # broadcast over the K_g channels of g
     both = torch.where(all_nonzero.reshape(G, Kg, 1, 1, 1), x_stream, 0).reshape(g.k, Cg, g.r, g.s)
-    mixed = ~(all_nonzero | all_zero)
+    mixed = ~(all_nonzero | all_zero) if shortcuts else torch.ones(g.k, dtype=torch.bool)
     if not bool(mixed.any()):
         return both
     if G == 1:  # convolve the mixed output channels only
