@@ -145,7 +145,7 @@ def _layer(geometry: LayerGeometry, seed: int, dy_channels=None, needs=True) -> 
     [
         # depthwise, stride 2, padding 1 (mobilenet-style)
         (LayerGeometry("conv", 2, 4, 7, 7, 4, 4, 4, 3, 3, (2, 2), (1, 1), (1, 1), 4), None),
-        # grouped, only group 1 mixed: the per-group path
+        # grouped, with all-nonzero and all-zero dY channels (one grouped conv for all)
         (
             LayerGeometry("conv", 2, 6, 5, 5, 6, 5, 5, 3, 3, (1, 1), (1, 1), (1, 1), 3),
             {0: True, 1: False, 4: True, 5: True},

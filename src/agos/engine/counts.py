@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -410,32 +410,15 @@ def _both(
     per_k = _count(dy.reshape(g.n, g.k, -1), (0, 2))  # nonzero dY per output channel
     size = g.n * g.p * g.q
     all_nonzero, all_zero = per_k == size, per_k == 0
+    mixed = ~(all_nonzero | all_zero)
+    if not shortcuts or bool(mixed.all()) or (G > 1 and bool(mixed.any())):
+        # one convolution for every channel (a grouped conv is not split: its groups are small)
+        return _both_conv(name, g, x, dy, fwd_nonzero, ah, aw)
     x_stream = bwd_weight_nonzero.reshape(G, 1, Cg, g.r, g.s)  # broadcast over the K_g channels of g
     both = torch.where(all_nonzero.reshape(G, Kg, 1, 1, 1), x_stream, 0).reshape(g.k, Cg, g.r, g.s)
-    mixed = ~(all_nonzero | all_zero) if shortcuts else torch.ones(g.k, dtype=torch.bool)
-    if not bool(mixed.any()):
-        return both
-    if G == 1:  # convolve the mixed output channels only
+    if bool(mixed.any()):  # ungrouped: convolve the mixed output channels only
         ks = mixed.nonzero().flatten()
-        sel = dy if len(ks) == g.k else dy[:, ks.to(dy.device)]
-        both[ks] = _both_conv(name, g, x, sel, fwd_nonzero, ah, aw).cpu()
-        return both
-    # grouped: convolve each group holding a mixed channel as an ungrouped conv (all groups at once
-    # as one grouped conv when every group needs it)
-    group_mixed = mixed.reshape(G, Kg).any(1)
-    if bool(group_mixed.all()):
-        return _both_conv(name, g, x, dy, fwd_nonzero, ah, aw).cpu()
-    sub = replace(g, c=Cg, k=Kg, groups=1)
-    for gi in group_mixed.nonzero().flatten().tolist():
-        both[gi * Kg : (gi + 1) * Kg] = _both_conv(
-            name,
-            sub,
-            x[:, gi * Cg : (gi + 1) * Cg],
-            dy[:, gi * Kg : (gi + 1) * Kg],
-            fwd_nonzero[:, gi : gi + 1],
-            ah,
-            aw,
-        ).cpu()
+        both[ks] = _both_conv(name, g, x, dy[:, ks.to(dy.device)], fwd_nonzero, ah, aw)
     return both
 
 
@@ -482,5 +465,5 @@ def _both_conv(
         )
 
     dy_per_group = _count(dy_sel.reshape(g.n, g.groups, ksel // g.groups, g.p, g.q), (2,))
-    expected = int((dy_per_group * fwd_nonzero.cpu()).sum())
+    expected = int((dy_per_group * fwd_nonzero.to(dy_per_group.device)).sum())
     return _exact(compute, g.n * g.p * g.q, lambda c: int(c.sum()) == expected, f"{name} BWD-W (X and dY)")
