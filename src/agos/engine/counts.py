@@ -3,16 +3,17 @@ and in total, in each pass of a layer (DESIGN.md §1, §2, §4).
 
 Every count is a per-*position* stream length in the §4 mapping; the per-output counts follow from
 it by broadcasting over channels. The stream lengths are convolutions of binary masks with all-ones
-kernels — never an enumeration — so that a whole ResNet-50 batch costs about a training step:
+kernels — never an enumeration of MACs — so that a whole ResNet-50 batch costs less than a training
+step:
 
 - FWD       position (n, p, q) of group g, stream = X taps (c in g, valid r, s):
-            `fwd_nonzero` = conv2d(Σ_{c∈g} X≠0, ones[R, S]).
+            `fwd_nonzero` = box sum over the R×S taps of Σ_{c∈g} X≠0.
 - BWD-D     position (n, h, w) of group g, stream = dY taps (k in g, r, s) reaching it (scatter form:
-            stride holes and padding are never work): `bwd_data_nonzero` = conv_transpose2d(Σ_{k∈g} dY≠0,
-            ones[R, S]) cropped to the input.
+            stride holes and padding are never work): `bwd_data_nonzero` = the transposed box sum
+            (each dY position scattered onto the R×S input pixels it reaches) of Σ_{k∈g} dY≠0.
 - BWD-W     position = weight tap (c, r, s), stream = X at that tap over every valid (n, p, q):
-            `bwd_weight_nonzero` = conv2d(Σ_n X≠0, ones[P, Q]) with stride and dilation swapped;
-            `bwd_weight_both` (X and dY both nonzero) = the weight gradient of the binary masks.
+            `bwd_weight_nonzero` = Σ over output pixels of Σ_n X≠0 at each tap;
+            `bwd_weight_both` (X and dY both nonzero) = the weight gradient of the two binary masks.
 
 Policies. `dense` forms every product over valid taps (BWD-D is 0 for a layer that needs no BWD-D:
 nobody is charged for the first layer's). `input` skips zero operands of the shared stream: X in
@@ -21,12 +22,15 @@ dY is each PE's own operand). `output` skips the dX elements the needed-dX mask 
 every Y and every dW is needed). `input+output` does both; in BWD-W it counts a product only where X
 and dY are both nonzero (PE skip).
 
-Precision. Counts are sums of 0/1 products, so every partial sum of a plain summation is an integer
-no larger than the final count. In fp32 that is exact while the largest possible count (C_g·R·S in
-FWD, K_g·R·S in BWD-D, N·P·Q in BWD-W) stays below 2^24; above that agos computes in float64 (exact
-below 2^53). Because a convolution backend may use an algorithm that does not form plain sums
-(Winograd, FFT, reduced-precision "fast fp32" modes), every result is also checked: it must be
-integral, and its sums must equal an independent int64 checksum. A result failing either check is
+Precision. The all-ones convolutions are separable integer box sums (R + S strided slice additions
+in the narrowest integer type that holds the largest possible count): exact by construction. The
+two-sided BWD-W count is a real weight-gradient convolution of 0/1 floats. Its counts are sums of
+0/1 products, so every partial sum of a plain summation is an integer no larger than the final
+count: fp32 is exact while N·P·Q (the largest possible count) stays below 2^24, and agos computes in
+float64 (exact below 2^53) above that. Because a backend may use an algorithm that does not form
+plain sums (Winograd, FFT, TF32/bf16 "fast fp32" modes — which agos switches off while counting),
+every result is also checked: it must be integral and in range, and its sum must equal an
+independent int64 figure, Σ_{n,g,p,q} (Σ_{k∈g} dY≠0) · fwd_nonzero. A result failing either check is
 recomputed in float64; failing again is a bug and raises.
 """
 
@@ -39,7 +43,6 @@ from functools import cached_property
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from agos.density.masks import LayerMasks
 from agos.workload.layer import LayerGeometry
@@ -104,7 +107,7 @@ def _axes(g: LayerGeometry) -> tuple[_Axis, _Axis]:
 def _shift(t: torch.Tensor, offset_h: int, offset_w: int, size_h: int, size_w: int) -> torch.Tensor:
     """out[.., i, j] = t[.., i − offset_h, j − offset_w] where that index exists, else 0;
     shape [.., size_h, size_w]."""
-    out = t.new_zeros((*t.shape[:-2], size_h, size_w))
+    out = _zeros(t, (*t.shape[:-2], size_h, size_w))
     src_h, src_w = t.shape[-2], t.shape[-1]
     h0, h1 = max(0, offset_h), min(size_h, src_h + offset_h)
     w0, w1 = max(0, offset_w), min(size_w, src_w + offset_w)
@@ -126,6 +129,78 @@ def _from_full(t: torch.Tensor, ah: _Axis, aw: _Axis) -> torch.Tensor:
     if ah.pad == aw.pad == 0 and ah.full == ah.size and aw.full == aw.size:
         return t
     return _shift(t, -ah.pad, -aw.pad, ah.size, aw.size)
+
+
+# -- integer box sums: convolutions with all-ones kernels, exact by construction -----------------
+# They run on numpy arrays (CPU: several times faster than torch's small-kernel convolutions here,
+# up to 30× for depthwise layers) or torch tensors (CUDA), with the same slicing code.
+
+Array = np.ndarray | torch.Tensor
+
+
+def _zeros(like: Array, shape: tuple[int, ...], dtype=None) -> Array:
+    if isinstance(like, np.ndarray):
+        return np.zeros(shape, dtype=dtype or like.dtype)
+    return like.new_zeros(shape, dtype=dtype or like.dtype)
+
+
+def _copy(a: Array) -> Array:
+    return a.copy() if isinstance(a, np.ndarray) else a.clone()
+
+
+def _taps(ax: _Axis, t: int) -> slice:
+    """Indices o·stride + t·dil of the padded input over all outputs o (one kernel index t)."""
+    start = t * ax.dil
+    return slice(start, start + (ax.out - 1) * ax.stride + 1, ax.stride)
+
+
+def _box_sum(a: Array, ah: _Axis, aw: _Axis) -> Array:
+    """FWD direction: out[.., o, o'] = Σ_{t, t'} a[.., o·S + t·D, o'·S' + t'·D'] over padded a [.., full_h,
+    full_w]; separable, so R + S slice additions."""
+    rows = _copy(a[..., _taps(ah, 0), :])
+    for t in range(1, ah.kernel):
+        rows += a[..., _taps(ah, t), :]
+    out = _copy(rows[..., _taps(aw, 0)])
+    for t in range(1, aw.kernel):
+        out += rows[..., _taps(aw, t)]
+    return out
+
+
+def _box_scatter(a: Array, ah: _Axis, aw: _Axis) -> Array:
+    """Transposed direction (BWD-D scatter form): full[.., o·S + t·D, o'·S' + t'·D'] += a[.., o, o'] for
+    every tap (t, t'); [.., out_h, out_w] → padded [.., full_h, full_w]."""
+    cols = _zeros(a, (*a.shape[:-1], aw.full))
+    for t in range(aw.kernel):
+        cols[..., _taps(aw, t)] += a
+    full = _zeros(a, (*a.shape[:-2], ah.full, aw.full))
+    for t in range(ah.kernel):
+        full[..., _taps(ah, t), :] += cols
+    return full
+
+
+def _tap_sums(a: Array, ah: _Axis, aw: _Axis) -> Array:
+    """BWD-W direction: out[.., t, t'] = Σ_{o, o'} a[.., o·S + t·D, o'·S' + t'·D'] → [.., R, S] (the
+    same box sum with the roles of taps and outputs swapped)."""
+    out = _zeros(a, (*a.shape[:-2], ah.kernel, aw.kernel))
+    for t in range(ah.kernel):
+        rows = a[..., _taps(ah, t), :].sum(-2)
+        for u in range(aw.kernel):
+            out[..., t, u] = rows[..., _taps(aw, u)].sum(-1)
+    return out
+
+
+def _int_dtype(bound: int, like: Array):
+    """The narrowest signed integer type holding every count up to `bound`."""
+    bits = next(b for b in (16, 32, 64) if bound < 2 ** (b - 1))
+    if isinstance(like, np.ndarray):
+        return {16: np.int16, 32: np.int32, 64: np.int64}[bits]
+    return {16: torch.int16, 32: torch.int32, 64: torch.int64}[bits]
+
+
+def _int64_tensor(a: Array) -> torch.Tensor:
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a).astype(np.int64, copy=False))
+    return a.to(torch.int64)
 
 
 # -- exact float convolutions ------------------------------------------------------------------
@@ -197,15 +272,21 @@ def _exact(compute, bound: int, checksum, what: str) -> torch.Tensor:
     raise InexactCountError(f"{what}: convolution counts are not exact even in float64")
 
 
-def _count(mask: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """Exact int64 counts of True over `dims` of a bool mask. On the CPU through numpy with the
-    narrowest accumulator that cannot overflow: an order of magnitude faster than torch's bool sums."""
+def _count(mask: torch.Tensor, dims: tuple[int, ...], bound: int | None = None) -> Array:
+    """Exact counts of True over `dims` of a bool mask. On the CPU a numpy array, summed with the
+    narrowest accumulator that cannot overflow (an order of magnitude faster than torch's bool sums)
+    and returned in the narrowest type that holds `bound` (default: the counts themselves); on CUDA a
+    tensor. `_count_int64` gives int64 tensors."""
+    most = math.prod(mask.shape[d] for d in dims)
     if mask.device.type != "cpu":
-        return mask.sum(dims, dtype=torch.int64)
-    bound = math.prod(mask.shape[d] for d in dims)
-    acc = next(t for t in (np.uint8, np.uint16, np.uint32, np.int64) if bound <= np.iinfo(t).max)
-    counts = np.sum(mask.numpy().view(np.uint8), axis=dims, dtype=acc)
-    return torch.from_numpy(np.asarray(counts).astype(np.int64, copy=False))
+        return mask.sum(dims, dtype=_int_dtype(max(most, bound or 0), mask))
+    acc = next(t for t in (np.uint8, np.uint16, np.uint32, np.int64) if most <= np.iinfo(t).max)
+    counts = np.asarray(np.sum(mask.numpy().view(np.uint8), axis=dims, dtype=acc))
+    return counts.astype(_int_dtype(max(most, bound or 0), counts), copy=False)
+
+
+def _count_int64(mask: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    return _int64_tensor(_count(mask, dims, 2**62))
 
 
 def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -277,7 +358,7 @@ class LayerWork:
         fwd_dense = g.n * g.k * int(self.fwd_dense.sum())
         fwd_input = g.k_per_group * int(self.fwd_nonzero.sum())
         if self.needs_bwd_data:
-            needed = _count(self.dx_needed.reshape(g.n, g.groups, g.c_per_group, g.h, g.w), (2,))
+            needed = _count_int64(self.dx_needed.reshape(g.n, g.groups, g.c_per_group, g.h, g.w), (2,))
             bd_dense = g.n * g.c * int(self.bwd_data_dense.sum())
             bd_input = g.c_per_group * int(self.bwd_data_nonzero.sum())
             bd_output = int((self.bwd_data_dense * needed.sum((0, 1))).sum())
@@ -317,61 +398,23 @@ def _layer_work(masks: LayerMasks, shortcuts: bool) -> LayerWork:
     n = g.n
     x = masks.x_nonzero.reshape(g.x_shape)
     dy = masks.dy_nonzero.reshape(g.y_shape)
-    device = x.device
 
     # dense stream lengths: pure index arithmetic
     fwd_dense = Cg * torch.outer(ah.taps_per_output, aw.taps_per_output)
     bwd_data_dense = Kg * torch.outer(ah.reach, aw.reach)
     bwd_weight_dense = n * torch.outer(ah.outputs_per_tap, aw.outputs_per_tap)
-    reach_hw = torch.outer(ah.reach, aw.reach).to(device)  # FWD/BWD-W taps reading input pixel (h, w)
-    taps_pq = torch.outer(ah.taps_per_output, aw.taps_per_output).to(device)
 
     # FWD: per-group channel sums of X≠0, box-summed over the valid taps of each output pixel
-    x_group = _count(x.reshape(n, G, Cg, g.h, g.w), (2,)).to(device)  # int64 [N, G, H, W]
+    x_group = _count(x.reshape(n, G, Cg, g.h, g.w), (2,), bound=Cg * g.r * g.s)  # [N, G, H, W]
+    fwd_nonzero = _int64_tensor(_box_sum(_to_full(x_group, ah, aw), ah, aw))
 
-    def fwd(dtype):
-        xs = _to_full(x_group.to(dtype), ah, aw).reshape(n * G, 1, ah.full, aw.full)
-        ones = torch.ones(1, 1, g.r, g.s, dtype=dtype, device=device)
-        return F.conv2d(xs, ones, stride=g.stride, dilation=g.dilation).reshape(n, G, g.p, g.q)
+    # BWD-D: per-group channel sums of dY≠0, scattered onto the input pixels each tap reaches
+    dy_group = _count(dy.reshape(n, G, Kg, g.p, g.q), (2,), bound=Kg * g.r * g.s)  # [N, G, P, Q]
+    bwd_data_nonzero = _int64_tensor(_from_full(_box_scatter(dy_group, ah, aw), ah, aw))
 
-    fwd_nonzero = _exact(
-        fwd,
-        Cg * g.r * g.s,
-        lambda c: torch.equal(c.sum((2, 3)), (x_group * reach_hw).sum((2, 3))),
-        f"{masks.name} FWD",
-    )
-
-    # BWD-D: per-group channel sums of dY≠0, scattered over the taps that reach each input pixel
-    dy_group = _count(dy.reshape(n, G, Kg, g.p, g.q), (2,)).to(device)  # int64 [N, G, P, Q]
-
-    def bwd_data(dtype):
-        ds = dy_group.to(dtype).reshape(n * G, 1, g.p, g.q)
-        ones = torch.ones(1, 1, g.r, g.s, dtype=dtype, device=device)
-        full = F.conv_transpose2d(ds, ones, stride=g.stride, dilation=g.dilation)
-        return _from_full(full, ah, aw).reshape(n, G, g.h, g.w)
-
-    bwd_data_nonzero = _exact(
-        bwd_data,
-        Kg * g.r * g.s,
-        lambda c: torch.equal(c.sum((2, 3)), (dy_group * taps_pq).sum((2, 3))),
-        f"{masks.name} BWD-D",
-    )
-
-    # BWD-W, X stream: batch sums of X≠0, box-summed over every output pixel of each tap (stride and
-    # dilation swap roles: taps step by the dilation, output pixels by the stride)
-    x_channel = _count(x, (0,)).to(device)  # int64 [C, H, W]
-
-    def bwd_weight_x(dtype):
-        xs = _to_full(x_channel.to(dtype), ah, aw).reshape(g.c, 1, ah.full, aw.full)
-        ones = torch.ones(1, 1, g.p, g.q, dtype=dtype, device=device)
-        return F.conv2d(xs, ones, stride=g.dilation, dilation=g.stride).reshape(g.c, g.r, g.s)
-
-    bwd_weight_nonzero = _exact(
-        bwd_weight_x,
-        n * g.p * g.q,
-        lambda c: torch.equal(c.sum((1, 2)), (x_channel * reach_hw).sum((1, 2))),
-        f"{masks.name} BWD-W",
-    )
+    # BWD-W, X stream: batch sums of X≠0, summed over every output pixel of each tap
+    x_channel = _count(x, (0,), bound=n * g.p * g.q)  # [C, H, W]
+    bwd_weight_nonzero = _int64_tensor(_tap_sums(_to_full(x_channel, ah, aw), ah, aw))
 
     bwd_weight_both = _both(masks.name, g, x, dy, fwd_nonzero, bwd_weight_nonzero, ah, aw, shortcuts)
 
@@ -407,7 +450,7 @@ def _both(
     sits between the conv and its ReLU) pairs with every nonzero X, so its counts are the X-stream
     counts; one whose dY is zero everywhere has none. Only the remaining channels are convolved."""
     G, Cg, Kg = g.groups, g.c_per_group, g.k_per_group
-    per_k = _count(dy.reshape(g.n, g.k, -1), (0, 2))  # nonzero dY per output channel
+    per_k = _count_int64(dy.reshape(g.n, g.k, -1), (0, 2))  # nonzero dY per output channel
     size = g.n * g.p * g.q
     all_nonzero, all_zero = per_k == size, per_k == 0
     mixed = ~(all_nonzero | all_zero)
@@ -464,6 +507,6 @@ def _both_conv(
             groups=g.groups,
         )
 
-    dy_per_group = _count(dy_sel.reshape(g.n, g.groups, ksel // g.groups, g.p, g.q), (2,))
+    dy_per_group = _count_int64(dy_sel.reshape(g.n, g.groups, ksel // g.groups, g.p, g.q), (2,))
     expected = int((dy_per_group * fwd_nonzero.to(dy_per_group.device)).sum())
     return _exact(compute, g.n * g.p * g.q, lambda c: int(c.sum()) == expected, f"{name} BWD-W (X and dY)")
