@@ -194,6 +194,21 @@ def density(
         report.write_json(summary, json_out)
 
 
+@app.command()
+def bounds(
+    trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="write every count as JSON")] = None,
+) -> None:
+    """Exact MACs per layer and pass under each skipping policy, and the ideal speedups they bound."""
+    from agos.capture.trace import load_trace
+    from agos.report import bounds as report
+
+    summary = report.summarise_trace(load_trace(trace_dir))
+    report.print_table(summary)
+    if json_out:
+        report.write_json(summary, json_out)
+
+
 @app.command("gpu-bench")
 def gpu_bench(
     models: Annotated[

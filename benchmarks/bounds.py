@@ -1,0 +1,147 @@
+"""`agos bounds` against one plain training step of the same batch, side by side in one process.
+
+Target (issue 3): the exact work counts of a resnet50 batch-32 224 px trace (seeded init weights,
+embedded photographs) cost at most one plain training step of that batch (ratio ≤ 1).
+
+What is timed as `agos bounds`: loading and verifying the trace (SHA-256 of the masks), unpacking
+every mask, every layer's exact counts, and rendering the tables (into memory) — all of the command
+but the terminal. The plain step is forward, loss and backward of the same batch on the same model,
+with nothing attached. The two alternate, so drift from other load hits both alike.
+
+    .venv/bin/python benchmarks/bounds.py [--trace DIR] [--model resnet50 --batch-size 32 --reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def agos_bounds(trace_dir: Path) -> dict:
+    from rich.console import Console
+
+    from agos.capture.trace import load_trace
+    from agos.report import bounds
+
+    summary = bounds.summarise_trace(load_trace(trace_dir))
+    bounds.print_table(summary, Console(file=io.StringIO(), width=200))
+    return summary
+
+
+def counts_without_shortcuts(trace_dir: Path) -> None:
+    """The general path: every output channel's BWD-W both-nonzero count convolved (what a model
+    without BN between conv and ReLU, e.g. vgg16, pays in every layer)."""
+    from agos.capture.trace import load_trace
+    from agos.density.masks import iter_real_masks
+    from agos.engine.counts import layer_work
+
+    for masks in iter_real_masks(load_trace(trace_dir)):
+        _ = layer_work(masks, shortcuts=False).totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trace", type=Path, help="reuse this trace (its model, batch and size)")
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--no-general", action="store_true", help="skip timing the counts without the BWD-W shortcuts"
+    )
+    args = parser.parse_args()
+
+    from agos.capture.pipeline import capture_trace
+    from agos.capture.trace import load_trace
+    from agos.inputs.session import RunOptions, prepare
+    from agos.inputs.training import plain_step
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trace_dir = args.trace
+        if trace_dir is None:
+            trace_dir = Path(tmp) / "trace"
+            options = RunOptions(
+                model=args.model,
+                batch_size=args.batch_size,
+                image_size=args.image_size,
+                seed=args.seed,
+                device="cpu",
+            )
+            t = time.perf_counter()
+            capture_trace(options, trace_dir)
+            print(f"captured {trace_dir} in {time.perf_counter() - t:.1f} s (not timed below)")
+        prov = load_trace(trace_dir).provenance
+        # a plain step's time depends on the model and the batch's shape, not on the weights' values
+        run = prepare(
+            RunOptions(
+                model=prov["model"],
+                batch_size=prov["batch_size"],
+                image_size=prov["image_size"],
+                seed=prov["seed"],
+                device="cpu",
+            )
+        )
+        images, labels = run.batch(prov.get("batch_index", 0))
+
+        plain_step(run.model, images, labels, seed=0)  # warm caches and allocator
+        summary = agos_bounds(trace_dir)
+        plain_times, bounds_times, general_times = [], [], []
+        for _ in range(args.reps):  # interleaved, so drift hits all alike
+            t = time.perf_counter()
+            plain_step(run.model, images, labels, seed=0)
+            plain_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            summary = agos_bounds(trace_dir)
+            bounds_times.append(time.perf_counter() - t)
+            if not args.no_general:
+                t = time.perf_counter()
+                counts_without_shortcuts(trace_dir)
+                general_times.append(time.perf_counter() - t)
+
+    plain, counted = statistics.median(plain_times), statistics.median(bounds_times)
+    figures = {
+        "model": prov["model"],
+        "batch_size": prov["batch_size"],
+        "image_size": prov["image_size"],
+        "reps": args.reps,
+        "threads": torch.get_num_threads(),
+        "plain_step_s": plain,
+        "bounds_s": counted,
+        "ratio": counted / plain,
+        "plain_step_times_s": plain_times,
+        "bounds_times_s": bounds_times,
+        "counts_without_shortcuts_s": statistics.median(general_times) if general_times else None,
+        "counts_without_shortcuts_times_s": general_times,
+        "macs_per_pass": summary["totals"]["fwd"]["dense"],
+        "speedups": summary["speedups"],
+    }
+    print(
+        f"{figures['model']}, batch {figures['batch_size']}, {figures['image_size']} px, "
+        f"cpu {figures['threads']} threads, median of {args.reps}"
+    )
+    print(f"  plain training step   {plain:8.2f} s")
+    print(f"  agos bounds           {counted:8.2f} s   ratio {counted / plain:.3f}  (target ≤ 1)")
+    if general_times:
+        general = figures["counts_without_shortcuts_s"]
+        print(
+            f"  counts, no shortcuts  {general:8.2f} s   ratio {general / plain:.3f}  (every BWD-W convolved)"
+        )
+    for policy, s in summary["speedups"].items():
+        print(f"  ideal speedup {policy:13s} backprop {s['backprop']:.2f}×  iteration {s['iteration']:.2f}×")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,516 @@
+"""Exact work counts: how many multiply-accumulates each skipping policy does, per output element
+and in total, in each pass of a layer (DESIGN.md §1, §2, §4).
+
+Every count is a per-*position* stream length in the §4 mapping; the per-output counts follow from
+it by broadcasting over channels. The stream lengths are convolutions of binary masks with all-ones
+kernels — never an enumeration of MACs — so that a whole ResNet-50 batch costs less than a training
+step:
+
+- FWD       position (n, p, q) of group g, stream = X taps (c in g, valid r, s):
+            `fwd_nonzero` = box sum over the R×S taps of Σ_{c∈g} X≠0.
+- BWD-D     position (n, h, w) of group g, stream = dY taps (k in g, r, s) reaching it (scatter form:
+            stride holes and padding are never work): `bwd_data_nonzero` = the transposed box sum
+            (each dY position scattered onto the R×S input pixels it reaches) of Σ_{k∈g} dY≠0.
+- BWD-W     position = weight tap (c, r, s), stream = X at that tap over every valid (n, p, q):
+            `bwd_weight_nonzero` = Σ over output pixels of Σ_n X≠0 at each tap;
+            `bwd_weight_both` (X and dY both nonzero) = the weight gradient of the two binary masks.
+
+Policies. `dense` forms every product over valid taps (BWD-D is 0 for a layer that needs no BWD-D:
+nobody is charged for the first layer's). `input` skips zero operands of the shared stream: X in
+FWD, dY in BWD-D, and **X in BWD-W** (X is the stream broadcast along a row in §4's BWD-W mapping;
+dY is each PE's own operand). `output` skips the dX elements the needed-dX mask drops (BWD-D only:
+every Y and every dW is needed). `input+output` does both; in BWD-W it counts a product only where X
+and dY are both nonzero (PE skip).
+
+Precision. The all-ones convolutions are separable integer box sums (R + S strided slice additions
+in the narrowest integer type that holds the largest possible count): exact by construction. The
+two-sided BWD-W count is a real weight-gradient convolution of 0/1 floats. Its counts are sums of
+0/1 products, so every partial sum of a plain summation is an integer no larger than the final
+count: fp32 is exact while N·P·Q (the largest possible count) stays below 2^24, and agos computes in
+float64 (exact below 2^53) above that. Because a backend may use an algorithm that does not form
+plain sums (Winograd, FFT, TF32/bf16 "fast fp32" modes — which agos switches off while counting),
+every result is also checked: it must be integral and in range, and its sum must equal an
+independent int64 figure, Σ_{n,g,p,q} (Σ_{k∈g} dY≠0) · fwd_nonzero. A result failing either check is
+recomputed in float64; failing again is a bug and raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from agos.density.masks import LayerMasks
+from agos.workload.layer import LayerGeometry
+
+POLICIES = ("dense", "input", "output", "input+output")
+PASSES = ("fwd", "bwd_data", "bwd_weight")
+
+FP32_EXACT = 2**24  # every integer below this is representable in float32
+FP64_EXACT = 2**53
+
+
+# -- per-axis index arithmetic (exact, integer) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One spatial axis: output index o, kernel index t, input index i = o·stride + t·dil − pad."""
+
+    out: int
+    size: int
+    kernel: int
+    stride: int
+    pad: int
+    dil: int
+
+    @cached_property
+    def _valid(self) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = (
+            torch.arange(self.out, dtype=torch.int64)[:, None] * self.stride
+            + torch.arange(self.kernel, dtype=torch.int64)[None, :] * self.dil
+            - self.pad
+        )
+        return pos, (pos >= 0) & (pos < self.size)
+
+    @property
+    def taps_per_output(self) -> torch.Tensor:  # [out]: kernel indices landing inside the input
+        return self._valid[1].sum(1)
+
+    @property
+    def outputs_per_tap(self) -> torch.Tensor:  # [kernel]: output indices at which the tap is inside
+        return self._valid[1].sum(0)
+
+    @property
+    def reach(self) -> torch.Tensor:  # [size]: (output, kernel) pairs landing on each input index
+        pos, valid = self._valid
+        return torch.bincount(pos[valid], minlength=self.size)
+
+    @property
+    def full(self) -> int:
+        """Length of the zero-padded input a padding-free convolution reads:
+        (out − 1)·stride + (kernel − 1)·dil + 1."""
+        return (self.out - 1) * self.stride + (self.kernel - 1) * self.dil + 1
+
+
+def _axes(g: LayerGeometry) -> tuple[_Axis, _Axis]:
+    return (
+        _Axis(g.p, g.h, g.r, g.stride[0], g.padding[0], g.dilation[0]),
+        _Axis(g.q, g.w, g.s, g.stride[1], g.padding[1], g.dilation[1]),
+    )
+
+
+def _shift(t: torch.Tensor, offset_h: int, offset_w: int, size_h: int, size_w: int) -> torch.Tensor:
+    """out[.., i, j] = t[.., i − offset_h, j − offset_w] where that index exists, else 0;
+    shape [.., size_h, size_w]."""
+    out = _zeros(t, (*t.shape[:-2], size_h, size_w))
+    src_h, src_w = t.shape[-2], t.shape[-1]
+    h0, h1 = max(0, offset_h), min(size_h, src_h + offset_h)
+    w0, w1 = max(0, offset_w), min(size_w, src_w + offset_w)
+    if h1 > h0 and w1 > w0:
+        out[..., h0:h1, w0:w1] = t[..., h0 - offset_h : h1 - offset_h, w0 - offset_w : w1 - offset_w]
+    return out
+
+
+def _to_full(t: torch.Tensor, ah: _Axis, aw: _Axis) -> torch.Tensor:
+    """Input-indexed [.., H, W] → padded [.., full_h, full_w] (index i + pad); zeros where padded,
+    cropped where the input extends beyond the last tap."""
+    if ah.pad == aw.pad == 0 and ah.full == ah.size and aw.full == aw.size:
+        return t
+    return _shift(t, ah.pad, aw.pad, ah.full, aw.full)
+
+
+def _from_full(t: torch.Tensor, ah: _Axis, aw: _Axis) -> torch.Tensor:
+    """Padded [.., full_h, full_w] → input-indexed [.., H, W] (the inverse crop of `_to_full`)."""
+    if ah.pad == aw.pad == 0 and ah.full == ah.size and aw.full == aw.size:
+        return t
+    return _shift(t, -ah.pad, -aw.pad, ah.size, aw.size)
+
+
+# -- integer box sums: convolutions with all-ones kernels, exact by construction -----------------
+# They run on numpy arrays (CPU: several times faster than torch's small-kernel convolutions here,
+# up to 30× for depthwise layers) or torch tensors (CUDA), with the same slicing code.
+
+Array = np.ndarray | torch.Tensor
+
+
+def _zeros(like: Array, shape: tuple[int, ...], dtype=None) -> Array:
+    if isinstance(like, np.ndarray):
+        return np.zeros(shape, dtype=dtype or like.dtype)
+    return like.new_zeros(shape, dtype=dtype or like.dtype)
+
+
+def _copy(a: Array) -> Array:
+    return a.copy() if isinstance(a, np.ndarray) else a.clone()
+
+
+def _taps(ax: _Axis, t: int) -> slice:
+    """Indices o·stride + t·dil of the padded input over all outputs o (one kernel index t)."""
+    start = t * ax.dil
+    return slice(start, start + (ax.out - 1) * ax.stride + 1, ax.stride)
+
+
+def _box_sum(a: Array, ah: _Axis, aw: _Axis) -> Array:
+    """FWD direction: out[.., o, o'] = Σ_{t, t'} a[.., o·S + t·D, o'·S' + t'·D'] over padded a [.., full_h,
+    full_w]; separable, so R + S slice additions."""
+    rows = _copy(a[..., _taps(ah, 0), :])
+    for t in range(1, ah.kernel):
+        rows += a[..., _taps(ah, t), :]
+    out = _copy(rows[..., _taps(aw, 0)])
+    for t in range(1, aw.kernel):
+        out += rows[..., _taps(aw, t)]
+    return out
+
+
+def _box_scatter(a: Array, ah: _Axis, aw: _Axis) -> Array:
+    """Transposed direction (BWD-D scatter form): full[.., o·S + t·D, o'·S' + t'·D'] += a[.., o, o'] for
+    every tap (t, t'); [.., out_h, out_w] → padded [.., full_h, full_w]."""
+    cols = _zeros(a, (*a.shape[:-1], aw.full))
+    for t in range(aw.kernel):
+        cols[..., _taps(aw, t)] += a
+    full = _zeros(a, (*a.shape[:-2], ah.full, aw.full))
+    for t in range(ah.kernel):
+        full[..., _taps(ah, t), :] += cols
+    return full
+
+
+def _tap_sums(a: Array, ah: _Axis, aw: _Axis) -> Array:
+    """BWD-W direction: out[.., t, t'] = Σ_{o, o'} a[.., o·S + t·D, o'·S' + t'·D'] → [.., R, S] (the
+    same box sum with the roles of taps and outputs swapped)."""
+    out = _zeros(a, (*a.shape[:-2], ah.kernel, aw.kernel))
+    for t in range(ah.kernel):
+        rows = a[..., _taps(ah, t), :].sum(-2)
+        for u in range(aw.kernel):
+            out[..., t, u] = rows[..., _taps(aw, u)].sum(-1)
+    return out
+
+
+def _int_dtype(bound: int, like: Array):
+    """The narrowest signed integer type holding every count up to `bound`."""
+    bits = next(b for b in (16, 32, 64) if bound < 2 ** (b - 1))
+    if isinstance(like, np.ndarray):
+        return {16: np.int16, 32: np.int32, 64: np.int64}[bits]
+    return {16: torch.int16, 32: torch.int32, 64: torch.int64}[bits]
+
+
+def _int64_tensor(a: Array) -> torch.Tensor:
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a).astype(np.int64, copy=False))
+    return a.to(torch.int64)
+
+
+# -- exact float convolutions ------------------------------------------------------------------
+
+
+SMALL_LAYER_MACS = 4_000_000  # below this: one thread, no oneDNN (their start-up costs more than they save)
+
+
+def _precision_settings() -> list[tuple[object, str, object]]:
+    """(object, attribute, exact value): fp32 convolutions and matmuls in IEEE fp32, never TF32/bf16."""
+    b = torch.backends
+    out = []
+    for module in (b.mkldnn.conv, b.mkldnn.matmul, b.cudnn.conv, b.cuda.matmul):
+        if hasattr(module, "fp32_precision"):
+            out.append((module, "fp32_precision", "ieee"))
+    if not out:  # older torch: the legacy switches
+        out = [(b.cudnn, "allow_tf32", False), (b.cuda.matmul, "allow_tf32", False)]
+    return out
+
+
+@contextlib.contextmanager
+def _exact_arithmetic(macs: int):
+    """IEEE fp32 throughout; a small layer's handful of tiny convolutions on one thread without
+    oneDNN. Every global setting is restored afterwards."""
+    saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in _precision_settings()]
+    threads, mkldnn = torch.get_num_threads(), torch._C._get_mkldnn_enabled()
+    small = macs < SMALL_LAYER_MACS
+    try:
+        for obj, attr, value in _precision_settings():
+            setattr(obj, attr, value)
+        if small:
+            torch.set_num_threads(1)
+            torch._C._set_mkldnn_enabled(False)
+        yield
+    finally:
+        for obj, attr, value in saved:
+            setattr(obj, attr, value)
+        if small:
+            torch.set_num_threads(threads)
+            torch._C._set_mkldnn_enabled(mkldnn)
+
+
+def _dtype_for(bound: int) -> torch.dtype:
+    if bound < FP32_EXACT:
+        return torch.float32
+    if bound < FP64_EXACT:
+        return torch.float64
+    raise OverflowError(f"a count may reach {bound}, beyond exact float64 arithmetic")
+
+
+class InexactCountError(RuntimeError):
+    """A count failed its integrality or checksum test even in float64 (a bug, never user error)."""
+
+
+def _exact(compute, bound: int, checksum, what: str) -> torch.Tensor:
+    """Run `compute(dtype)` in the cheapest exact dtype; verify; fall back to float64 once.
+
+    `checksum(counts_int64) -> bool` compares sums of the result with an independent int64 figure."""
+    dtypes = [_dtype_for(bound)]
+    if dtypes[0] != torch.float64:
+        dtypes.append(torch.float64)
+    for dtype in dtypes:
+        out = compute(dtype)
+        rounded = out.round()
+        if torch.equal(rounded, out) and (out.numel() == 0 or (out.min() >= 0 and out.max() <= bound)):
+            counts = rounded.to(torch.int64)
+            if checksum(counts):
+                return counts
+    raise InexactCountError(f"{what}: convolution counts are not exact even in float64")
+
+
+def _count(mask: torch.Tensor, dims: tuple[int, ...], bound: int | None = None) -> Array:
+    """Exact counts of True over `dims` of a bool mask. On the CPU a numpy array, summed with the
+    narrowest accumulator that cannot overflow (an order of magnitude faster than torch's bool sums)
+    and returned in the narrowest type that holds `bound` (default: the counts themselves); on CUDA a
+    tensor. `_count_int64` gives int64 tensors."""
+    most = math.prod(mask.shape[d] for d in dims)
+    if mask.device.type != "cpu":
+        return mask.sum(dims, dtype=_int_dtype(max(most, bound or 0), mask))
+    acc = next(t for t in (np.uint8, np.uint16, np.uint32, np.int64) if most <= np.iinfo(t).max)
+    counts = np.asarray(np.sum(mask.numpy().view(np.uint8), axis=dims, dtype=acc))
+    return counts.astype(_int_dtype(max(most, bound or 0), counts), copy=False)
+
+
+def _count_int64(mask: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    return _int64_tensor(_count(mask, dims, 2**62))
+
+
+def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A bool mask as 0/1 floats (numpy's cast is several times faster than torch's on the CPU)."""
+    if mask.device.type != "cpu":
+        return mask.to(dtype)
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    return torch.from_numpy(mask.numpy().view(np.uint8).astype(np_dtype))
+
+
+# -- the work of one layer ---------------------------------------------------------------------
+
+
+@dataclass
+class LayerWork:
+    """Per-work-item stream lengths (DESIGN.md §4 mapping) from which every per-output count follows."""
+
+    name: str
+    geometry: LayerGeometry
+    needs_bwd_data: bool
+    # FWD: a position is (n, p, q) in group g; its stream is the X taps (c in g, valid r, s)
+    fwd_dense: torch.Tensor  # int64 [P, Q]       = C_g × valid taps at (p, q)
+    fwd_nonzero: torch.Tensor  # int64 [N, G, P, Q] nonzero X among those taps
+    # BWD-D (scatter form): a position is (n, h, w) in group g; its stream is the dY taps (k in g, r, s)
+    # that reach it
+    bwd_data_dense: torch.Tensor  # int64 [H, W]      = K_g × reaching taps (stride holes / padding excluded)
+    bwd_data_nonzero: torch.Tensor  # int64 [N, G, H, W] nonzero dY among them
+    dx_needed: torch.Tensor  # bool [N, C, H, W]
+    # BWD-W: a position is a weight tap (c, r, s); its stream is X at that tap over valid (n, p, q)
+    bwd_weight_dense: torch.Tensor  # int64 [R, S]      = N × valid p for r × valid q for s
+    bwd_weight_nonzero: torch.Tensor  # int64 [C, R, S]   nonzero X over (n, p, q)
+    bwd_weight_both: torch.Tensor  # int64 [K, C_g, R, S] products with X and dY both nonzero
+
+    # -- per output element -------------------------------------------------------------------
+
+    def per_output(self, pass_: str, policy: str) -> torch.Tensor:
+        """MACs per output element (int64): FWD [N,K,P,Q], BWD-D [N,C,H,W], BWD-W [K,C_g,R,S]."""
+        _check(pass_, policy)
+        g = self.geometry
+        if pass_ == "fwd":
+            if policy in ("dense", "output"):
+                return self.fwd_dense.expand(g.n, g.k, g.p, g.q).clone()
+            return self.fwd_nonzero.repeat_interleave(g.k_per_group, dim=1)
+        if pass_ == "bwd_data":
+            if not self.needs_bwd_data:
+                return torch.zeros(g.x_shape, dtype=torch.int64)
+            if policy in ("dense", "output"):
+                counts = self.bwd_data_dense.expand(g.x_shape)
+            else:
+                counts = self.bwd_data_nonzero.repeat_interleave(g.c_per_group, dim=1)
+            return counts * self.dx_needed if policy in ("output", "input+output") else counts.clone()
+        if policy in ("dense", "output"):
+            return self.bwd_weight_dense.expand(g.w_shape).clone()
+        if policy == "input":
+            return self.bwd_weight_nonzero.reshape(g.groups, g.c_per_group, g.r, g.s).repeat_interleave(
+                g.k_per_group, dim=0
+            )
+        return self.bwd_weight_both.clone()
+
+    # -- totals (never materialise the per-output arrays) -----------------------------------
+
+    def total(self, pass_: str, policy: str) -> int:
+        _check(pass_, policy)
+        return self.totals[pass_][policy]
+
+    @cached_property
+    def totals(self) -> dict[str, dict[str, int]]:
+        g = self.geometry
+
+        def total(t: torch.Tensor) -> int:  # numpy's int64 sums are far faster than torch's on the CPU
+            return int(t.numpy().sum(dtype=np.int64)) if t.device.type == "cpu" else int(t.sum())
+
+        fwd_dense = g.n * g.k * total(self.fwd_dense)
+        fwd_input = g.k_per_group * total(self.fwd_nonzero)
+        if self.needs_bwd_data:
+            needed = _count_int64(self.dx_needed.reshape(g.n, g.groups, g.c_per_group, g.h, g.w), (2,))
+            bd_dense = g.n * g.c * total(self.bwd_data_dense)
+            bd_input = g.c_per_group * total(self.bwd_data_nonzero)
+            bd_output = total(self.bwd_data_dense * needed.sum((0, 1)))
+            bd_both = total(self.bwd_data_nonzero * needed)
+        else:
+            bd_dense = bd_input = bd_output = bd_both = 0
+        bw_dense = g.k * g.c_per_group * total(self.bwd_weight_dense)
+        bw_input = g.k_per_group * total(self.bwd_weight_nonzero)
+        bw_both = total(self.bwd_weight_both)
+        return {
+            "fwd": {"dense": fwd_dense, "input": fwd_input, "output": fwd_dense, "input+output": fwd_input},
+            "bwd_data": {"dense": bd_dense, "input": bd_input, "output": bd_output, "input+output": bd_both},
+            "bwd_weight": {"dense": bw_dense, "input": bw_input, "output": bw_dense, "input+output": bw_both},
+        }
+
+
+def _check(pass_: str, policy: str) -> None:
+    if pass_ not in PASSES:
+        raise ValueError(f"unknown pass {pass_!r}; one of {', '.join(PASSES)}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; one of {', '.join(POLICIES)}")
+
+
+def layer_work(masks: LayerMasks, shortcuts: bool = True) -> LayerWork:
+    """Exact stream lengths of one layer from its masks (CPU or CUDA tensors; results on CPU).
+
+    `shortcuts=False` convolves every output channel for the BWD-W both-nonzero count, even those whose
+    dY is all nonzero or all zero (same result, slower: for tests and benchmarks)."""
+    with _exact_arithmetic(masks.geometry.macs):
+        return _layer_work(masks, shortcuts)
+
+
+def _layer_work(masks: LayerMasks, shortcuts: bool) -> LayerWork:
+    g = masks.geometry
+    ah, aw = _axes(g)
+    G, Cg, Kg = g.groups, g.c_per_group, g.k_per_group
+    n = g.n
+    x = masks.x_nonzero.reshape(g.x_shape)
+    dy = masks.dy_nonzero.reshape(g.y_shape)
+
+    # dense stream lengths: pure index arithmetic
+    fwd_dense = Cg * torch.outer(ah.taps_per_output, aw.taps_per_output)
+    bwd_data_dense = Kg * torch.outer(ah.reach, aw.reach)
+    bwd_weight_dense = n * torch.outer(ah.outputs_per_tap, aw.outputs_per_tap)
+
+    # FWD: per-group channel sums of X≠0, box-summed over the valid taps of each output pixel
+    x_group = _count(x.reshape(n, G, Cg, g.h, g.w), (2,), bound=Cg * g.r * g.s)  # [N, G, H, W]
+    fwd_nonzero = _int64_tensor(_box_sum(_to_full(x_group, ah, aw), ah, aw))
+
+    # BWD-D: per-group channel sums of dY≠0, scattered onto the input pixels each tap reaches
+    dy_group = _count(dy.reshape(n, G, Kg, g.p, g.q), (2,), bound=Kg * g.r * g.s)  # [N, G, P, Q]
+    bwd_data_nonzero = _int64_tensor(_from_full(_box_scatter(dy_group, ah, aw), ah, aw))
+
+    # BWD-W, X stream: batch sums of X≠0, summed over every output pixel of each tap
+    x_channel = _count(x, (0,), bound=n * g.p * g.q)  # [C, H, W]
+    bwd_weight_nonzero = _int64_tensor(_tap_sums(_to_full(x_channel, ah, aw), ah, aw))
+
+    bwd_weight_both = _both(masks.name, g, x, dy, fwd_nonzero, bwd_weight_nonzero, ah, aw, shortcuts)
+
+    return LayerWork(
+        name=masks.name,
+        geometry=g,
+        needs_bwd_data=masks.needs_bwd_data,
+        fwd_dense=fwd_dense,
+        fwd_nonzero=fwd_nonzero.cpu(),
+        bwd_data_dense=bwd_data_dense,
+        bwd_data_nonzero=bwd_data_nonzero.cpu(),
+        dx_needed=masks.dx_needed.reshape(g.x_shape).cpu(),
+        bwd_weight_dense=bwd_weight_dense,
+        bwd_weight_nonzero=bwd_weight_nonzero.cpu(),
+        bwd_weight_both=bwd_weight_both.cpu(),
+    )
+
+
+def _both(
+    name: str,
+    g: LayerGeometry,
+    x: torch.Tensor,
+    dy: torch.Tensor,
+    fwd_nonzero: torch.Tensor,
+    bwd_weight_nonzero: torch.Tensor,
+    ah: _Axis,
+    aw: _Axis,
+    shortcuts: bool = True,
+) -> torch.Tensor:
+    """[K, C_g, R, S]: products with X≠0 and dY≠0 — the weight gradient of the two binary masks.
+
+    Exact shortcuts first: an output channel whose dY is nonzero everywhere (the usual case when BN
+    sits between the conv and its ReLU) pairs with every nonzero X, so its counts are the X-stream
+    counts; one whose dY is zero everywhere has none. Only the remaining channels are convolved."""
+    G, Cg, Kg = g.groups, g.c_per_group, g.k_per_group
+    per_k = _count_int64(dy.reshape(g.n, g.k, -1), (0, 2))  # nonzero dY per output channel
+    size = g.n * g.p * g.q
+    all_nonzero, all_zero = per_k == size, per_k == 0
+    mixed = ~(all_nonzero | all_zero)
+    if not shortcuts or bool(mixed.all()) or (G > 1 and bool(mixed.any())):
+        # one convolution for every channel (a grouped conv is not split: its groups are small)
+        return _both_conv(name, g, x, dy, fwd_nonzero, ah, aw)
+    x_stream = bwd_weight_nonzero.reshape(G, 1, Cg, g.r, g.s)  # broadcast over the K_g channels of g
+    both = torch.where(all_nonzero.reshape(G, Kg, 1, 1, 1), x_stream, 0).reshape(g.k, Cg, g.r, g.s)
+    if bool(mixed.any()):  # ungrouped: convolve the mixed output channels only
+        ks = mixed.nonzero().flatten()
+        both[ks] = _both_conv(name, g, x, dy[:, ks.to(dy.device)], fwd_nonzero, ah, aw)
+    return both
+
+
+def _native_padding(ax: _Axis) -> bool:
+    """True when PyTorch's symmetric padding by `pad` yields exactly `out` outputs on this axis."""
+    return (ax.size + 2 * ax.pad - ax.dil * (ax.kernel - 1) - 1) // ax.stride + 1 == ax.out
+
+
+def _both_conv(
+    name: str,
+    g: LayerGeometry,
+    x: torch.Tensor,
+    dy_sel: torch.Tensor,
+    fwd_nonzero: torch.Tensor,
+    ah: _Axis,
+    aw: _Axis,
+) -> torch.Tensor:
+    """Weight gradient of binary masks for the selected output channels of `g` (all of them when
+    grouped), exact; checked against Σ_{n,g,p,q} (Σ_{k∈g} dY) · fwd_nonzero, which equals the sum of
+    every count."""
+    ksel = dy_sel.shape[1]
+    cg = g.c_per_group
+    one_by_one = g.r == g.s == 1 and g.stride == (1, 1) and g.padding == (0, 0)
+    one_by_one = one_by_one and g.groups == 1 and (g.p, g.q) == (g.h, g.w)
+    native = _native_padding(ah) and _native_padding(aw)
+
+    def compute(dtype):
+        xf, dyf = _as_float(x, dtype), _as_float(dy_sel, dtype)
+        if one_by_one:  # a GEMM over (n, p, q): dY^T · X
+            xm = xf.permute(1, 0, 2, 3).reshape(g.c, -1)
+            dm = dyf.permute(1, 0, 2, 3).reshape(ksel, -1)
+            return (dm @ xm.T).reshape(ksel, cg, 1, 1)
+        padding = g.padding if native else (0, 0)
+        if not native:
+            xf = _to_full(xf, ah, aw)
+        return torch.nn.grad.conv2d_weight(
+            xf,
+            (ksel, cg, g.r, g.s),
+            dyf,
+            stride=g.stride,
+            padding=padding,
+            dilation=g.dilation,
+            groups=g.groups,
+        )
+
+    dy_per_group = _count_int64(dy_sel.reshape(g.n, g.groups, ksel // g.groups, g.p, g.q), (2,))
+    expected = int((dy_per_group * fwd_nonzero.to(dy_per_group.device)).sum())
+    return _exact(compute, g.n * g.p * g.q, lambda c: int(c.sum()) == expected, f"{name} BWD-W (X and dY)")
