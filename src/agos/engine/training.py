@@ -36,7 +36,7 @@ class LayerWork:
     """One layer call of a step on the sparse engine: its dense work and the products it formed."""
 
     name: str
-    geometry: LayerGeometry
+    geometry: LayerGeometry | None  # None until the call's forward has run
     needs_bwd_data: bool  # False: the layer's input needs no gradient, no BWD-D ran (or is counted)
     dx_reason: str | None  # why every dX element was needed, when it was
     fwd_products: int | None = None  # None: FWD ran as the module's own (dense) op
@@ -46,7 +46,7 @@ class LayerWork:
     @property
     def dense_macs(self) -> int:
         """MACs of one dense pass, valid taps only (the same for FWD, BWD-D and BWD-W)."""
-        return self.geometry.macs
+        return self.geometry.macs if self.geometry is not None else 0
 
 
 @dataclass
@@ -70,7 +70,7 @@ class SparseEngine:
             raise ValueError(f"{name}: needed mask {tuple(needed.shape)} does not match X {tuple(x.shape)}")
         work = LayerWork(
             name=name,
-            geometry=None,  # type: ignore[arg-type]  # set in the Function's forward
+            geometry=None,
             needs_bwd_data=bool(x.requires_grad),
             dx_reason=None if needed is not None else reason,
         )
@@ -93,16 +93,14 @@ class _SparseLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, call: _Call):
         module, work = call.module, call.work
-        if call.sparse_forward:
-            if isinstance(module, nn.Conv2d):
-                meta = torch.device("meta")  # the output's shape, without computing it
-                y_meta = _dense_op(module, x.to(meta), weight.to(meta), None)
-                geometry = geometry_of(module, x, y_meta, work.name)
-                y, work.fwd_products = sparse_ops.conv_forward(x, weight, bias, geometry)
-            else:
-                y, work.fwd_products = sparse_ops.linear_forward(x, weight, bias)
-        else:
+        if not call.sparse_forward:
             y = _dense_op(module, x, weight, bias)
+        elif isinstance(module, nn.Conv2d):
+            meta = torch.device("meta")  # the output's shape, without computing it
+            geometry = geometry_of(module, x, _dense_op(module, x.to(meta), weight.to(meta), None), work.name)
+            y, work.fwd_products = sparse_ops.conv_forward(x, weight, bias, geometry)
+        else:
+            y, work.fwd_products = sparse_ops.linear_forward(x, weight, bias)
         work.geometry = geometry_of(module, x, y, work.name)
         ctx.call = call
         ctx.save_for_backward(x, weight)
@@ -128,6 +126,50 @@ class _SparseLayer(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             db = sparse_ops.bias_backward(dy, geometry.kind)
         return dx, dw, db, None
+
+
+class _Float64Backward(torch.autograd.Function):
+    """A Conv2d/Linear call with the module's own forward and a dense backward by torch's own
+    convolution in float64: every product, accumulated in float64, rounded once to the input dtype.
+    The reference the sparse engine must match (no skipping, no float32 rounding in the sums)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, module):
+        ctx.module = module
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight, *(() if bias is None else (bias,)))
+        return _dense_op(module, x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, *rest = ctx.saved_tensors
+        bias = rest[0] if ctx.has_bias else None
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        with torch.enable_grad():
+            x64 = x.detach().double().requires_grad_(need_x)
+            w64 = weight.detach().double().requires_grad_(need_w)
+            b64 = None if bias is None else bias.detach().double().requires_grad_(need_b)
+            y = _dense_op(ctx.module, x64, w64, b64)
+            wanted = [t for t in (x64, w64, b64) if t is not None and t.requires_grad]
+            found = torch.autograd.grad(y, wanted, dy.double()) if wanted else ()
+        grads = {id(t): g for t, g in zip(wanted, found, strict=True)}
+        out = [grads[id(t)].to(dy.dtype) if id(t) in grads else None for t in (x64, w64, b64)]
+        return (*out, None)
+
+
+@contextlib.contextmanager
+def float64_backward(model: nn.Module) -> Iterator[None]:
+    """Within the block, every Conv2d/Linear backward of `model` is dense and accumulated in float64
+    (its forward and everything else stay as they are)."""
+    with contextlib.ExitStack() as undo:
+        for module in model.modules():
+            if isinstance(module, LAYER_TYPES):
+
+                def forward(x, _module=module):
+                    return _Float64Backward.apply(x, _module.weight, _module.bias, _module)
+
+                _set_forward(module, forward, undo)
+        yield
 
 
 def _dense_op(module: nn.Module, x, weight, bias):
