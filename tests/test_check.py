@@ -11,7 +11,7 @@ import torch
 from agos.cli import main
 from agos.engine import sparse_training
 from agos.engine import training as engine_training
-from agos.engine.check import TOLERANCE, run_check
+from agos.engine.check import run_check
 from agos.inputs.models import build_model, resolve_model
 from agos.inputs.session import RunOptions
 from agos.inputs.training import plain_step
@@ -25,8 +25,9 @@ def _assert_passes(report) -> None:
     assert report.graph == "torch.fx" or report.graph.startswith("not traceable")
     for step in report.steps:
         assert step.problem is None, step.problem
-        assert step.loss_sparse == step.loss_autograd  # the forward is the model's own arithmetic
-        assert 0 <= step.max_rel_diff <= TOLERANCE
+        # the forward is the model's own arithmetic on the same weights in all three runs
+        assert step.loss_sparse == step.loss_autograd == step.loss_float64
+        assert 0 <= step.ratio <= 1
     assert report.passed
 
 
@@ -36,8 +37,8 @@ def _assert_passes(report) -> None:
         ("resnet18", 64),
         ("mobilenet_v2", 64),
         ("alexnet", 64),
-        pytest.param("googlenet", 64, marks=pytest.mark.slow),
-        pytest.param("vgg16", 32, marks=pytest.mark.slow),
+        ("googlenet", 64),
+        pytest.param("vgg16", 32, marks=pytest.mark.slow),  # ~30 s: four copies of 138M parameters
     ],
 )
 def test_check_passes_on_torchvision_models(name, size):
@@ -66,7 +67,7 @@ def test_cli_check_prints_the_table_and_exits_zero(capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "agos check — tests.models:mixed" in out and "batch 2" in out and "PASS" in out
-    assert "BWD-D skipped" in out
+    assert "BWD-D skipped" in out and "loss plain run" in out and "bit-identical" in out
 
 
 def _drop_one_needed(monkeypatch, layer: str) -> None:
@@ -89,7 +90,9 @@ def test_a_wrong_mask_fails_the_check(monkeypatch, layer):
     _drop_one_needed(monkeypatch, layer)
     report = run_check(_options("resnet18", 32), steps=1)
     assert not report.passed
-    assert report.steps[0].max_rel_diff > 100 * TOLERANCE
+    worst = report.steps[0].worst
+    assert report.steps[0].ratio > 100, worst
+    assert worst.diff > 1e-3 * worst.scale  # far beyond any rounding
 
 
 def test_cli_check_fails_with_one_line(monkeypatch, capsys):
@@ -98,7 +101,7 @@ def test_cli_check_fails_with_one_line(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 1
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("agos: check failed: step 1: gradient of")
+    assert len(lines) == 1 and lines[0].startswith("agos: check failed: step 1: gradient of"), err
 
 
 def test_bad_steps_is_one_line(capsys):

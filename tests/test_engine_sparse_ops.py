@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from agos.engine import sparse_ops as ops
 from agos.workload.layer import LayerGeometry
 
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same.:UserWarning")
+
 
 @dataclass
 class Case:

@@ -101,7 +101,7 @@ def check(
     ] = False,
 ) -> None:
     """Train N steps with plain autograd and with the exact sparse engine; fail if they differ."""
-    from agos.engine.check import TOLERANCE, print_report, run_check
+    from agos.engine.check import print_report, run_check
 
     options = _run_options(model, weights, data, batch_size, image_size, seed, device, 0, lr, momentum, 0.0)
     report = run_check(
@@ -110,7 +110,6 @@ def check(
         lr=lr,
         momentum=momentum,
         weight_decay=weight_decay,
-        tolerance=TOLERANCE,
         sparse_forward=sparse_forward,
     )
     print_report(report)
