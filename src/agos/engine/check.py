@@ -18,7 +18,7 @@ once to float32; so does the float64 twin, with every product and in torch's ord
 with S = max|g_float64|, D = max|g_sparse − g_float64| and N = max|g_float32 − g_float64| (float32
 autograd's own rounding of that very gradient), a step passes when for every parameter
 
-    D ≤ TOLERANCE · S + NOISE_FACTOR · N,        TOLERANCE = 1e-6, NOISE_FACTOR = 2,
+    D ≤ TOLERANCE · S + NOISE_FACTOR · N,        TOLERANCE = 1e-6, NOISE_FACTOR = 10,
 
 and the losses are bit-identical (the forward is the model's own arithmetic on the same weights; with
 `sparse_forward` they are compared with the tolerance instead). Why not a fixed relative bar: the two
@@ -26,10 +26,12 @@ float64 sums can round to neighbouring float32 values (a tie, ~1 in 10^5 element
 cancelling sum), and the float32 layers around them (BatchNorm's backward mixes a whole channel)
 spread that one ulp into every gradient upstream at the size of float32 rounding — ~1e-7 of most
 gradients, but 100% of a gradient that is mathematically zero (a BatchNorm bias before a conv → BN:
-S and N are rounding noise). On resnet18, resnet50, alexnet and googlenet no tie occurs and D = 0; on
-mobilenet_v2 D reaches 1.6 N. Float32 autograd itself is not the reference: its rounding grows with
-long cancelling sums (resnet50 conv1 at 224 px batch 8: N = 1.6e-5 S, where the sparse engine has
-D = 0). A single needed dX element dropped from a mask moves gradients far beyond the bar (tested).
+S and N are rounding noise). So D is bounded by float32 autograd's own rounding of the same gradient,
+with an order of magnitude to spare. Measured: on resnet18, resnet50, alexnet and googlenet no tie
+occurs and D = 0; on mobilenet_v2 (64 px, batch 2, 4 seeds × 3 steps) D reaches 2.5 N; a single
+needed dX element dropped from one mask of resnet18 gives D = 2.5e4 N to 7e5 N (tested). Float32
+autograd itself is not the reference: its rounding grows with long cancelling sums (resnet50 conv1 at
+224 px batch 8: N = 1.6e-5 S, where the sparse engine has D = 0).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from agos.inputs.training import plain_step
 from agos.report.provenance import provenance_label
 
 TOLERANCE = 1e-6
-NOISE_FACTOR = 2.0
+NOISE_FACTOR = 10.0
 RESOLVED = 1e-2  # a gradient float32 autograd gets right to better than 1% (N < RESOLVED · S)
 
 
