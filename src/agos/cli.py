@@ -84,6 +84,42 @@ def trace(
 
 
 @app.command()
+def check(
+    model: ModelOpt = "resnet18",
+    weights: WeightsOpt = "init",
+    data: DataOpt = "samples",
+    batch_size: BatchOpt = 8,
+    image_size: SizeOpt = 224,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    steps: Annotated[int, typer.Option("--steps", help="SGD steps to train twice")] = 3,
+    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate")] = 0.01,
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum")] = 0.9,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay")] = 1e-4,
+    sparse_forward: Annotated[
+        bool, typer.Option("--sparse-forward", help="run FWD on the sparse engine too (default: model's own)")
+    ] = False,
+) -> None:
+    """Train N steps with plain autograd and with the exact sparse engine; fail if they differ."""
+    from agos.engine.check import print_report, run_check
+
+    options = _run_options(model, weights, data, batch_size, image_size, seed, device, 0, lr, momentum, 0.0)
+    report = run_check(
+        options,
+        steps=steps,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        sparse_forward=sparse_forward,
+    )
+    print_report(report)
+    failed = next((s.problem for s in report.steps if s.problem is not None), None)
+    if failed is not None:
+        print(f"agos: check failed: {failed}", file=sys.stderr)
+        raise Exit(1)
+
+
+@app.command()
 def sparsity(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
     json_out: Annotated[Path | None, typer.Option("--json", help="write the summary as JSON")] = None,

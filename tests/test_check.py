@@ -1,0 +1,133 @@
+"""`agos check` and `sparse_training`: the sparse engine trains like autograd on real models, and the
+check fails when a mask is wrong."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from agos.cli import main
+from agos.engine import sparse_training
+from agos.engine import training as engine_training
+from agos.engine.check import run_check
+from agos.inputs.models import build_model, resolve_model
+from agos.inputs.session import RunOptions
+from agos.inputs.training import plain_step
+
+
+def _options(model: str, size: int, batch: int = 2) -> RunOptions:
+    return RunOptions(model=model, batch_size=batch, image_size=size, seed=0, device="cpu")
+
+
+def _assert_passes(report) -> None:
+    assert report.graph == "torch.fx" or report.graph.startswith("not traceable")
+    for step in report.steps:
+        assert step.problem is None, step.problem
+        # the forward is the model's own arithmetic on the same weights in all three runs
+        assert step.loss_sparse == step.loss_autograd == step.loss_float64
+        assert 0 <= step.ratio <= 1
+    assert report.passed
+
+
+@pytest.mark.parametrize(
+    "name,size",
+    [
+        ("resnet18", 64),
+        ("mobilenet_v2", 64),
+        ("alexnet", 64),
+        ("googlenet", 64),
+        pytest.param("vgg16", 32, marks=pytest.mark.slow),  # ~30 s: four copies of 138M parameters
+    ],
+)
+def test_check_passes_on_torchvision_models(name, size):
+    report = run_check(_options(name, size), steps=2)
+    _assert_passes(report)
+    first = report.steps[0]
+    assert first.bwd_data_skipped > 0.2 and first.bwd_weight_skipped > 0.1
+    assert first.loss_plain == first.loss_sparse  # both runs start from the same weights
+
+
+def test_check_on_every_mask_rule_and_sparse_forward():
+    report = run_check(_options("tests.models:mixed", 16, batch=4), steps=3)
+    _assert_passes(report)
+    forward = run_check(_options("tests.models:mixed", 16, batch=4), steps=1, sparse_forward=True)
+    assert forward.passed, forward.steps[0].problem
+
+
+def test_check_on_a_model_fx_cannot_trace():
+    report = run_check(_options("tests.models:data_dependent", 16), steps=2)
+    assert report.graph.startswith("not traceable")
+    _assert_passes(report)
+
+
+def test_cli_check_prints_the_table_and_exits_zero(capsys):
+    code = main(["check", "--model", "tests.models:mixed", "--image-size", "16", "--batch-size", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "agos check — tests.models:mixed" in out and "batch 2" in out and "PASS" in out
+    assert "BWD-D skipped" in out and "loss plain run" in out and "bit-identical" in out
+
+
+def _drop_one_needed(monkeypatch, layer: str) -> None:
+    """Make the masks wrong: the first needed dX element of `layer` is declared not needed."""
+    original = engine_training._SparseInterpreter.needed_mask
+
+    def needed_mask(self, site, x):
+        needed, reason = original(self, site, x)
+        if site.name == layer and needed is not None:
+            needed = needed.clone()
+            flat = needed.view(-1)
+            flat[flat.nonzero()[0]] = False
+        return needed, reason
+
+    monkeypatch.setattr(engine_training._SparseInterpreter, "needed_mask", needed_mask)
+
+
+@pytest.mark.parametrize("layer", ["fc", "layer4.1.conv1"])
+def test_a_wrong_mask_fails_the_check(monkeypatch, layer):
+    _drop_one_needed(monkeypatch, layer)
+    report = run_check(_options("resnet18", 32), steps=1)
+    assert not report.passed
+    worst = report.steps[0].worst
+    assert report.steps[0].ratio > 100, worst
+    assert worst.diff > 1e-3 * worst.scale  # far beyond any rounding
+
+
+def test_cli_check_fails_with_one_line(monkeypatch, capsys):
+    _drop_one_needed(monkeypatch, "fc")
+    code = main(["check", "--model", "resnet18", "--image-size", "32", "--batch-size", "2", "--steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("agos: check failed: step 1: gradient of"), err
+
+
+def test_bad_steps_is_one_line(capsys):
+    code = main(["check", "--model", "tests.models:mixed", "--image-size", "16", "--steps", "0"])
+    assert code != 0 and "--steps must be at least 1" in capsys.readouterr().err
+
+
+def test_sparse_training_context_leaves_the_model_as_it_was():
+    model = build_model(resolve_model("tests.models:mixed"), seed=0)
+    images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1])
+    reference = copy.deepcopy(model)
+    with sparse_training(model) as engine:
+        plain_step(model, images, labels, seed=1)
+        with pytest.raises(ValueError, match="already patched"), sparse_training(model):
+            pass
+        work = engine.take_layers()
+        model.eval()
+        with torch.no_grad():
+            model(images)  # eval mode: the model's own forward, nothing recorded
+        assert engine.take_layers() == []
+    assert "forward" not in model.__dict__
+    assert [w.name for w in work] == ["stem", "a", "b", "c", "d", "e", "f", "g", "h", "fc"]
+    assert work[0].bwd_data_products is None and not work[0].needs_bwd_data  # first layer: no BWD-D
+    assert work[4].dx_reason is None and work[5].dx_reason is not None  # cat of ReLUs vs BN after ReLU
+    assert all(w.bwd_weight_products is not None for w in work)
+    plain_step(reference, images, labels, seed=1)
+    for (name, p), (_, q) in zip(reference.named_parameters(), model.named_parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)
