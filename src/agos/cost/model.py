@@ -72,26 +72,33 @@ def pass_operands(pass_: str, masks: LayerMasks, arch: Arch) -> PassOperands:
     return PassOperands(x, dy, w_numel * ab, g.groups, g.k_per_group)
 
 
-def ordered_tiles(slots: PassSlots, plan: TilePlan) -> list[np.ndarray]:
-    """Item durations of each tile, in dispatch order, items without work removed."""
+def ordered_tiles(slots: PassSlots, plan: TilePlan) -> list[list[np.ndarray]]:
+    """Item durations of each tile in dispatch order, as segments: runs of items that share a conv
+    group and a channel tile (a lockstep work group never spans two, since its rows share the
+    column operands). Items without work are removed."""
     d = slots.duration  # [G, T, pos]
     groups, t = d.shape[0], d.shape[1]
-    out = []
+
+    def kept(a: np.ndarray) -> np.ndarray:
+        flat = a.reshape(-1)
+        return flat[flat > 0]
+
+    out: list[list[np.ndarray]] = []
     if plan.order == "positions":
         for gi in range(groups):
             for lo, hi in plan.position_chunks:
-                block = d[gi, :, lo:hi].reshape(-1)
-                out.append(block[block > 0])
+                if slots.compacted:
+                    out.append([kept(d[gi, :, lo:hi])])
+                else:
+                    out.append([kept(d[gi, ti, lo:hi]) for ti in range(t)])
         return out
     plan_t = 1 if slots.compacted else t
     for chunk in plan.channel_chunks:
-        parts = []
+        segments = []
         for pair in chunk:
             gi, ti = divmod(int(pair), plan_t)
-            rows = d[gi] if slots.compacted else d[gi, ti : ti + 1]
-            flat = rows.reshape(-1)
-            parts.append(flat[flat > 0])
-        out.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
+            segments.append(kept(d[gi] if slots.compacted else d[gi, ti]))
+        out.append(segments)
     return out
 
 
@@ -187,7 +194,7 @@ def simulate_pass(pass_: str, masks: LayerMasks, work: LayerWork, loaded: Loaded
             cycles = sum(tile_compute) + sum(transfer)
         compute = sum(tile_compute)
     else:
-        compute = makespan(np.concatenate(tiles) if tiles else np.zeros(0, np.int64), sched, rows)
+        compute = makespan([seg for tile in tiles for seg in tile], sched, rows)
         total_transfer = sum(transfer)
         cycles = max(compute, total_transfer) if arch.memory.double_buffering else compute + total_transfer
         tile_compute = [compute]
@@ -198,7 +205,7 @@ def simulate_pass(pass_: str, masks: LayerMasks, work: LayerWork, loaded: Loaded
         compute_cycles=int(compute),
         transfer_cycles=int(sum(transfer)),
         tile_compute=[int(c) for c in tile_compute],
-        items=sum(int(t.size) for t in tiles),
+        items=sum(int(seg.size) for tile in tiles for seg in tile),
         dram_bytes=plan.dram_bytes,
         effective_macs=work.total(pass_, "input+output"),
         dense_macs=work.total(pass_, "dense"),

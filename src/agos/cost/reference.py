@@ -157,11 +157,12 @@ def _step(row: dict) -> None:
         row["elapsed"] += 1
 
 
-def _run_items(items: list[Item], arch: Arch) -> int:
-    """Cycle-step the array over one tile's items (all rows idle at the start)."""
+def _run_items(segments: list[list[Item]], arch: Arch) -> int:
+    """Cycle-step the array over one tile's items (all rows idle at the start). Work groups take
+    consecutive items of one segment (one conv group and channel tile)."""
     sched = arch.scheduling
     size, units = sched.sync_rows, arch.units
-    groups = [items[i : i + size] for i in range(0, len(items), size)]
+    groups = [seg[i : i + size] for seg in segments for i in range(0, len(seg), size)]
     if not groups:
         return 0
     queues: list[list[int]] = [[] for _ in range(units)]  # indices into `groups`
@@ -228,6 +229,7 @@ def reference_pass(pass_: str, masks: LayerMasks, arch: Arch) -> ReferenceResult
     widths = np.array([ch]) if compacted else tile_widths(ch, b.cols)
     positions = b.positions()
     plan = plan_tiles(pass_operands(pass_, masks, arch), widths, len(positions), arch)
+    slot_range = range(1)
     if compacted:
         most = max(
             (
@@ -238,28 +240,29 @@ def reference_pass(pass_: str, masks: LayerMasks, arch: Arch) -> ReferenceResult
             default=0,
         )
         slot_range = range(max(1, math.ceil(most / b.cols)))
-    tiles: list[list[Item]] = []
+    tiles: list[list[list[Item]]] = []  # tile → segments → items
     if plan.order == "positions":
         for grp in range(g.groups):
             for lo, hi in plan.position_chunks:
-                tile = [
-                    it for t in range(widths.size) for pos in positions[lo:hi] for it in b.slots(grp, t, pos)
+                segs = [
+                    [it for pos in positions[lo:hi] for it in b.slots(grp, t, pos)]
+                    for t in (slot_range if compacted else range(widths.size))
                 ]
-                tiles.append(tile)
+                tiles.append([[it for seg in segs for it in seg]] if compacted else segs)
     else:
         per_group = 1 if compacted else widths.size
         for chunk in plan.channel_chunks:
-            tile = []
+            segments = []
             for pair in chunk:
                 grp, t = divmod(int(pair), per_group)
                 tiles_here = slot_range if compacted else [t]
-                for tt in tiles_here:
-                    for pos in positions:
-                        tile.extend(b.slots(grp, tt, pos))
-            tiles.append(tile)
-    tiles = [[it for it in tile if _exists(it)] for tile in tiles]
-    issued = sum(sum(it.work) for tile in tiles for it in tile)
-    count = sum(len(t) for t in tiles)
+                segments.append(
+                    [it for tt in tiles_here for pos in positions for it in b.slots(grp, tt, pos)]
+                )
+            tiles.append(segments)
+    tiles = [[[it for it in seg if _exists(it)] for seg in tile] for tile in tiles]
+    issued = sum(sum(it.work) for tile in tiles for seg in tile for it in seg)
+    count = sum(len(seg) for tile in tiles for seg in tile)
     if arch.scheduling.tile_barrier:
         return ReferenceResult([_run_items(t, arch) for t in tiles], issued, count)
-    return ReferenceResult([_run_items([it for t in tiles for it in t], arch)], issued, count)
+    return ReferenceResult([_run_items([seg for t in tiles for seg in t], arch)], issued, count)

@@ -61,9 +61,11 @@ def group_durations(item_durations: np.ndarray, sched: Scheduling) -> np.ndarray
     return d + sched.fill_drain_cycles
 
 
-def makespan(item_durations: np.ndarray, sched: Scheduling, rows: int) -> int:
-    """Cycles from the first item's start to the last item's end, all rows starting idle."""
-    groups = group_durations(item_durations, sched)
+def makespan(segments: list[np.ndarray], sched: Scheduling, rows: int) -> int:
+    """Cycles from the first item's start to the last item's end, all rows starting idle. Work
+    groups are formed within each segment (items sharing a conv group and channel tile)."""
+    parts = [group_durations(seg, sched) for seg in segments if seg.size]
+    groups = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     if groups.size == 0:
         return 0
     units = rows // sched.sync_rows
