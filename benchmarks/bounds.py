@@ -17,11 +17,11 @@ import argparse
 import io
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import add_trace_args, trace_and_plain_step
 
 
 def agos_bounds(trace_dir: Path) -> dict:
@@ -50,56 +50,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--trace", type=Path, help="reuse this trace (its model, batch and size)")
-    parser.add_argument("--model", default="resnet50")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    add_trace_args(parser)
     parser.add_argument(
         "--no-general", action="store_true", help="skip timing the counts without the BWD-W shortcuts"
     )
     args = parser.parse_args()
 
-    from agos.capture.pipeline import capture_trace
-    from agos.capture.trace import load_trace
-    from agos.inputs.session import RunOptions, prepare
-    from agos.inputs.training import plain_step
-
-    with tempfile.TemporaryDirectory() as tmp:
-        trace_dir = args.trace
-        if trace_dir is None:
-            trace_dir = Path(tmp) / "trace"
-            options = RunOptions(
-                model=args.model,
-                batch_size=args.batch_size,
-                image_size=args.image_size,
-                seed=args.seed,
-                device="cpu",
-            )
-            t = time.perf_counter()
-            capture_trace(options, trace_dir)
-            print(f"captured {trace_dir} in {time.perf_counter() - t:.1f} s (not timed below)")
-        prov = load_trace(trace_dir).provenance
-        # a plain step's time depends on the model and the batch's shape, not on the weights' values
-        run = prepare(
-            RunOptions(
-                model=prov["model"],
-                batch_size=prov["batch_size"],
-                image_size=prov["image_size"],
-                seed=prov["seed"],
-                device="cpu",
-            )
-        )
-        images, labels = run.batch(prov.get("batch_index", 0))
-
-        plain_step(run.model, images, labels, seed=0)  # warm caches and allocator
+    with trace_and_plain_step(args) as (trace_dir, prov, plain_step):
         summary = agos_bounds(trace_dir)
         plain_times, bounds_times, general_times = [], [], []
         for _ in range(args.reps):  # interleaved, so drift hits all alike
             t = time.perf_counter()
-            plain_step(run.model, images, labels, seed=0)
+            plain_step()
             plain_times.append(time.perf_counter() - t)
             t = time.perf_counter()
             summary = agos_bounds(trace_dir)

@@ -102,8 +102,8 @@ def summarise(results: list[DesignResult], provenance: dict, density: str, basel
     }
 
 
-def print_table(summary: dict, per_layer: bool = False) -> None:
-    console = wide_console()
+def print_table(summary: dict, per_layer: bool = False, console=None) -> None:
+    console = console or wide_console()
     base = summary["baseline"]
     table = Table(title=f"Simulated training step — {summary['label']}", title_justify="left")
     for col in (
