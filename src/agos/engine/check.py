@@ -46,7 +46,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from agos.engine.training import LayerWork, float64_backward, sparse_training
+from agos.engine.training import LayerProducts, float64_backward, sparse_training
 from agos.errors import AgosError
 from agos.inputs.session import RunOptions, prepare
 from agos.inputs.training import plain_step
@@ -159,7 +159,7 @@ class CheckReport:
         return provenance_label(self.provenance, density="sparse engine vs autograd")
 
 
-def _totals(layers: list[LayerWork]) -> tuple[int, int, int, int]:
+def _totals(layers: list[LayerProducts]) -> tuple[int, int, int, int]:
     data = [w for w in layers if w.needs_bwd_data]
     weight = [w for w in layers if w.bwd_weight_products is not None]
     return (
@@ -184,6 +184,63 @@ def _problem(step: int, losses: tuple[float, float, float], worst: ParamComparis
             f"allowed {worst.allowed:.3g})"
         )
     return None
+
+
+def _judged_step(
+    step: int,
+    sparse,
+    twin32,
+    twin64,
+    engine,
+    images,
+    labels,
+    seed: int,
+    loss_plain: float,
+    sparse_forward: bool,
+) -> StepResult:
+    """One step on the sparse engine, and the same step on twins loaded with its exact state."""
+    state = sparse.state_dict()  # weights and buffers (BN statistics)
+    twin32.load_state_dict(state)
+    twin64.load_state_dict(state)
+    start = time.perf_counter()
+    loss_autograd = float(plain_step(twin32, images, labels, seed))
+    mid = time.perf_counter()
+    loss_sparse = float(plain_step(sparse, images, labels, seed))
+    end = time.perf_counter()
+    loss_float64 = float(plain_step(twin64, images, labels, seed))
+    params = compare_parameters(sparse, twin32, twin64)
+    worst = max(params, key=lambda c: c.ratio, default=None)
+    resolved = [c for c in params if c.resolved]
+    data, data_dense, weight, weight_dense = _totals(engine.take_layers())
+    losses = (loss_sparse, loss_autograd, loss_float64)
+    return StepResult(
+        step=step,
+        loss_sparse=loss_sparse,
+        loss_autograd=loss_autograd,
+        loss_float64=loss_float64,
+        worst=worst,
+        max_rel_float32=max((c.diff_float32 / c.scale for c in resolved), default=0.0),
+        unresolved=len(params) - len(resolved),
+        loss_plain=loss_plain,
+        bwd_data_products=data,
+        bwd_data_dense=data_dense,
+        bwd_weight_products=weight,
+        bwd_weight_dense=weight_dense,
+        seconds_autograd=mid - start,
+        seconds_sparse=end - mid,
+        problem=_problem(step, losses, worst, exact_loss=not sparse_forward),
+    )
+
+
+def check_batch(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int
+) -> tuple[StepResult, str]:
+    """One training step of `model` on this batch through the sparse engine, judged as `agos check`
+    judges every step; the model itself is left untouched. Returns the step and the graph mode."""
+    sparse, twin32, twin64 = (copy.deepcopy(model) for _ in range(3))
+    with float64_backward(twin64), sparse_training(sparse) as engine:
+        result = _judged_step(1, sparse, twin32, twin64, engine, images, labels, seed, math.nan, False)
+        return result, engine.graph
 
 
 def run_check(
@@ -215,36 +272,8 @@ def run_check(
             images, labels = run.batch(i)
             seed = options.seed + 1_000 + i  # the same dropout in every run of the step
             loss_plain = float(plain_step(plain, images, labels, seed))
-            state = sparse.state_dict()  # weights and buffers (BN statistics)
-            twin32.load_state_dict(state)
-            twin64.load_state_dict(state)
-            start = time.perf_counter()
-            loss_autograd = float(plain_step(twin32, images, labels, seed))
-            mid = time.perf_counter()
-            loss_sparse = float(plain_step(sparse, images, labels, seed))
-            end = time.perf_counter()
-            loss_float64 = float(plain_step(twin64, images, labels, seed))
-            params = compare_parameters(sparse, twin32, twin64)
-            worst = max(params, key=lambda c: c.ratio, default=None)
-            resolved = [c for c in params if c.resolved]
-            data, data_dense, weight, weight_dense = _totals(engine.take_layers())
-            losses = (loss_sparse, loss_autograd, loss_float64)
-            result = StepResult(
-                step=i + 1,
-                loss_sparse=loss_sparse,
-                loss_autograd=loss_autograd,
-                loss_float64=loss_float64,
-                worst=worst,
-                max_rel_float32=max((c.diff_float32 / c.scale for c in resolved), default=0.0),
-                unresolved=len(params) - len(resolved),
-                loss_plain=loss_plain,
-                bwd_data_products=data,
-                bwd_data_dense=data_dense,
-                bwd_weight_products=weight,
-                bwd_weight_dense=weight_dense,
-                seconds_autograd=mid - start,
-                seconds_sparse=end - mid,
-                problem=_problem(i + 1, losses, worst, exact_loss=not sparse_forward),
+            result = _judged_step(
+                i + 1, sparse, twin32, twin64, engine, images, labels, seed, loss_plain, sparse_forward
             )
             report.steps.append(result)
             if on_step is not None:

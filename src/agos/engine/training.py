@@ -32,7 +32,7 @@ from agos.workload.layer import LayerGeometry, geometry_of
 
 
 @dataclass
-class LayerWork:
+class LayerProducts:
     """One layer call of a step on the sparse engine: its dense work and the products it formed."""
 
     name: str
@@ -55,9 +55,9 @@ class SparseEngine:
 
     sparse_forward: bool = False
     graph: str = "torch.fx"  # or why tracing failed (then masks are conservative)
-    layers: list[LayerWork] = field(default_factory=list)
+    layers: list[LayerProducts] = field(default_factory=list)
 
-    def take_layers(self) -> list[LayerWork]:
+    def take_layers(self) -> list[LayerProducts]:
         """The layer calls recorded since the last take (one training step, when taken per step)."""
         layers, self.layers = self.layers, []
         return layers
@@ -68,7 +68,7 @@ class SparseEngine:
     ) -> torch.Tensor:
         if needed is not None and tuple(needed.shape) != tuple(x.shape):
             raise ValueError(f"{name}: needed mask {tuple(needed.shape)} does not match X {tuple(x.shape)}")
-        work = LayerWork(
+        work = LayerProducts(
             name=name,
             geometry=None,
             needs_bwd_data=bool(x.requires_grad),
@@ -82,7 +82,7 @@ class SparseEngine:
 @dataclass
 class _Call:
     module: nn.Module
-    work: LayerWork
+    work: LayerProducts
     needed: torch.Tensor | None
     sparse_forward: bool
 
