@@ -14,10 +14,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/agos trace --model resnet18 --batch-size 16 --image-size 224 --out $(DEMO_OUT)/resnet18-trace
-	$(BIN)/agos sparsity $(DEMO_OUT)/resnet18-trace --json $(DEMO_OUT)/sparsity.json \
-		--csv $(DEMO_OUT)/sparsity.csv --plot $(DEMO_OUT)/sparsity.png
-	@echo "demo written to $(DEMO_OUT)/"
+	$(BIN)/agos reproduce --quick --out $(DEMO_OUT)
+	@echo "report: $(DEMO_OUT)/index.html"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

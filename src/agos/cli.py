@@ -281,6 +281,57 @@ def gpu_bench(
         typer.echo(f"wrote {out}: {len(rows)} rows")
 
 
+@app.command()
+def reproduce(
+    out: Annotated[Path, typer.Option("--out", help="report directory (index.html, results.json, cache/)")],
+    models: Annotated[str, typer.Option("--models", help="comma-separated models")] = (
+        "alexnet,vgg16,resnet18,resnet50,googlenet,mobilenet_v2"
+    ),
+    weights: Annotated[str, typer.Option("--weights", help="init | imagenet | PATH | model=PATH,…")] = "init",
+    data: DataOpt = "samples",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="images per step (32; quick: 8)")
+    ] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="pixels (224; quick: 112)")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    train_steps: StepsOpt = 0,
+    lr: LrOpt = 0.01,
+    momentum: MomentumOpt = 0.9,
+    weight_decay: WdOpt = 1e-4,
+    check_images: Annotated[
+        int | None,
+        typer.Option("--check-images", help="images the sparse engine recomputes (4; quick: 2; 0: off)"),
+    ] = None,
+    arch: Annotated[str, typer.Option("--arch", help="designs to simulate")] = (
+        "dense,zero-gate,input-skip,output-skip,agos,ideal"
+    ),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="smaller batch and images: minutes, not an hour")
+    ] = False,
+) -> None:
+    """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
+    from agos.inputs.training import WarmUp
+    from agos.reproduce.pipeline import FULL, QUICK, Settings
+    from agos.reproduce.run import reproduce as run
+
+    base = QUICK if quick else FULL
+    settings = Settings(
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        weights=weights,
+        data=data,
+        seed=seed,
+        device=device,
+        batch_size=batch_size if batch_size is not None else base["batch_size"],
+        image_size=image_size if image_size is not None else base["image_size"],
+        check_images=check_images if check_images is not None else base["check_images"],
+        warm_up=WarmUp(steps=train_steps, lr=lr, momentum=momentum, weight_decay=weight_decay),
+        archs=arch if "dense" in arch.split(",") else f"dense,{arch}",
+        quick=quick,
+    )
+    run(settings, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr for every user error, never a traceback."""
     command = typer.main.get_command(app)

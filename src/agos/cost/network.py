@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from agos.arch.load import LoadedArch
 from agos.arch.schema import PASSES
 from agos.cost.model import PassCost, simulate_layer
 from agos.density.masks import LayerMasks
-from agos.engine.counts import layer_work
+from agos.engine.counts import LayerWork, layer_work
 from agos.progress import progress_bar
 
 
@@ -38,13 +38,19 @@ class DesignResult:
 
 
 def simulate_network(
-    layers: Iterable[LayerMasks], designs: list[LoadedArch], count: int | None = None
+    layers: Iterable[LayerMasks],
+    designs: list[LoadedArch],
+    count: int | None = None,
+    on_layer: Callable[[LayerMasks, LayerWork], None] | None = None,
 ) -> list[DesignResult]:
-    """One pass over the layers: masks → exact work counts → every design."""
+    """One pass over the layers: masks → exact work counts → every design. `on_layer` sees each
+    layer's masks and counts too, so other reports need not count again."""
     results = [DesignResult(d) for d in designs]
     with progress_bar("simulate", total=count or 0) as advance:
         for masks in layers:
             work = layer_work(masks)
+            if on_layer is not None:
+                on_layer(masks, work)
             for result in results:
                 passes = simulate_layer(masks, work, result.loaded)
                 result.layers.append(LayerResult(masks.name, masks.geometry.kind, passes))

@@ -88,6 +88,13 @@ def summarise(
             sources.add(m.source)
             layers.append(layer_bounds(i, layer_work(m)))
             advance(1, m.name)
+    return summarise_layers(layers, sources, provenance, trace)
+
+
+def summarise_layers(
+    layers: list[dict], sources: set[str], provenance: dict, trace: str | None = None
+) -> dict:
+    """The model-level summary of per-layer entries made by `layer_bounds`."""
     totals = {p: {policy: sum(layer[p][policy] for layer in layers) for policy in POLICIES} for p in PASSES}
     density = " + ".join(sorted(sources)) if sources else None
     return {

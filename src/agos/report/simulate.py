@@ -11,17 +11,12 @@ from rich.table import Table
 from agos.arch.schema import PASSES
 from agos.cost.network import DesignResult
 from agos.fileio import atomic_file
+from agos.report.bounds import SPEEDUP_PASSES
 from agos.report.provenance import provenance_label
 from agos.report.sparsity import wide_console
 
 PASS_LABEL = {"fwd": "FWD", "bwd_data": "BWD-D", "bwd_weight": "BWD-W"}
-SPANS = {
-    "fwd": ("fwd",),
-    "bwd_data": ("bwd_data",),
-    "bwd_weight": ("bwd_weight",),
-    "backprop": ("bwd_data", "bwd_weight"),
-    "iteration": PASSES,
-}
+SPANS = SPEEDUP_PASSES
 
 
 def _ratio(a: float, b: float) -> float:

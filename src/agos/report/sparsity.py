@@ -30,6 +30,7 @@ class LayerSparsity:
     x_producer: str
     y_consumer: str
     act_direct: bool  # Y goes straight into a ReLU-like op
+    act_zero_frac: float | None  # share of Y's elements whose activation (ReLU output) is zero
     agreement: float | None  # P[(activation zero) == (dY zero)] over Y's elements
     dy_zero_given_act_zero: float | None
 
@@ -44,12 +45,13 @@ def layer_sparsity(index: int, layer: LayerRecord) -> LayerSparsity:
     y_numel = g.n * g.k * g.p * g.q
     dy = layer.dy_nonzero
     dx = layer.dx_needed
-    agreement = given = None
+    agreement = given = act_zero = None
     if layer.correlation is not None:
         c = layer.correlation
         total = c.act_zero_dy_zero + c.act_zero_dy_nonzero + c.act_nonzero_dy_zero + c.act_nonzero_dy_nonzero
         agreement = _fraction(c.act_zero_dy_zero + c.act_nonzero_dy_nonzero, total)
         given = _fraction(c.act_zero_dy_zero, c.act_zero_dy_zero + c.act_zero_dy_nonzero)
+        act_zero = _fraction(c.act_zero_dy_zero + c.act_zero_dy_nonzero, total)
     first_step = layer.y_consumer.split(" → ")[0]
     return LayerSparsity(
         index=index,
@@ -64,6 +66,7 @@ def layer_sparsity(index: int, layer: LayerRecord) -> LayerSparsity:
         x_producer=layer.x_producer,
         y_consumer=layer.y_consumer,
         act_direct=first_step in ("ReLU", "ReLU6") or first_step.startswith("Hardtanh"),
+        act_zero_frac=act_zero,
         agreement=agreement,
         dy_zero_given_act_zero=given,
     )
@@ -221,4 +224,39 @@ def plot(summary: dict, path: Path) -> None:
     fig.tight_layout()
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=130)
+    plt.close(fig)
+
+
+def plot_correlation(summary: dict, path: Path) -> None:
+    """The correlation the paper starts from: per layer, the share of Y whose activation is zero
+    against the share of dY that is zero. On the diagonal (and above) where ReLU follows the conv
+    directly; near zero dY sparsity where BatchNorm sits between them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    points = [s for s in summary["layers"] if s["act_zero_frac"] is not None]
+    for direct, label, marker in ((True, "conv → ReLU", "o"), (False, "conv → BN (→ add) → ReLU", "s")):
+        chosen = [s for s in points if s["act_direct"] == direct]
+        ax.scatter(
+            [s["act_zero_frac"] for s in chosen],
+            [s["dy_zero_frac"] for s in chosen],
+            label=f"{label} ({len(chosen)})",
+            marker=marker,
+            s=22,
+            alpha=0.8,
+        )
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("forward: share of the layer's activations that are zero")
+    ax.set_ylabel("backward: share of dY that is zero")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    ax.set_title(summary["label"], fontsize=7)
+    fig.tight_layout()
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=130)
     plt.close(fig)

@@ -1,0 +1,1 @@
+"""`agos reproduce`: the paper's evaluation end to end — capture, prove, count, simulate, report."""

@@ -1,0 +1,289 @@
+"""The evaluation of the seed paper, run on each model: capture one real training step, prove that
+skipping is lossless on that batch, count the exact work, simulate every design — with the real
+masks and, where ../shared/sparsity publishes a profile for the model, its early and converged
+sparsity — and gather everything the report shows. Each stage is cached by its inputs."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from agos import __version__
+from agos.arch.load import PRESETS, load_archs
+from agos.capture.recorder import capture_step
+from agos.capture.trace import load_trace, write_trace
+from agos.capture.verify import compare_gradients, masked_step_gradients
+from agos.cost.network import simulate_network
+from agos.density.masks import LayerMasks
+from agos.density.profiles import published_info
+from agos.density.select import density_label, layer_masks
+from agos.engine.check import check_batch
+from agos.engine.counts import LayerWork
+from agos.errors import AgosError
+from agos.inputs.session import RunOptions, prepare, save_weights, warm_up
+from agos.inputs.training import WarmUp, plain_step
+from agos.report import bounds as bounds_report
+from agos.report import simulate as simulate_report
+from agos.report import sparsity as sparsity_report
+from agos.reproduce.stages import StageCache
+
+DEFAULT_MODELS = ("alexnet", "vgg16", "resnet18", "resnet50", "googlenet", "mobilenet_v2")
+FULL = {"batch_size": 32, "image_size": 224, "check_images": 4}
+QUICK = {"batch_size": 8, "image_size": 112, "check_images": 2}
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[str, ...] = DEFAULT_MODELS
+    weights: str = "init"  # init | imagenet | PATH (one model) | model=PATH,…
+    data: str = "samples"
+    batch_size: int = FULL["batch_size"]
+    image_size: int = FULL["image_size"]
+    seed: int = 0
+    device: str = "auto"
+    warm_up: WarmUp = field(default_factory=WarmUp)
+    check_images: int = FULL["check_images"]  # images of the batch the sparse engine recomputes
+    archs: str = ",".join(PRESETS)
+    quick: bool = False
+
+    def weights_for(self, model: str) -> str:
+        if self.weights in ("init", "imagenet"):
+            return self.weights
+        if "=" in self.weights:
+            pairs = dict(p.split("=", 1) for p in self.weights.split(",") if p)
+            return pairs.get(model, "init")
+        if len(self.models) > 1:
+            raise AgosError("--weights PATH needs a single model; use --weights model=PATH,… for several")
+        return self.weights
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        d["models"] = list(self.models)
+        return d
+
+
+def _weights_id(ref: str) -> str:
+    """What identifies the weights for caching: the name, or the file's content."""
+    if ref in ("init", "imagenet"):
+        return ref
+    path = Path(ref)
+    if not path.is_file():
+        raise AgosError(f"weights file {ref} does not exist")
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stage(console, model: str, stage: str, cached: bool) -> None:
+    console.print(f"[bold]{model}[/bold] · {stage}" + (" [dim](cached)[/dim]" if cached else " …"))
+
+
+# -- stages 1 and 2: trace and verify -------------------------------------------------------
+
+
+def _soundness(model, images, labels, seed: int, capture) -> dict:
+    """Bit-exact: every layer's dX zeroed outside its mask leaves all parameter gradients unchanged."""
+    plain, masked = copy.deepcopy(model), copy.deepcopy(model)
+    plain_step(plain, images, labels, seed)
+    reference = {n: p.grad for n, p in plain.named_parameters() if p.grad is not None}
+    grads, zeroed = masked_step_gradients(masked, images, labels, seed, capture)
+    identical, worst, differing = compare_gradients(reference, grads)
+    return {
+        "bit_identical": identical,
+        "max_abs_diff": worst,
+        "differing": differing[:5],
+        "dx_zeroed_fraction": zeroed,
+        "parameters": len(reference),
+    }
+
+
+def _engine_check(model, images, labels, seed: int, count: int) -> dict | None:
+    if count <= 0:
+        return None
+    k = min(max(count, 2), images.shape[0])  # BatchNorm in training mode needs two images
+    start = time.perf_counter()
+    step, graph = check_batch(model, images[:k], labels[:k], seed)
+    return {
+        "images": k,
+        "passed": step.problem is None,
+        "problem": step.problem,
+        "worst_parameter": step.worst.name if step.worst else None,
+        "worst_ratio": step.ratio,  # sparse − float64 difference / allowed (≤ 1 passes)
+        "max_rel_vs_float32": step.max_rel_float32,
+        "loss_sparse": step.loss_sparse,
+        "loss_autograd": step.loss_autograd,
+        "bwd_data_skipped": step.bwd_data_skipped,
+        "bwd_weight_skipped": step.bwd_weight_skipped,
+        "graph": graph,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def trace_and_verify(
+    model: str, settings: Settings, cache: StageCache, console
+) -> tuple[Path, dict, str, list[str]]:
+    """The trace directory, the verification record, the trace stage's key and both stage keys."""
+    weights = settings.weights_for(model)
+    options = RunOptions(
+        model=model,
+        weights=weights,
+        data=settings.data,
+        batch_size=settings.batch_size,
+        image_size=settings.image_size,
+        seed=settings.seed,
+        device=settings.device,
+        warm_up=settings.warm_up,
+    )
+    t_inputs = {
+        "model": model,
+        "weights": _weights_id(weights),
+        "data": settings.data,
+        "batch_size": settings.batch_size,
+        "image_size": settings.image_size,
+        "seed": settings.seed,
+        "warm_up": asdict(settings.warm_up),
+    }
+    t_key = cache.key("trace", t_inputs)
+    v_inputs = {"trace": t_key, "check_images": settings.check_images}
+    v_key = cache.key("verify", v_inputs)
+    if not (cache.done(t_key) and cache.done(v_key)):
+        _stage(console, model, "training step: capture and verify", False)
+        run = prepare(options)
+        warmed = cache.path(t_key) / "weights.pt"
+        if settings.warm_up.steps and warmed.is_file():
+            run.model.load_state_dict(torch.load(warmed, weights_only=True))
+        else:
+            warm_up(run)
+        images, labels = run.batch(run.capture_batch_index)
+        before = copy.deepcopy(run.model)
+        capture = capture_step(run.model, images, labels, seed=settings.seed)
+
+        def make_trace(out: Path) -> None:
+            provenance = run.provenance()
+            provenance["density_source"] = "real masks"
+            write_trace(out / "trace", capture, provenance)
+            if settings.warm_up.steps:
+                save_weights(before, str(out / "weights.pt"))
+
+        cache.build(t_key, t_inputs, make_trace)
+
+        def make_verify(out: Path) -> None:
+            record = {
+                "soundness": _soundness(before, images, labels, settings.seed, capture),
+                "engine": _engine_check(before, images, labels, settings.seed, settings.check_images),
+            }
+            (out / "verify.json").write_text(json.dumps(record, indent=1))
+
+        _stage(console, model, "losslessness on the captured batch", False)
+        cache.build(v_key, v_inputs, make_verify)
+    else:
+        _stage(console, model, "training step: capture and verify", True)
+    verify = json.loads((cache.path(v_key) / "verify.json").read_text())
+    return cache.path(t_key) / "trace", verify, t_key, [t_key, v_key]
+
+
+# -- stage 3: counts and simulation under one density ----------------------------------------
+
+
+class _SparsityTally:
+    """MAC-weighted zero fractions of the masks a simulation runs on (real or statistical)."""
+
+    def __init__(self) -> None:
+        self.sums = {"x": 0.0, "dy": 0.0, "dx": 0.0}
+        self.weights = {"x": 0, "dy": 0, "dx": 0}
+        self.layers: list[dict] = []
+
+    def __call__(self, masks: LayerMasks, work: LayerWork) -> None:
+        g = masks.geometry
+        macs, x_numel, y_numel = g.macs, g.n * g.c * g.h * g.w, g.n * g.k * g.p * g.q
+        x, dy = 1 - masks.x_count / x_numel, 1 - masks.dy_count / y_numel
+        for key, value in (("x", x), ("dy", dy)):
+            self.sums[key] += value * macs
+            self.weights[key] += macs
+        if masks.needs_bwd_data:
+            dx = 1 - masks.dx_count / x_numel
+            self.sums["dx"] += dx * macs
+            self.weights["dx"] += macs
+        self.layers.append(bounds_report.layer_bounds(len(self.layers), work))
+
+    def fractions(self) -> dict:
+        return {
+            f"{k}_zero_frac" if k != "dx" else "dx_skip_frac": (
+                self.sums[k] / self.weights[k] if self.weights[k] else 0.0
+            )
+            for k in self.sums
+        }
+
+
+def analyse(
+    model: str, trace_dir: Path, t_key: str, density: str, settings: Settings, cache: StageCache, console
+) -> Path:
+    designs = load_archs(settings.archs)
+    inputs = {
+        "trace": t_key,
+        "density": density,
+        "seed": settings.seed,
+        "archs": {d.name: d.sha256 for d in designs},
+    }
+    key = cache.key("analysis", inputs)
+    _stage(console, model, f"counts and simulation, {density}", cache.done(key))
+
+    def make(out: Path) -> None:
+        trace = load_trace(trace_dir)
+        label = density_label(trace, density, settings.seed)
+        tally = _SparsityTally()
+        results = simulate_network(
+            layer_masks(trace, density, settings.seed), designs, count=len(trace.layers), on_layer=tally
+        )
+        simulated = simulate_report.summarise(results, trace.provenance, label)
+        bounds = bounds_report.summarise_layers(tally.layers, {label}, trace.provenance, str(trace_dir))
+        record = {
+            "density": density,
+            "density_label": label,
+            "sparsity": tally.fractions(),
+            "bounds": bounds,
+            "simulate": simulated,
+        }
+        (out / "analysis.json").write_text(json.dumps(record, indent=1))
+        simulate_report.plot(simulated, out / "simulate.png")
+        if density == "real":
+            summary = sparsity_report.summarise(trace)
+            (out / "sparsity.json").write_text(json.dumps(summary, indent=1))
+            sparsity_report.plot(summary, out / "sparsity.png")
+            sparsity_report.plot_correlation(summary, out / "correlation.png")
+
+    return cache.build(key, inputs, make)
+
+
+def densities_for(model: str) -> list[str]:
+    """Real masks always; the published early and converged profiles where they exist."""
+    info = published_info(model)
+    return ["real"] + ([info.spec("first"), info.spec("last")] if info is not None else [])
+
+
+@dataclass
+class ModelOutcome:
+    model: str
+    trace_dir: Path
+    verify: dict
+    analyses: dict[str, Path]  # density → stage directory
+    seconds: float  # wall time of this invocation
+    compute_seconds: float  # what its stages took when they were computed (cached or not)
+
+
+def run_model(model: str, settings: Settings, cache: StageCache, console) -> ModelOutcome:
+    start = time.perf_counter()
+    trace_dir, verify, t_key, keys = trace_and_verify(model, settings, cache, console)
+    analyses = {
+        d: analyse(model, trace_dir, t_key, d, settings, cache, console) for d in densities_for(model)
+    }
+    compute = sum(cache.seconds(k) for k in keys) + sum(cache.seconds(p.name) for p in analyses.values())
+    return ModelOutcome(model, trace_dir, verify, analyses, time.perf_counter() - start, compute)
+
+
+def agos_version() -> str:
+    return __version__

@@ -1,0 +1,82 @@
+"""A tiny `agos reproduce`: two small models, small images, the whole pipeline and the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agos.cli import main
+from agos.report.browser import chromium_available
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    args = [
+        "reproduce",
+        "--models",
+        "resnet34,squeezenet1_1",
+        "--batch-size",
+        "2",
+        "--image-size",
+        "32",
+        "--check-images",
+        "2",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    return out, args
+
+
+def test_results_json(tiny_report):
+    out, _ = tiny_report
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"resnet34", "squeezenet1_1"}
+    for name, m in results["models"].items():
+        for key in ("backprop_speedup", "iteration_speedup"):
+            assert set(m[key]) == {"dense", "zero-gate", "input-skip", "output-skip", "agos", "ideal"}
+            assert all(isinstance(v, float) for v in m[key].values())
+            assert m[key]["dense"] == 1.0 and m[key]["agos"] > 1.0
+        prov = m["provenance"]
+        assert prov["model"] == name and prov["batch_size"] == 2 and prov["image_size"] == 32
+        assert m["verify"]["soundness"]["bit_identical"] and m["verify"]["engine"]["passed"]
+        assert len(m["arch_sha256"]["agos"]) == 64
+    # resnet34 has a published profile: early and converged statistical runs beside the real one
+    densities = results["models"]["resnet34"]["densities"]
+    assert len(densities) == 3 and any(d["density"] == "profile:sparsetrain:last" for d in densities.values())
+    assert len(results["models"]["squeezenet1_1"]["densities"]) == 1
+    assert results["seed_comparison"]["ours"]["backprop_speedup_real"]["low"] > 1.0
+
+
+def test_report_page(tiny_report):
+    out, _ = tiny_report
+    page = (out / "index.html").read_text()
+    assert "Sarma et al. 2021" in page and "resnet34" in page and "agos-selfcheck" in page
+    assert len(list((out / "plots").glob("*.png"))) == 6
+    if not chromium_available():
+        pytest.skip("chromium is not installed: the page cannot be opened in a browser here")
+    from agos.report.browser import check_page
+
+    check = check_page(out / "index.html")
+    assert check.ok, check.problems
+    assert check.images_total == check.images_loaded == 6
+    assert check.tables_total >= 6 and check.tables_with_rows == check.tables_total
+
+
+def test_a_rerun_reuses_finished_stages(tiny_report, capsys):
+    out, args = tiny_report
+    stages = sorted(p.name for p in (out / "cache").iterdir())
+    (out / "cache" / ".analysis-halfbuilt.x").mkdir()  # what an interrupted run leaves behind
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("(cached)") == 6 and "…" not in err.replace("(cached)", "")
+    assert sorted(p.name for p in (out / "cache").iterdir()) == stages
+
+
+def test_bad_reproduce_options(capsys, tmp_path):
+    assert main(["reproduce", "--models", "resnet5", "--out", str(tmp_path / "r")]) != 0
+    assert "resnet50" in capsys.readouterr().err
+    assert main(["reproduce", "--models", "resnet18,vgg16", "--weights", "w.pt", "--out", str(tmp_path)]) != 0
+    assert "--weights PATH needs a single model" in capsys.readouterr().err
