@@ -88,3 +88,14 @@ def test_bad_input_is_one_line(resnet18_trace, capsys, args, message):
     assert main(["simulate", str(resnet18_trace), *args]) != 0
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_own_speedup_of_the_ideal_design_is_the_mac_bound(resnet18_sim, resnet18_trace, tmp_path):
+    summary, _ = resnet18_sim
+    assert main(["bounds", str(resnet18_trace), "--json", str(tmp_path / "b.json")]) == 0
+    bound = json.loads((tmp_path / "b.json").read_text())["speedups"]["input+output"]
+    own = summary["archs"]["ideal"]["sparsity_speedup"]
+    for span in SPANS:
+        assert own[span] == pytest.approx(bound[span], rel=0.01), span  # ⌈·⌉ per layer aside
+    assert summary["archs"]["dense"]["sparsity_speedup"]["iteration"] == 1.0
+    assert summary["archs"]["agos"]["sparsity_speedup"]["iteration"] > 1.0

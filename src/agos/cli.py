@@ -292,7 +292,7 @@ def reproduce(
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="images per step (32; quick: 8)")
     ] = None,
-    image_size: Annotated[int | None, typer.Option("--image-size", help="pixels (224; quick: 112)")] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="pixels (224; quick: 160)")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     train_steps: StepsOpt = 0,

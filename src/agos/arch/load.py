@@ -109,3 +109,9 @@ def load_archs(spec: str) -> list[LoadedArch]:
     if len(set(names)) != len(names):
         raise AgosError(f"--arch names the same design twice: {', '.join(names)}")
     return loaded
+
+
+def agnostic_twin(loaded: LoadedArch) -> LoadedArch:
+    """The design with its skipping switched off (same array, memory, schedule and energy table)."""
+    twin = loaded.arch.without_skipping()
+    return LoadedArch(twin, loaded.energy, f"{loaded.source}, skipping off", loaded.text, loaded.sha256)

@@ -90,6 +90,23 @@ class Skipping(_Strict):
     def of(self, pass_: str) -> PassSkipping:
         return getattr(self, pass_)
 
+    @property
+    def skips_work(self) -> bool:
+        """Whether anything is skipped in time (zero gating saves energy only)."""
+        return any(
+            p.stream or p.pe_operand or p.outputs != "none"
+            for p in (self.fwd, self.bwd_data, self.bwd_weight)
+        )
+
+    def effective_policy(self, pass_: str) -> str:
+        """The work-count policy (agos.engine.counts) whose MACs this skipping leaves to do."""
+        opts = self.of(pass_)
+        if pass_ == "bwd_weight":
+            return "input+output" if opts.pe_operand else ("input" if opts.stream else "dense")
+        if opts.stream and opts.outputs != "none":
+            return "input+output"
+        return "input" if opts.stream else ("output" if opts.outputs != "none" else "dense")
+
 
 class Scheduling(_Strict):
     """How work items (one position × one tile of up to `cols` channels) reach the PE rows."""
@@ -146,6 +163,17 @@ class Arch(_Strict):
                 f"({self.pe_array.rows})"
             )
         return self
+
+    def without_skipping(self) -> Arch:
+        """The same machine with every skip, gate and compression switched off: its sparsity-agnostic
+        twin, against which the design's own sparsity gain is measured."""
+        return self.model_copy(
+            update={
+                "name": f"{self.name} without skipping",
+                "skipping": Skipping(lookahead=self.skipping.lookahead),
+                "storage": Storage(),
+            }
+        )
 
     @property
     def pes(self) -> int:

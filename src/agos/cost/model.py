@@ -134,9 +134,10 @@ def price(actions: dict[str, float], loaded: LoadedArch) -> tuple[float, dict[st
 def _ideal_pass(pass_: str, masks: LayerMasks, work: LayerWork, loaded: LoadedArch) -> PassCost:
     arch = loaded.arch
     effective = work.total(pass_, "input+output")
+    done = work.total(pass_, arch.skipping.effective_policy(pass_))  # the MACs this ideal still does
     ops = pass_operands(pass_, masks, arch)
     compulsory = ops.streamed + ops.pe + ops.output
-    cycles = math.ceil(effective / arch.pes)
+    cycles = math.ceil(done / arch.pes)
     vb, ab = arch.precision.value_bytes, arch.precision.accumulate_bytes
     outputs = {
         "fwd": masks.geometry.n * masks.geometry.k * masks.geometry.p * masks.geometry.q,
@@ -144,10 +145,10 @@ def _ideal_pass(pass_: str, masks: LayerMasks, work: LayerWork, loaded: LoadedAr
         "bwd_weight": masks.geometry.k * masks.geometry.c_per_group * masks.geometry.r * masks.geometry.s,
     }
     actions = {
-        "mac": float(effective),
+        "mac": float(done),
         "mac_gated": 0.0,
-        "stream_read_bytes": float(effective / arch.pe_array.cols * vb),
-        "pe_read_bytes": float(effective * vb),
+        "stream_read_bytes": float(done / arch.pe_array.cols * vb),
+        "pe_read_bytes": float(done * vb),
         "output_write_bytes": float(outputs[pass_] * (ab if pass_ == "bwd_weight" else vb)),
         "metadata_bits": 0.0,
         "dram_bytes": float(compulsory),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from agos.arch.load import LoadedArch
+from agos.arch.load import LoadedArch, agnostic_twin
 from agos.arch.schema import PASSES
 from agos.cost.model import PassCost, simulate_layer
 from agos.density.masks import LayerMasks
@@ -24,6 +24,7 @@ class LayerResult:
 class DesignResult:
     loaded: LoadedArch
     layers: list[LayerResult] = field(default_factory=list)
+    twin: DesignResult | None = None  # the same design with skipping off (None: it skips nothing)
 
     def total(self, attr: str, passes: Iterable[str] = PASSES) -> float:
         return sum(getattr(layer.passes[p], attr) for layer in self.layers for p in passes)
@@ -46,12 +47,16 @@ def simulate_network(
     """One pass over the layers: masks → exact work counts → every design. `on_layer` sees each
     layer's masks and counts too, so other reports need not count again."""
     results = [DesignResult(d) for d in designs]
+    for result in results:
+        if result.loaded.arch.skipping.skips_work:
+            result.twin = DesignResult(agnostic_twin(result.loaded))
+    everything = [r for result in results for r in (result, result.twin) if r is not None]
     with progress_bar("simulate", total=count or 0) as advance:
         for masks in layers:
             work = layer_work(masks)
             if on_layer is not None:
                 on_layer(masks, work)
-            for result in results:
+            for result in everything:
                 passes = simulate_layer(masks, work, result.loaded)
                 result.layers.append(LayerResult(masks.name, masks.geometry.kind, passes))
             advance(1, masks.name)

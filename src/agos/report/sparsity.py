@@ -105,9 +105,9 @@ def summarise(trace: Trace) -> dict:
 
 
 def wide_console() -> Console:
-    """A terminal's own width; at least 160 columns when writing to a file or pipe."""
+    """A terminal's own width; at least 180 columns when writing to a file or pipe."""
     probe = Console()
-    return probe if probe.is_terminal else Console(width=max(160, probe.width))
+    return probe if probe.is_terminal else Console(width=max(180, probe.width))
 
 
 def _pct(x: float | None) -> str:

@@ -35,7 +35,7 @@ from agos.reproduce.stages import StageCache
 
 DEFAULT_MODELS = ("alexnet", "vgg16", "resnet18", "resnet50", "googlenet", "mobilenet_v2")
 FULL = {"batch_size": 32, "image_size": 224, "check_images": 4}
-QUICK = {"batch_size": 8, "image_size": 112, "check_images": 2}
+QUICK = {"batch_size": 8, "image_size": 160, "check_images": 2}
 
 
 @dataclass(frozen=True)
