@@ -17,11 +17,9 @@ import argparse
 import io
 import json
 import statistics
-import time
 from pathlib import Path
 
-import torch
-from common import add_trace_args, trace_and_plain_step
+from common import add_trace_args, base_figures, timed, trace_and_plain_step
 
 
 def agos_bounds(trace_dir: Path) -> dict:
@@ -60,24 +58,15 @@ def main() -> None:
         summary = agos_bounds(trace_dir)
         plain_times, bounds_times, general_times = [], [], []
         for _ in range(args.reps):  # interleaved, so drift hits all alike
-            t = time.perf_counter()
-            plain_step()
-            plain_times.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            summary = agos_bounds(trace_dir)
-            bounds_times.append(time.perf_counter() - t)
+            plain_times.append(timed(plain_step)[0])
+            seconds, summary = timed(agos_bounds, trace_dir)
+            bounds_times.append(seconds)
             if not args.no_general:
-                t = time.perf_counter()
-                counts_without_shortcuts(trace_dir)
-                general_times.append(time.perf_counter() - t)
+                general_times.append(timed(counts_without_shortcuts, trace_dir)[0])
 
     plain, counted = statistics.median(plain_times), statistics.median(bounds_times)
     figures = {
-        "model": prov["model"],
-        "batch_size": prov["batch_size"],
-        "image_size": prov["image_size"],
-        "reps": args.reps,
-        "threads": torch.get_num_threads(),
+        **base_figures(prov, args),
         "plain_step_s": plain,
         "bounds_s": counted,
         "ratio": counted / plain,

@@ -60,3 +60,22 @@ def trace_and_plain_step(args: argparse.Namespace) -> Iterator[tuple[Path, dict,
 
         step()  # warm caches and allocator
         yield trace_dir, prov, step
+
+
+def timed(fn, *args):
+    """(seconds, result) of one call."""
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def base_figures(prov: dict, args: argparse.Namespace) -> dict:
+    import torch
+
+    return {
+        "model": prov["model"],
+        "batch_size": prov["batch_size"],
+        "image_size": prov["image_size"],
+        "reps": args.reps,
+        "threads": torch.get_num_threads(),
+    }

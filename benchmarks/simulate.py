@@ -15,10 +15,8 @@ import argparse
 import io
 import json
 import statistics
-import time
 
-import torch
-from common import add_trace_args, trace_and_plain_step
+from common import add_trace_args, base_figures, timed, trace_and_plain_step
 
 
 def agos_simulate(trace_dir) -> dict:
@@ -47,19 +45,12 @@ def main() -> None:
         summary = agos_simulate(trace_dir)  # compiles the numba scheduler once
         plain_times, sim_times = [], []
         for _ in range(args.reps):
-            t = time.perf_counter()
-            plain_step()
-            plain_times.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            summary = agos_simulate(trace_dir)
-            sim_times.append(time.perf_counter() - t)
+            plain_times.append(timed(plain_step)[0])
+            seconds, summary = timed(agos_simulate, trace_dir)
+            sim_times.append(seconds)
     plain, sim = statistics.median(plain_times), statistics.median(sim_times)
     figures = {
-        "model": prov["model"],
-        "batch_size": prov["batch_size"],
-        "image_size": prov["image_size"],
-        "reps": args.reps,
-        "threads": torch.get_num_threads(),
+        **base_figures(prov, args),
         "plain_step_s": plain,
         "simulate_s": sim,
         "ratio": sim / plain,

@@ -9,29 +9,16 @@ import pytest
 import torch
 
 from agos.capture.trace import load_trace
-from agos.cli import main
 from agos.density.masks import LayerMasks, iter_real_masks
 from agos.engine.counts import PASSES, POLICIES, layer_work
 from agos.report import bounds
 from agos.workload.layer import LayerGeometry
-
-
-def _run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
+from tests.cli_helpers import one_error_line, run_cli
 
 
 def test_bounds_json_and_table(capsys, tmp_path, mixed_trace):
     out = tmp_path / "b.json"
-    code, stdout, err = _run(capsys, "bounds", str(mixed_trace), "--json", str(out))
+    code, stdout, err = run_cli(capsys, "bounds", str(mixed_trace), "--json", str(out))
     assert code == 0, err
     assert "model total" in stdout and "Ideal speedup of the whole model" in stdout
     assert "X in BWD-W" in stdout  # the table says which operand the input policy skips in BWD-W
@@ -100,16 +87,16 @@ def test_bounds_takes_any_density_source():
 
 
 def test_bad_traces_are_one_line_errors(capsys, tmp_path, mixed_trace):
-    code, _, err = _run(capsys, "bounds", str(tmp_path / "nope"))
-    assert code != 0 and "does not exist" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "bounds", str(tmp_path / "nope"))
+    assert code != 0 and "does not exist" in one_error_line(err)
     d = tmp_path / "t"
     shutil.copytree(mixed_trace, d)
     (d / "masks.bin").write_bytes(b"x")
-    code, _, err = _run(capsys, "bounds", str(d), "--json", str(tmp_path / "b.json"))
-    assert code != 0 and "truncated or corrupt" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "bounds", str(d), "--json", str(tmp_path / "b.json"))
+    assert code != 0 and "truncated or corrupt" in one_error_line(err)
     assert not (tmp_path / "b.json").exists()
     (d / "manifest.json").write_text("{")
-    code, _, err = _run(capsys, "bounds", str(d))
-    assert code != 0 and "not valid JSON" in _one_error_line(err)
-    code, _, err = _run(capsys, "bounds")
-    assert code != 0 and "Missing argument" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "bounds", str(d))
+    assert code != 0 and "not valid JSON" in one_error_line(err)
+    code, _, err = run_cli(capsys, "bounds")
+    assert code != 0 and "Missing argument" in one_error_line(err)

@@ -10,26 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from agos.cli import main
-
-
-def _run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
+from tests.cli_helpers import one_error_line, run_cli
 
 
 def test_unknown_model_suggests_close_names(capsys, tmp_path):
-    code, _, err = _run(capsys, "trace", "--out", str(tmp_path / "t"), "--model", "resnet5")
+    code, _, err = run_cli(capsys, "trace", "--out", str(tmp_path / "t"), "--model", "resnet5")
     assert code != 0
-    assert "resnet50" in _one_error_line(err)
+    assert "resnet50" in one_error_line(err)
 
 
 def test_wrong_weights_files(capsys, tmp_path):
@@ -41,25 +28,26 @@ def test_wrong_weights_files(capsys, tmp_path):
     del state["fc.bias"]
     bad = tmp_path / "bad.pt"
     torch.save(state, bad)
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "trace", "--out", str(tmp_path / "t"), "--model", "resnet18", "--weights", str(bad)
     )
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert code != 0 and "missing key" in line and "fc.weight: file [10, 512] vs model [1000, 512]" in line
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
-    code, _, err = _run(capsys, "trace", "--out", str(tmp_path / "t"), "--weights", str(junk))
-    assert code != 0 and "not a readable PyTorch file" in _one_error_line(err)
-    code, _, err = _run(capsys, "trace", "--out", str(tmp_path / "t"), "--weights", str(tmp_path / "none.pt"))
-    assert code != 0 and "does not exist" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "trace", "--out", str(tmp_path / "t"), "--weights", str(junk))
+    assert code != 0 and "not a readable PyTorch file" in one_error_line(err)
+    missing = str(tmp_path / "none.pt")
+    code, _, err = run_cli(capsys, "trace", "--out", str(tmp_path / "t"), "--weights", missing)
+    assert code != 0 and "does not exist" in one_error_line(err)
 
 
 def test_missing_hub_weights_say_where_to_put_them(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "trace", "--out", str(tmp_path / "t"), "--model", "resnet18", "--weights", "imagenet"
     )
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert code != 0
     assert "not in the local torch hub cache" in line and str(tmp_path / "hub") in line
     assert "resnet18-f37072fd.pth" in line
@@ -72,10 +60,10 @@ def test_corrupt_hub_weights_are_refused(capsys, tmp_path, monkeypatch):
     _, path = imagenet_weights_file("resnet18")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\0" * 100)
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "trace", "--out", str(tmp_path / "t"), "--model", "resnet18", "--weights", "imagenet"
     )
-    assert code != 0 and "cannot load ImageNet weights" in _one_error_line(err)
+    assert code != 0 and "cannot load ImageNet weights" in one_error_line(err)
 
 
 def test_corrupt_trace(capsys, mixed_trace, tmp_path):
@@ -84,15 +72,15 @@ def test_corrupt_trace(capsys, mixed_trace, tmp_path):
     d = tmp_path / "t"
     shutil.copytree(mixed_trace, d)
     (d / "masks.bin").write_bytes(b"x")
-    code, _, err = _run(capsys, "sparsity", str(d))
-    assert code != 0 and "truncated or corrupt" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "sparsity", str(d))
+    assert code != 0 and "truncated or corrupt" in one_error_line(err)
 
 
 def test_empty_and_missing_image_folders(capsys, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     for folder, message in ((empty, "holds no usable images"), (tmp_path / "nope", "does not exist")):
-        code, _, err = _run(
+        code, _, err = run_cli(
             capsys,
             "trace",
             "--out",
@@ -104,7 +92,7 @@ def test_empty_and_missing_image_folders(capsys, tmp_path):
             "--data",
             f"imagefolder:{folder}",
         )
-        assert code != 0 and message in _one_error_line(err)
+        assert code != 0 and message in one_error_line(err)
 
 
 @pytest.mark.parametrize(
@@ -121,9 +109,9 @@ def test_empty_and_missing_image_folders(capsys, tmp_path):
     ],
 )
 def test_bad_options(capsys, args, message):
-    code, _, err = _run(capsys, *args)
+    code, _, err = run_cli(capsys, *args)
     assert code != 0
-    assert message in _one_error_line(err)
+    assert message in one_error_line(err)
 
 
 def test_trace_and_sparsity_end_to_end(capsys, tmp_path):
@@ -136,7 +124,7 @@ def test_trace_and_sparsity_end_to_end(capsys, tmp_path):
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / cls / f"{i}.png")
     out = tmp_path / "trace"
-    code, stdout, err = _run(
+    code, stdout, err = run_cli(
         capsys,
         "trace",
         "--out",
@@ -163,7 +151,7 @@ def test_trace_and_sparsity_end_to_end(capsys, tmp_path):
     state = torch.load(tmp_path / "w.pt", weights_only=True)
     assert "fc.weight" in state
     files = {k: tmp_path / f"s.{k}" for k in ("json", "csv", "png")}
-    code, stdout, err = _run(
+    code, stdout, err = run_cli(
         capsys,
         "sparsity",
         str(out),
