@@ -24,7 +24,7 @@ class PackedMask:
         return self.count / self.numel if self.numel else 0.0
 
     def unpack(self) -> np.ndarray:
-        return np.unpackbits(self.bits, count=self.numel).reshape(self.shape).astype(bool)
+        return np.unpackbits(self.bits, count=self.numel).view(bool).reshape(self.shape)
 
     def tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
         return torch.from_numpy(self.unpack()).to(device)

@@ -52,11 +52,12 @@ def real_masks(trace: Trace, layer: LayerRecord) -> LayerMasks:
         else torch.ones(g.y_shape, dtype=torch.bool)
     )
     dx_packed = trace.mask(layer, "dx_needed")
-    dx = (
-        dx_packed.tensor().reshape(g.x_shape)
-        if dx_packed is not None
-        else torch.ones(g.x_shape, dtype=torch.bool)
-    )
+    if dx_packed is None:
+        dx = torch.ones(g.x_shape, dtype=torch.bool)
+    elif layer.dx_needed == layer.x_nonzero:  # stored once: a ReLU-fed layer's dX mask is its X mask
+        dx = x
+    else:
+        dx = dx_packed.tensor().reshape(g.x_shape)
     return LayerMasks(
         name=layer.name,
         geometry=g,
