@@ -6,13 +6,13 @@ import random
 
 import pytest
 import torch
-from agos.engine.counts import layer_work
 
 from agos.arch.load import PRESETS, LoadedArch, load_arch
 from agos.arch.schema import PASSES, Arch
 from agos.cost.model import simulate_pass
 from agos.cost.reference import reference_pass
 from agos.density.masks import LayerMasks
+from agos.engine.counts import layer_work
 from agos.workload.layer import geometry_of
 
 
