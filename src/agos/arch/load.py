@@ -34,7 +34,7 @@ class LoadedArch:
 def _packaged(kind: str, name: str) -> tuple[str, str] | None:
     path = resources.files("agos.arch").joinpath(kind, f"{name}.yaml")
     if path.is_file():
-        return path.read_text(), f"{kind[:-1] if kind.endswith('s') else kind}:{name}"
+        return path.read_text(), f"{'preset' if kind == 'presets' else kind}:{name}"
     return None
 
 
@@ -57,18 +57,24 @@ def _validation_message(where: str, exc: ValidationError) -> str:
     return f"{where}: field '{field}': {first['msg']}{extra}"
 
 
+def _shipped_or_file(kind: str, ref: str, missing: str) -> tuple[str, str]:
+    """(YAML text, where it came from): a shipped file of `kind` by name, else a path."""
+    shipped = _packaged(kind, ref) if "/" not in ref and not ref.endswith((".yaml", ".yml")) else None
+    if shipped is not None:
+        return shipped
+    path = Path(ref)
+    if not path.is_file():
+        raise AgosError(missing)
+    return path.read_text(), str(path)
+
+
 def load_energy(ref: str | dict, where: str) -> EnergyTable:
     if isinstance(ref, dict):
         data, origin = ref, f"{where} (inline energy table)"
     else:
-        shipped = _packaged("energy", ref)
-        if shipped is not None:
-            text, origin = shipped
-        else:
-            path = Path(ref)
-            if not path.is_file():
-                raise AgosError(f"{where}: field 'energy': no shipped table or file named '{ref}'")
-            text, origin = path.read_text(), str(path)
+        text, origin = _shipped_or_file(
+            "energy", ref, f"{where}: field 'energy': no shipped table or file named '{ref}'"
+        )
         data = _parse(text, origin)
     try:
         return EnergyTable.model_validate(data)
@@ -78,14 +84,9 @@ def load_energy(ref: str | dict, where: str) -> EnergyTable:
 
 def load_arch(ref: str) -> LoadedArch:
     """`ref` is a preset name or a path to a YAML file."""
-    shipped = _packaged("presets", ref) if "/" not in ref and not ref.endswith((".yaml", ".yml")) else None
-    if shipped is not None:
-        text, source = shipped[0], f"preset:{ref}"
-    else:
-        path = Path(ref)
-        if not path.is_file():
-            raise AgosError(f"no preset or arch file named '{ref}' (presets: {', '.join(PRESETS)})")
-        text, source = path.read_text(), str(path)
+    text, source = _shipped_or_file(
+        "presets", ref, f"no preset or arch file named '{ref}' (presets: {', '.join(PRESETS)})"
+    )
     data = _parse(text, source)
     try:
         arch = Arch.model_validate(data)
