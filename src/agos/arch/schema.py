@@ -1,22 +1,33 @@
-"""The schema of an accelerator description. Every choice DESIGN.md §4 leaves open is a field here,
-so a user can set the choices a published design made."""
+"""The schema of an accelerator description (docs/cost-model.md §1).
+
+A design is skipping features placed on an organisation. The organisation — array, row
+synchronisation, dispatch, fill/drain, operand stores, memory, vector unit — is shared by every
+design placed on it, so no design gets hardware the others lack; what a feature needs is derived
+from the features and charged (docs/cost-model.md §9).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PASSES = ("fwd", "bwd_data", "bwd_weight")
 
+# The default lookahead window of every stream-skipping design (docs/cost-model.md §1): TensorDash
+# (Mahmoud et al., MICRO 2020) stages each operand stream three deep — the current entry and two of
+# lookahead — so a row advances at most 3 entries per cycle. See arch/presets/README.md.
+DEFAULT_LOOKAHEAD = 3
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PEArray(_Strict):
-    rows: int = Field(32, ge=1, le=4096, description="PE rows: one work item (output position) each")
-    cols: int = Field(32, ge=1, le=4096, description="PE columns: one output channel each")
+    rows: int = Field(32, ge=1, le=4096, description="PE rows: one work item (a position) each")
+    cols: int = Field(32, ge=1, le=4096, description="PE columns: one channel each")
 
 
 class Precision(_Strict):
@@ -33,30 +44,66 @@ class Precision(_Strict):
 
 
 class Memory(_Strict):
-    global_buffer_bytes: int = Field(2 * 2**20, ge=64, description="on-chip global buffer")
-    buffer_bandwidth_bytes_per_cycle: int = Field(
-        256, ge=1, description="global buffer read bandwidth; a stall is charged when exceeded"
+    global_buffer_bytes: int = Field(2 * 2**20, ge=64, le=2**40, description="on-chip global buffer")
+    buffer_banks: int = Field(32, ge=1, le=65536, description="independently addressed buffer banks")
+    bank_width_bytes: int = Field(8, ge=1, le=4096, description="bytes a bank reads or writes per cycle")
+    dram_gbps: float = Field(256.0, gt=0, le=1e6, description="DRAM bandwidth, GB/s")
+    double_buffering: bool = Field(True, description="a tile's transfers overlap the previous tile's compute")
+
+    @property
+    def bandwidth_bytes_per_cycle(self) -> int:
+        return self.buffer_banks * self.bank_width_bytes
+
+
+class VectorUnit(_Strict):
+    """Runs the step's non-convolution work (BN, ReLU, pooling, adds, loss, SGD), alike for all."""
+
+    lanes: int = Field(32, ge=1, le=65536, description="fp32 lanes, one operation each per cycle")
+
+
+class Organisation(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    pe_array: PEArray = PEArray()
+    precision: Precision = Precision()
+    clock_ghz: float = Field(1.0, gt=0, le=100)
+    memory: Memory = Memory()
+    vector: VectorUnit = VectorUnit()
+    sync: Literal["lockstep", "independent"] = Field(
+        description="lockstep: R rows advance together (systolic); independent: each row runs its own items"
     )
-    dram_bandwidth_gbps: float = Field(256.0, gt=0, description="DRAM bandwidth in GB/s")
-    double_buffering: bool = Field(True, description="transfers of a tile overlap compute of the previous")
+    dispatch: Literal["static", "greedy"] = Field(
+        "greedy", description="independent rows: item i to row i mod R, or to the row that frees first"
+    )
+    fill_drain: Literal["per_fold", "overlapped"] = Field(
+        "per_fold", description="lockstep: fill/drain per fold (SCALE-Sim) or once per buffer tile"
+    )
+    fill_drain_cycles: int | None = Field(
+        None, ge=0, le=1_000_000, description="default: R + C − 2 (lockstep), C (independent)"
+    )
+    pe_store_entries: int = Field(
+        128, ge=1, le=1 << 24, description="independent rows: operand entries per PE store (double-buffered)"
+    )
 
+    @property
+    def fd(self) -> int:
+        if self.fill_drain_cycles is not None:
+            return self.fill_drain_cycles
+        r, c = self.pe_array.rows, self.pe_array.cols
+        return r + c - 2 if self.sync == "lockstep" else c
 
-class Storage(_Strict):
-    """How each tensor is kept in DRAM and the buffer: dense, or nonzero values plus a bitmap."""
+    @property
+    def pes(self) -> int:
+        return self.pe_array.rows * self.pe_array.cols
 
-    activations: Literal["dense", "compressed"] = "dense"  # X, read in FWD and BWD-W
-    gradients: Literal["dense", "compressed"] = "dense"  # dY, read in BWD-D and BWD-W
-    weights: Literal["dense", "compressed"] = "dense"
-    data_gradients: Literal["dense", "compressed"] = "dense"  # dX written by BWD-D
+    @property
+    def dram_bytes_per_cycle(self) -> float:
+        return self.memory.dram_gbps / self.clock_ghz
 
 
 class PassSkipping(_Strict):
-    """Which ineffectual work one pass skips (DESIGN.md §4 timing rules)."""
-
-    stream: bool = Field(False, description="walk only nonzero entries of the row's shared stream")
-    pe_operand: bool = Field(
-        False, description="each PE also skips its own zero operand (two-sided; BWD-W only: dY)"
-    )
+    stream: bool = Field(False, description="walk only the nonzero entries of the row's shared stream")
+    pe_operand: bool = Field(False, description="two-sided (BWD-W): each PE also skips its own zero dY")
     outputs: Literal["none", "static", "compacted"] = Field(
         "none", description="remove masked dX outputs before dispatch (BWD-D only)"
     )
@@ -66,12 +113,20 @@ class Skipping(_Strict):
     fwd: PassSkipping = PassSkipping()
     bwd_data: PassSkipping = PassSkipping()
     bwd_weight: PassSkipping = PassSkipping()
-    lookahead: int = Field(
-        0,
-        ge=0,
-        description="window of one-sided skipping; a row needs ≥ ⌈stream/lookahead⌉ cycles (0 = unbounded)",
+    lookahead: int | Literal["inf"] = Field(
+        DEFAULT_LOOKAHEAD, description="stream-skip window: a row needs ≥ ⌈stream / L⌉ cycles ('inf': none)"
+    )
+    broadcast_width: int = Field(
+        1, ge=1, le=64, description="stream entries a row broadcasts per cycle (bounds two-sided joins)"
     )
     zero_gating: bool = Field(False, description="gate MACs with a zero operand (saves energy, not time)")
+
+    @field_validator("lookahead")
+    @classmethod
+    def _window(cls, v):
+        if isinstance(v, int) and not 1 <= v <= 1 << 20:
+            raise ValueError("lookahead must be an integer ≥ 1 or 'inf'")
+        return v
 
     @model_validator(mode="after")
     def _supported(self) -> Skipping:
@@ -91,15 +146,22 @@ class Skipping(_Strict):
         return getattr(self, pass_)
 
     @property
+    def window(self) -> int | None:
+        """The lookahead L, or None when unbounded."""
+        return None if self.lookahead == "inf" else int(self.lookahead)
+
+    @property
     def skips_work(self) -> bool:
-        """Whether anything is skipped in time (zero gating saves energy only)."""
         return any(
-            p.stream or p.pe_operand or p.outputs != "none"
-            for p in (self.fwd, self.bwd_data, self.bwd_weight)
+            p.stream or p.pe_operand or p.outputs != "none" for p in (self.fwd, self.bwd_data, self.bwd_weight)
         )
 
+    @property
+    def any_stream(self) -> bool:
+        return any(p.stream for p in (self.fwd, self.bwd_data, self.bwd_weight))
+
     def effective_policy(self, pass_: str) -> str:
-        """The work-count policy (agos.engine.counts) whose MACs this skipping leaves to do."""
+        """The work-count policy (agos.workload.counts) whose MACs this skipping leaves to do."""
         opts = self.of(pass_)
         if pass_ == "bwd_weight":
             return "input+output" if opts.pe_operand else ("input" if opts.stream else "dense")
@@ -108,82 +170,70 @@ class Skipping(_Strict):
         return "input" if opts.stream else ("output" if opts.outputs != "none" else "dense")
 
 
-class Scheduling(_Strict):
-    """How work items (one position × one tile of up to `cols` channels) reach the PE rows."""
+class Storage(_Strict):
+    """How each tensor is kept in DRAM and the buffer: dense, or nonzero values plus a bitmap."""
 
-    sync_rows: int = Field(
-        32,
-        ge=1,
-        description="rows that start a work group together and wait for its longest item "
-        "(default: all rows, one lockstep unit)",
-    )
-    dispatch: Literal["static", "dynamic"] = Field(
-        "static", description="static: groups dealt round-robin; dynamic: to the unit that frees first"
-    )
-    queue_depth: int = Field(
-        1, ge=1, description="dynamic: work groups a unit may hold (incl. the running one)"
-    )
-    tile_barrier: bool = Field(True, description="all rows finish a buffer tile before the next starts")
-    fill_drain_cycles: int = Field(0, ge=0, description="pipeline fill + drain per work group")
-    item_overhead_cycles: int = Field(0, ge=0, description="fixed cycles added to every work item")
+    activations: Literal["dense", "compressed"] = "dense"  # X, read in FWD and BWD-W
+    gradients: Literal["dense", "compressed"] = "dense"  # dY, read in BWD-D and BWD-W
+    data_gradients: Literal["dense", "compressed"] = "dense"  # dX written by BWD-D
 
 
 class Arch(_Strict):
-    name: str
-    description: str = ""
-    ideal: bool = Field(
-        False, description="the bound: effective MACs / PEs per pass, no memory, no imbalance"
-    )
-    pe_array: PEArray = PEArray()
-    precision: Precision = Precision()
-    clock_ghz: float = Field(1.0, gt=0)
-    memory: Memory = Memory()
-    storage: Storage = Storage()
-    skipping: Skipping = Skipping()
-    scheduling: Scheduling = Scheduling()
-    energy: str | dict = Field("horowitz45", description="energy table: a shipped name, a file, or inline")
+    """One design: features on an organisation."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_sync_rows(cls, data):
-        """Without a `scheduling.sync_rows`, the whole array is one lockstep unit."""
-        if isinstance(data, dict):
-            sched = data.get("scheduling")
-            if sched is None or (isinstance(sched, dict) and "sync_rows" not in sched):
-                pe = data.get("pe_array")
-                rows = pe.get("rows", 32) if isinstance(pe, dict) else 32
-                data = {**data, "scheduling": {**(sched or {}), "sync_rows": rows}}
-        return data
+    name: str = Field(min_length=1)
+    description: str = ""
+    preset: str | None = Field(None, description="the feature preset it came from, if any")
+    ideal: bool = Field(False, description="the bound: the mapping bound per pass, no memory")
+    organisation: Organisation
+    skipping: Skipping = Skipping()
+    storage: Storage = Storage()
+    energy: str | dict = Field("horowitz45", description="energy table: a shipped name, a file, or inline")
+    area: str | dict = Field("area45", description="area table: a shipped name, a file, or inline")
 
     @model_validator(mode="after")
-    def _rows_divide(self) -> Arch:
-        if self.pe_array.rows % self.scheduling.sync_rows:
-            raise ValueError(
-                f"scheduling.sync_rows ({self.scheduling.sync_rows}) must divide pe_array.rows "
-                f"({self.pe_array.rows})"
-            )
+    def _finite(self) -> Arch:
+        o = self.organisation
+        if not math.isfinite(o.dram_bytes_per_cycle) or o.dram_bytes_per_cycle <= 0:
+            raise ValueError("organisation: DRAM bytes per cycle must be finite and positive")
         return self
 
-    def without_skipping(self) -> Arch:
-        """The same machine with every skip, gate and compression switched off: its sparsity-agnostic
-        twin, against which the design's own sparsity gain is measured."""
-        return self.model_copy(
-            update={
-                "name": f"{self.name} without skipping",
-                "skipping": Skipping(lookahead=self.skipping.lookahead),
-                "storage": Storage(),
-            }
-        )
+    # convenient views
+    @property
+    def pe_array(self) -> PEArray:
+        return self.organisation.pe_array
+
+    @property
+    def precision(self) -> Precision:
+        return self.organisation.precision
+
+    @property
+    def memory(self) -> Memory:
+        return self.organisation.memory
 
     @property
     def pes(self) -> int:
-        return self.pe_array.rows * self.pe_array.cols
+        return self.organisation.pes
 
     @property
-    def units(self) -> int:
-        """Independent scheduling units: groups of `sync_rows` rows."""
-        return self.pe_array.rows // self.scheduling.sync_rows
+    def clock_ghz(self) -> float:
+        return self.organisation.clock_ghz
 
     @property
-    def dram_bytes_per_cycle(self) -> float:
-        return self.memory.dram_bandwidth_gbps / self.clock_ghz
+    def lockstep(self) -> bool:
+        return self.organisation.sync == "lockstep"
+
+    def twin(self) -> Arch:
+        """The dense twin: the same organisation, every skip, gate and compression off."""
+        return Arch(
+            name=f"dense@{self.organisation.name}",
+            description=f"the dense twin of {self.name}: {self.organisation.name}, skipping off",
+            preset="dense",
+            organisation=self.organisation,
+            energy=self.energy,
+            area=self.area,
+        )
+
+    @property
+    def is_dense(self) -> bool:
+        return not self.ideal and not self.skipping.skips_work and not self.skipping.zero_gating

@@ -1,207 +1,200 @@
-"""Work items of one pass for one design, from the exact engine's stream counts (DESIGN.md §4).
-
-A work item is one position × one tile of up to `cols` channels and occupies one PE row. Its
-duration follows the design's timing rule for the pass:
-- dense: the full stream length (valid taps only);
-- stream skip: only the nonzero entries of the shared stream, but never fewer than
-  ⌈stream length / lookahead⌉ cycles when a lookahead window bounds the skipping (a rate bound:
-  a literal sliding window loses a little more on clustered nonzeros);
-- PE skip (BWD-W): each PE walks the entries where X and its own dY are both nonzero; the item
-  lasts as long as its slowest PE;
-- output skip (BWD-D): static keeps a channel tile only if one of its outputs is needed (PEs of
-  masked channels idle); compacted packs each position's needed channels into ⌈m / cols⌉ items.
-Items with no work at all are removed before dispatch; every other item also pays the arch's
-fixed per-item overhead. Slots are laid out [group, tile, position] with positions in raster
-order: FWD (n, p, q), BWD-D (n, h, w), BWD-W (c, r, s) within the group.
-"""
+"""Work items of one pass for one design (docs/cost-model.md §2.3, §5, §9): per channel tile, the
+dispatched items in execution order with their durations, stream and output bytes, and the
+design's action counts. Lockstep items carry whole-stream counts; on independent rows every count
+is per chunk ([J, items]) and an item-chunk is dispatched where its duration is positive."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from agos.arch.schema import Arch
-from agos.engine.counts import LayerWork
+from agos.cost.layout import NeededChannels, PassLayout, Tile, ceil_div
 
 
 @dataclass
-class PassSlots:
-    duration: np.ndarray  # int64 [G, T, positions]; 0 where no item exists
-    compacted: bool  # T indexes compaction slots, not fixed channel tiles
-    channels_per_group: int
-    # action totals over all items
-    issued_macs: int  # MACs the PEs perform, gated ones included
-    nonzero_macs: int  # of those, the ones whose two operands are nonzero
-    stream_entries: int  # shared-stream values read (once per row per entry walked)
-    metadata_bits: int  # bitmap bits scanned to decide what to skip
-    outputs: int  # output elements computed
+class TileItems:
+    """The items of one channel tile, in execution order (work set, slot, position)."""
+
+    tile: Tile
+    pos: np.ndarray  # work-set-ordered position of each item
+    slot: np.ndarray  # compaction slot (0 otherwise)
+    set_id: np.ndarray
+    row: np.ndarray  # position row (§6)
+    channels: np.ndarray  # output channels of the item (tile width, or |S| when compacted)
+    d: np.ndarray  # duration per stream block, [J, items] (0: not dispatched)
+    length: np.ndarray  # T, [J, items]
+    stream_bytes: np.ndarray  # [J, items]
+    load: np.ndarray | None  # compacted on rows: store conflicts per item
+    # action totals over dispatched items (or item-chunks)
+    mac_issued: int
+    mac_nonzero: int
+    metadata_bits: int
 
     @property
-    def items(self) -> int:
-        return int(np.count_nonzero(self.duration))
+    def count(self) -> int:
+        return int(np.count_nonzero(self.d))
 
 
-def _np(t) -> np.ndarray:
-    return t.detach().cpu().numpy().astype(np.int64, copy=False)
+def _stream_time(nonzero: np.ndarray, length: np.ndarray, window: int | None) -> np.ndarray:
+    return nonzero if window is None else np.maximum(nonzero, ceil_div(length, window))
 
 
-def tile_widths(channels: int, cols: int) -> np.ndarray:
-    count = max(1, math.ceil(channels / cols))
-    widths = np.full(count, cols, np.int64)
-    widths[-1] = channels - cols * (count - 1)
-    return widths
+class SlotSets:
+    """The channel set of every compaction slot (§2.3): needed channels of rank [jC, (j+1)C)."""
+
+    def __init__(self, needed: NeededChannels, cols: int):
+        self.needed, self.cols = needed, cols
+        self._slot: dict[Tile, np.ndarray] = {}
+
+    def slot_of(self, tile: Tile) -> np.ndarray:
+        """[domain channels, pos]: the slot each needed channel of the tile's compaction domain
+        falls in at each position (−1: masked)."""
+        if tile not in self._slot:
+            mask = self.needed.mask[tile.groups[0], tile.lo : tile.hi]
+            rank = np.cumsum(mask, axis=0, dtype=np.int32) - 1
+            self._slot[tile] = np.where(mask, rank // self.cols, -1).astype(np.int16 if mask.shape[0] < 2**15 else np.int32)
+        return self._slot[tile]
+
+    def members(self, tile: Tile, pos: np.ndarray, j: int) -> np.ndarray:
+        """bool [domain channels, items]: the channel set of slot j at each of the given positions."""
+        return self.slot_of(tile)[:, pos] == j
 
 
-def _stream_time(nonzero: np.ndarray, length: np.ndarray, lookahead: int) -> np.ndarray:
-    if lookahead <= 0:
-        return nonzero
-    return np.maximum(nonzero, -(-length // lookahead))
+def lane_loads(members: np.ndarray, cols: int) -> np.ndarray:
+    """Largest number of channels of a set on one lane (channel c on lane c mod C), for each
+    column of a bool [channels, sets] array."""
+    cg, n = members.shape
+    lanes = ceil_div(cg, cols)
+    pad = lanes * cols - cg
+    m = np.concatenate([members, np.zeros((pad, n), bool)], axis=0) if pad else members
+    return m.reshape(lanes, cols, n).sum(axis=0, dtype=np.int64).max(axis=0, initial=0)
 
 
-def _with_overhead(duration: np.ndarray, arch: Arch) -> np.ndarray:
-    extra = arch.scheduling.item_overhead_cycles
-    return duration + extra * (duration > 0) if extra else duration
-
-
-def fwd_slots(w: LayerWork, arch: Arch) -> PassSlots:
-    """Positions (n, p, q); stream: the X taps (c, r, s) of the group; channels: K of the group."""
-    g = w.geometry
-    groups, kg = g.groups, g.k_per_group
-    widths = tile_widths(kg, arch.pe_array.cols)
-    length = np.broadcast_to(_np(w.fwd_dense)[None], (g.n, g.p, g.q)).reshape(1, -1)  # [1, pos]
-    nonzero = _np(w.fwd_nonzero).transpose(1, 0, 2, 3).reshape(groups, -1)  # [G, pos]
-    skip = arch.skipping.fwd.stream
-    per_item = (
-        _stream_time(nonzero, length, arch.skipping.lookahead) if skip else np.repeat(length, groups, 0)
-    )
-    duration = np.repeat(per_item[:, None, :], widths.size, axis=1)
-    walked = int(nonzero.sum()) if skip else int(length.sum()) * groups
-    return PassSlots(
-        duration=_with_overhead(duration, arch),
-        compacted=False,
-        channels_per_group=kg,
-        issued_macs=walked * kg,
-        nonzero_macs=int(nonzero.sum()) * kg,
-        stream_entries=walked * widths.size,
-        metadata_bits=int(length.sum()) * groups * widths.size if skip else 0,
-        outputs=g.n * g.k * g.p * g.q,
-    )
-
-
-def bwd_data_slots(w: LayerWork, arch: Arch) -> PassSlots:
-    """Positions (n, h, w); stream: the dY taps (k, r, s) that reach it; channels: C of the group."""
-    g = w.geometry
-    groups, cg = g.groups, g.c_per_group
+def build_items(
+    pass_: str,
+    lay: PassLayout,
+    tiles: list[Tile],
+    arch: Arch,
+    needed: NeededChannels | None,
+    counts: tuple[np.ndarray, np.ndarray],
+    both_sum: np.ndarray | None,
+    both_max: np.ndarray | None,
+    sets: SlotSets | None = None,
+    per_store_loads: bool = False,
+) -> list[TileItems]:
+    """Items of every channel tile. `counts` is (T_j [J, pos], s_j [J, G, pos]) per stream block,
+    in work-set order; BWD-W needs `both_sum`, the two-sided products over each tile's channels
+    [tiles, pos], and, when a row broadcasts more than one entry per cycle, `both_max`, their
+    per-block maximum over the tile's channels [J, tiles, pos]. `per_store_loads`: compacted items
+    pay store conflicts (independent rows, §4)."""
+    opts = arch.skipping.of(pass_)
+    window = arch.skipping.window if opts.stream else None
+    vb = arch.precision.value_bytes
     cols = arch.pe_array.cols
-    if not w.needs_bwd_data:
-        return PassSlots(np.zeros((groups, 1, 0), np.int64), False, cg, 0, 0, 0, 0, 0)
-    opts = arch.skipping.bwd_data
-    length = np.broadcast_to(_np(w.bwd_data_dense)[None], (g.n, g.h, g.w)).reshape(1, -1)  # [1, pos]
-    nonzero = _np(w.bwd_data_nonzero).transpose(1, 0, 2, 3).reshape(groups, -1)  # [G, pos]
-    # needed dX per (group, channel, position)
-    needed = w.dx_needed.detach().cpu().numpy().reshape(g.n, groups, cg, g.h * g.w)
-    needed = needed.transpose(1, 2, 0, 3).reshape(groups, cg, -1)  # [G, Cg, pos]
-    per_item = (
-        _stream_time(nonzero, length, arch.skipping.lookahead)
-        if opts.stream
-        else np.repeat(length, groups, 0)
-    )
-    walked = nonzero if opts.stream else np.repeat(length, groups, 0)  # [G, pos] entries read
-    if opts.outputs == "compacted":
-        m = needed.sum(axis=1)  # [G, pos]
-        slots = max(1, math.ceil(int(m.max(initial=0)) / cols))
-        j = np.arange(slots)[None, :, None]
-        active = np.clip(m[:, None, :] - j * cols, 0, cols)  # [G, J, pos]
-        duration = np.where(active > 0, per_item[:, None, :], 0)
-        computed = m
-        rows_walked = int((walked[:, None, :] * (active > 0)).sum())
-        issued = int((walked * m).sum())
-        nz_macs = int((nonzero * m).sum())
-        meta = cg * needed.shape[2] * groups  # the mask bits of every position, to compact
-        return PassSlots(
-            duration=_with_overhead(duration, arch),
-            compacted=True,
-            channels_per_group=cg,
-            issued_macs=issued,
-            nonzero_macs=nz_macs,
-            stream_entries=rows_walked,
-            metadata_bits=meta + (int((length * (active > 0)).sum()) if opts.stream else 0),
-            outputs=int(computed.sum()),
-        )
-    widths = tile_widths(cg, cols)
-    t = widths.size
-    pad = t * cols - cg
-    padded = (
-        np.concatenate([needed, np.zeros((groups, pad, needed.shape[2]), bool)], axis=1) if pad else needed
-    )
-    per_tile_needed = padded.reshape(groups, t, cols, -1).sum(axis=2)  # [G, T, pos]
-    if opts.outputs == "static":
-        active = per_tile_needed
-        duration = np.where(active > 0, per_item[:, None, :], 0)
-        computed = int(per_tile_needed.sum())
-        meta = t * cols * needed.shape[2] * groups
-    else:
-        active = np.broadcast_to(widths[None, :, None], (groups, t, needed.shape[2]))
-        duration = np.repeat(per_item[:, None, :], t, axis=1)
-        computed = g.n * g.c * g.h * g.w
+    compacted = pass_ == "bwd_data" and opts.outputs == "compacted" and lay.ch >= cols
+    static = pass_ == "bwd_data" and (opts.outputs == "static" or (opts.outputs == "compacted" and not compacted))
+    length_all, nonzero_all = counts
+    if compacted and sets is None:
+        sets = SlotSets(needed, cols)
+    channel_specific = static or compacted or (pass_ == "bwd_weight" and (opts.pe_operand or arch.skipping.zero_gating))
+    out: list[TileItems] = []
+    seen: dict[tuple, TileItems] = {}
+    for ti, tile in enumerate(tiles):
+        key = (tile.groups, tile.lo, tile.hi) if channel_specific else (tile.groups, tile.width)
+        if key in seen:  # identical work on identical groups: share the items
+            out.append(seen[key])
+            continue
+        gl = list(tile.groups)
+        s_tile = nonzero_all[:, gl, :]  # [J', |Γ|, pos]
+        n_pos = lay.positions
+        # which positions (and slots) have items
+        if compacted:
+            m = needed.mask[tile.groups[0], tile.lo : tile.hi].sum(axis=0, dtype=np.int64)
+            slots = int(ceil_div(int(m.max(initial=0)), cols))
+            pos_list, slot_list, chan_list = [], [], []
+            for ws in np.unique(lay.set_id):
+                in_set = np.flatnonzero(lay.set_id == ws)
+                for j in range(slots):
+                    sel = in_set[m[in_set] > j * cols]
+                    pos_list.append(sel)
+                    slot_list.append(np.full(sel.size, j, np.int64))
+                    chan_list.append(np.minimum(cols, m[sel] - j * cols))
+            pos = np.concatenate(pos_list) if pos_list else np.zeros(0, np.int64)
+            slot = np.concatenate(slot_list) if slot_list else np.zeros(0, np.int64)
+            channels = np.concatenate(chan_list) if chan_list else np.zeros(0, np.int64)
+            computing = channels[None, :]  # [1 group, items]
+        else:
+            if static:
+                per_group_needed = needed.mask[gl, tile.lo : tile.hi, :].sum(axis=1, dtype=np.int64)
+                exists = per_group_needed.sum(axis=0) > 0
+                pos = np.flatnonzero(exists)
+                computing = per_group_needed[:, pos]
+            else:
+                pos = np.arange(n_pos, dtype=np.int64)
+                computing = np.full((len(gl), n_pos), tile.per_group, np.int64)
+            slot = np.zeros(pos.size, np.int64)
+            channels = np.full(pos.size, tile.width, np.int64)
+        length = length_all[:, pos]  # [J', items]
+        s_items = s_tile[:, :, pos]  # [J', |Γ|, items]
+        if opts.stream:
+            per_group = _stream_time(s_items, length[:, None, :], window)
+            walked = s_items
+            sbytes = (s_items * vb).sum(axis=1) + len(gl) * ceil_div(length, 8)
+        else:
+            per_group = np.broadcast_to(length[:, None, :], s_items.shape)
+            walked = per_group
+            sbytes = len(gl) * length * vb
+        d = per_group.max(axis=1)
+        if pass_ == "bwd_weight":
+            nonzero_total = int(both_sum[ti, pos].sum())
+            if opts.pe_operand:
+                bw = arch.skipping.broadcast_width
+                d = ceil_div(s_items.max(axis=1), bw)
+                if bw > 1:  # with one entry per cycle the join never outpaces the broadcast (b ≤ s)
+                    d = np.maximum(d, both_max[:, ti][:, pos])
+                if window is not None:
+                    d = np.maximum(d, ceil_div(length, window))
+                issued_total = nonzero_total  # every product with both operands nonzero, once
+            else:
+                issued_total = int((walked * computing[None]).sum())
+        else:
+            issued_total = int((walked * computing[None]).sum())
+            nonzero_total = int((s_items * computing[None]).sum())
+        load = None
+        if compacted and per_store_loads:  # two channels on one store serialise: §4
+            load = np.zeros(pos.size, np.int64)
+            for j in np.unique(slot):
+                idx = np.flatnonzero(slot == j)
+                load[idx] = lane_loads(sets.members(tile, pos[idx], int(j)), cols)
+            d = np.maximum(d, walked.max(axis=1) * load[None, :])
+        dispatched = d > 0
         meta = 0
-    exists = duration > 0
-    return PassSlots(
-        duration=_with_overhead(duration, arch),
-        compacted=False,
-        channels_per_group=cg,
-        issued_macs=int((walked[:, None, :] * active).sum()),
-        nonzero_macs=int((nonzero[:, None, :] * active).sum()),
-        stream_entries=int((walked[:, None, :] * exists).sum()),
-        metadata_bits=meta + (int((length[:, None, :] * exists).sum()) if opts.stream else 0),
-        outputs=computed,
-    )
-
-
-def bwd_weight_slots(w: LayerWork, arch: Arch) -> PassSlots:
-    """Positions: weight taps (c, r, s) of the group; stream: X at the tap over (n, p, q);
-    channels: K of the group, each PE holding its own dY."""
-    g = w.geometry
-    groups, cg, kg = g.groups, g.c_per_group, g.k_per_group
-    cols = arch.pe_array.cols
-    opts = arch.skipping.bwd_weight
-    widths = tile_widths(kg, cols)
-    t = widths.size
-    length = np.broadcast_to(_np(w.bwd_weight_dense)[None], (cg, g.r, g.s)).reshape(1, -1)  # [1, pos]
-    nonzero = _np(w.bwd_weight_nonzero).reshape(groups, -1)  # [G, pos] with pos = (c, r, s)
-    both = _np(w.bwd_weight_both).reshape(groups, kg, -1)  # [G, Kg, pos]
-    look = arch.skipping.lookahead
-    if opts.pe_operand:
-        pad = t * cols - kg
-        padded = (
-            np.concatenate([both, np.zeros((groups, pad, both.shape[2]), np.int64)], axis=1) if pad else both
+        if opts.stream:
+            meta += int((length * len(gl) * dispatched).sum())
+        if pass_ == "bwd_weight" and opts.pe_operand:
+            meta += int((length * tile.width * dispatched).sum())
+        if compacted:
+            meta += int(tile.width * n_pos)
+        elif static:
+            meta += int(tile.width * n_pos)
+        out.append(
+            TileItems(
+                tile=tile,
+                pos=pos,
+                slot=slot,
+                set_id=lay.set_id[pos],
+                row=lay.row[pos],
+                channels=channels,
+                d=d,
+                length=length,
+                stream_bytes=sbytes,
+                load=load,
+                mac_issued=issued_total,
+                mac_nonzero=nonzero_total,
+                metadata_bits=meta,
+            )
         )
-        slowest = padded.reshape(groups, t, cols, -1).max(axis=2)  # [G, T, pos]
-        duration = _stream_time(slowest, length[:, None, :], look)
-        issued = int(both.sum())
-        walked = nonzero
-        meta_per_item = length  # the X bitmap of the stream, and below each PE's own dY bitmap
-        own_bits = int((length[:, None, :] * widths[None, :, None] * (duration > 0)).sum())
-    else:
-        per_item = _stream_time(nonzero, length, look) if opts.stream else np.repeat(length, groups, 0)
-        duration = np.repeat(per_item[:, None, :], t, axis=1)
-        walked = nonzero if opts.stream else np.repeat(length, groups, 0)
-        issued = int(walked.sum()) * kg
-        meta_per_item = length if opts.stream else np.zeros_like(length)
-        own_bits = 0
-    exists = duration > 0
-    return PassSlots(
-        duration=_with_overhead(duration, arch),
-        compacted=False,
-        channels_per_group=kg,
-        issued_macs=issued,
-        nonzero_macs=int(both.sum()),
-        stream_entries=int((walked[:, None, :] * exists).sum()),
-        metadata_bits=int((meta_per_item[:, None, :] * exists).sum()) + own_bits,
-        outputs=g.k * cg * g.r * g.s,
-    )
-
-
-SLOT_BUILDERS = {"fwd": fwd_slots, "bwd_data": bwd_data_slots, "bwd_weight": bwd_weight_slots}
+        seen[key] = out[-1]
+    return out

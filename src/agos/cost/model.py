@@ -1,11 +1,9 @@
-"""The fast cost model: cycles, DRAM bytes and action counts per layer and pass, for one design.
+"""The fast cost model: cycles (stalls included), DRAM bytes and action counts of one pass of one
+layer on one design, following docs/cost-model.md rule by rule; the cycle-stepping reference
+(agos.reference) implements the same rules independently and tests hold the two equal.
 
-Compute cycles come from the work items (items.py) scheduled onto the PE rows (schedule.py) tile by
-tile; a tile's time is the larger of its compute and its DRAM transfer when transfers are double
-buffered (their sum otherwise), and, with a tile barrier, all rows finish a tile before the next
-starts. The `ideal` design is ⌈effective MACs / PEs⌉ per pass. The cycle-stepping reference
-(reference.py) implements the same rules literally; tests hold the two equal.
-"""
+`LayerContext` holds what every design on a layer shares — the per-pass layouts, needed-channel
+sets, per-chunk counts — so a network is counted once for all designs."""
 
 from __future__ import annotations
 
@@ -14,207 +12,375 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agos.arch.area import AreaReport, design_area
 from agos.arch.load import LoadedArch
 from agos.arch.schema import PASSES, Arch
-from agos.cost.items import SLOT_BUILDERS, PassSlots, tile_widths
-from agos.cost.schedule import makespan
-from agos.cost.traffic import PassOperands, TilePlan, compressed_bytes, plan_tiles
+from agos.cost import schedule
+from agos.cost.items import SlotSets, TileItems, build_items
+from agos.cost.layout import (
+    NeededChannels,
+    PassLayout,
+    Tile,
+    ceil_div,
+    channel_tiles,
+    group_tiles,
+    layout,
+    mapping_bound,
+    needed_channels,
+    tile_reduce,
+)
+from agos.cost.tiling import PassTensors, Plan, choose_tiling, split
 from agos.density.masks import LayerMasks
 from agos.engine.counts import LayerWork
+from agos.workload.chunks import (
+    BlockCounts,
+    Partition,
+    RowCounts,
+    block_both_max,
+    block_counts,
+    row_counts,
+    store_chunks,
+    uniform_blocks,
+    units,
+)
 
 ACTIONS = (
     "mac",
     "mac_gated",
-    "stream_read_bytes",
-    "pe_read_bytes",
-    "output_write_bytes",
+    "buffer_read_bytes",
+    "buffer_write_bytes",
+    "store_read_bytes",
+    "store_write_bytes",
     "metadata_bits",
+    "crossbar_bytes",
     "dram_bytes",
 )
+ENERGY_PARTS = ("mac", "buffer", "store", "metadata", "crossbar", "dram", "static")
 
 
 @dataclass
 class PassCost:
     cycles: int
-    compute_cycles: int
-    transfer_cycles: int
+    compute_cycles: int  # Σ tile compute
     tile_compute: list[int]
+    order: str
+    blocks: tuple[int, int, int]  # (a, b, σ) of the chosen tiling
+    dram_a: int
+    dram_b: int
+    dram_o: int
     items: int
-    dram_bytes: float
-    effective_macs: int  # the work no design can avoid (input+output policy)
+    effective_macs: int  # input+output policy: the work no design can avoid
     dense_macs: int
+    design_macs: int  # the MACs this design's skipping leaves (its policy)
+    mapping_bound: int
+    mac_bound: int
+    components: dict[str, int] = field(default_factory=dict)  # work, fill_drain, delivery, exposed
     actions: dict[str, float] = field(default_factory=dict)
     energy_pj: float = 0.0
     energy_breakdown: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def dram_bytes(self) -> int:
+        return self.dram_a + self.dram_b + self.dram_o
 
-def pass_operands(pass_: str, masks: LayerMasks, arch: Arch) -> PassOperands:
+
+class LayerContext:
+    """A layer's masks and counts, and the design-independent structures built from them."""
+
+    def __init__(self, masks: LayerMasks, work: LayerWork):
+        self.masks, self.work = masks, work
+        self._layout: dict[str, PassLayout] = {}
+        self._needed: NeededChannels | None = None
+        self._blocks: dict[tuple[str, Partition], BlockCounts] = {}
+        self._rows: RowCounts | None = None
+        self._both_full: dict[tuple, np.ndarray] = {}
+        self._sets: dict[int, SlotSets] = {}
+
+    def layout(self, pass_: str) -> PassLayout:
+        if pass_ not in self._layout:
+            self._layout[pass_] = layout(pass_, self.work)
+        return self._layout[pass_]
+
+    def needed(self) -> NeededChannels:
+        if self._needed is None:
+            self._needed = needed_channels(self.masks, self.layout("bwd_data"))
+        return self._needed
+
+    def slot_sets(self, cols: int) -> SlotSets:
+        if cols not in self._sets:
+            self._sets[cols] = SlotSets(self.needed(), cols)
+        return self._sets[cols]
+
+    def both_sum(self, tiles: list[Tile]) -> np.ndarray:
+        """BWD-W two-sided products summed over each tile's channels, [tiles, pos]."""
+        key = tuple(tiles)
+        if key not in self._both_full:
+            g = self.work.geometry
+            b = self.work.bwd_weight_both.numpy().astype(np.int64, copy=False)
+            self._both_full[key] = tile_reduce(b.reshape(g.groups, g.k_per_group, -1), tiles, "sum")
+        return self._both_full[key]
+
+    def blocks(self, pass_: str, part: Partition) -> BlockCounts:
+        key = (pass_, part)
+        if key not in self._blocks:
+            rows = None
+            if pass_ == "bwd_weight":
+                if self._rows is None:
+                    self._rows = row_counts(self.masks)
+                rows = self._rows
+            self._blocks[key] = block_counts(pass_, self.masks, part, rows)
+        return self._blocks[key]
+
+    def counts(self, pass_: str, part: Partition | None) -> tuple[np.ndarray, np.ndarray, BlockCounts | None]:
+        """(T_j [J, pos], s_j [J, G, pos]) in work-set order: the whole stream when `part` is None."""
+        lay = self.layout(pass_)
+        if part is None:
+            return lay.length[None], lay.nonzero[None], None
+        bc = self.blocks(pass_, part)
+        return bc.length[:, lay.order], bc.nonzero[:, :, lay.order], bc
+
+
+def _stored(kind: str, numel: int, nonzero: int, vb: int) -> int:
+    return nonzero * vb + ceil_div(numel, 8) if kind == "compressed" else numel * vb
+
+
+def pass_tensors(pass_: str, masks: LayerMasks, arch: Arch, rows: int) -> PassTensors:
     g = masks.geometry
     vb, ab = arch.precision.value_bytes, arch.precision.accumulate_bytes
     st = arch.storage
-    x_numel, y_numel, w_numel = g.n * g.c * g.h * g.w, g.n * g.k * g.p * g.q, g.k * g.c_per_group * g.r * g.s
-
-    def stored(kind: str, numel: int, nonzero: int) -> float:
-        return compressed_bytes(numel, nonzero, vb) if kind == "compressed" else numel * vb
-
-    x = stored(st.activations, x_numel, masks.x_count)
-    dy = stored(st.gradients, y_numel, masks.dy_count)
-    w = stored(st.weights, w_numel, w_numel)
+    x_numel, y_numel = g.n * g.c * g.h * g.w, g.n * g.k * g.p * g.q
+    w_numel = g.k * g.c_per_group * g.r * g.s
+    x = _stored(st.activations, x_numel, masks.x_count, vb)
+    dy = _stored(st.gradients, y_numel, masks.dy_count, vb)
     if pass_ == "fwd":
-        return PassOperands(x, w, y_numel * vb, g.groups, g.k_per_group)
-    if pass_ == "bwd_data":
-        if not masks.needs_bwd_data:
-            return PassOperands(0.0, 0.0, 0.0, g.groups, g.c_per_group)
+        a, b, o, ob = x, w_numel * vb, y_numel * vb, vb
+    elif pass_ == "bwd_data":
         skipped = arch.skipping.bwd_data.outputs != "none"
-        needed = masks.dx_count
-        dx = needed * vb if (st.data_gradients == "compressed" and skipped) else x_numel * vb
-        return PassOperands(dy, w, dx, g.groups, g.c_per_group)
-    return PassOperands(x, dy, w_numel * ab, g.groups, g.k_per_group)
+        dx = masks.dx_count * vb if (st.data_gradients == "compressed" and skipped) else x_numel * vb
+        a, b, o, ob = dy, w_numel * vb, dx, vb
+    else:
+        a, b, o, ob = x, dy, w_numel * ab, ab
+    return PassTensors(pass_, g, a, b, o, o * ab // ob, rows, units(pass_, g), not arch.lockstep)
 
 
-def ordered_tiles(slots: PassSlots, plan: TilePlan) -> list[list[np.ndarray]]:
-    """Item durations of each tile in dispatch order, as segments: runs of items that share a conv
-    group and a channel tile (a lockstep work group never spans two, since its rows share the
-    column operands). Items without work are removed."""
-    d = slots.duration  # [G, T, pos]
-    groups, t = d.shape[0], d.shape[1]
-
-    def kept(a: np.ndarray) -> np.ndarray:
-        flat = a.reshape(-1)
-        return flat[flat > 0]
-
-    out: list[list[np.ndarray]] = []
-    if plan.order == "positions":
-        for gi in range(groups):
-            for lo, hi in plan.position_chunks:
-                if slots.compacted:
-                    out.append([kept(d[gi, :, lo:hi])])
-                else:
-                    out.append([kept(d[gi, ti, lo:hi]) for ti in range(t)])
-        return out
-    plan_t = 1 if slots.compacted else t
-    for chunk in plan.channel_chunks:
-        segments = []
-        for pair in chunk:
-            gi, ti = divmod(int(pair), plan_t)
-            segments.append(kept(d[gi] if slots.compacted else d[gi, ti]))
-        out.append(segments)
-    return out
-
-
-def _actions(pass_: str, slots: PassSlots, plan_bytes: float, arch: Arch) -> dict[str, float]:
-    vb, ab = arch.precision.value_bytes, arch.precision.accumulate_bytes
-    gating = arch.skipping.zero_gating
-    mac = slots.nonzero_macs if gating else slots.issued_macs
-    return {
-        "mac": float(mac),
-        "mac_gated": float(slots.issued_macs - slots.nonzero_macs) if gating else 0.0,
-        "stream_read_bytes": float(slots.stream_entries * vb),
-        "pe_read_bytes": float(mac * vb),
-        "output_write_bytes": float(slots.outputs * (ab if pass_ == "bwd_weight" else vb)),
-        "metadata_bits": float(slots.metadata_bits),
-        "dram_bytes": float(plan_bytes),
-    }
-
-
-def price(actions: dict[str, float], loaded: LoadedArch) -> tuple[float, dict[str, float]]:
+def price(actions: dict[str, float], loaded: LoadedArch, area: AreaReport, cycles: int) -> dict[str, float]:
     e, a = loaded.energy, loaded.arch
-    parts = {
+    return {
         "mac": actions["mac"] * e.mac_pj(a.precision.multiply, a.precision.accumulate)
         + actions["mac_gated"] * e.mac_gated,
-        "buffer": actions["stream_read_bytes"] * e.global_read_per_byte
-        + actions["pe_read_bytes"] * e.local_read_per_byte
-        + actions["output_write_bytes"] * e.global_write_per_byte
-        + actions["metadata_bits"] * e.metadata_read_per_bit,
+        "buffer": actions["buffer_read_bytes"] * e.buffer_read_per_byte
+        + actions["buffer_write_bytes"] * e.buffer_write_per_byte,
+        "store": actions["store_read_bytes"] * e.store_read_per_byte
+        + actions["store_write_bytes"] * e.store_write_per_byte,
+        "metadata": actions["metadata_bits"] * e.metadata_read_per_bit,
+        "crossbar": actions["crossbar_bytes"] * e.crossbar_per_byte_mm * area.row_length_mm,
         "dram": actions["dram_bytes"] * e.dram_per_byte,
+        "static": area.static_mw * cycles / a.clock_ghz,  # mW × ns = pJ
     }
-    return sum(parts.values()), parts
 
 
-def _ideal_pass(pass_: str, masks: LayerMasks, work: LayerWork, loaded: LoadedArch) -> PassCost:
-    arch = loaded.arch
+def _zero_cost() -> PassCost:
+    return PassCost(
+        0, 0, [0], "channels", (1, 1, 1), 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        dict.fromkeys(("work", "fill_drain", "delivery", "exposed"), 0),
+        dict.fromkeys(ACTIONS, 0.0), 0.0, dict.fromkeys(ENERGY_PARTS, 0.0),
+    )  # fmt: skip
+
+
+def _bounds(pass_: str, ctx: LayerContext, arch: Arch) -> tuple[int, int, int, int, int]:
+    """(effective, dense, design MACs, mapping bound, MAC bound) of §7."""
+    work = ctx.work
+    lay = ctx.layout(pass_)
+    cols, rows = arch.pe_array.cols, arch.pe_array.rows
+    dense_tiles = channel_tiles(lay.groups, lay.ch, cols)
     effective = work.total(pass_, "input+output")
-    done = work.total(pass_, arch.skipping.effective_policy(pass_))  # the MACs this ideal still does
-    ops = pass_operands(pass_, masks, arch)
-    compulsory = ops.streamed + ops.pe + ops.output
-    cycles = math.ceil(done / arch.pes)
-    vb, ab = arch.precision.value_bytes, arch.precision.accumulate_bytes
-    outputs = {
-        "fwd": masks.geometry.n * masks.geometry.k * masks.geometry.p * masks.geometry.q,
-        "bwd_data": masks.dx_count if masks.needs_bwd_data else 0,
-        "bwd_weight": masks.geometry.k * masks.geometry.c_per_group * masks.geometry.r * masks.geometry.s,
-    }
-    actions = {
-        "mac": float(done),
-        "mac_gated": 0.0,
-        "stream_read_bytes": float(done / arch.pe_array.cols * vb),
-        "pe_read_bytes": float(done * vb),
-        "output_write_bytes": float(outputs[pass_] * (ab if pass_ == "bwd_weight" else vb)),
-        "metadata_bits": 0.0,
-        "dram_bytes": float(compulsory),
-    }
-    energy, parts = price(actions, loaded)
-    return PassCost(
-        cycles,
-        cycles,
-        0,
-        [cycles],
-        0,
-        compulsory,
-        effective,
-        work.total(pass_, "dense"),
-        actions,
-        energy,
-        parts,
-    )
+    bound = mapping_bound(effective, lay.positions * len(dense_tiles), max(t.width for t in dense_tiles), rows, cols)
+    mac_bound = math.ceil(effective / (rows * cols)) if effective else 0
+    design = work.total(pass_, arch.skipping.effective_policy(pass_)) if not arch.ideal else effective
+    return effective, work.total(pass_, "dense"), design, bound, mac_bound
 
 
-def simulate_pass(pass_: str, masks: LayerMasks, work: LayerWork, loaded: LoadedArch) -> PassCost:
+def simulate_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch, area: AreaReport) -> PassCost:
     arch = loaded.arch
+    masks = ctx.masks
     if pass_ == "bwd_data" and not masks.needs_bwd_data:  # the first layer: no design runs BWD-D
-        zero = dict.fromkeys(ACTIONS, 0.0)
-        return PassCost(0, 0, 0, [0], 0, 0.0, 0, 0, zero, 0.0, {"mac": 0.0, "buffer": 0.0, "dram": 0.0})
+        return _zero_cost()
+    effective, dense, design, bound, mac_bound = _bounds(pass_, ctx, arch)
     if arch.ideal:
-        return _ideal_pass(pass_, masks, work, loaded)
-    slots = SLOT_BUILDERS[pass_](work, arch)
-    ops = pass_operands(pass_, masks, arch)
-    positions = slots.duration.shape[2]
-    ch = slots.channels_per_group
-    widths = np.array([ch]) if slots.compacted else tile_widths(ch, arch.pe_array.cols)
-    plan = plan_tiles(ops, widths, positions, arch)
-    tiles = ordered_tiles(slots, plan)
-    rows = arch.pe_array.rows
-    per_byte = arch.dram_bytes_per_cycle
-    sched = arch.scheduling
-    tile_compute = [makespan(t, sched, rows) for t in tiles]
-    transfer = [math.ceil(b / per_byte) for b in plan.tile_bytes]
-    if sched.tile_barrier:
-        if arch.memory.double_buffering:
-            cycles = sum(max(c, x) for c, x in zip(tile_compute, transfer, strict=True))
-        else:
-            cycles = sum(tile_compute) + sum(transfer)
-        compute = sum(tile_compute)
+        actions = dict.fromkeys(ACTIONS, 0.0)
+        actions["mac"] = float(effective)
+        parts = price(actions, loaded, area, bound)
+        return PassCost(
+            bound, bound, [bound], "channels", (1, 1, 1), 0, 0, 0, 0, effective, dense, design, bound, mac_bound,
+            {"work": bound, "fill_drain": 0, "delivery": 0, "exposed": 0}, actions, sum(parts.values()), parts,
+        )  # fmt: skip
+    o = arch.organisation
+    lay = ctx.layout(pass_)
+    opts = arch.skipping.of(pass_)
+    cols = o.pe_array.cols
+    vb = o.precision.value_bytes
+    compacted = pass_ == "bwd_data" and opts.outputs == "compacted" and lay.ch >= cols
+    tensors = pass_tensors(pass_, masks, arch, lay.rows)
+    capacity = o.memory.global_buffer_bytes // (2 if o.memory.double_buffering else 1)
+    if compacted:
+        tiles = group_tiles(lay.groups, lay.ch, cols, tensors.b_bytes, capacity // 2)
     else:
-        compute = makespan([seg for tile in tiles for seg in tile], sched, rows)
-        total_transfer = sum(transfer)
-        cycles = max(compute, total_transfer) if arch.memory.double_buffering else compute + total_transfer
-        tile_compute = [compute]
-    actions = _actions(pass_, slots, plan.dram_bytes, arch)
-    energy, parts = price(actions, loaded)
+        tiles = channel_tiles(lay.groups, lay.ch, cols)
+    needed = ctx.needed() if pass_ == "bwd_data" and opts.outputs != "none" else None
+    sets = ctx.slot_sets(cols) if compacted else None
+    both_sum = ctx.both_sum(tiles) if pass_ == "bwd_weight" else None
+    wide_join = pass_ == "bwd_weight" and opts.pe_operand and arch.skipping.broadcast_width > 1
+    g = masks.geometry
+
+    def items_for(part: Partition | None):
+        length, nonzero, bc = ctx.counts(pass_, part)
+        if wide_join:
+            bc = bc if bc is not None else ctx.blocks(pass_, uniform_blocks(pass_, g, 1))
+            both_max = block_both_max(masks, bc, tiles)
+        else:
+            both_max = None
+        return build_items(
+            pass_, lay, tiles, arch, needed, (length, nonzero), both_sum, both_max, sets,
+            per_store_loads=not arch.lockstep,
+        )  # fmt: skip
+
+    def schedule_all(items, a: int, store_load=None) -> list[schedule.BlockCompute]:
+        block_of_row = np.empty(lay.rows, np.int64)
+        for i, (lo, hi) in enumerate(split(lay.rows, a)):
+            block_of_row[lo:hi] = i
+        done: dict[int, schedule.BlockCompute] = {}
+        out = []
+        for ti, it in enumerate(items):
+            if id(it) not in done:  # tiles sharing items share their schedule
+                if arch.lockstep:
+                    done[id(it)] = schedule.lockstep(it, block_of_row, a, arch, pass_, sets)
+                else:
+                    done[id(it)] = schedule.independent(it, block_of_row, a, arch, pass_, store_load[ti])
+            out.append(done[id(it)])
+        return out
+
+    computed: dict[tuple[int, int], tuple[list, list[schedule.BlockCompute]]] = {}
+    if arch.lockstep:
+        u = units(pass_, g)
+        cap = u
+
+        def ranges(sigma: int) -> list[tuple[int, int]]:
+            part = uniform_blocks(pass_, g, sigma)
+            return list(zip(part.starts, part.stops, strict=True))
+
+        item_cache: dict[int, list] = {}
+
+        def compute_for(a: int, sigma: int) -> np.ndarray:
+            if sigma not in item_cache:
+                item_cache[sigma] = items_for(None if sigma == 1 else uniform_blocks(pass_, g, sigma))
+            its = item_cache[sigma]
+            blocks = schedule_all(its, a)
+            computed[(a, sigma)] = (its, blocks)
+            return np.stack([bc.compute for bc in blocks]), np.stack([bc.items for bc in blocks])
+    else:
+        domain = max(t.per_group for t in tiles)
+        part = store_chunks(pass_, masks, o.pe_store_entries // (ceil_div(domain, cols) if compacted else 1))
+        chunk_items = items_for(part)
+        eps = np.array(part.entries, np.int64)
+        store_load = []
+        for tile in tiles:
+            load = eps * vb * tile.width
+            if pass_ == "bwd_weight" and opts.pe_operand:
+                load = load + tile.width * ceil_div(eps, 8)
+            store_load.append(load)
+        cap = part.count
+        per_a: dict[int, list[schedule.BlockCompute]] = {}
+
+        def groups_of(sigma: int) -> list[tuple[int, int]]:
+            size = -(-part.count // sigma)
+            return [(lo, min(part.count, lo + size)) for lo in range(0, part.count, size)]
+
+        def ranges(sigma: int) -> list[tuple[int, int]]:
+            return [(part.starts[lo], part.stops[hi - 1]) for lo, hi in groups_of(sigma)]
+
+        def compute_for(a: int, sigma: int) -> np.ndarray:
+            if a not in per_a:
+                per_a[a] = schedule_all(chunk_items, a, store_load)
+            blocks = per_a[a]
+            computed[(a, sigma)] = (chunk_items, blocks)
+            cuts = [lo for lo, _ in groups_of(sigma)]
+            return (
+                np.stack([np.add.reduceat(bc.compute, cuts, axis=0) for bc in blocks]),
+                np.stack([np.add.reduceat(bc.items, cuts, axis=0) for bc in blocks]),
+            )
+
+    plan = choose_tiling(
+        tensors,
+        tiles,
+        capacity,
+        o.dram_bytes_per_cycle,
+        o.memory.double_buffering,
+        cap,
+        ranges,
+        compute_for,
+        f"layer {masks.name} {pass_} on {arch.name}",
+        o.fd if arch.lockstep and o.fill_drain == "overlapped" else 0,
+    )
+    items, blocks = computed[(plan.a, plan.sigma)]
+    actions = _actions(items, blocks, plan, arch, compacted)
+    parts = price(actions, loaded, area, plan.cycles)
+    work_cycles = int(sum(int(bc.work.sum()) for bc in blocks))
+    fill = int(sum(int(bc.fill_drain.sum()) for bc in blocks)) + o.fd * plan.overhead_tiles
+    compute = int(sum(plan.tile_compute))
     return PassCost(
-        cycles=int(cycles),
-        compute_cycles=int(compute),
-        transfer_cycles=int(sum(transfer)),
-        tile_compute=[int(c) for c in tile_compute],
-        items=sum(int(seg.size) for tile in tiles for seg in tile),
-        dram_bytes=plan.dram_bytes,
-        effective_macs=work.total(pass_, "input+output"),
-        dense_macs=work.total(pass_, "dense"),
+        cycles=plan.cycles,
+        compute_cycles=compute,
+        tile_compute=plan.tile_compute,
+        order=plan.order,
+        blocks=(plan.a, plan.b, plan.sigma),
+        dram_a=plan.dram_a,
+        dram_b=plan.dram_b,
+        dram_o=plan.dram_o,
+        items=int(sum(int(bc.items.sum()) for bc in blocks)),
+        effective_macs=effective,
+        dense_macs=dense,
+        design_macs=design,
+        mapping_bound=bound,
+        mac_bound=mac_bound,
+        components={
+            "work": work_cycles,
+            "fill_drain": fill,
+            "delivery": compute - work_cycles - fill,
+            "exposed": plan.exposed,
+        },
         actions=actions,
-        energy_pj=energy,
+        energy_pj=sum(parts.values()),
         energy_breakdown=parts,
     )
 
 
-def simulate_layer(masks: LayerMasks, work: LayerWork, loaded: LoadedArch) -> dict[str, PassCost]:
-    return {p: simulate_pass(p, masks, work, loaded) for p in PASSES}
+def _actions(items: list[TileItems], blocks, plan: Plan, arch: Arch, compacted: bool) -> dict[str, float]:
+    vb = arch.precision.value_bytes
+    issued = sum(it.mac_issued for it in items)
+    nonzero = sum(it.mac_nonzero for it in items)
+    gating = arch.skipping.zero_gating
+    mac = nonzero if gating else issued
+    loads = plan.dram_a + plan.dram_b
+    reads = sum(int(bc.reads.sum()) for bc in blocks) + plan.dram_o
+    writes = sum(int(bc.writes.sum()) for bc in blocks) + loads
+    rows_org = not arch.lockstep
+    store_loads = sum(int(bc.store_loads.sum()) for bc in blocks) if rows_org else 0
+    return {
+        "mac": float(mac),
+        "mac_gated": float(issued - nonzero) if gating else 0.0,
+        "buffer_read_bytes": float(reads),
+        "buffer_write_bytes": float(writes),
+        "store_read_bytes": float(mac * vb) if rows_org else 0.0,
+        "store_write_bytes": float(arch.pe_array.rows * store_loads) if rows_org else 0.0,
+        "metadata_bits": float(sum(it.metadata_bits for it in items)),
+        "crossbar_bytes": float(mac * vb) if compacted else 0.0,
+        "dram_bytes": float(plan.dram_bytes),
+    }
+
+
+def layer_area(loaded: LoadedArch) -> AreaReport:
+    return design_area(loaded.arch, loaded.area)
+
+
+def simulate_layer(ctx: LayerContext, loaded: LoadedArch, area: AreaReport) -> dict[str, PassCost]:
+    return {p: simulate_pass(p, ctx, loaded, area) for p in PASSES}

@@ -1,0 +1,169 @@
+"""The per-pass mapping of docs/cost-model.md §2: positions in work-set order, their stream
+lengths and nonzero counts per group, and the channel tiles (packed groups when a group has fewer
+channels than there are columns).
+
+Everything here is laid out [group, position] with positions in *work-set order*: raster order,
+except BWD-D with stride, whose positions are grouped by stride phase (each phase a work set)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from agos.density.masks import LayerMasks
+from agos.engine.counts import LayerWork
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.int64, copy=False)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One channel tile: its groups and, per group, the channel range [lo, hi) it covers."""
+
+    groups: tuple[int, ...]
+    lo: int
+    hi: int
+
+    @property
+    def per_group(self) -> int:
+        return self.hi - self.lo
+
+    @property
+    def width(self) -> int:
+        return self.per_group * len(self.groups)
+
+
+def channel_tiles(groups: int, ch: int, cols: int) -> list[Tile]:
+    """§2.1: ⌈ch / C⌉ tiles per group, or ⌊C / ch⌋ groups packed side by side per tile."""
+    if ch >= cols:
+        return [
+            Tile((g,), lo, min(ch, lo + cols)) for g in range(groups) for lo in range(0, ch, cols)
+        ]
+    pack = cols // ch
+    return [Tile(tuple(range(t, min(groups, t + pack))), 0, ch) for t in range(0, groups, pack)]
+
+
+def group_tiles(groups: int, ch: int, cols: int, b_bytes: int, limit: int) -> list[Tile]:
+    """Compacted outputs (§2.3): one tile per compaction domain — a group's channels, cut into the
+    fewest runs of whole C-channel tiles whose share of the operand tensor B (`b_bytes` for all
+    groups) is at most `limit`. Packed as §2.1 when a group has fewer channels than columns
+    (compaction then behaves as static)."""
+    if ch < cols:
+        return channel_tiles(groups, ch, cols)
+    per_group = math.ceil(ch / cols)
+    for domains in range(1, per_group + 1):
+        cuts = [(i * per_group // domains, (i + 1) * per_group // domains) for i in range(domains)]
+        widest = max(min(ch, hi * cols) - lo * cols for lo, hi in cuts)
+        if -(-widest * b_bytes // (groups * ch)) <= limit or domains == per_group:
+            break
+    return [Tile((g,), lo * cols, min(ch, hi * cols)) for g in range(groups) for lo, hi in cuts]
+
+
+@dataclass
+class PassLayout:
+    """One pass of one layer, in work-set order."""
+
+    pass_: str
+    groups: int
+    ch: int  # channels per group (K_g for FWD / BWD-W, C_g for BWD-D)
+    order: np.ndarray  # raster index of each work-set-ordered position
+    set_id: np.ndarray  # work set of each position (0 … sets − 1), non-decreasing
+    row: np.ndarray  # position row of each position (§6: FWD (n,p), BWD-D (n,h), BWD-W c)
+    rows: int  # number of position rows
+    length: np.ndarray  # T per position, int64 [pos]
+    nonzero: np.ndarray  # s per group and position, int64 [G, pos]
+
+    @property
+    def positions(self) -> int:
+        return int(self.order.size)
+
+
+def _phase_order(g, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """BWD-D positions (n, h, w): stride phases as work sets, raster order within each."""
+    sh, sw = g.stride
+    h = np.arange(g.h)
+    w = np.arange(g.w)
+    ph = (h + g.padding[0]) % sh
+    pw = (w + g.padding[1]) % sw
+    key = (ph[:, None] * sw + pw[None, :]).reshape(-1)  # [H*W]
+    key = np.broadcast_to(key[None], (n, g.h * g.w)).reshape(-1)
+    order = np.argsort(key, kind="stable")
+    _, set_id = np.unique(key[order], return_inverse=True)
+    return order.astype(np.int64), set_id.astype(np.int64)
+
+
+def layout(pass_: str, work: LayerWork) -> PassLayout:
+    g = work.geometry
+    groups = g.groups
+    if pass_ == "fwd":
+        n_pos = g.n * g.p * g.q
+        order = np.arange(n_pos, dtype=np.int64)
+        set_id = np.zeros(n_pos, np.int64)
+        length = np.broadcast_to(_np(work.fwd_dense)[None], (g.n, g.p, g.q)).reshape(-1)
+        nonzero = _np(work.fwd_nonzero).transpose(1, 0, 2, 3).reshape(groups, -1)
+        row = order // g.q
+        return PassLayout(pass_, groups, g.k_per_group, order, set_id, row, g.n * g.p, length, nonzero)
+    if pass_ == "bwd_data":
+        order, set_id = _phase_order(g, g.n)
+        length = np.broadcast_to(_np(work.bwd_data_dense)[None], (g.n, g.h, g.w)).reshape(-1)[order]
+        nonzero = _np(work.bwd_data_nonzero).transpose(1, 0, 2, 3).reshape(groups, -1)[:, order]
+        row = order // g.w
+        return PassLayout(pass_, groups, g.c_per_group, order, set_id, row, g.n * g.h, length, nonzero)
+    n_pos = g.c_per_group * g.r * g.s
+    order = np.arange(n_pos, dtype=np.int64)
+    set_id = np.zeros(n_pos, np.int64)
+    length = np.broadcast_to(_np(work.bwd_weight_dense)[None], (g.c_per_group, g.r, g.s)).reshape(-1)
+    nonzero = _np(work.bwd_weight_nonzero).reshape(groups, -1)
+    row = order // (g.r * g.s)
+    return PassLayout(pass_, groups, g.k_per_group, order, set_id, row, g.c_per_group, length, nonzero)
+
+
+@dataclass
+class NeededChannels:
+    """BWD-D: which dX channels each position needs, per group, in work-set order."""
+
+    mask: np.ndarray  # bool [G, C_g, pos]
+
+    @cached_property
+    def count(self) -> np.ndarray:  # m per group and position, int64 [G, pos]
+        return self.mask.sum(axis=1, dtype=np.int64)
+
+
+def needed_channels(masks: LayerMasks, lay: PassLayout) -> NeededChannels:
+    g = masks.geometry
+    needed = masks.dx_needed.detach().cpu().numpy().reshape(g.n, g.groups, g.c_per_group, g.h * g.w)
+    needed = needed.transpose(1, 2, 0, 3).reshape(g.groups, g.c_per_group, -1)
+    return NeededChannels(np.ascontiguousarray(needed[:, :, lay.order]))
+
+
+def tile_reduce(values: np.ndarray, tiles: list[Tile], how: str) -> np.ndarray:
+    """[G, ch, pos] → [tiles, pos]: the max or sum over each tile's (group, channel) pairs."""
+    out = np.empty((len(tiles), values.shape[2]), values.dtype)
+    for i, t in enumerate(tiles):
+        block = values[list(t.groups), t.lo : t.hi, :]
+        out[i] = block.max(axis=(0, 1)) if how == "max" else block.sum(axis=(0, 1))
+    return out
+
+
+def tile_nonzero(nonzero: np.ndarray, tiles: list[Tile], how: str) -> np.ndarray:
+    """[G, pos] → [tiles, pos]: max (durations) or sum (bytes) over each tile's groups."""
+    out = np.empty((len(tiles), nonzero.shape[1]), nonzero.dtype)
+    for i, t in enumerate(tiles):
+        sel = nonzero[list(t.groups)]
+        out[i] = sel.max(axis=0) if how == "max" else sel.sum(axis=0)
+    return out
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+def mapping_bound(effective: int, items: int, max_width: int, rows: int, cols: int) -> int:
+    """§7: effective MACs over the PEs the mapping can use."""
+    usable = min(rows, max(1, items)) * min(cols, max(1, max_width))
+    return math.ceil(effective / usable) if effective else 0
