@@ -80,7 +80,11 @@ def shrunk(preset: str, organisation: str, seed: int) -> LoadedArch:
         }
     )
     skipping = a.skipping.model_copy(
-        update={"lookahead": r.choice([1, 2, 3, 3, "inf"]), "broadcast_width": r.choice([1, 1, 2])}
+        update={
+            "lookahead": r.choice([1, 2, 3, 3, "inf"]),
+            "broadcast_width": r.choice([1, 1, 2]),
+            "compaction_domain": r.choice([1, 2, 4, 8, 64]),
+        }
     )
     arch = a.model_copy(update={"organisation": org, "skipping": skipping})
     return base.with_arch(type(a).model_validate(arch.model_dump()), f"test:{preset}@{organisation}")

@@ -120,6 +120,12 @@ class Skipping(_Strict):
         1, ge=1, le=64, description="stream entries a row broadcasts per cycle (bounds two-sided joins)"
     )
     zero_gating: bool = Field(False, description="gate MACs with a zero operand (saves energy, not time)")
+    compaction_domain: int = Field(
+        64,
+        ge=1,
+        le=1 << 20,
+        description="compacted outputs: channels one domain may span (whole column tiles, at least one)",
+    )
 
     @field_validator("lookahead")
     @classmethod

@@ -16,7 +16,7 @@ from torch import fx, nn
 from agos.capture.bits import PackedMask, pack, popcount
 from agos.capture.graph import LAYER_TYPES, GraphPlan, LayerSite, build_plan, trace
 from agos.capture.masking import MaskingInterpreter
-from agos.inputs.training import loss_of, step_rng
+from agos.inputs.training import loss_of, split_outputs, step_rng
 from agos.workload.layer import LayerGeometry, geometry_of
 
 
@@ -51,6 +51,18 @@ class ActivationStats:
     clamped: int  # outputs with a zero local derivative (zeros of a ReLU)
 
 
+@dataclass(frozen=True)
+class VectorOp:
+    """One non-convolution op of the forward pass (BN, ReLU, pooling, add, …): the vector unit's
+    work, sized by the elements it reads and writes (its backward is priced from the same)."""
+
+    name: str
+    op: str  # the op's label: BatchNorm2d, ReLU, MaxPool2d, add, …
+    kind: str  # the mask-rule class of agos.capture.rules.OpKind (band, maxpool, shape, …)
+    out_numel: int
+    in_numel: int  # elements of its tensor inputs, summed
+
+
 @dataclass
 class CaptureResult:
     layers: list[LayerCapture]
@@ -58,6 +70,10 @@ class CaptureResult:
     graph: str  # "torch.fx" or the reason tracing failed
     skipped: list[str]
     activations: list[ActivationStats] = field(default_factory=list)
+    vector_ops: list[VectorOp] = field(default_factory=list)
+    vector_note: str | None = None  # what the record of non-convolution work may miss
+    parameters: int = 0  # trainable parameters (the SGD update's work)
+    logits_numel: int = 0  # the loss's input
 
 
 class _Recorder(MaskingInterpreter):
@@ -67,6 +83,7 @@ class _Recorder(MaskingInterpreter):
         self.captured: dict[fx.Node, LayerCapture] = {}
         self.x_cache: dict[fx.Node, PackedMask] = {}
         self.activations: list[ActivationStats] = []
+        self.vector_ops: list[VectorOp] = []
 
     def run_layer(self, site: LayerSite, x: torch.Tensor, needed: torch.Tensor | None, reason: str | None):
         y = super().run_layer(site, x, needed, reason)
@@ -76,6 +93,14 @@ class _Recorder(MaskingInterpreter):
     def after_node(self, n: fx.Node, result) -> None:
         plan = self.plan
         info = plan.infos[n]
+        if n not in plan.sites and n.op in ("call_module", "call_function", "call_method"):
+            if isinstance(result, torch.Tensor):
+                ins = [a for a in n.all_input_nodes if isinstance(self.env.get(a), torch.Tensor)]
+                self.vector_ops.append(
+                    VectorOp(
+                        n.name, info.label, info.kind.value, result.numel(), sum(self.env[a].numel() for a in ins)
+                    )
+                )
         if info.band is not None and isinstance(result, torch.Tensor):
             state = self.states.get(n)
             live = (
@@ -153,10 +178,18 @@ def _hook_dy(capture: LayerCapture, y: torch.Tensor) -> None:
     y.grad_fn.register_prehook(prehook)
 
 
-def _capture_with_hooks(model: nn.Module, images, reason: str, layers: list[LayerCapture]):
-    """Fallback for graphs torch.fx cannot trace: masks from module hooks, dX all needed."""
+def _capture_with_hooks(
+    model: nn.Module, images, reason: str, layers: list[LayerCapture], vector_ops: list[VectorOp]
+):
+    """Fallback for graphs torch.fx cannot trace: masks from module hooks, dX all needed; the
+    non-convolution work of leaf modules (functional ops are not seen)."""
     names = {m: name for name, m in model.named_modules()}
     calls: dict[str, int] = {}
+
+    def vector_hook(module, inputs, output):
+        if isinstance(output, torch.Tensor):
+            ins = sum(t.numel() for t in inputs if isinstance(t, torch.Tensor))
+            vector_ops.append(VectorOp(names[module], type(module).__name__, "module", output.numel(), ins))
 
     def forward_hook(module, inputs, output):
         base = names[module]
@@ -181,6 +214,11 @@ def _capture_with_hooks(model: nn.Module, images, reason: str, layers: list[Laye
         _hook_dy(capture, output)
 
     handles = [m.register_forward_hook(forward_hook) for m in model.modules() if isinstance(m, LAYER_TYPES)]
+    handles += [
+        m.register_forward_hook(vector_hook)
+        for m in model.modules()
+        if not isinstance(m, LAYER_TYPES) and not list(m.children())
+    ]
     try:
         return model(images)
     finally:
@@ -203,17 +241,31 @@ def capture_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     if plan is not None:
         graph, skipped = "torch.fx", plan.skipped
     activations: list[ActivationStats] = []
+    vector_ops: list[VectorOp] = []
+    vector_note = None
     with step_rng(seed, images.device):
         if plan is not None:
             recorder = _Recorder(plan, layers)
             output = recorder.run(images)
             activations = recorder.activations
+            vector_ops = recorder.vector_ops
         else:
-            output = _capture_with_hooks(model, images, f"model graph {graph}", layers)
+            output = _capture_with_hooks(model, images, f"model graph {graph}", layers, vector_ops)
+            vector_note = "non-convolution work from leaf modules only (graph not traced: functional ops unseen)"
         loss = loss_of(output, labels)
         loss.backward()
     for layer in layers:
         layer._act_inactive = None
+    main, aux = split_outputs(output)
+    logits_numel = int(main.numel()) + sum(int(a.numel()) for a in aux)
     return CaptureResult(
-        layers=layers, loss=float(loss.detach()), graph=graph, skipped=skipped, activations=activations
+        layers=layers,
+        loss=float(loss.detach()),
+        graph=graph,
+        skipped=skipped,
+        activations=activations,
+        vector_ops=vector_ops,
+        vector_note=vector_note,
+        parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        logits_numel=logits_numel,
     )

@@ -107,6 +107,14 @@ class ActivationRecord(_Strict):
     clamped: int
 
 
+class VectorOpRecord(_Strict):
+    name: str
+    op: str
+    kind: str
+    out_numel: int
+    in_numel: int
+
+
 class Manifest(_Strict):
     format: Literal["agos-trace"]
     schema_version: int
@@ -121,6 +129,11 @@ class Manifest(_Strict):
     mask_elements: int  # total elements over all mask references (before deduplication)
     layers: list[LayerRecord]
     activations: list[ActivationRecord] = []  # every ReLU-like op of the forward pass, in order
+    # non-convolution work of the step (agos.cost.vector); absent in traces of agos < 0.2
+    vector_ops: list[VectorOpRecord] | None = None
+    vector_note: str | None = None
+    parameters: int | None = None
+    logits_numel: int | None = None
 
 
 class Trace:
@@ -240,6 +253,10 @@ def write_trace(out: Path, result: CaptureResult, provenance: dict, created: str
         mask_elements=mask_elements,
         layers=records,
         activations=[asdict(a) for a in result.activations],
+        vector_ops=[asdict(v) for v in result.vector_ops],
+        vector_note=result.vector_note,
+        parameters=result.parameters,
+        logits_numel=result.logits_numel,
     )
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

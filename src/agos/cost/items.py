@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from agos.arch.schema import Arch
@@ -42,34 +43,67 @@ def _stream_time(nonzero: np.ndarray, length: np.ndarray, window: int | None) ->
 
 
 class SlotSets:
-    """The channel set of every compaction slot (§2.3): needed channels of rank [jC, (j+1)C)."""
+    """The channel set of every compaction slot (§2.3): at each position, the needed channels of
+    the domain in ascending order (a CSR list); slot j holds those of rank [jC, (j+1)C)."""
 
     def __init__(self, needed: NeededChannels, cols: int):
         self.needed, self.cols = needed, cols
-        self._slot: dict[Tile, np.ndarray] = {}
+        self._csr: dict[Tile, tuple[np.ndarray, np.ndarray]] = {}
 
-    def slot_of(self, tile: Tile) -> np.ndarray:
-        """[domain channels, pos]: the slot each needed channel of the tile's compaction domain
-        falls in at each position (−1: masked)."""
-        if tile not in self._slot:
-            mask = self.needed.mask[tile.groups[0], tile.lo : tile.hi]
-            rank = np.cumsum(mask, axis=0, dtype=np.int32) - 1
-            self._slot[tile] = np.where(mask, rank // self.cols, -1).astype(np.int16 if mask.shape[0] < 2**15 else np.int32)
-        return self._slot[tile]
+    def csr(self, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+        """(indptr [pos + 1], channel indices within the domain) of the needed channels."""
+        if tile not in self._csr:
+            mask = self.needed.rows[tile.groups[0], :, tile.lo : tile.hi]  # [pos, ch]
+            self._csr[tile] = _csr(mask.view(np.uint8))
+        return self._csr[tile]
 
-    def members(self, tile: Tile, pos: np.ndarray, j: int) -> np.ndarray:
-        """bool [domain channels, items]: the channel set of slot j at each of the given positions."""
-        return self.slot_of(tile)[:, pos] == j
+    def loads(self, tile: Tile, pos: np.ndarray, slot: np.ndarray) -> np.ndarray:
+        """Store conflicts of each item's own channel set (§4): its largest lane load."""
+        indptr, indices = self.csr(tile)
+        return _item_loads(indptr, indices, pos, slot, self.cols)
+
+
+@numba.njit(cache=True)
+def _csr(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n, ch = mask.shape
+    indptr = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        c = 0
+        for j in range(ch):
+            c += mask[i, j]
+        indptr[i + 1] = indptr[i] + c
+    indices = np.empty(indptr[n], np.int32)
+    k = 0
+    for i in range(n):
+        for j in range(ch):
+            if mask[i, j]:
+                indices[k] = j
+                k += 1
+    return indptr, indices
+
+
+@numba.njit(cache=True)
+def _item_loads(indptr, indices, pos, slot, cols):
+    out = np.zeros(pos.size, np.int64)
+    lanes = np.zeros(cols, np.int64)
+    for i in range(pos.size):
+        lo = indptr[pos[i]] + slot[i] * cols
+        hi = min(indptr[pos[i] + 1], lo + cols)
+        lanes[:] = 0
+        for c in indices[lo:hi]:
+            lanes[c % cols] += 1
+        out[i] = lanes.max()
+    return out
 
 
 def lane_loads(members: np.ndarray, cols: int) -> np.ndarray:
-    """Largest number of channels of a set on one lane (channel c on lane c mod C), for each
-    column of a bool [channels, sets] array."""
-    cg, n = members.shape
+    """Largest number of channels of a set on one lane (channel c on lane c mod C), for each row
+    of a bool [sets, channels] array."""
+    n, cg = members.shape
     lanes = ceil_div(cg, cols)
     pad = lanes * cols - cg
-    m = np.concatenate([members, np.zeros((pad, n), bool)], axis=0) if pad else members
-    return m.reshape(lanes, cols, n).sum(axis=0, dtype=np.int64).max(axis=0, initial=0)
+    m = np.concatenate([members, np.zeros((n, pad), bool)], axis=1) if pad else members
+    return m.reshape(n, lanes, cols).sum(axis=1, dtype=np.int64).max(axis=1, initial=0)
 
 
 def build_items(
@@ -107,11 +141,11 @@ def build_items(
             out.append(seen[key])
             continue
         gl = list(tile.groups)
-        s_tile = nonzero_all[:, gl, :]  # [J', |Γ|, pos]
+        s_tile = nonzero_all[:, gl, :] if len(gl) < nonzero_all.shape[1] else nonzero_all  # [J', |Γ|, pos]
         n_pos = lay.positions
         # which positions (and slots) have items
         if compacted:
-            m = needed.mask[tile.groups[0], tile.lo : tile.hi].sum(axis=0, dtype=np.int64)
+            m = needed.count(tile.groups[0], tile.lo, tile.hi)
             slots = int(ceil_div(int(m.max(initial=0)), cols))
             pos_list, slot_list, chan_list = [], [], []
             for ws in np.unique(lay.set_id):
@@ -127,17 +161,18 @@ def build_items(
             computing = channels[None, :]  # [1 group, items]
         else:
             if static:
-                per_group_needed = needed.mask[gl, tile.lo : tile.hi, :].sum(axis=1, dtype=np.int64)
+                per_group_needed = np.stack([needed.count(gr, tile.lo, tile.hi) for gr in gl])
                 exists = per_group_needed.sum(axis=0) > 0
                 pos = np.flatnonzero(exists)
                 computing = per_group_needed[:, pos]
             else:
                 pos = np.arange(n_pos, dtype=np.int64)
-                computing = np.full((len(gl), n_pos), tile.per_group, np.int64)
+                computing = np.full((len(gl), 1), tile.per_group, np.int64)
             slot = np.zeros(pos.size, np.int64)
             channels = np.full(pos.size, tile.width, np.int64)
-        length = length_all[:, pos]  # [J', items]
-        s_items = s_tile[:, :, pos]  # [J', |Γ|, items]
+        every = not (compacted or static)  # all positions, in order: no gather needed
+        length = length_all if every else length_all[:, pos]  # [J', items]
+        s_items = s_tile if every else s_tile[:, :, pos]  # [J', |Γ|, items]
         if opts.stream:
             per_group = _stream_time(s_items, length[:, None, :], window)
             walked = s_items
@@ -164,10 +199,7 @@ def build_items(
             nonzero_total = int((s_items * computing[None]).sum())
         load = None
         if compacted and per_store_loads:  # two channels on one store serialise: §4
-            load = np.zeros(pos.size, np.int64)
-            for j in np.unique(slot):
-                idx = np.flatnonzero(slot == j)
-                load[idx] = lane_loads(sets.members(tile, pos[idx], int(j)), cols)
+            load = sets.loads(tile, pos, slot)
             d = np.maximum(d, walked.max(axis=1) * load[None, :])
         dispatched = d > 0
         meta = 0
@@ -175,9 +207,7 @@ def build_items(
             meta += int((length * len(gl) * dispatched).sum())
         if pass_ == "bwd_weight" and opts.pe_operand:
             meta += int((length * tile.width * dispatched).sum())
-        if compacted:
-            meta += int(tile.width * n_pos)
-        elif static:
+        if compacted or static:
             meta += int(tile.width * n_pos)
         out.append(
             TileItems(

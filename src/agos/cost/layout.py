@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -48,15 +47,16 @@ def channel_tiles(groups: int, ch: int, cols: int) -> list[Tile]:
     return [Tile(tuple(range(t, min(groups, t + pack))), 0, ch) for t in range(0, groups, pack)]
 
 
-def group_tiles(groups: int, ch: int, cols: int, b_bytes: int, limit: int) -> list[Tile]:
+def group_tiles(groups: int, ch: int, cols: int, b_bytes: int, limit: int, domain: int) -> list[Tile]:
     """Compacted outputs (§2.3): one tile per compaction domain — a group's channels, cut into the
-    fewest runs of whole C-channel tiles whose share of the operand tensor B (`b_bytes` for all
-    groups) is at most `limit`. Packed as §2.1 when a group has fewer channels than columns
-    (compaction then behaves as static)."""
+    fewest runs of whole C-channel tiles, each at most max(1, ⌊domain / C⌋) tiles wide, whose share
+    of the operand tensor B (`b_bytes` for all groups) is at most `limit`. Packed as §2.1 when a
+    group has fewer channels than columns (compaction then behaves as static)."""
     if ch < cols:
         return channel_tiles(groups, ch, cols)
     per_group = math.ceil(ch / cols)
-    for domains in range(1, per_group + 1):
+    most = max(1, domain // cols)
+    for domains in range(math.ceil(per_group / most), per_group + 1):
         cuts = [(i * per_group // domains, (i + 1) * per_group // domains) for i in range(domains)]
         widest = max(min(ch, hi * cols) - lo * cols for lo, hi in cuts)
         if -(-widest * b_bytes // (groups * ch)) <= limit or domains == per_group:
@@ -125,20 +125,22 @@ def layout(pass_: str, work: LayerWork) -> PassLayout:
 
 @dataclass
 class NeededChannels:
-    """BWD-D: which dX channels each position needs, per group, in work-set order."""
+    """BWD-D: which dX channels each position needs, per group, positions in work-set order and
+    channels innermost (each position's channel vector contiguous)."""
 
-    mask: np.ndarray  # bool [G, C_g, pos]
+    rows: np.ndarray  # bool [G, pos, C_g]
 
-    @cached_property
-    def count(self) -> np.ndarray:  # m per group and position, int64 [G, pos]
-        return self.mask.sum(axis=1, dtype=np.int64)
+    def count(self, group: int, lo: int, hi: int) -> np.ndarray:
+        """m per position: needed channels of [lo, hi) of the group, int64 [pos]."""
+        return self.rows[group, :, lo:hi].sum(axis=1, dtype=np.int64)
 
 
 def needed_channels(masks: LayerMasks, lay: PassLayout) -> NeededChannels:
     g = masks.geometry
-    needed = masks.dx_needed.detach().cpu().numpy().reshape(g.n, g.groups, g.c_per_group, g.h * g.w)
-    needed = needed.transpose(1, 2, 0, 3).reshape(g.groups, g.c_per_group, -1)
-    return NeededChannels(np.ascontiguousarray(needed[:, :, lay.order]))
+    dx = masks.dx_needed.reshape(g.n, g.groups, g.c_per_group, g.h, g.w)
+    rows = dx.permute(1, 0, 3, 4, 2).reshape(g.groups, g.n * g.h * g.w, g.c_per_group).contiguous().numpy()
+    identity = bool((lay.order == np.arange(lay.order.size)).all())
+    return NeededChannels(rows if identity else np.ascontiguousarray(rows[:, lay.order]))
 
 
 def tile_reduce(values: np.ndarray, tiles: list[Tile], how: str) -> np.ndarray:

@@ -8,7 +8,7 @@ sets, per-chunk counts — so a network is counted once for all designs."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -74,6 +74,8 @@ class PassCost:
     design_macs: int  # the MACs this design's skipping leaves (its policy)
     mapping_bound: int
     mac_bound: int
+    mac_issued: int = 0  # MACs the PEs perform, gated ones included
+    mac_nonzero: int = 0  # of those, the ones with both operands nonzero
     components: dict[str, int] = field(default_factory=dict)  # work, fill_drain, delivery, exposed
     actions: dict[str, float] = field(default_factory=dict)
     energy_pj: float = 0.0
@@ -95,6 +97,7 @@ class LayerContext:
         self._rows: RowCounts | None = None
         self._both_full: dict[tuple, np.ndarray] = {}
         self._sets: dict[int, SlotSets] = {}
+        self.passes: dict[tuple, PassCost] = {}  # by timing key: shared by designs
 
     def layout(self, pass_: str) -> PassLayout:
         if pass_ not in self._layout:
@@ -137,7 +140,14 @@ class LayerContext:
         if part is None:
             return lay.length[None], lay.nonzero[None], None
         bc = self.blocks(pass_, part)
-        return bc.length[:, lay.order], bc.nonzero[:, :, lay.order], bc
+        key = ("ordered", pass_, part)
+        if key not in self._blocks:
+            identity = bool((lay.order == np.arange(lay.order.size)).all())
+            self._blocks[key] = (
+                (bc.length, bc.nonzero) if identity else (bc.length[:, lay.order], bc.nonzero[:, :, lay.order])
+            )
+        length, nonzero = self._blocks[key]
+        return length, nonzero, bc
 
 
 def _stored(kind: str, numel: int, nonzero: int, vb: int) -> int:
@@ -182,8 +192,8 @@ def price(actions: dict[str, float], loaded: LoadedArch, area: AreaReport, cycle
 def _zero_cost() -> PassCost:
     return PassCost(
         0, 0, [0], "channels", (1, 1, 1), 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        dict.fromkeys(("work", "fill_drain", "delivery", "exposed"), 0),
-        dict.fromkeys(ACTIONS, 0.0), 0.0, dict.fromkeys(ENERGY_PARTS, 0.0),
+        components=dict.fromkeys(("work", "fill_drain", "delivery", "exposed"), 0),
+        actions=dict.fromkeys(ACTIONS, 0.0), energy_breakdown=dict.fromkeys(ENERGY_PARTS, 0.0),
     )  # fmt: skip
 
 
@@ -200,7 +210,8 @@ def _bounds(pass_: str, ctx: LayerContext, arch: Arch) -> tuple[int, int, int, i
     return effective, work.total(pass_, "dense"), design, bound, mac_bound
 
 
-def simulate_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch, area: AreaReport) -> PassCost:
+def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
+    """Cycles, DRAM bytes and actions (MACs ungated, unpriced) of one pass."""
     arch = loaded.arch
     masks = ctx.masks
     if pass_ == "bwd_data" and not masks.needs_bwd_data:  # the first layer: no design runs BWD-D
@@ -209,10 +220,10 @@ def simulate_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch, area: AreaR
     if arch.ideal:
         actions = dict.fromkeys(ACTIONS, 0.0)
         actions["mac"] = float(effective)
-        parts = price(actions, loaded, area, bound)
         return PassCost(
-            bound, bound, [bound], "channels", (1, 1, 1), 0, 0, 0, 0, effective, dense, design, bound, mac_bound,
-            {"work": bound, "fill_drain": 0, "delivery": 0, "exposed": 0}, actions, sum(parts.values()), parts,
+            bound, bound, [bound], "channels", (1, 1, 1), 0, 0, 0, 0, effective, dense, design, bound,
+            mac_bound, effective, effective, {"work": bound, "fill_drain": 0, "delivery": 0, "exposed": 0},
+            actions,
         )  # fmt: skip
     o = arch.organisation
     lay = ctx.layout(pass_)
@@ -223,7 +234,9 @@ def simulate_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch, area: AreaR
     tensors = pass_tensors(pass_, masks, arch, lay.rows)
     capacity = o.memory.global_buffer_bytes // (2 if o.memory.double_buffering else 1)
     if compacted:
-        tiles = group_tiles(lay.groups, lay.ch, cols, tensors.b_bytes, capacity // 2)
+        tiles = group_tiles(
+            lay.groups, lay.ch, cols, tensors.b_bytes, capacity // 2, arch.skipping.compaction_domain
+        )
     else:
         tiles = channel_tiles(lay.groups, lay.ch, cols)
     needed = ctx.needed() if pass_ == "bwd_data" and opts.outputs != "none" else None
@@ -323,7 +336,6 @@ def simulate_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch, area: AreaR
     )
     items, blocks = computed[(plan.a, plan.sigma)]
     actions = _actions(items, blocks, plan, arch, compacted)
-    parts = price(actions, loaded, area, plan.cycles)
     work_cycles = int(sum(int(bc.work.sum()) for bc in blocks))
     fill = int(sum(int(bc.fill_drain.sum()) for bc in blocks)) + o.fd * plan.overhead_tiles
     compute = int(sum(plan.tile_compute))
@@ -342,6 +354,8 @@ def simulate_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch, area: AreaR
         design_macs=design,
         mapping_bound=bound,
         mac_bound=mac_bound,
+        mac_issued=sum(it.mac_issued for it in items),
+        mac_nonzero=sum(it.mac_nonzero for it in items),
         components={
             "work": work_cycles,
             "fill_drain": fill,
@@ -349,17 +363,12 @@ def simulate_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch, area: AreaR
             "exposed": plan.exposed,
         },
         actions=actions,
-        energy_pj=sum(parts.values()),
-        energy_breakdown=parts,
     )
 
 
 def _actions(items: list[TileItems], blocks, plan: Plan, arch: Arch, compacted: bool) -> dict[str, float]:
     vb = arch.precision.value_bytes
-    issued = sum(it.mac_issued for it in items)
-    nonzero = sum(it.mac_nonzero for it in items)
-    gating = arch.skipping.zero_gating
-    mac = nonzero if gating else issued
+    mac = sum(it.mac_issued for it in items)
     loads = plan.dram_a + plan.dram_b
     reads = sum(int(bc.reads.sum()) for bc in blocks) + plan.dram_o
     writes = sum(int(bc.writes.sum()) for bc in blocks) + loads
@@ -367,7 +376,7 @@ def _actions(items: list[TileItems], blocks, plan: Plan, arch: Arch, compacted: 
     store_loads = sum(int(bc.store_loads.sum()) for bc in blocks) if rows_org else 0
     return {
         "mac": float(mac),
-        "mac_gated": float(issued - nonzero) if gating else 0.0,
+        "mac_gated": 0.0,
         "buffer_read_bytes": float(reads),
         "buffer_write_bytes": float(writes),
         "store_read_bytes": float(mac * vb) if rows_org else 0.0,
@@ -378,9 +387,95 @@ def _actions(items: list[TileItems], blocks, plan: Plan, arch: Arch, compacted: 
     }
 
 
+def timing_key(arch: Arch, pass_: str) -> tuple:
+    """What one pass's timing and (ungated) actions depend on besides the layer: the organisation,
+    the pass's features and the storage of its tensors. Designs that agree on it share the pass
+    (e.g. `input-skip` and `agos` in FWD); zero gating only re-prices it."""
+    opts = arch.skipping.of(pass_)
+    st = arch.storage
+    storage = {
+        "fwd": (st.activations,),
+        "bwd_data": (st.gradients, st.data_gradients if opts.outputs != "none" else "dense"),
+        "bwd_weight": (st.activations, st.gradients),
+    }[pass_]
+    window = arch.skipping.window if opts.stream else None
+    bw = arch.skipping.broadcast_width if opts.pe_operand else 1
+    return (pass_, arch.ideal, arch.organisation, opts, window, bw, storage)
+
+
+def mask_independent(arch: Arch, pass_: str) -> bool:
+    """A pass that skips nothing and stores its tensors dense times the same on any masks of the
+    same geometry (so repeated layers share it)."""
+    key = timing_key(arch, pass_)
+    opts = arch.skipping.of(pass_)
+    return not arch.ideal and not (opts.stream or opts.pe_operand or opts.outputs != "none") and all(
+        s == "dense" for s in key[-1]
+    )
+
+
+def _gated(cost: PassCost, pass_: str, ctx: LayerContext, arch: Arch) -> PassCost:
+    """The same pass with MACs whose operand is zero gated (their operand reads skipped)."""
+    if not arch.skipping.zero_gating or arch.ideal:
+        return cost
+    nonzero = ctx.work.total(pass_, "input" if pass_ != "bwd_weight" else "input+output")
+    if not mask_independent(arch, pass_):
+        nonzero = cost.mac_nonzero
+    actions = dict(cost.actions)
+    actions["mac"] = float(nonzero)
+    actions["mac_gated"] = float(cost.mac_issued - nonzero)
+    if not arch.lockstep:
+        actions["store_read_bytes"] = float(nonzero * arch.precision.value_bytes)
+    return replace(cost, actions=actions, mac_nonzero=nonzero)
+
+
+class SharedPasses:
+    """Mask-independent passes by (geometry, timing key), across the layers of a network."""
+
+    def __init__(self) -> None:
+        self.passes: dict[tuple, PassCost] = {}
+
+
+def simulate_pass(
+    pass_: str, ctx: LayerContext, loaded: LoadedArch, area: AreaReport, shared: SharedPasses | None = None
+) -> PassCost:
+    """One pass on one design, priced: timing shared between designs (and, when it does not depend
+    on the masks, between layers of one geometry) and re-priced for each."""
+    arch = loaded.arch
+    key = timing_key(arch, pass_)
+    cost = ctx.passes.get(key)
+    if cost is None:
+        if shared is not None and mask_independent(arch, pass_):
+            gkey = (ctx.work.geometry, ctx.masks.needs_bwd_data, key)
+            cost = shared.passes.get(gkey)
+            if cost is None:
+                cost = shared.passes[gkey] = _timed_pass(pass_, ctx, loaded)
+        else:
+            cost = _timed_pass(pass_, ctx, loaded)
+        ctx.passes[key] = cost
+    cost = _gated(cost, pass_, ctx, arch)
+    parts = price(cost.actions, loaded, area, cost.cycles)
+    if pass_ == "bwd_data" and not ctx.masks.needs_bwd_data:
+        bounds = (0, 0, 0, 0, 0)
+    else:
+        bounds = _bounds(pass_, ctx, arch)  # the layer's own, when the timing came from its twin layer
+    effective, dense, design, bound, mac_bound = bounds
+    return replace(
+        cost,
+        effective_macs=effective,
+        dense_macs=dense,
+        design_macs=design,
+        mapping_bound=bound,
+        mac_bound=mac_bound,
+        energy_pj=sum(parts.values()),
+        energy_breakdown=parts,
+    )
+
+
 def layer_area(loaded: LoadedArch) -> AreaReport:
     return design_area(loaded.arch, loaded.area)
 
 
-def simulate_layer(ctx: LayerContext, loaded: LoadedArch, area: AreaReport) -> dict[str, PassCost]:
-    return {p: simulate_pass(p, ctx, loaded, area) for p in PASSES}
+def simulate_layer(
+    ctx: LayerContext, loaded: LoadedArch, area: AreaReport, shared: SharedPasses | None = None
+) -> dict[str, PassCost]:
+    return {p: simulate_pass(p, ctx, loaded, area, shared) for p in PASSES}

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from agos.arch.schema import Arch
-from agos.cost.items import SlotSets, TileItems, lane_loads
+from agos.cost.items import SlotSets, TileItems
 from agos.cost.layout import ceil_div
 
 
@@ -91,6 +91,68 @@ def lockstep(
     return out
 
 
+@numba.njit(cache=True)
+def _fold_scan(d, length, reads, writes, block, set_id, rows):
+    """One pass over dispatched items (execution order) of J' stream blocks that dispatch alike:
+    folds are R consecutive items of one (position block, work set). Per fold: its first item,
+    F = max d, T_max, and summed reads and writes, each [J', folds]."""
+    jn, n = d.shape
+    starts = np.empty(n, np.int64)
+    folds = 0
+    count = 0
+    for i in range(n):
+        if i == 0 or block[i] != block[i - 1] or set_id[i] != set_id[i - 1] or count == rows:
+            starts[folds] = i
+            folds += 1
+            count = 0
+        count += 1
+    starts = starts[:folds]
+    f = np.zeros((jn, folds), np.int64)
+    t = np.zeros((jn, folds), np.int64)
+    rd = np.zeros((jn, folds), np.int64)
+    wr = np.zeros((jn, folds), np.int64)
+    for j in range(jn):
+        k = -1
+        for i in range(n):
+            if k + 1 < folds and starts[k + 1] == i:
+                k += 1
+            if d[j, i] > f[j, k]:
+                f[j, k] = d[j, i]
+            if length[j, i] > t[j, k]:
+                t[j, k] = length[j, i]
+            rd[j, k] += reads[j, i]
+            wr[j, k] += writes[j, i]
+    return starts, f, t, rd, wr
+
+
+@numba.njit(cache=True)
+def _fold_unions(indptr, indices, width_dom, pos, slot, starts, cols):
+    """Compacted folds: the union U of the items' channel sets (slot `slot[i]` of position
+    `pos[i]`), as its size and its largest lane load (channel c on lane c mod C)."""
+    folds = starts.size
+    n = pos.size
+    width = np.zeros(folds, np.int64)
+    load = np.zeros(folds, np.int64)
+    stamp = np.full(width_dom, -1, np.int64)
+    lanes = np.zeros(cols, np.int64)
+    for k in range(folds):
+        lo_i = starts[k]
+        hi_i = starts[k + 1] if k + 1 < folds else n
+        lanes[:] = 0
+        w = 0
+        for i in range(lo_i, hi_i):
+            lo = indptr[pos[i]] + slot[i] * cols
+            hi = min(indptr[pos[i] + 1], lo + cols)
+            for c in indices[lo:hi]:
+                if stamp[c] != k:
+                    stamp[c] = k
+                    w += 1
+                    lanes[c % cols] += 1
+        width[k] = w
+        load[k] = lanes.max()
+    return width, load
+
+
 def _folds(items, js, sel, block, a, arch, pass_, sets, p_reads, p_writes, out) -> None:
     """Folds of the dispatched items `sel` (execution order) of the stream blocks `js`, which all
     dispatch the same items, into `out` rows `js`."""
@@ -100,27 +162,15 @@ def _folds(items, js, sel, block, a, arch, pass_, sets, p_reads, p_writes, out) 
     bw = o.memory.bandwidth_bytes_per_cycle
     opts = arch.skipping.of(pass_)
     window = arch.skipping.window
-    seg = _segment_starts([block, items.set_id[sel]])
-    seg_of = np.repeat(np.arange(seg.size), np.diff(np.append(seg, sel.size)))
-    rank = np.arange(sel.size) - seg[seg_of]
-    opens = rank % rows == 0
-    starts = np.flatnonzero(opens)
-    fold_of = np.cumsum(opens) - 1
     sub = np.ix_(js, sel)
-    f = np.maximum.reduceat(items.d[sub], starts, axis=1)  # [js, folds]
-    t_max = np.maximum.reduceat(items.length[sub], starts, axis=1)
-    reads = np.add.reduceat(items.stream_bytes[sub] + p_reads[sub], starts, axis=1)
-    writes = np.add.reduceat(p_writes[sub], starts, axis=1)
+    starts, f, t_max, reads, writes = _fold_scan(
+        items.d[sub], items.length[sub], items.stream_bytes[sub] + p_reads[sub], p_writes[sub],
+        block, items.set_id[sel], rows,
+    )  # fmt: skip
     if sets is not None:
-        union = np.zeros((items.tile.width, starts.size), bool)
-        pos, slot = items.pos[sel], items.slot[sel]
-        for sj in np.unique(slot):
-            idx = np.flatnonzero(slot == sj)
-            members = sets.members(items.tile, pos[idx], int(sj))  # [channels, n]
-            cuts = _segment_starts([fold_of[idx]])
-            union[:, fold_of[idx][cuts]] |= np.logical_or.reduceat(members, cuts, axis=1)
-        width = union.sum(axis=0, dtype=np.int64)[None, :]
-        load = lane_loads(union, cols)[None, :]
+        indptr, indices = sets.csr(items.tile)
+        w, load = _fold_unions(indptr, indices, items.tile.width, items.pos[sel], items.slot[sel], starts, cols)
+        width, load = w[None, :], load[None, :]
         if not opts.stream:
             k = t_max * load
         elif window is None:
@@ -182,28 +232,62 @@ def _greedy(d: np.ndarray, block: np.ndarray, a: int, rows: int) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True)
 def _static(d: np.ndarray, block: np.ndarray, a: int, rows: int) -> np.ndarray:
     """[J, a] makespans with the i-th dispatched item-chunk of each (chunk, block) on row i mod R."""
-    j_count = d.shape[0]
-    disp = d > 0
-    count = np.cumsum(disp, axis=1)
-    bstart = np.searchsorted(block, np.arange(a))  # first item of each block (block is sorted)
-    before = np.where(bstart > 0, count[:, np.maximum(bstart - 1, 0)], 0)  # [J, a]
-    rank = count - before[:, block] - 1  # rank of each dispatched item-chunk in its unit
-    row = np.mod(rank, rows)
-    jj = np.broadcast_to(np.arange(j_count)[:, None], d.shape)
-    flat = (jj * a + block[None, :]) * rows + row
-    sums = np.bincount(flat[disp], weights=d[disp], minlength=j_count * a * rows)
-    return np.rint(sums).astype(np.int64).reshape(j_count, a, rows).max(axis=2)
-
-
-def _units(values: np.ndarray, block: np.ndarray, a: int) -> np.ndarray:
-    """[J, n] → [J, a]: sums over the items of each block (`block` sorted)."""
-    out = np.zeros((values.shape[0], a), np.int64)
-    starts = _segment_starts([block])
-    if starts.size:
-        out[:, block[starts]] = np.add.reduceat(values.astype(np.int64, copy=False), starts, axis=1)
+    j_count, n = d.shape
+    out = np.zeros((j_count, a), np.int64)
+    sums = np.zeros(rows, np.int64)
+    for j in range(j_count):
+        current = -1
+        rank = 0
+        for i in range(n):
+            if block[i] != current:
+                if current >= 0:
+                    out[j, current] = sums.max()
+                current = block[i]
+                sums[:] = 0
+                rank = 0
+            if d[j, i] > 0:
+                sums[rank % rows] += d[j, i]
+                rank += 1
+        if current >= 0:
+            out[j, current] = sums.max()
     return out
+
+
+@numba.njit(cache=True)
+def _unit_sums(d, stream, channels, block, a, ab, ob):
+    """Per (chunk, block): dispatched item-chunks, stream bytes, and partial-sum and output bytes
+    read and written by §5's rule (each item's dispatched chunks e_1 < … < e_m)."""
+    j_count, n = d.shape
+    items = np.zeros((j_count, a), np.int64)
+    st = np.zeros((j_count, a), np.int64)
+    rd = np.zeros((j_count, a), np.int64)
+    wr = np.zeros((j_count, a), np.int64)
+    for i in range(n):
+        first = -1
+        last = -1
+        for j in range(j_count):
+            if d[j, i] > 0:
+                if first < 0:
+                    first = j
+                last = j
+        if first < 0:
+            continue
+        b = block[i]
+        ch = channels[i]
+        for j in range(first, last + 1):
+            if d[j, i] > 0:
+                items[j, b] += 1
+                st[j, b] += stream[j, i]
+                if j != first:
+                    rd[j, b] += ch * ab
+                if j != last:
+                    wr[j, b] += ch * ab
+                else:
+                    wr[j, b] += ch * ob
+    return items, st, rd, wr
 
 
 def independent(
@@ -227,13 +311,11 @@ def independent(
     if not disp.any():
         return BlockCompute.zeros(j_count, a)
     makespan = (_greedy if o.dispatch == "greedy" else _static)(np.ascontiguousarray(d), block, a, rows)
-    reads, writes = partial_sums(items, arch, pass_)
-    reads, writes = reads[:, order], writes[:, order]
-    stream = disp * items.stream_bytes[:, order]
-    unit_stream = _units(stream, block, a)  # [J, a]
-    unit_reads = _units(reads, block, a)
-    unit_writes = _units(writes, block, a)
-    unit_items = _units(disp.astype(np.int64), block, a)
+    vb, ab = o.precision.value_bytes, o.precision.accumulate_bytes
+    ob = ab if pass_ == "bwd_weight" else vb
+    unit_items, unit_stream, unit_reads, unit_writes = _unit_sums(
+        d, np.ascontiguousarray(items.stream_bytes[:, order]), items.channels[order], block, a, ab, ob
+    )
     active = unit_items > 0
     unit_load = store_load[:, None] * active
     unit_bytes = unit_stream + unit_reads + unit_writes + unit_load

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -35,14 +36,14 @@ class PassTensors:
 
 
 def _axis_reach(out: int, size: int, kernel: int, stride: int, pad: int, dil: int):
-    @lru_cache(maxsize=None)
+    @cache
     def forward(lo: int, hi: int) -> int:
         """Input indices read by outputs [lo, hi)."""
         o = np.arange(lo, hi)[:, None]
         idx = o * stride + np.arange(kernel)[None, :] * dil - pad
         return int(np.unique(idx[(idx >= 0) & (idx < size)]).size)
 
-    @lru_cache(maxsize=None)
+    @cache
     def backward(lo: int, hi: int) -> int:
         """Output indices whose taps reach inputs [lo, hi)."""
         o = np.arange(out)[:, None]
@@ -71,6 +72,62 @@ class Shares:
         self._fwd_rows, self._bwd_rows = _axis_reach(g.p, g.h, g.r, g.stride[0], g.padding[0], g.dilation[0])
         self._rows: dict[tuple[int, int], int] = {}
         self._unit_rows: dict[tuple[int, int], int] = {}
+        self._block_rows: dict[int, list[int]] = {}
+        self._grids: dict[tuple, _Grid] = {}
+
+    def block_rows(self, a: int) -> list[int]:
+        if a not in self._block_rows:
+            fast = self._vector_rows(a)
+            self._block_rows[a] = (
+                fast if fast is not None else [self.position_rows(lo, hi) for lo, hi in split(self.t.rows, a)]
+            )
+        return self._block_rows[a]
+
+    def _vector_rows(self, a: int) -> list[int] | None:
+        """`position_rows` of every block at once, for undilated kernels (each output row reads, and
+        each input row is reached by, an interval): the exact same counts, without a Python loop."""
+        t, g = self.t, self.t.geometry
+        if t.pass_ == "bwd_weight":
+            return [hi - lo for lo, hi in split(t.rows, a)]
+        if g.dilation[0] != 1:
+            return None
+        s, r, pad = g.stride[0], g.r, g.padding[0]
+        per = g.p if t.pass_ == "fwd" else g.h
+        lo = np.array([x for x, _ in split(t.rows, a)], np.int64)
+        hi = np.array([y for _, y in split(t.rows, a)], np.int64)
+        n0, n1 = lo // per, (hi - 1) // per
+        if t.pass_ == "fwd":
+            size = g.h
+
+            def one(p0, p1):  # input rows read by output rows [p0, p1) of one image
+                if s <= r:
+                    first = np.maximum(0, p0 * s - pad)
+                    last = np.minimum(size - 1, (p1 - 1) * s - pad + r - 1)
+                    return np.maximum(0, last - first + 1)
+                ps = np.arange(g.p)
+                rows = np.minimum(size - 1, ps * s - pad + r - 1) - np.maximum(0, ps * s - pad) + 1
+                prefix = np.concatenate([[0], np.cumsum(np.maximum(0, rows))])
+                return prefix[p1] - prefix[p0]
+        else:
+            size = g.p
+
+            def one(h0, h1):  # dY rows whose taps reach input rows [h0, h1) of one image
+                first = np.maximum(0, -(-(h0 - r + 1 + pad) // s))
+                last = np.minimum(size - 1, (h1 - 1 + pad) // s)
+                return np.maximum(0, last - first + 1)
+
+        single = n0 == n1
+        head = one(lo - n0 * per, np.where(single, hi - n0 * per, per))
+        tail = np.where(single, 0, one(np.zeros_like(lo), hi - n1 * per))
+        full = one(np.zeros(1, np.int64), np.full(1, per))[0]
+        middle = np.maximum(0, n1 - n0 - 1) * full
+        return [int(v) for v in head + tail + middle]
+
+    def grid(self, a: int, jinfo, ranges) -> _Grid:
+        key = (a, tuple(c for c, _ in jinfo), tuple(ranges))
+        if key not in self._grids:
+            self._grids[key] = _Grid(self, a, jinfo, ranges)
+        return self._grids[key]
 
     def position_rows(self, lo: int, hi: int) -> int:
         """Rows of A the position rows [lo, hi) read (halos included)."""
@@ -116,8 +173,9 @@ class Shares:
         return -(-((hi - lo) * ch * total) // (self.t.rows * self.ch_total))
 
 
-def split(n: int, parts: int) -> list[tuple[int, int]]:
-    return [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+@lru_cache(maxsize=4096)
+def split(n: int, parts: int) -> tuple[tuple[int, int], ...]:
+    return tuple((i * n // parts, (i + 1) * n // parts) for i in range(parts))
 
 
 @dataclass
@@ -178,10 +236,19 @@ def choose_tiling(
         found = None
         for sigma in _powers(sigma_cap):
             ranges = stream_ranges(sigma)
-            a = next((a for a in _powers(t.rows) if _fits(shares, a, jinfo, ranges, capacity)), None)
-            if a is not None:
-                found = (sigma, ranges, a)
-                break
+            if not _fits(shares, t.rows, jinfo, ranges, capacity):
+                continue  # not even one position row per tile fits with these stream blocks
+            # position blocks of powers of two nest, so fitting is monotone in a: bisect
+            options = _powers(t.rows)
+            lo, hi = 0, len(options) - 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _fits(shares, options[mid], jinfo, ranges, capacity):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            found = (sigma, ranges, options[lo])
+            break
         if found is None:
             continue
         sigma, ranges, a = found
@@ -204,70 +271,103 @@ def choose_tiling(
     return best
 
 
+def _ceil(num, den):
+    return -(-num // den)
+
+
+def _int_array(values, exact: bool) -> np.ndarray:
+    """int64, or Python integers (`exact`) when products could reach 2^62."""
+    return np.array(values, dtype=object if exact else np.int64)
+
+
+class _Grid:
+    """Byte shares of every tile (i, j, k) of one (a, b, σ) as arrays: A [a, K, b], B [K, b],
+    O and O' [a, b] (exact integers: object arrays of Python ints)."""
+
+    def __init__(self, shares: Shares, a: int, jinfo, ranges):
+        t = shares.t
+        g = t.geometry
+        blocks = split(t.rows, a)
+        self.blocks = blocks
+        rows_read = shares.block_rows(a)
+        if t.pass_ == "bwd_weight":
+            unit_f = [shares.unit_rows(u0, u1) for u0, u1 in ranges]
+        else:
+            unit_f = [u1 - u0 for u0, u1 in ranges]
+        limit = 2**62  # every numerator below stays under it in int64, or Python integers are used
+        exact = (
+            max(rows_read) * max(unit_f) * g.groups * t.a_bytes >= limit
+            or shares.ch_total * max(t.units, 1) * t.b_bytes >= limit
+            or t.rows * shares.ch_total * max(t.o_bytes, t.o_partial_bytes) >= limit
+        )
+        pos_rows = _int_array(rows_read, exact)  # [a]
+        span = _int_array([hi - lo for lo, hi in blocks], exact)
+        ch = _int_array([c for c, _ in jinfo], exact)  # [b]
+        groups = _int_array([len(gr) for _, gr in jinfo], exact)
+        unit_len = _int_array([u1 - u0 for u0, u1 in ranges], exact)  # [K]
+        if t.pass_ == "fwd":
+            num_k, den = unit_len, g.n * g.h * g.c_per_group
+        elif t.pass_ == "bwd_data":
+            num_k, den = unit_len, g.n * g.p * g.k_per_group
+        else:
+            num_k = _int_array(unit_f, exact)
+            den = g.c_per_group * g.n * g.h
+        self.a = _ceil(pos_rows[:, None, None] * num_k[None, :, None] * groups[None, None, :] * t.a_bytes, den * g.groups)
+        self.b = _ceil(ch[None, :] * unit_len[:, None] * t.b_bytes, shares.ch_total * t.units)
+        partial = t.partial_always or len(ranges) > 1
+        o_den = t.rows * shares.ch_total
+        self.o = _ceil(span[:, None] * ch[None, :] * t.o_bytes, o_den)
+        self.o_fit = _ceil(span[:, None] * ch[None, :] * (t.o_partial_bytes if partial else t.o_bytes), o_den)
+        ids: dict[frozenset, int] = {}
+        self.group_id = np.array([ids.setdefault(gr, len(ids)) for _, gr in jinfo])
+
+    def fits(self, capacity: int) -> bool:
+        total = self.a + self.b[None, :, :] + self.o_fit[:, None, :]
+        return bool((total <= capacity).all())
+
+
 def _fits(shares: Shares, a: int, jinfo, ranges, capacity: int) -> bool:
-    t = shares.t
-    partial = t.partial_always or len(ranges) > 1
-    blocks = split(t.rows, a)
-    pos_rows = [shares.position_rows(lo, hi) for lo, hi in blocks]
-    for ch, groups in jinfo:
-        b_of = [shares.b(ch, u0, u1) for u0, u1 in ranges]
-        for (lo, hi), pr in zip(blocks, pos_rows, strict=True):
-            o = shares.o(lo, hi, ch, partial)
-            for (u0, u1), b in zip(ranges, b_of, strict=True):
-                if shares.a(pr, u0, u1, len(groups)) + b + o > capacity:
-                    return False
-    return True
+    return shares.grid(a, jinfo, ranges).fits(capacity)
 
 
 def _evaluate(
     shares, order, a, b, sigma, jblocks, jinfo, ranges, per, dram_per_cycle, double_buffering, tile_overhead
 ) -> Plan:
-    blocks = split(shares.t.rows, a)
-    pos_rows = [shares.position_rows(lo, hi) for lo, hi in blocks]
-    ks = range(len(ranges))
-    if order == "channels":
-        seq = [(i, j, k) for j in range(b) for i in range(a) for k in ks]
-    else:
-        seq = [(i, j, k) for i in range(a) for j in range(b) for k in ks]
-    last_k = len(ranges) - 1
+    grid = shares.grid(a, jinfo, ranges)
+    kn = len(ranges)
+    ii, jj, kk = np.meshgrid(np.arange(a), np.arange(b), np.arange(kn), indexing="ij")
+    if order == "channels":  # for j: for i: for k
+        ii, jj, kk = (x.transpose(1, 0, 2).reshape(-1) for x in (ii, jj, kk))
+    else:  # for i: for j: for k
+        ii, jj, kk = (x.reshape(-1) for x in (ii, jj, kk))
+    gid = grid.group_id[jj]
+    first = np.zeros(ii.size, bool)
+    first[0] = True
+    new_a = first.copy()
+    new_b = first.copy()
+    new_a[1:] = (ii[1:] != ii[:-1]) | (kk[1:] != kk[:-1]) | (gid[1:] != gid[:-1])
+    new_b[1:] = (jj[1:] != jj[:-1]) | (kk[1:] != kk[:-1])
+    a_load = np.where(new_a, grid.a[ii, kk, jj], 0)
+    b_load = np.where(new_b, grid.b[kk, jj], 0)
+    outs = np.where(kk == kn - 1, grid.o[ii, jj], 0)
     compute, items = per
     cuts = [r.start for r in jblocks]
     per_j = np.add.reduceat(compute, cuts, axis=0)  # [b, σ, a]
-    per_j = per_j + tile_overhead * (np.add.reduceat(items, cuts, axis=0) > 0)
-    loads, outs, computes = [], [], []
-    da = db = do = 0
-    prev = None
-    for i, j, k in seq:
-        lo, hi = blocks[i]
-        ch, groups = jinfo[j]
-        u0, u1 = ranges[k]
-        load = 0
-        if prev is None or (prev[0], prev[2], prev[3]) != (i, k, groups):
-            x = shares.a(pos_rows[i], u0, u1, len(groups))
-            load += x
-            da += x
-        if prev is None or (prev[1], prev[2]) != (j, k):
-            x = shares.b(ch, u0, u1)
-            load += x
-            db += x
-        out = shares.o(lo, hi, ch) if k == last_k else 0
-        do += out
-        loads.append(load)
-        outs.append(out)
-        computes.append(int(per_j[j, k, i]))
-        prev = (i, j, k, groups)
+    busy_j = np.add.reduceat(items, cuts, axis=0) > 0
+    computes = (per_j + tile_overhead * busy_j)[jj, kk, ii].astype(np.int64)
+    loads = a_load + b_load
 
-    def cyc(nbytes: int) -> int:
-        return int(np.ceil(nbytes / dram_per_cycle)) if nbytes else 0
+    def cyc(nbytes):
+        return np.ceil(np.asarray(nbytes, dtype=np.float64) / dram_per_cycle).astype(np.int64)
 
-    n = len(seq)
     if double_buffering:
-        total = cyc(loads[0]) + cyc(outs[-1])
-        for m in range(n):
-            nxt = loads[m + 1] if m + 1 < n else 0
-            prv = outs[m - 1] if m > 0 else 0
-            total += max(computes[m], cyc(nxt + prv))
+        nxt = np.append(loads[1:], 0)
+        prv = np.insert(outs[:-1], 0, 0)
+        total = int(cyc(loads[0])) + int(cyc(outs[-1])) + int(np.maximum(computes, cyc(nxt + prv)).sum())
     else:
-        total = sum(cyc(loads[m]) + computes[m] + cyc(outs[m]) for m in range(n))
-    busy_tiles = int((np.add.reduceat(items, cuts, axis=0) > 0).sum()) if tile_overhead else 0
-    return Plan(order, a, b, sigma, int(total), computes, da, db, do, int(total - sum(computes)), busy_tiles)
+        total = int((cyc(loads) + computes + cyc(outs)).sum())
+    busy_tiles = int(busy_j.sum()) if tile_overhead else 0
+    return Plan(
+        order, a, b, sigma, total, [int(c) for c in computes], int(a_load.sum()), int(b_load.sum()),
+        int(outs.sum()), total - int(computes.sum()), busy_tiles,
+    )  # fmt: skip

@@ -251,13 +251,14 @@ class PassMapping:
 
     def compaction_domains(self) -> list[tuple[int, int]]:
         """§2.3: a group's channels cut into the fewest runs of whole C-channel tiles (the split rule
-        of §6) whose share of B (the weights W, over all C input channels) is at most Cap / 2; runs
-        of single tiles when no cut satisfies it. Returns the runs as [lo, hi) local channels."""
+        of §6), at least ⌈tiles / max(1, ⌊domain / C⌋)⌉ of them, whose share of B (the weights W, over
+        all C input channels) is at most Cap / 2; runs of single tiles when no cut satisfies it. Returns the runs as [lo, hi) local channels."""
         g, mem = self.geometry, self.arch.organisation.memory
         cap = Fraction(mem.global_buffer_bytes, 2 if mem.double_buffering else 1)
         weight_bytes = g.k * self.Cg * g.r * g.s * self.vb
         n_tiles = ceil_div(self.ch, self.C)
-        for runs in range(1, n_tiles + 1):
+        most = max(1, self.arch.skipping.compaction_domain // self.C)  # C-channel tiles a domain may span
+        for runs in range(ceil_div(n_tiles, most), n_tiles + 1):
             spans = []
             for r in range(runs):
                 tiles = split(n_tiles, runs, r)

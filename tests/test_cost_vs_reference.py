@@ -1,0 +1,109 @@
+"""The fast cost model equals the independent cycle-stepping reference (agos.reference), which
+shares none of its code, on random small layers × every preset × both organisations: total cycles
+(stalls included), per-tile compute, the chosen tiling, DRAM bytes per operand, dispatched items
+and every energy action count."""
+
+from __future__ import annotations
+
+import pytest
+
+from agos.arch.schema import PASSES
+from agos.cost.model import LayerContext, layer_area, simulate_pass
+from agos.engine.counts import layer_work
+from agos.errors import AgosError
+from agos.reference import ReferenceModelError, reference_pass
+from tests.cost_cases import STEPPED, random_layer, shrunk
+
+CASES = 330  # layers; each is simulated on one (preset, organisation), all three passes
+
+
+def _compare(seed: int) -> tuple[int, list]:
+    masks = random_layer(seed)
+    if masks is None:
+        return 0, []
+    preset, org = STEPPED[seed % len(STEPPED)]
+    loaded = shrunk(preset, org, seed)
+    ctx = LayerContext(masks, layer_work(masks))
+    area = layer_area(loaded)
+    diffs = []
+    for p in PASSES:
+        try:
+            fast = simulate_pass(p, ctx, loaded, area)
+        except AgosError:
+            fast = None
+        try:
+            ref = reference_pass(p, masks, loaded.arch)
+        except ReferenceModelError:
+            ref = None
+        where = (seed, preset, org, p)
+        if (fast is None) != (ref is None):
+            diffs.append((where, "one of the two found no tiling"))
+            continue
+        if fast is None:
+            continue
+        got = (
+            fast.cycles,
+            fast.tile_compute,
+            fast.order,
+            fast.blocks[:2],
+            (fast.dram_a, fast.dram_b, fast.dram_o),
+            fast.items,
+            {k: int(v) for k, v in fast.actions.items()},
+        )
+        want = (
+            ref.cycles,
+            ref.tile_compute,
+            ref.order,
+            tuple(ref.blocks),
+            (ref.dram_a_bytes, ref.dram_b_bytes, ref.dram_o_bytes),
+            ref.items,
+            dict(ref.actions),
+        )
+        if got != want:
+            diffs.append((where, got, want))
+    return 1, diffs
+
+
+def test_fast_model_equals_the_reference_on_random_layers():
+    checked, diffs, seed = 0, [], 0
+    organisations = set()
+    while checked < CASES:
+        seed += 1
+        n, d = _compare(seed)
+        checked += n
+        diffs += d
+        if n:
+            organisations.add(STEPPED[seed % len(STEPPED)])
+    assert not diffs, diffs[:3]
+    assert organisations == set(STEPPED)  # every preset on both organisations was exercised
+
+
+@pytest.mark.parametrize("field", ["cycles", "dram"])
+def test_the_comparison_can_fail(monkeypatch, field):
+    """Break the fast model once (a fill/drain off by one; a byte of DRAM per tile) and the
+    comparison above must see it."""
+    import agos.cost.schedule as schedule
+    import agos.cost.tiling as tiling
+
+    if field == "cycles":
+        original_lockstep = schedule.lockstep
+
+        def lockstep(*args, **kwargs):
+            out = original_lockstep(*args, **kwargs)
+            out.compute += out.items > 0  # one cycle more per block with work
+            return out
+
+        monkeypatch.setattr(schedule, "lockstep", lockstep)
+    else:
+        original = tiling.Shares.o
+
+        def o(self, lo, hi, ch, partial=False):
+            return original(self, lo, hi, ch, partial) + (0 if partial else 1)
+
+        monkeypatch.setattr(tiling.Shares, "o", o)
+    found = []
+    for seed in range(1, 80):
+        found += _compare(seed)[1]
+        if found:
+            break
+    assert found
