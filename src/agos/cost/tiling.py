@@ -154,23 +154,6 @@ class Shares:
         groups = frozenset(gr for t in j_tiles for gr in self.tiles[t].groups)
         return ch, groups
 
-    def a(self, pos_rows: int, unit_lo: int, unit_hi: int, groups: int) -> int:
-        g, t = self.t.geometry, self.t
-        if t.pass_ == "fwd":
-            num, den = pos_rows * (unit_hi - unit_lo), g.n * g.h * g.c_per_group
-        elif t.pass_ == "bwd_data":
-            num, den = pos_rows * (unit_hi - unit_lo), g.n * g.p * g.k_per_group
-        else:
-            num = pos_rows * self.unit_rows(unit_lo, unit_hi)
-            den = g.c_per_group * g.n * g.h
-        return -(-(num * groups * t.a_bytes) // (den * g.groups))
-
-    def b(self, ch: int, unit_lo: int, unit_hi: int) -> int:
-        return -(-(ch * (unit_hi - unit_lo) * self.t.b_bytes) // (self.ch_total * self.t.units))
-
-    def o(self, lo: int, hi: int, ch: int, partial: bool = False) -> int:
-        total = self.t.o_partial_bytes if partial else self.t.o_bytes
-        return -(-((hi - lo) * ch * total) // (self.t.rows * self.ch_total))
 
 
 @lru_cache(maxsize=4096)
