@@ -1,21 +1,53 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from agos.arch.load import PRESETS, load_arch, load_archs
+from agos.arch.area import design_area
+from agos.arch.load import ORGANISATIONS, PRESETS, all_designs, load_arch, load_archs
+from agos.arch.schema import DEFAULT_LOOKAHEAD
 from agos.cli import main
 from agos.errors import AgosError
 
 
-def test_presets_have_equal_resources_and_cite_their_energy_source():
-    loaded = [load_arch(p) for p in PRESETS]
+def test_every_preset_on_every_organisation_with_equal_resources():
+    loaded = [load_arch(d) for d in all_designs()]
+    assert len(loaded) == len(PRESETS) * len(ORGANISATIONS)
     assert {a.arch.pes for a in loaded} == {1024}
     assert {a.arch.memory.global_buffer_bytes for a in loaded} == {2 * 2**20}
-    assert {a.arch.memory.dram_bandwidth_gbps for a in loaded} == {256}
-    assert all(a.energy.name == "horowitz45" for a in loaded)
-    agos = load_arch("agos").arch
+    assert {a.arch.memory.dram_gbps for a in loaded} == {256}
+    assert {a.arch.memory.bandwidth_bytes_per_cycle for a in loaded} == {256}
+    assert all(a.energy.name == "horowitz45" and a.area.name == "area45" for a in loaded)
+    for org in ORGANISATIONS:  # the organisation is never a privilege of one design
+        on_org = [a.arch.organisation for a in loaded if a.arch.organisation.name == org]
+        assert all(o == on_org[0] for o in on_org)
+    skippers = [a for a in loaded if a.arch.skipping.any_stream and not a.arch.ideal]
+    assert {a.arch.skipping.lookahead for a in skippers} == {DEFAULT_LOOKAHEAD}  # equal windows
+    agos = load_arch("agos@rows").arch
+    assert agos.name == "agos@rows" and agos.organisation.sync == "independent"
     assert agos.skipping.bwd_data.outputs == "compacted" and agos.skipping.bwd_weight.pe_operand
-    assert agos.scheduling.dispatch == "dynamic" and agos.scheduling.sync_rows == 1
+
+
+def test_the_twin_is_the_organisation_with_skipping_off():
+    agos = load_arch("agos@systolic").arch
+    twin = agos.twin()
+    assert twin.organisation == agos.organisation and not twin.skipping.skips_work
+    assert twin.storage == load_arch("dense@systolic").arch.storage
+    assert twin.model_dump(exclude={"name", "description", "preset"}) == load_arch(
+        "dense@systolic"
+    ).arch.model_dump(exclude={"name", "description", "preset"})
+
+
+def test_areas_charge_what_each_feature_needs():
+    area = {d: design_area(load_arch(d).arch, load_arch(d).area) for d in all_designs()}
+    dense = area["dense@systolic"].total_mm2
+    assert area["input-skip@systolic"].total_mm2 > dense  # lookahead windows
+    assert area["agos@systolic"].total_mm2 > area["input-skip@systolic"].total_mm2  # crossbar and joins
+    assert "compaction crossbars" in area["agos@systolic"].components
+    assert area["dense@rows"].total_mm2 > dense  # per-PE operand stores
+    assert "pe operand stores" in area["dense@rows"].components
+    assert all(a.static_mw > 0 for a in area.values())
 
 
 def _write(tmp_path, text: str):
@@ -24,19 +56,33 @@ def _write(tmp_path, text: str):
     return str(path)
 
 
+ORG = "organisation: systolic\n"
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("name: x\npe_array: {rows: 0, cols: 4}\n", "field 'pe_array.rows'"),
-        ("name: x\nskipping: {fwd: {outputs: compacted}}\n", "only BWD-D has outputs"),
-        ("name: x\nscheduling: {sync_rows: 5}\n", "must divide pe_array.rows"),
-        ("name: x\nscheduling: {dispatch: magic}\n", "field 'scheduling.dispatch'"),
-        ("name: x\nbogus: 1\n", "field 'bogus'"),
+        ("name: x\norganisation: {name: o, sync: lockstep, pe_array: {rows: 0}}\n", "field 'pe_array.rows'"),
+        ("name: x\n" + ORG + "skipping: {fwd: {outputs: compacted}}\n", "only BWD-D has outputs"),
+        ("name: x\n" + ORG + "skipping: {lookahead: 0}\n", "lookahead"),
+        ("name: x\norganisation: {name: o, sync: magic}\n", "field 'sync'"),
+        ("name: x\norganisation: {name: o, sync: lockstep, memory: {buffer_banks: 0}}\n", "buffer_banks"),
+        ("name: x\norganisation: {name: o, sync: lockstep, clock_ghz: .inf}\n", "clock_ghz"),
+        ("name: x\norganisation: {name: o, sync: lockstep, memory: {dram_gbps: .inf}}\n", "dram_gbps"),
+        ("name: x\norganisation: {name: o, sync: lockstep, memory: {dram_gbps: .nan}}\n", "dram_gbps"),
+        ("name: x\n" + ORG + "bogus: 1\n", "field 'bogus'"),
         ("pe_array: [1, 2\n", "not valid YAML"),
-        ("name: x\nenergy: nowhere.yaml\n", "no shipped table or file"),
+        ("name: x\n" + ORG + "energy: nowhere.yaml\n", "no shipped table or file"),
+        ("name: x\n" + ORG + "energy: {name: e, mac: {bf16_fp32: -1}, mac_gated: 0, buffer_read_per_byte: 1, "
+         "buffer_write_per_byte: 1, store_read_per_byte: 1, store_write_per_byte: 1, metadata_read_per_bit: 1, "
+         "crossbar_per_byte_mm: 1, dram_per_byte: 1, vector_add: 1, vector_multiply: 1}\n", "finite and ≥ 0"),
+        ("name: x\n" + ORG + "energy: {name: e, mac: {bf16_fp32: 1}, mac_gated: 0, buffer_read_per_byte: -1, "
+         "buffer_write_per_byte: 1, store_read_per_byte: 1, store_write_per_byte: 1, metadata_read_per_bit: 1, "
+         "crossbar_per_byte_mm: 1, dram_per_byte: 1, vector_add: 1, vector_multiply: 1}\n", "buffer_read_per_byte"),
+        ("name: x\n", "needs an organisation"),
         ("- just a list\n", "expected a mapping"),
     ],
-)
+)  # fmt: skip
 def test_invalid_files_name_file_field_and_problem(tmp_path, text, message):
     path = _write(tmp_path, text)
     with pytest.raises(AgosError) as err:
@@ -44,23 +90,38 @@ def test_invalid_files_name_file_field_and_problem(tmp_path, text, message):
     assert message in str(err.value) and path in str(err.value)
 
 
+def test_bad_files_on_the_command_line_are_one_line(tmp_path, capsys):
+    path = _write(tmp_path, "name: x\norganisation: {name: o, sync: lockstep, memory: {buffer_banks: 0}}\n")
+    assert main(["arch", "show", path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "buffer_banks" in err and "\n" not in err and "Traceback" not in err
+
+
 def test_user_file_and_lists(tmp_path):
-    path = _write(tmp_path, "name: mine\npe_array: {rows: 16, cols: 64}\nskipping: {lookahead: 2}\n")
+    path = _write(
+        tmp_path, "name: mine\norganisation: rows\nskipping: {fwd: {stream: true}, lookahead: 2}\n"
+    )
     mine = load_arch(path)
     assert mine.arch.pes == 1024 and mine.source == path and len(mine.sha256) == 64
-    assert [a.name for a in load_archs(f"dense,{path}")] == ["dense", "mine"]
+    assert mine.arch.organisation.sync == "independent" and mine.arch.skipping.lookahead == 2
+    on_systolic = load_arch(f"{path}@systolic")
+    assert on_systolic.name == "mine@systolic" and on_systolic.arch.lockstep
+    assert [a.name for a in load_archs(f"dense,{path}")] == ["dense@systolic", "dense@rows", "mine"]
+    assert math.isclose(design_area(mine.arch, mine.area).total_mm2, design_area(mine.arch, mine.area).total_mm2)
     with pytest.raises(AgosError, match="same design twice"):
-        load_archs("dense,dense")
-    with pytest.raises(AgosError, match="no preset or arch file"):
+        load_archs("dense@rows,dense")
+    with pytest.raises(AgosError, match="no preset or design file"):
         load_arch("tpu")
+    with pytest.raises(AgosError, match="no shipped organisation"):
+        load_arch("agos@gpu")
 
 
 def test_arch_show_and_list(capsys):
-    assert main(["arch", "show", "agos"]) == 0
+    assert main(["arch", "show", "agos@systolic"]) == 0
     out = capsys.readouterr().out
-    assert "sha256" in out and "compacted" in out and "horowitz45" in out
+    assert "sha256" in out and "compacted" in out and "horowitz45" in out and "mm²" in out
     assert main(["arch", "list"]) == 0
     listed = capsys.readouterr().out
-    assert all(p in listed for p in PRESETS)
+    assert all(d in listed for d in all_designs())
     assert main(["arch", "show", "nope"]) != 0
-    assert "no preset or arch file" in capsys.readouterr().err
+    assert "no preset or design file" in capsys.readouterr().err

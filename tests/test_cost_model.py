@@ -1,203 +1,187 @@
-"""The fast cost model equals the cycle-stepping reference, and hand-checkable cases hold."""
+"""Hand-checkable cases of the fast cost model, and properties every result must have (no design
+below its mapping bound, speedups over the twin beyond the MAC bound explained, equal-area
+candidates as large as the area allows)."""
 
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from agos.arch.load import PRESETS, LoadedArch, load_arch
-from agos.arch.schema import PASSES, Arch
-from agos.cost.model import simulate_pass
-from agos.cost.reference import reference_pass
+from agos.arch.area import design_area
+from agos.arch.load import LoadedArch, load_arch
+from agos.arch.schema import PASSES
+from agos.cost.model import LayerContext, layer_area, simulate_pass
+from agos.cost.network import equal_area_candidates, mapping_bound_violations, simulate_network, speedups
 from agos.density.masks import LayerMasks
 from agos.engine.counts import layer_work
 from agos.workload.layer import geometry_of
+from tests.cost_cases import random_layer, shrunk
 
 
-def random_layer(seed: int) -> LayerMasks | None:
-    r = random.Random(seed)
-    groups = r.choice([1, 1, 2, 3])
-    depthwise = r.random() < 0.15
-    cin = groups * r.randint(1, 3)
-    cout = groups * r.randint(1, 3)
-    if depthwise:
-        groups = cin = cout = r.randint(2, 4)
-    if r.random() < 0.15:  # a Linear layer is the 1×1 case
-        fc = torch.nn.Linear(r.randint(2, 9), r.randint(2, 9))
-        x = torch.zeros(r.randint(1, 5), fc.in_features)
-        g = geometry_of(fc, x, fc(x), "fc")
-    else:
-        conv = torch.nn.Conv2d(
-            cin,
-            cout,
-            r.choice([1, 2, 3]),
-            stride=r.choice([1, 2, 3]),
-            padding=r.choice([0, 1, 2]),
-            dilation=r.choice([1, 2]),
-            groups=groups,
-        )
-        size = r.randint(4, 8)
-        x = torch.zeros(r.randint(1, 2), cin, size, size)
-        try:
-            y = conv(x)
-        except RuntimeError:  # kernel larger than the padded input
-            return None
-        g = geometry_of(conv, x, y, "conv")
-    gen = torch.Generator().manual_seed(seed)
-    dens = [r.choice([0.0, 0.2, 0.5, 0.9, 1.0]) for _ in range(3)]
-    return LayerMasks(
-        name="l",
-        geometry=g,
-        needs_bwd_data=r.random() < 0.85,
-        x_nonzero=torch.rand(g.x_shape, generator=gen) < dens[0],
-        dy_nonzero=torch.rand(g.y_shape, generator=gen) < dens[1],
-        dx_needed=torch.rand(g.x_shape, generator=gen) < dens[2],
-        dx_all_needed=False,
-    )
-
-
-def shrunk(preset: str, r: random.Random, vary_schedule: bool) -> LoadedArch:
-    """The preset on a tiny array and buffer, so that groups, tiles and imbalance all occur."""
-    base = load_arch(preset)
-    a = base.arch
-    rows, cols = r.choice([2, 4]), r.choice([1, 2, 3, 4])
-    sched = a.scheduling.model_copy(
+def _design(ref: str, rows=4, cols=4, fd=None, banks=64, buffer=1 << 20, **skipping) -> LoadedArch:
+    base = load_arch(ref)
+    o = base.arch.organisation
+    org = o.model_copy(
         update={
-            "sync_rows": rows if a.scheduling.sync_rows > 1 else 1,
-            "fill_drain_cycles": min(a.scheduling.fill_drain_cycles, rows + cols - 2),
+            "pe_array": o.pe_array.model_copy(update={"rows": rows, "cols": cols}),
+            "fill_drain_cycles": fd,
+            "memory": o.memory.model_copy(
+                update={"buffer_banks": banks, "global_buffer_bytes": buffer, "dram_gbps": 1e5}
+            ),
         }
     )
-    skipping = a.skipping
-    memory = a.memory.model_copy(
-        update={
-            "global_buffer_bytes": r.choice([64, 128, 256, 512, 1 << 20]),
-            "dram_bandwidth_gbps": r.choice([2.0, 16.0, 256.0]),
-        }
+    arch = base.arch.model_copy(
+        update={"organisation": org, "skipping": base.arch.skipping.model_copy(update=skipping)}
     )
-    if vary_schedule:
-        sched = sched.model_copy(
-            update={
-                "sync_rows": r.choice([d for d in (1, 2, 4) if rows % d == 0]),
-                "dispatch": r.choice(["static", "dynamic"]),
-                "queue_depth": r.choice([1, 2, 3]),
-                "fill_drain_cycles": r.choice([0, 1, 3]),
-                "item_overhead_cycles": r.choice([0, 0, 2]),
-                "tile_barrier": r.random() < 0.7,
-            }
-        )
-        skipping = skipping.model_copy(update={"lookahead": r.choice([0, 0, 2, 3])})
-        memory = memory.model_copy(update={"double_buffering": r.random() < 0.7})
-    arch = a.model_copy(
-        update={
-            "pe_array": a.pe_array.model_copy(update={"rows": rows, "cols": cols}),
-            "scheduling": sched,
-            "skipping": skipping,
-            "memory": memory,
-        }
-    )
-    Arch.model_validate(arch.model_dump())  # still a valid description
-    return LoadedArch(arch, base.energy, f"test:{preset}", "", "")
+    return base.with_arch(type(arch).model_validate(arch.model_dump()))
 
 
-STEPPED = [p for p in PRESETS if p != "ideal"]
-
-
-def test_fast_model_equals_the_cycle_stepping_reference():
-    """≥ 300 randomised small layers, every stepped preset and randomised schedules."""
-    checked, multi_tile, seed = 0, 0, 0
-    while checked < 330:
-        seed += 1
-        masks = random_layer(seed)
-        if masks is None:
-            continue
-        work = layer_work(masks)
-        r = random.Random(seed)
-        preset = STEPPED[seed % len(STEPPED)]
-        loaded = shrunk(preset, r, vary_schedule=seed % 3 == 0)
-        for pass_ in PASSES:
-            fast = simulate_pass(pass_, masks, work, loaded)
-            ref = reference_pass(pass_, masks, loaded.arch)
-            assert fast.tile_compute == ref.tile_compute, (seed, preset, pass_, loaded.arch.scheduling)
-            assert fast.items == ref.items, (seed, preset, pass_)
-            if pass_ != "bwd_data" or masks.needs_bwd_data:
-                assert fast.actions["mac"] + fast.actions["mac_gated"] == ref.issued_macs, (
-                    seed,
-                    preset,
-                    pass_,
-                )
-            multi_tile += len(fast.tile_compute) > 1
-        checked += 1
-    assert multi_tile > 20  # the buffer tiling really was exercised
-
-
-def _conv_masks(c, k, n, hw, x=None, dy=None, needed=None, kernel=1) -> LayerMasks:
-    conv = torch.nn.Conv2d(c, k, kernel, padding=kernel // 2)
+def _masks(c, k, n, hw, kernel=1, groups=1, stride=1, x=None, dy=None, needed=None) -> LayerMasks:
+    conv = torch.nn.Conv2d(c, k, kernel, padding=kernel // 2, groups=groups, stride=stride)
     xs = torch.zeros(n, c, hw, hw)
     g = geometry_of(conv, xs, conv(xs), "l")
+    ones = torch.ones
     return LayerMasks(
         "l",
         g,
         True,
-        x if x is not None else torch.ones(g.x_shape, dtype=torch.bool),
-        dy if dy is not None else torch.ones(g.y_shape, dtype=torch.bool),
-        needed if needed is not None else torch.ones(g.x_shape, dtype=torch.bool),
+        x if x is not None else ones(g.x_shape, dtype=torch.bool),
+        dy if dy is not None else ones(g.y_shape, dtype=torch.bool),
+        needed if needed is not None else ones(g.x_shape, dtype=torch.bool),
         False,
     )
 
 
-def _tiny(preset: str, **sched) -> LoadedArch:
-    base = load_arch(preset)
-    a = base.arch
-    s = a.scheduling.model_copy(
-        update={"sync_rows": 4 if a.scheduling.sync_rows > 1 else 1, "fill_drain_cycles": 0, **sched}
+def _run(pass_, masks, loaded):
+    return simulate_pass(pass_, LayerContext(masks, layer_work(masks)), loaded, layer_area(loaded))
+
+
+def test_dense_systolic_fold_is_stream_plus_fill_drain():
+    """1×1 conv, 8 input channels, 8 output channels on a 4×4 array: FWD has 2 channel tiles of
+    16 positions = 4 folds each of T = 8 taps; each fold costs T + R + C − 2 = 14 cycles."""
+    cost = _run("fwd", _masks(8, 8, 1, 4), _design("dense@systolic"))
+    assert sum(cost.tile_compute) == 2 * 4 * (8 + 4 + 4 - 2)
+    assert cost.components["fill_drain"] == 2 * 4 * 6
+    overlapped = _design("dense@systolic").arch.organisation.model_copy(update={"fill_drain": "overlapped"})
+    loaded = _design("dense@systolic")
+    loaded = loaded.with_arch(loaded.arch.model_copy(update={"organisation": overlapped}))
+    assert sum(_run("fwd", _masks(8, 8, 1, 4), loaded).tile_compute) == 2 * 4 * 8 + 6 * cost.blocks[0] * 1
+
+
+def test_lookahead_window_bounds_how_far_a_row_skips():
+    """All X zero: with window L a row still walks ⌈T / L⌉ cycles; unbounded, it walks none."""
+    zero = torch.zeros(1, 9, 4, 4, dtype=torch.bool)
+    masks = _masks(9, 4, 1, 4, x=zero)
+    for window, expected in ((3, 3), (1, 9), ("inf", 0)):
+        cost = _run("fwd", masks, _design("input-skip@systolic", fd=0, lookahead=window))
+        assert cost.components["work"] == expected * 4, window  # 16 positions = 4 folds
+
+
+def test_two_sided_join_is_bounded_by_the_broadcast():
+    """BWD-W with dense X and half-zero dY: one broadcast X entry per cycle makes the join as slow
+    as one-sided skipping; a 4-wide broadcast lets each PE go at its own matches."""
+    dy = torch.zeros(2, 4, 4, 4, dtype=torch.bool)
+    dy[:, :, :2] = True  # half of every channel's dY is nonzero
+    masks = _masks(4, 4, 2, 4, dy=dy)
+    one_sided = _run("bwd_weight", masks, _design("input-skip@systolic", fd=0))
+    narrow = _run("bwd_weight", masks, _design("agos@systolic", fd=0))
+    wide = _run("bwd_weight", masks, _design("agos@systolic", fd=0, broadcast_width=4, lookahead="inf"))
+    assert narrow.components["work"] == one_sided.components["work"]
+    assert wide.components["work"] < narrow.components["work"]
+    assert narrow.actions["mac"] < one_sided.actions["mac"]  # the join still saves MACs (energy)
+
+
+def test_depthwise_groups_are_packed_side_by_side():
+    """8 one-channel groups on 4 columns: 2 tiles of 4 packed groups, not 8 tiles of 1 column."""
+    masks = _masks(8, 8, 1, 4, kernel=3, groups=8)
+    cost = _run("fwd", masks, _design("dense@systolic", fd=0))
+    assert cost.items == 2 * 16  # 16 positions per packed tile
+
+
+def test_buffer_bandwidth_bounds_a_fold():
+    """One bank of 8 bytes per cycle cannot feed a fold of 4 rows × 8 bf16 stream entries, 4 × 8
+    column operands and 16 outputs: ⌈(64 + 64 + 32) / 8⌉ = 20 cycles instead of T = 8."""
+    cost = _run("fwd", _masks(8, 4, 1, 2), _design("dense@systolic", fd=0, banks=1))
+    assert cost.components["work"] == 8
+    assert cost.compute_cycles == 20
+    assert cost.components["delivery"] == 12
+
+
+def test_stride_phases_are_separate_work_sets():
+    """BWD-D of a 1×1 stride-2 conv: only one input pixel in four is reached by any dY; the other
+    three phases have no work and no items."""
+    masks = _masks(4, 4, 1, 4, stride=2)
+    cost = _run("bwd_data", masks, _design("dense@systolic", fd=0))
+    assert cost.items == 4  # one channel tile × the 4 pixels of phase (0, 0)
+
+
+def test_compaction_pays_its_lane_conflicts():
+    """8 needed-dX channels on 4 columns: compacted, each position needs 2 slots of channels
+    {0..3} and {4..7}; the fold's union of slot 0 is lanes 0..3 once (load 1), no stall. With
+    channel 0 and 4 needed only, a position's one slot holds two channels on lane 0: on rows each
+    stream entry then takes 2 cycles."""
+    needed = torch.zeros(1, 8, 2, 2, dtype=torch.bool)
+    needed[:, [0, 4]] = True
+    masks = _masks(8, 4, 1, 2, needed=needed)
+    static = _run("bwd_data", masks, _design("dense@rows", fd=0))
+    compacted = _run("bwd_data", masks, _design("output-skip@rows", fd=0))
+    t = 4  # dY taps reaching each input pixel (1×1, 4 output channels)
+    assert compacted.components["work"] == 2 * t  # one item per position: 4 items on 4 rows, 2 cycles per entry
+    assert static.components["work"] == 2 * t  # two tiles, each 4 items on 4 rows: T each
+
+
+@pytest.mark.parametrize("seed", range(1, 41))
+def test_no_design_beats_its_mapping_bound_and_gains_beyond_the_mac_bound_are_explained(seed):
+    masks = random_layer(seed)
+    if masks is None:
+        pytest.skip("kernel larger than the padded input")
+    r = random.Random(seed)
+    org = r.choice(["systolic", "rows"])
+    designs = [shrunk(p, org, seed) for p in ("dense", "input-skip", "output-skip", "agos", "ideal")]
+    names = [f"{d.arch.preset}-{i}" for i, d in enumerate(designs)]
+    designs = [d.with_arch(d.arch.model_copy(update={"name": n})) for d, n in zip(designs, names, strict=True)]
+    manifest = SimpleNamespace(vector_ops=[], vector_note=None, parameters=0, logits_numel=0)
+    try:
+        net = simulate_network([masks], designs, manifest, workers=1)
+    except Exception as exc:  # a tiny buffer may hold no tile at all: that is an error, not a result
+        assert "buffer" in str(exc)
+        return
+    assert mapping_bound_violations(net) == []
+    for name in names:
+        s = speedups(net, name)
+        for span in ("backprop", "iteration"):
+            over, bound = s["speedup_over_twin"][span], s["mac_bound_speedup"][span]
+            if over and bound and over > bound * (1 + 1e-9) and not net.designs[name].arch.ideal:
+                assert any(span in f and "exceeds its MAC bound" in f for f in s["flags"]), (name, span)
+
+
+def test_equal_area_candidates_fill_the_area_and_no_more():
+    agos = load_arch("agos@systolic")
+    target = design_area(agos.arch, agos.area).total_mm2
+    cands = equal_area_candidates(target, agos)
+    assert len(cands) == 2
+    for cand in cands:
+        area = design_area(cand.arch, cand.area).total_mm2
+        assert area <= target
+        assert not cand.arch.skipping.skips_work
+    pe, buf = cands
+    rows, cols = pe.arch.pe_array.rows, pe.arch.pe_array.cols
+    bigger = pe.arch.organisation.model_copy(
+        update={
+            "pe_array": pe.arch.pe_array.model_copy(
+                update={"rows": rows + (rows <= cols), "cols": cols + (rows > cols)}
+            )
+        }
     )
-    arch = a.model_copy(
-        update={"pe_array": a.pe_array.model_copy(update={"rows": 4, "cols": 4}), "scheduling": s}
-    )
-    return LoadedArch(arch, base.energy, "t", "", "")
+    assert design_area(pe.arch.model_copy(update={"organisation": bigger}), pe.area).total_mm2 > target
+    assert rows * cols > 32 * 32 and buf.arch.memory.global_buffer_bytes > 2 * 2**20
 
 
-@pytest.mark.parametrize("c,k,n,hw", [(8, 4, 2, 4), (16, 8, 1, 4), (5, 12, 4, 2)])
-def test_dense_cycles_are_macs_over_pes_per_tile(c, k, n, hw):
-    """1×1 conv, positions a multiple of the rows: every pass is MACs / PEs, rounded up per tile."""
-    masks = _conv_masks(c, k, n, hw)
-    work = layer_work(masks)
-    dense = _tiny("dense")
-    positions = n * hw * hw
-    for pass_, rows_per_tile in (("fwd", positions), ("bwd_data", positions), ("bwd_weight", c)):
-        cost = simulate_pass(pass_, masks, work, dense)
-        channels = {"fwd": k, "bwd_data": c, "bwd_weight": k}[pass_]
-        stream = {"fwd": c, "bwd_data": k, "bwd_weight": positions}[pass_]
-        tiles = -(-channels // 4)
-        expected = tiles * -(-rows_per_tile // 4) * stream
-        assert cost.compute_cycles == expected, pass_
-        if channels % 4 == 0 and rows_per_tile % 4 == 0:
-            assert cost.compute_cycles == masks.geometry.macs // 16
-
-
-def test_all_zero_masks_leave_no_work_for_skipping_designs():
-    zero = torch.zeros(2, 8, 4, 4, dtype=torch.bool)
-    masks = _conv_masks(8, 8, 2, 4, x=zero, dy=zero.clone(), needed=zero.clone())
-    work = layer_work(masks)
-    agos = _tiny("agos")
-    for pass_ in PASSES:
-        assert simulate_pass(pass_, masks, work, agos).compute_cycles == 0, pass_
-        assert simulate_pass(pass_, masks, work, _tiny("ideal")).cycles == 0, pass_
-    dense = simulate_pass("fwd", masks, work, _tiny("dense"))
-    assert dense.compute_cycles == masks.geometry.macs // 16  # the dense design does it all anyway
-
-
-def test_imbalance_shows_when_one_position_holds_all_the_work():
-    x = torch.zeros(1, 8, 4, 4, dtype=torch.bool)
-    x[0, :, 0, 0] = True  # every nonzero X sits in the stream of one output position
-    masks = _conv_masks(8, 4, 1, 4, x=x)
-    work = layer_work(masks)
-    agos = simulate_pass("fwd", masks, work, _tiny("agos"))
-    ideal = simulate_pass("fwd", masks, work, _tiny("ideal"))
-    assert agos.compute_cycles == 8  # one row walks the 8 nonzero taps; the other rows idle
-    assert ideal.cycles == 2  # 8 × 4 effective MACs over 16 PEs
-    lockstep = simulate_pass("fwd", masks, work, _tiny("input-skip", sync_rows=4))
-    # lookahead 4: every item needs ⌈8/4⌉ = 2 cycles; the heavy item's group needs 8
-    assert lockstep.compute_cycles == 8 + 3 * 2
+def test_ideal_runs_at_the_mapping_bound():
+    masks = _masks(6, 6, 2, 4, kernel=3)
+    for p in PASSES:
+        cost = _run(p, masks, _design("ideal@systolic"))
+        assert cost.cycles == cost.mapping_bound

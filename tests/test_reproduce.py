@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from agos.arch.load import ORGANISATIONS, PRESETS
 from agos.cli import main
 from agos.report.browser import chromium_available
 
@@ -34,20 +35,34 @@ def test_results_json(tiny_report):
     out, _ = tiny_report
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"resnet34", "squeezenet1_1"}
+    expected = {f"{p}@{o}" for p in PRESETS for o in ORGANISATIONS}
     for name, m in results["models"].items():
-        for key in ("backprop_speedup", "iteration_speedup"):
-            assert set(m[key]) == {"dense", "zero-gate", "input-skip", "output-skip", "agos", "ideal"}
-            assert all(isinstance(v, float) for v in m[key].values())
-            assert m[key]["dense"] == 1.0 and m[key]["agos"] > 1.0
+        assert set(m["designs"]) == expected
+        for design, d in m["designs"].items():
+            s = d["speedup_over_twin"]
+            assert all(isinstance(s[k], float) for k in ("fwd", "bwd_data", "bwd_weight", "backprop", "iteration"))
+            assert d["twin"] == f"dense@{d['organisation']}"
+            assert d["area_mm2"] > 0 and d["energy_j"] > 0
+            if d["preset"] in ("dense", "zero-gate"):
+                assert s["iteration"] == 1.0, design
+            if d["preset"] != "ideal":
+                assert isinstance(d["speedup_over_best_dense_equal_area"], float), design
+        # the GPU row of the design's own precision (bf16), and the dense twin's ratio beside
+        for design, g in m["gpu"].items():
+            assert g["gpu_precision"] == "bf16-autocast" and g["twin_energy_ratio"] is not None
         prov = m["provenance"]
         assert prov["model"] == name and prov["batch_size"] == 2 and prov["image_size"] == 32
         assert m["verify"]["soundness"]["bit_identical"] and m["verify"]["engine"]["passed"]
-        assert len(m["arch_sha256"]["agos"]) == 64
+        assert len(m["designs"]["agos@systolic"]["sha256"]) == 64
     # resnet34 has a published profile: early and converged statistical runs beside the real one
     densities = results["models"]["resnet34"]["densities"]
     assert len(densities) == 3 and any(d["density"] == "profile:sparsetrain:last" for d in densities.values())
     assert len(results["models"]["squeezenet1_1"]["densities"]) == 1
-    assert results["seed_comparison"]["ours"]["backprop_speedup_real"]["low"] > 1.0
+    ours = results["seed_comparison"]["ours"]
+    assert set(ours) == set(ORGANISATIONS)
+    assert ours["systolic"]["agos_backprop_real"]["low"] > 0
+    has_gpu = any(m["gpu"] for m in results["models"].values())
+    assert (ours["systolic"]["agos_energy_vs_gpu"] is not None) == has_gpu
 
 
 def test_report_page(tiny_report):

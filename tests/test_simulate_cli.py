@@ -1,4 +1,5 @@
-"""`agos simulate` end to end on real traces: JSON structure, the ordering of designs, errors."""
+"""`agos simulate` end to end on real traces: the JSON every design reports, the properties its
+figures must have, statistical densities and user designs, the lookahead sensitivity, errors."""
 
 from __future__ import annotations
 
@@ -6,96 +7,107 @@ import json
 
 import pytest
 
+from agos.arch.load import all_designs
 from agos.cli import main
 
 SPANS = ("fwd", "bwd_data", "bwd_weight", "backprop", "iteration")
+REQUIRED = (
+    "organisation",
+    "twin",
+    "area_mm2",
+    "speedup_over_twin",
+    "mac_bound_speedup",
+    "speedup_over_best_dense_equal_area",
+    "energy_j",
+    "flags",
+)
+
+
+def _strict(text: str) -> dict:
+    def refuse(name):
+        raise AssertionError(f"JSON holds {name}")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 @pytest.fixture(scope="module")
 def resnet18_sim(resnet18_trace, tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
-    assert (
-        main(["simulate", str(resnet18_trace), "--json", str(out / "s.json"), "--plot", str(out / "s.png")])
-        == 0
-    )
-    return json.loads((out / "s.json").read_text()), out
+    args = ["simulate", str(resnet18_trace), "--json", str(out / "s.json"), "--plot", str(out / "s.png")]
+    assert main(args) == 0
+    return _strict((out / "s.json").read_text()), out
 
 
-def test_json_structure(resnet18_sim):
+def test_json_gives_every_design_its_twin_area_energy_and_flags(resnet18_sim):
     summary, out = resnet18_sim
     assert (out / "s.png").read_bytes()[:4] == b"\x89PNG"
-    assert list(summary["archs"]) == ["dense", "zero-gate", "input-skip", "output-skip", "agos", "ideal"]
-    for name, a in summary["archs"].items():
-        assert len(a["sha256"]) == 64, name
-        for key in ("fwd_cycles", "bwd_data_cycles", "bwd_weight_cycles", "energy_pj"):
-            assert a["totals"][key] >= 0, (name, key)
+    assert summary["requested"] == all_designs()
+    for name in summary["requested"]:
+        a = summary["designs"][name]
+        assert all(k in a for k in REQUIRED), name
+        assert set(a["speedup_over_twin"]) == set(SPANS) == set(a["mac_bound_speedup"])
+        assert a["twin"] == f"dense@{a['organisation']}" and a["twin"] in summary["designs"]
+        assert isinstance(a["flags"], list) and len(a["sha256"]) == 64
         assert a["layers"][0]["bwd_data"]["cycles"] == 0  # the first layer runs no BWD-D
-        for layer in a["layers"]:
-            for p in ("fwd", "bwd_data", "bwd_weight"):
-                assert {"cycles", "energy_pj", "dram_bytes"} <= set(layer[p])
-        assert a["totals"]["fwd_cycles"] == sum(layer["fwd"]["cycles"] for layer in a["layers"])
+        assert a["cycles"]["fwd"] == sum(layer["fwd"]["cycles"] for layer in a["layers"])
+        assert a["cycles"]["iteration"] == sum(a["cycles"][p] for p in ("fwd", "bwd_data", "bwd_weight", "vector"))
+        if not name.startswith("ideal"):
+            best = a["best_dense_equal_area"]
+            assert summary["designs"][best]["area_mm2"] <= a["area_mm2"] + 1e-9
+            assert name in summary["equal_area"]
+    roles = {a["role"] for a in summary["designs"].values()}
+    assert roles == {"design", "equal-area"}  # every twin here is a requested dense design
     assert "resnet18" in summary["label"] and "real masks" in summary["label"]
 
 
-def test_designs_are_ordered_on_a_real_trace(resnet18_sim):
+def test_figures_have_the_properties_of_the_model(resnet18_sim):
     summary, _ = resnet18_sim
-    s = {name: a["speedup"] for name, a in summary["archs"].items()}
-    for span in SPANS:
-        assert s["ideal"][span] >= s["agos"][span] >= s["output-skip"][span] >= s["dense"][span] - 1e-12, span
-        assert s["agos"][span] >= s["input-skip"][span] >= s["dense"][span] - 1e-12, span
-        assert s["zero-gate"][span] == pytest.approx(1.0)
-    # the bound holds layer by layer and pass by pass, on compute alone
-    for agos, ideal in zip(
-        summary["archs"]["agos"]["layers"], summary["archs"]["ideal"]["layers"], strict=True
-    ):
-        for p in ("fwd", "bwd_data", "bwd_weight"):
-            assert agos[p]["compute_cycles"] >= ideal[p]["cycles"], (agos["name"], p)
-    # zero-gating saves energy, never time
-    e = {name: a["totals"]["energy_pj"] for name, a in summary["archs"].items()}
-    assert e["zero-gate"] < e["dense"] and e["agos"] < e["dense"]
+    d = summary["designs"]
+    for org in ("systolic", "rows"):
+        ideal = d[f"ideal@{org}"]
+        for preset in ("dense", "zero-gate", "input-skip", "output-skip", "agos"):
+            a = d[f"{preset}@{org}"]
+            for span in SPANS:  # nothing beats the bound of its own mapping
+                assert ideal["speedup_over_twin"][span] >= a["speedup_over_twin"][span] - 1e-12, (preset, span)
+            assert ideal["mapping_bound_cycles"]["iteration"] <= a["cycles"]["iteration"]
+        assert d[f"zero-gate@{org}"]["speedup_over_twin"]["iteration"] == 1.0  # gating saves energy only
+        assert d[f"zero-gate@{org}"]["energy_j"] < d[f"dense@{org}"]["energy_j"]
+        assert d[f"dense@{org}"]["speedup_over_twin"]["iteration"] == 1.0
+        assert ideal["cycles"]["fwd"] == ideal["mapping_bound_cycles"]["fwd"]
+    # the dense designs pay for their non-convolution work like every other design
+    assert len({a["cycles"]["vector"] for a in d.values()}) == 1 and d["dense@rows"]["cycles"]["vector"] > 0
 
 
-def test_statistical_density_and_a_user_arch(resnet18_trace, tmp_path, capsys):
+def test_statistical_density_and_a_user_design(resnet18_trace, tmp_path, capsys):
     arch = tmp_path / "wide.yaml"
-    arch.write_text("name: wide\npe_array: {rows: 16, cols: 64}\nskipping: {fwd: {stream: true}}\n")
-    assert (
-        main(
-            [
-                "simulate",
-                str(resnet18_trace),
-                "--arch",
-                f"agos,{arch}",
-                "--density",
-                "uniform:0.7",
-                "--json",
-                str(tmp_path / "u.json"),
-            ]
-        )
-        == 0
-    )
-    summary = json.loads((tmp_path / "u.json").read_text())
-    assert list(summary["archs"]) == ["dense", "agos", "wide"]  # dense is added as the baseline
+    arch.write_text("name: wide\norganisation: systolic\nskipping: {fwd: {stream: true}}\n")
+    out = tmp_path / "u.json"
+    args = ["simulate", str(resnet18_trace), "--arch", f"agos@systolic,{arch}", "--density", "uniform:0.7"]
+    assert main([*args, "--json", str(out), "--lookahead", "1,3,inf"]) == 0
+    summary = _strict(out.read_text())
+    assert summary["requested"] == ["agos@systolic", "wide"]
     assert "uniform:0.7" in summary["density"]
-    assert summary["archs"]["wide"]["source"] == str(arch)
-    capsys.readouterr()
+    assert summary["designs"]["wide"]["source"] == str(arch)
+    sens = summary["lookahead_sensitivity"]
+    assert set(sens) == {"agos@systolic", "wide"} and list(sens["wide"]) == ["1", "3", "inf"]
+    for row in sens.values():  # a wider window never slows a row down
+        assert row["1"]["iteration"] <= row["3"]["iteration"] <= row["inf"]["iteration"] + 1e-12
+        assert abs(row["1"]["fwd"] - 1.0) < 0.05  # a window of one entry skips (almost) nothing
+    assert "Lookahead window sensitivity" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     "args,message",
-    [(("--arch", "tpu"), "no preset or arch file"), (("--density", "uniform:1.5"), "uniform")],
+    [
+        (("--arch", "tpu"), "no preset or design file"),
+        (("--arch", "agos@gpu"), "no shipped organisation"),
+        (("--density", "uniform:1.5"), "uniform"),
+        (("--lookahead", "0"), "--lookahead"),
+        (("--lookahead", "two"), "--lookahead"),
+        (("--workers", "0"), "--workers"),
+    ],
 )
 def test_bad_input_is_one_line(resnet18_trace, capsys, args, message):
     assert main(["simulate", str(resnet18_trace), *args]) != 0
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
-
-
-def test_own_speedup_of_the_ideal_design_is_the_mac_bound(resnet18_sim, resnet18_trace, tmp_path):
-    summary, _ = resnet18_sim
-    assert main(["bounds", str(resnet18_trace), "--json", str(tmp_path / "b.json")]) == 0
-    bound = json.loads((tmp_path / "b.json").read_text())["speedups"]["input+output"]
-    own = summary["archs"]["ideal"]["sparsity_speedup"]
-    for span in SPANS:
-        assert own[span] == pytest.approx(bound[span], rel=0.01), span  # ⌈·⌉ per layer aside
-    assert summary["archs"]["dense"]["sparsity_speedup"]["iteration"] == 1.0
-    assert summary["archs"]["agos"]["sparsity_speedup"]["iteration"] > 1.0

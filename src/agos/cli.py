@@ -148,36 +148,74 @@ app.add_typer(arch_app, name="arch")
 
 @arch_app.command("list")
 def arch_list() -> None:
-    """The shipped presets (equal PE count and memory)."""
-    from agos.arch.load import PRESETS, load_arch
+    """Every preset on every shipped organisation (equal PEs, buffer and DRAM), with its area."""
+    from agos.arch.area import design_area
+    from agos.arch.load import ORGANISATIONS, PRESETS, load_arch
 
-    for name in PRESETS:
-        loaded = load_arch(name)
-        typer.echo(f"{name:12s} {loaded.arch.description}")
+    for org in ORGANISATIONS:
+        loaded = load_arch(f"dense@{org}")
+        typer.echo(f"organisation {org}: {loaded.arch.organisation.description}")
+    for preset in PRESETS:
+        for org in ORGANISATIONS:
+            loaded = load_arch(f"{preset}@{org}")
+            area = design_area(loaded.arch, loaded.area).total_mm2
+            typer.echo(f"  {loaded.name:22s} {area:6.2f} mm²  {loaded.arch.description}")
 
 
 @arch_app.command("show")
 def arch_show(
-    ref: Annotated[str, typer.Argument(metavar="NAME|FILE", help="a preset name or a YAML file")],
+    ref: Annotated[
+        str, typer.Argument(metavar="DESIGN", help="PRESET@ORG, a bare PRESET (both), or a YAML design file")
+    ],
 ) -> None:
-    """Print a preset or file, validated, with its SHA-256 (the provenance of simulated numbers)."""
-    from agos.arch.load import load_arch
+    """Print resolved designs with their area by component and their SHA-256 (the provenance of
+    every simulated number)."""
+    import yaml
 
-    loaded = load_arch(ref)
-    typer.echo(f"# {loaded.source}  sha256 {loaded.sha256}")
-    typer.echo(loaded.text.rstrip())
-    typer.echo(
-        f"# energy table '{loaded.energy.name}': "
-        + ", ".join(f"{k} {v}" for k, v in loaded.energy.model_dump().items() if k != "name")
-    )
+    from agos.arch.area import design_area
+    from agos.arch.load import load_archs
+
+    for loaded in load_archs(ref):
+        area = design_area(loaded.arch, loaded.area)
+        typer.echo(f"# {loaded.name}  ({loaded.source})  sha256 {loaded.sha256}")
+        dumped = yaml.safe_dump(loaded.arch.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        typer.echo(dumped.rstrip())
+        typer.echo(
+            f"# area {area.total_mm2:.3f} mm² ("
+            + ", ".join(f"{k} {v:.3f}" for k, v in area.components.items())
+            + f"); static {area.static_mw:.1f} mW; energy table '{loaded.energy.name}', "
+            f"area table '{loaded.area.name}'"
+        )
+
+
+def _windows(text: str) -> list[int | str]:
+    out: list[int | str] = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if part in ("inf", "∞"):
+            out.append("inf")
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise AgosError(f"--lookahead: '{part}' is not a window (positive integers or inf)") from None
+        if value < 1:
+            raise AgosError(f"--lookahead: windows are ≥ 1, got {value}")
+        out.append(value)
+    if not out:
+        raise AgosError("--lookahead needs at least one window")
+    return out
 
 
 @app.command()
 def simulate(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
-    arch: Annotated[str, typer.Option("--arch", help="comma-separated presets and/or YAML files")] = (
-        "dense,zero-gate,input-skip,output-skip,agos,ideal"
-    ),
+    arch: Annotated[
+        str,
+        typer.Option(
+            "--arch", help="comma-separated designs: PRESET@ORG, PRESET (on both organisations), FILE"
+        ),
+    ] = "dense,zero-gate,input-skip,output-skip,agos,ideal",
     density: Annotated[
         str, typer.Option("--density", help="real | uniform:S | profile:FILE[:CHECKPOINT]")
     ] = "real",
@@ -185,21 +223,44 @@ def simulate(
     json_out: Annotated[Path | None, typer.Option("--json", help="write every figure as JSON")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="also print per-layer speedups")] = False,
+    lookahead: Annotated[
+        str | None,
+        typer.Option("--lookahead", help="also report speedups at these windows, e.g. 1,2,4,8,16,32,inf"),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="processes to split the layers between (default: auto)")
+    ] = None,
 ) -> None:
-    """Cycles, energy and speedups of each design on a trace's layers."""
-    from agos.arch.load import load_arch, load_archs
+    """Cycles, area, energy and speedups of each design (over its dense twin and the best dense
+    design of equal area) on a trace's layers."""
+    from agos.arch.load import load_archs
     from agos.capture.trace import load_trace
-    from agos.cost.network import simulate_network
+    from agos.cost.network import MaskSource, lookahead_sensitivity, simulate_network
     from agos.density.select import density_label, layer_masks
     from agos.report import simulate as report
 
+    if workers is not None and not 1 <= workers <= 64:
+        raise AgosError(f"--workers must be between 1 and 64, got {workers}")
+    windows = _windows(lookahead) if lookahead is not None else None
     loaded_trace = load_trace(trace_dir)
     designs = load_archs(arch)
-    if "dense" not in {d.name for d in designs}:
-        designs = [load_arch("dense"), *designs]  # the baseline of every speedup
-    masks = layer_masks(loaded_trace, density, seed)
-    results = simulate_network(masks, designs, count=len(loaded_trace.layers))
-    summary = report.summarise(results, loaded_trace.provenance, density_label(loaded_trace, density, seed))
+    label = density_label(loaded_trace, density, seed)  # checks the density spec before any work
+    source = MaskSource(str(trace_dir), density, seed)
+    macs = 3 * sum(layer.macs for layer in loaded_trace.layers)
+    net = simulate_network(
+        source,
+        designs,
+        loaded_trace.manifest,
+        count=len(loaded_trace.layers),
+        workers=workers,
+        dense_macs=macs,
+    )
+    sensitivity = None
+    if windows is not None:
+        sensitivity = lookahead_sensitivity(
+            lambda: layer_masks(loaded_trace, density, seed), designs, loaded_trace.manifest, windows
+        )
+    summary = report.summarise(net, loaded_trace.provenance, label, sensitivity)
     report.print_table(summary, per_layer=per_layer)
     if json_out:
         report.write_json(summary, json_out)
@@ -303,9 +364,9 @@ def reproduce(
         int | None,
         typer.Option("--check-images", help="images the sparse engine recomputes (4; quick: 2; 0: off)"),
     ] = None,
-    arch: Annotated[str, typer.Option("--arch", help="designs to simulate")] = (
-        "dense,zero-gate,input-skip,output-skip,agos,ideal"
-    ),
+    arch: Annotated[
+        str, typer.Option("--arch", help="designs to simulate (a bare preset: on both organisations)")
+    ] = "dense,zero-gate,input-skip,output-skip,agos,ideal",
     quick: Annotated[
         bool, typer.Option("--quick", help="smaller batch and images: minutes, not an hour")
     ] = False,

@@ -1,166 +1,269 @@
-"""`agos simulate`: cycles, energy and speedups of each design on a trace, as a table, JSON and a
-plot. Every number carries the trace's provenance, the density source and each arch file's hash."""
+"""`agos simulate`: cycles, area, energy and speedups of each design on a trace, as a table, JSON
+and a plot. Every speedup is over the design's dense twin (the same organisation with skipping
+off) unless named otherwise; each design is also set against the best dense design of equal area.
+Every number carries the trace's provenance, the density source and each design's hash."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from rich.table import Table
 
 from agos.arch.schema import PASSES
-from agos.cost.network import DesignResult
+from agos.cost.network import SPANS, DesignResult, NetworkResult, mapping_bound_violations, speedups
 from agos.fileio import atomic_file
-from agos.report.bounds import SPEEDUP_PASSES
 from agos.report.provenance import provenance_label
 from agos.report.sparsity import wide_console
 
-PASS_LABEL = {"fwd": "FWD", "bwd_data": "BWD-D", "bwd_weight": "BWD-W"}
-SPANS = SPEEDUP_PASSES
+FORMAT = "agos-simulate"
+VERSION = 2
+CYCLE_SPANS = (*SPANS, "vector")
 
 
-def _ratio(a: float, b: float) -> float:
-    return a / b if b else float("nan")
+def _finite(v):
+    """JSON never holds NaN or Infinity: undefined ratios are null."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def _cycles(d: DesignResult) -> dict[str, int]:
+    out = {s: d.cycles(s) for s in SPANS}
+    out["vector"] = d.vector.cycles
+    return out
+
+
+def _components(d: DesignResult) -> dict[str, dict[str, int]]:
+    out = {}
+    for span, passes in SPANS.items():
+        keys = ("work", "fill_drain", "delivery", "exposed")
+        out[span] = {
+            k: int(sum(layer.passes[p].components.get(k, 0) for layer in d.layers for p in passes))
+            for k in keys
+        }
+    return out
 
 
 def _pass_dict(cost, pes: int) -> dict:
     return {
         "cycles": cost.cycles,
         "compute_cycles": cost.compute_cycles,
-        "transfer_cycles": cost.transfer_cycles,
-        "items": cost.items,
         "tiles": len(cost.tile_compute),
-        "energy_pj": cost.energy_pj,
-        "energy_breakdown_pj": cost.energy_breakdown,
-        "dram_bytes": cost.dram_bytes,
+        "tiling": {
+            "order": cost.order,
+            "position_blocks": cost.blocks[0],
+            "channel_blocks": cost.blocks[1],
+            "stream_blocks": cost.blocks[2],
+        },  # fmt: skip
+        "items": cost.items,
+        "dram_bytes": {"a": cost.dram_a, "b": cost.dram_b, "o": cost.dram_o},
         "dense_macs": cost.dense_macs,
         "effective_macs": cost.effective_macs,
-        "utilisation": _ratio(cost.effective_macs, pes * cost.cycles) if cost.cycles else 0.0,
+        "design_macs": cost.design_macs,
+        "mapping_bound_cycles": cost.mapping_bound,
+        "mac_bound_cycles": cost.mac_bound,
+        "components": cost.components,
         "actions": cost.actions,
+        "energy_pj": cost.energy_pj,
+        "energy_breakdown_pj": cost.energy_breakdown,
+        "utilisation": _ratio(cost.effective_macs, pes * cost.cycles),
     }
 
 
-def summarise(results: list[DesignResult], provenance: dict, density: str, baseline: str = "dense") -> dict:
-    by_name = {r.loaded.name: r for r in results}
-    base = by_name[baseline]
-    archs = {}
-    for result in results:
-        arch = result.loaded.arch
-        pes = arch.pes
-        layers = []
-        for layer, base_layer in zip(result.layers, base.layers, strict=True):
-            entry = {"name": layer.name, "kind": layer.kind}
-            for p in PASSES:
-                entry[p] = _pass_dict(layer.passes[p], pes)
-            entry["speedup"] = {
-                span: _ratio(
-                    sum(base_layer.passes[p].cycles for p in passes),
-                    sum(layer.passes[p].cycles for p in passes),
-                )
-                for span, passes in SPANS.items()
+def design_dict(net: NetworkResult, name: str, layers: bool) -> dict:
+    d = net.designs[name]
+    arch = d.arch
+    pes = arch.pes
+    twin = net.twin_of(name)
+    energy = d.energy_pj()
+    entry = {
+        "role": d.role,
+        "organisation": arch.organisation.name,
+        "preset": arch.preset,
+        "description": arch.description,
+        "source": d.loaded.source,
+        "sha256": d.loaded.sha256,
+        "pe_array": [arch.pe_array.rows, arch.pe_array.cols],
+        "precision": arch.precision.multiply,
+        "global_buffer_bytes": arch.memory.global_buffer_bytes,
+        "area_mm2": d.area.total_mm2,
+        "area_breakdown_mm2": d.area.components,
+        "static_mw": d.area.static_mw,
+        "cycles": _cycles(d),
+        "time_ms": {s: c / (arch.clock_ghz * 1e6) for s, c in _cycles(d).items()},
+        "energy_j": energy / 1e12,
+        "energy_breakdown_j": {k: v / 1e12 for k, v in d.energy_breakdown().items()},
+        "energy_vs_twin": _ratio(energy, twin.energy_pj()),
+        "dram_bytes": d.total("dram_bytes"),
+        "utilisation": _ratio(d.total("effective_macs"), pes * d.cycles("iteration")),
+        "components": _components(d),
+        "mapping_bound_cycles": {s: int(d.total("mapping_bound", SPANS[s])) for s in SPANS},
+        "vector": {"cycles": d.vector.cycles, "by_class": d.vector.by_class, "note": d.vector.note},
+    }
+    if d.role == "design":
+        s = speedups(net, name)
+        entry.update(s)
+        it = s["speedup_over_twin"]["iteration"]
+        entry["speedup_per_area_over_twin"] = (
+            it * twin.area.total_mm2 / d.area.total_mm2 if it is not None else None
+        )
+    if layers:
+        entry["layers"] = [
+            {
+                "name": layer.name,
+                "kind": layer.kind,
+                **{p: _pass_dict(layer.passes[p], pes) for p in PASSES},
+                "speedup_over_twin": {
+                    span: _ratio(
+                        sum(tl.passes[p].cycles for p in passes),
+                        sum(layer.passes[p].cycles for p in passes),
+                    )
+                    for span, passes in SPANS.items()
+                    for tl in [twin.layers[i]]
+                },
             }
-            layers.append(entry)
-        cycles = {span: result.total("cycles", passes) for span, passes in SPANS.items()}
-        effective = {span: result.total("effective_macs", passes) for span, passes in SPANS.items()}
-        energy = result.total("energy_pj")
-        totals = {
-            "fwd_cycles": cycles["fwd"],
-            "bwd_data_cycles": cycles["bwd_data"],
-            "bwd_weight_cycles": cycles["bwd_weight"],
-            "backprop_cycles": cycles["backprop"],
-            "iteration_cycles": cycles["iteration"],
-            "iteration_ms": cycles["iteration"] / (arch.clock_ghz * 1e6),
-            "energy_pj": energy,
-            "energy_breakdown_pj": result.energy_breakdown(),
-            "dram_bytes": result.total("dram_bytes"),
-            "utilisation": {
-                span: _ratio(effective[span], pes * cycles[span]) if cycles[span] else 0.0 for span in SPANS
-            },
-        }
-        archs[result.loaded.name] = {
-            "source": result.loaded.source,
-            "sha256": result.loaded.sha256,
-            "description": arch.description,
-            "layers": layers,
-            "totals": totals,
-            "speedup": {
-                span: _ratio(base.total("cycles", passes), cycles[span]) for span, passes in SPANS.items()
-            },
-            "energy_vs_baseline": _ratio(energy, base.total("energy_pj")),
-            # the design's own sparsity gain: over the same machine with its skipping off
-            "sparsity_speedup": {
-                span: _ratio((result.twin or result).total("cycles", passes), cycles[span])
-                for span, passes in SPANS.items()
-            },
-        }
+            for i, layer in enumerate(d.layers)
+        ]
+    return entry
+
+
+def summarise(
+    net: NetworkResult,
+    provenance: dict,
+    density: str,
+    lookahead: dict | None = None,
+    all_layers: bool = False,
+) -> dict:
+    """Everything `agos simulate` reports, as plain data (the JSON output). Per-layer figures are
+    given for the requested designs (for every design with `all_layers`)."""
+    violations = mapping_bound_violations(net)
+    if violations:  # the model's own invariant: never silent, never shipped
+        raise AssertionError(f"a pass beat its mapping bound: {violations[0]}")
+    designs = {
+        name: design_dict(net, name, layers=all_layers or d.role == "design")
+        for name, d in net.designs.items()
+    }
+    first = next(iter(net.designs.values()))
     return {
+        "format": FORMAT,
+        "version": VERSION,
         "provenance": provenance,
         "density": density,
         "label": provenance_label(provenance, density),
-        "baseline": baseline,
-        "archs": archs,
+        "requested": net.requested,
+        "equal_area": net.equal_area,
+        "vector_note": first.vector.note,
+        "designs": designs,
+        "lookahead_sensitivity": lookahead,
+        "notes": {
+            "speedup_over_twin": "over the same organisation with every skip, gate and compression off",
+            "mac_bound_speedup": "dense MACs / the MACs this design's skipping leaves (its policy)",
+            "speedup_over_best_dense_equal_area": "best dense design whose area is at most this design's "
+            "(its extra area spent on PEs or buffer, on every organisation of the run) / this design",
+            "iteration": "FWD + BWD-D + BWD-W + the vector unit's non-convolution work; backprop excludes it",
+        },
     }
+
+
+def _x(v) -> str:
+    return "—" if v is None else f"{v:.2f}"
 
 
 def print_table(summary: dict, per_layer: bool = False, console=None) -> None:
     console = console or wide_console()
-    base = summary["baseline"]
     table = Table(title=f"Simulated training step — {summary['label']}", title_justify="left")
-    for col in (
-        "design",
-        "FWD Mcyc",
-        "BWD-D Mcyc",
-        "BWD-W Mcyc",
-        "iter ms",
-        "×FWD",
-        "×BWD-D",
-        "×BWD-W",
-        "×backprop",
-        "×iteration",
-        "×iter own",
-        "util",
-        "energy mJ",
-        "E/E_dense",
-    ):
-        table.add_column(col, justify="left" if col == "design" else "right", no_wrap=True)
-    for name, a in summary["archs"].items():
-        t, s = a["totals"], a["speedup"]
+    cols = (
+        "design", "mm²", "FWD Mc", "BWD-D Mc", "BWD-W Mc", "iter ms",
+        "×bp twin", "×iter twin", "MAC bound", "×iter eq-area", "best equal-area dense",
+        "mJ", "E/E twin", "util", "flags",
+    )  # fmt: skip
+    for col in cols:
+        table.add_column(
+            col, justify="left" if col in ("design", "best equal-area dense") else "right", no_wrap=True
+        )
+    flagged = []
+    for name in summary["requested"]:
+        a = summary["designs"][name]
+        c = a["cycles"]
+        s = a.get("speedup_over_twin", {})
         table.add_row(
             name,
-            f"{t['fwd_cycles'] / 1e6:.2f}",
-            f"{t['bwd_data_cycles'] / 1e6:.2f}",
-            f"{t['bwd_weight_cycles'] / 1e6:.2f}",
-            f"{t['iteration_ms']:.2f}",
-            *(f"{s[k]:.2f}" for k in ("fwd", "bwd_data", "bwd_weight", "backprop", "iteration")),
-            f"{a['sparsity_speedup']['iteration']:.2f}",
-            f"{100 * t['utilisation']['iteration']:.0f}%",
-            f"{t['energy_pj'] / 1e9:.2f}",
-            f"{a['energy_vs_baseline']:.2f}",
+            f"{a['area_mm2']:.2f}",
+            f"{c['fwd'] / 1e6:.2f}",
+            f"{c['bwd_data'] / 1e6:.2f}",
+            f"{c['bwd_weight'] / 1e6:.2f}",
+            f"{a['time_ms']['iteration']:.2f}",
+            _x(s.get("backprop")),
+            _x(s.get("iteration")),
+            _x(a.get("mac_bound_speedup", {}).get("iteration")),
+            _x(a.get("speedup_over_best_dense_equal_area")),
+            a.get("best_dense_equal_area") or "—",
+            f"{a['energy_j'] * 1e3:.2f}",
+            _x(a["energy_vs_twin"]),
+            f"{100 * (a['utilisation'] or 0):.0f}%",
+            str(len(a.get("flags", []))) if a.get("flags") else "",
         )
+        flagged += [(name, f) for f in a.get("flags", [])]
     console.print(table)
     console.print(
-        "'×iter own': over the same design with its skipping off (its sparsity gain alone); "
-        f"other speedups (×) are over '{base}'; util = effective MACs / (PEs × cycles); "
-        "arch files: " + ", ".join(f"{n} {a['sha256'][:8]}" for n, a in summary["archs"].items())
+        markup=False,
+        highlight=False,
+        *[
+            "×: over the design's dense twin (same organisation, skipping off); MAC bound = dense MACs / the "
+            "MACs its skipping leaves; eq-area: the best dense design of at most its area / it; iteration "
+            "includes the vector unit's non-convolution work; Mc = million cycles. Designs: "
+            + ", ".join(f"{n} {summary['designs'][n]['sha256'][:8]}" for n in summary["requested"])
+        ],
     )
+    for name, flag in flagged:
+        console.print(f"  {name}: {flag}", markup=False, highlight=False)
+    if summary.get("vector_note"):
+        console.print(f"note: {summary['vector_note']}")
+    sens = summary.get("lookahead_sensitivity")
+    if sens:
+        windows = list(next(iter(sens.values())))
+        t = Table(
+            title="Lookahead window sensitivity: iteration (backprop) speedup over the twin",
+            title_justify="left",
+        )
+        t.add_column("design")
+        for w in windows:
+            t.add_column(f"L={w}", justify="right")
+        for name, row in sens.items():
+            t.add_row(name, *(f"{_x(row[w]['iteration'])} ({_x(row[w]['backprop'])})" for w in windows))
+        console.print(t)
     if per_layer:
-        layers = Table(title="Per-layer backprop speedup over " + base, title_justify="left")
+        layers = Table(title="Per-layer backprop speedup over each design's twin", title_justify="left")
         layers.add_column("layer")
-        names = list(summary["archs"])
+        names = summary["requested"]
         for name in names:
             layers.add_column(name, justify="right")
-        first = summary["archs"][names[0]]["layers"]
+        first = summary["designs"][names[0]]["layers"]
         for i, layer in enumerate(first):
             layers.add_row(
                 layer["name"],
-                *(f"{summary['archs'][n]['layers'][i]['speedup']['backprop']:.2f}" for n in names),
+                *(_x(summary["designs"][n]["layers"][i]["speedup_over_twin"]["backprop"]) for n in names),
             )
         console.print(layers)
 
 
+def json_safe(value):
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return _finite(value)
+
+
 def write_json(summary: dict, path: Path) -> None:
     with atomic_file(path) as f:
-        json.dump(summary, f, indent=1)
+        json.dump(json_safe(summary), f, indent=1, allow_nan=False)
 
 
 def plot(summary: dict, path: Path) -> None:
@@ -170,40 +273,42 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = [n for n in summary["archs"] if n != summary["baseline"]]
-    layers = summary["archs"][summary["baseline"]]["layers"]
+    names = [n for n in summary["requested"] if summary["designs"][n].get("twin") not in (None, n)]
+    names = [n for n in names if "layers" in summary["designs"][n]]
+    if not names:
+        names = summary["requested"]
+    layers = summary["designs"][names[0]]["layers"]
     xs = np.arange(len(layers))
     fig, (ax, ax_e) = plt.subplots(
         2, 1, figsize=(max(9, min(26, 0.25 * len(xs) + 5)), 8), gridspec_kw={"height_ratios": [3, 2]}
     )
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
-        values = [layer["speedup"]["iteration"] for layer in summary["archs"][name]["layers"]]
+        values = [
+            layer["speedup_over_twin"]["iteration"] or 0.0 for layer in summary["designs"][name]["layers"]
+        ]
         ax.bar(xs + (i - (len(names) - 1) / 2) * width, values, width, label=name)
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_ylabel(f"iteration speedup over {summary['baseline']} (×)")
+    ax.set_ylabel("per-layer speedup over the dense twin (×)")
     step = max(1, len(xs) // 40)
     ax.set_xticks(xs[::step])
     ax.set_xticklabels([layers[i]["name"] for i in xs[::step]], rotation=90, fontsize=6)
-    ax.legend(fontsize=8, ncol=min(6, len(names)))
+    ax.legend(fontsize=7, ncol=min(6, len(names)))
     ax.set_title(summary["label"], fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    all_names = list(summary["archs"])
+    all_names = summary["requested"]
+    parts = {}
+    for n in all_names:
+        for k, v in summary["designs"][n]["energy_breakdown_j"].items():
+            parts.setdefault(k, {})[n] = v
     bottoms = np.zeros(len(all_names))
-    for part, color in (("mac", "#4c72b0"), ("buffer", "#dd8452"), ("dram", "#55a868")):
-        values = np.array(
-            [summary["archs"][n]["totals"]["energy_breakdown_pj"].get(part, 0.0) / 1e9 for n in all_names]
-        )
-        ax_e.bar(
-            all_names,
-            values,
-            bottom=bottoms,
-            label={"mac": "MACs", "buffer": "buffers", "dram": "DRAM"}[part],
-            color=color,
-        )
+    for part, by in parts.items():
+        values = np.array([by.get(n, 0.0) * 1e3 for n in all_names])
+        ax_e.bar(all_names, values, bottom=bottoms, label=part)
         bottoms += values
     ax_e.set_ylabel("energy per iteration (mJ)")
-    ax_e.legend(fontsize=8)
+    ax_e.tick_params(axis="x", labelrotation=45, labelsize=7)
+    ax_e.legend(fontsize=7, ncol=4)
     ax_e.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     with atomic_file(path, "wb") as f:

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import torch
 
-from agos import __version__
-from agos.arch.load import PRESETS, load_archs
+from agos.arch.load import DEFAULT_DESIGNS, load_archs
 from agos.capture.recorder import capture_step
 from agos.capture.trace import load_trace, write_trace
 from agos.capture.verify import compare_gradients, masked_step_gradients
-from agos.cost.network import simulate_network
+from agos.cost.network import MaskSource, simulate_network
 from agos.density.masks import LayerMasks
 from agos.density.profiles import published_info
-from agos.density.select import density_label, layer_masks
+from agos.density.select import density_label
 from agos.engine.check import check_batch
 from agos.engine.counts import LayerWork
 from agos.errors import AgosError
@@ -49,7 +48,7 @@ class Settings:
     device: str = "auto"
     warm_up: WarmUp = field(default_factory=WarmUp)
     check_images: int = FULL["check_images"]  # images of the batch the sparse engine recomputes
-    archs: str = ",".join(PRESETS)
+    archs: str = DEFAULT_DESIGNS
     quick: bool = False
 
     def weights_for(self, model: str) -> str:
@@ -189,34 +188,36 @@ def trace_and_verify(
 # -- stage 3: counts and simulation under one density ----------------------------------------
 
 
-class _SparsityTally:
-    """MAC-weighted zero fractions of the masks a simulation runs on (real or statistical)."""
+def layer_summary(masks: LayerMasks, work: LayerWork) -> dict:
+    """What the report needs of one layer besides its simulation: exact MACs per policy and the
+    zero counts of its masks (module-level, so simulation workers can compute it)."""
+    g = masks.geometry
+    return {
+        "bounds": bounds_report.layer_bounds(0, work),
+        "macs": g.macs,
+        "x_numel": g.n * g.c * g.h * g.w,
+        "y_numel": g.n * g.k * g.p * g.q,
+        "x_count": masks.x_count,
+        "dy_count": masks.dy_count,
+        "dx_count": masks.dx_count if masks.needs_bwd_data else None,
+    }
 
-    def __init__(self) -> None:
-        self.sums = {"x": 0.0, "dy": 0.0, "dx": 0.0}
-        self.weights = {"x": 0, "dy": 0, "dx": 0}
-        self.layers: list[dict] = []
 
-    def __call__(self, masks: LayerMasks, work: LayerWork) -> None:
-        g = masks.geometry
-        macs, x_numel, y_numel = g.macs, g.n * g.c * g.h * g.w, g.n * g.k * g.p * g.q
-        x, dy = 1 - masks.x_count / x_numel, 1 - masks.dy_count / y_numel
-        for key, value in (("x", x), ("dy", dy)):
-            self.sums[key] += value * macs
-            self.weights[key] += macs
-        if masks.needs_bwd_data:
-            dx = 1 - masks.dx_count / x_numel
-            self.sums["dx"] += dx * macs
-            self.weights["dx"] += macs
-        self.layers.append(bounds_report.layer_bounds(len(self.layers), work))
-
-    def fractions(self) -> dict:
-        return {
-            f"{k}_zero_frac" if k != "dx" else "dx_skip_frac": (
-                self.sums[k] / self.weights[k] if self.weights[k] else 0.0
-            )
-            for k in self.sums
-        }
+def sparsity_fractions(summaries: list[dict]) -> dict:
+    """MAC-weighted zero fractions of the masks a simulation ran on (real or statistical)."""
+    sums = {"x": 0.0, "dy": 0.0, "dx": 0.0}
+    weights = {"x": 0, "dy": 0, "dx": 0}
+    for s in summaries:
+        for key, zero in (("x", 1 - s["x_count"] / s["x_numel"]), ("dy", 1 - s["dy_count"] / s["y_numel"])):
+            sums[key] += zero * s["macs"]
+            weights[key] += s["macs"]
+        if s["dx_count"] is not None:
+            sums["dx"] += (1 - s["dx_count"] / s["x_numel"]) * s["macs"]
+            weights["dx"] += s["macs"]
+    return {
+        f"{k}_zero_frac" if k != "dx" else "dx_skip_frac": (sums[k] / weights[k] if weights[k] else 0.0)
+        for k in sums
+    }
 
 
 def analyse(
@@ -235,20 +236,31 @@ def analyse(
     def make(out: Path) -> None:
         trace = load_trace(trace_dir)
         label = density_label(trace, density, settings.seed)
-        tally = _SparsityTally()
-        results = simulate_network(
-            layer_masks(trace, density, settings.seed), designs, count=len(trace.layers), on_layer=tally
+        macs = 3 * sum(layer.macs for layer in trace.layers)
+        net = simulate_network(
+            MaskSource(str(trace_dir), density, settings.seed),
+            designs,
+            trace.manifest,
+            count=len(trace.layers),
+            summarise=layer_summary,
+            dense_macs=macs,
         )
-        simulated = simulate_report.summarise(results, trace.provenance, label)
-        bounds = bounds_report.summarise_layers(tally.layers, {label}, trace.provenance, str(trace_dir))
+        simulated = simulate_report.summarise(net, trace.provenance, label)
+        layers = []
+        for i, s in enumerate(net.layer_summaries):
+            row = dict(s["bounds"])
+            row["index"] = i
+            layers.append(row)
+        bounds = bounds_report.summarise_layers(layers, {label}, trace.provenance, str(trace_dir))
         record = {
             "density": density,
             "density_label": label,
-            "sparsity": tally.fractions(),
+            "sparsity": sparsity_fractions(net.layer_summaries),
             "bounds": bounds,
             "simulate": simulated,
         }
-        (out / "analysis.json").write_text(json.dumps(record, indent=1))
+        text = json.dumps(simulate_report.json_safe(record), indent=1, allow_nan=False)
+        (out / "analysis.json").write_text(text)
         simulate_report.plot(simulated, out / "simulate.png")
         if density == "real":
             summary = sparsity_report.summarise(trace)
@@ -284,6 +296,3 @@ def run_model(model: str, settings: Settings, cache: StageCache, console) -> Mod
     compute = sum(cache.seconds(k) for k in keys) + sum(cache.seconds(p.name) for p in analyses.values())
     return ModelOutcome(model, trace_dir, verify, analyses, time.perf_counter() - start, compute)
 
-
-def agos_version() -> str:
-    return __version__

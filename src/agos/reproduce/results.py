@@ -1,5 +1,8 @@
 """Gather the stage outputs of every model into `results.json`: the numbers the report shows, each
-with its provenance (model, weights, data, batch, image size, density source, arch hashes, agos)."""
+with its provenance (model, weights, data, batch, image size, density source, design hashes).
+
+Every speedup is over the design's dense twin (the same organisation, skipping off) or over the
+best dense design of equal area, never over a design on another organisation."""
 
 from __future__ import annotations
 
@@ -12,6 +15,27 @@ from agos.report.provenance import provenance_label
 from agos.reproduce.pipeline import ModelOutcome, Settings
 
 SPANS = ("fwd", "bwd_data", "bwd_weight", "backprop", "iteration")
+DESIGN_FIELDS = (
+    "organisation",
+    "preset",
+    "twin",
+    "area_mm2",
+    "speedup_over_twin",
+    "mac_bound_speedup",
+    "speedup_over_best_dense_equal_area",
+    "best_dense_equal_area",
+    "speedup_per_area_over_twin",
+    "energy_j",
+    "energy_vs_twin",
+    "energy_breakdown_j",
+    "time_ms",
+    "cycles",
+    "utilisation",
+    "flags",
+    "sha256",
+    "precision",
+)
+GPU_PRECISION = {"bf16": "bf16-autocast", "fp16": "bf16-autocast", "fp32": "fp32"}
 
 # The seed's headline figures (DESIGN.md §5, from the paper's abstract).
 SEED_FIGURES = {
@@ -33,53 +57,64 @@ SEED_FIGURES = {
 
 
 def _density_entry(analysis: dict) -> dict:
-    archs = analysis["simulate"]["archs"]
+    sim = analysis["simulate"]
+    designs = {}
+    for name in sim["requested"]:
+        d = sim["designs"][name]
+        entry = {k: d.get(k) for k in DESIGN_FIELDS}
+        best = d.get("best_dense_equal_area")
+        if best is not None:
+            b = sim["designs"][best]
+            entry["best_dense_equal_area_detail"] = {
+                "area_mm2": b["area_mm2"],
+                "pe_array": b["pe_array"],
+                "global_buffer_bytes": b["global_buffer_bytes"],
+                "iteration_ms": b["time_ms"]["iteration"],
+            }
+        designs[name] = entry
     return {
         "density": analysis["density"],
         "density_label": analysis["density_label"],
-        "label": analysis["simulate"]["label"],
+        "label": sim["label"],
         "sparsity": analysis["sparsity"],
         "ideal_bounds": analysis["bounds"]["speedups"],
-        **{f"{span}_speedup": {n: a["speedup"][span] for n, a in archs.items()} for span in SPANS},
-        # over the same design with its skipping off: the sparsity gain alone
-        **{
-            f"own_{span}_speedup": {n: a["sparsity_speedup"][span] for n, a in archs.items()}
-            for span in SPANS
-        },
-        "utilisation": {n: a["totals"]["utilisation"]["iteration"] for n, a in archs.items()},
-        "iteration_ms": {n: a["totals"]["iteration_ms"] for n, a in archs.items()},
-        "energy_per_iteration_mj": {n: a["totals"]["energy_pj"] / 1e9 for n, a in archs.items()},
-        "energy_breakdown_mj": {
-            n: {k: v / 1e9 for k, v in a["totals"]["energy_breakdown_pj"].items()} for n, a in archs.items()
-        },
-        "energy_vs_dense": {n: a["energy_vs_baseline"] for n, a in archs.items()},
-        "arch_sha256": {n: a["sha256"] for n, a in archs.items()},
+        "designs": designs,
+        "vector_note": sim.get("vector_note"),
         "dense_macs_per_iteration": sum(
             analysis["bounds"]["totals"][p]["dense"] for p in ("fwd", "bwd_data", "bwd_weight")
         ),
     }
 
 
+def _gpu(model: str, entry: dict, batch: int, precisions: dict[str, str]) -> dict:
+    """Each design against the GPU row of its own precision, with its dense twin's ratio beside."""
+    out = {}
+    for name, d in entry["designs"].items():
+        precision = GPU_PRECISION.get(precisions.get(name, "bf16"), "fp32")
+        anchor = anchor_for(model, precision)
+        if anchor is None:
+            continue
+        cmp = compare_per_image(d["time_ms"]["iteration"], d["energy_j"], batch, anchor).to_dict()
+        out[name] = cmp
+    for name, cmp in out.items():
+        twin = entry["designs"][name].get("twin")
+        cmp["twin_energy_ratio"] = out.get(twin, {}).get("energy_ratio") if twin else cmp["energy_ratio"]
+        cmp["twin_speedup"] = out.get(twin, {}).get("speedup") if twin else cmp["speedup"]
+    return out
+
+
 def model_results(outcome: ModelOutcome) -> dict:
     analyses = {d: json.loads((path / "analysis.json").read_text()) for d, path in outcome.analyses.items()}
     real = _density_entry(analyses["real"])
     provenance = analyses["real"]["simulate"]["provenance"]
-    batch = provenance["batch_size"]
-    gpu = {}
-    anchor = anchor_for(outcome.model, "fp32")
-    if anchor is not None:
-        for preset in ("dense", "agos", "ideal"):
-            if preset in real["iteration_ms"]:
-                gpu[preset] = compare_per_image(
-                    real["iteration_ms"][preset], real["energy_per_iteration_mj"][preset] / 1e3, batch, anchor
-                ).to_dict()
+    precisions = {n: d["precision"] for n, d in real["designs"].items()}
     return {
         "provenance": provenance,
         "label": provenance_label(provenance),
         "verify": outcome.verify,
         **{k: v for k, v in real.items() if k not in ("density", "density_label", "label")},
         "densities": {entry["density_label"]: entry for entry in map(_density_entry, analyses.values())},
-        "gpu": gpu,
+        "gpu": _gpu(outcome.model, real, provenance["batch_size"], precisions),
         "seconds": outcome.seconds,
         "compute_seconds": outcome.compute_seconds,
         "files": {d: str(path) for d, path in outcome.analyses.items()},
@@ -87,39 +122,69 @@ def model_results(outcome: ModelOutcome) -> dict:
 
 
 def _span(values: list[float]) -> dict | None:
+    values = [v for v in values if v is not None]
     return {"low": min(values), "high": max(values)} if values else None
 
 
+def _design_of(entry: dict, preset: str, organisation: str) -> dict | None:
+    return next(
+        (d for d in entry["designs"].values() if d["preset"] == preset and d["organisation"] == organisation),
+        None,
+    )
+
+
 def compare_with_seed(models: dict) -> dict:
-    """Our ranges beside the seed's, over the models of this run: backprop over the dense design,
-    iteration over the sparsity-agnostic twin of agos (the same machine, skipping off)."""
+    """Our ranges beside the seed's, over the models of this run, per organisation: agos over its
+    dense twin (backprop and iteration: the seed's two baselines are both sparsity-agnostic
+    designs, here the same one), over the best dense design of equal area, and input-skip's on the
+    same footing (what one-sided skipping alone gives)."""
+    organisations = sorted(
+        {d["organisation"] for m in models.values() for d in m["designs"].values() if d["preset"] == "agos"}
+    )
 
-    def spans(pick) -> dict | None:
-        values = [v for m in models.values() for v in pick(m) if v is not None]
-        return _span(values)
+    def pick(preset: str, org: str, key: str, span: str | None, converged: bool) -> list[float]:
+        out = []
+        for m in models.values():
+            entries = [m] if not converged else [
+                d for d in m["densities"].values() if d["density"].endswith(":last")
+            ]
+            for entry in entries:
+                d = _design_of(entry, preset, org)
+                if d is not None:
+                    value = d.get(key)
+                    out.append(value.get(span) if span and isinstance(value, dict) else value)
+        return out
 
-    def converged(m, key):
-        return [d[key].get("agos") for d in m["densities"].values() if d["density"].endswith(":last")]
-
-    return {
-        "seed": SEED_FIGURES,
-        "ours": {
-            "backprop_speedup_real": spans(lambda m: [m["backprop_speedup"].get("agos")]),
-            "iteration_speedup_real": spans(lambda m: [m["own_iteration_speedup"].get("agos")]),
-            "iteration_speedup_over_dense_real": spans(lambda m: [m["iteration_speedup"].get("agos")]),
-            "backprop_speedup_converged_profile": spans(lambda m: converged(m, "backprop_speedup")),
-            "iteration_speedup_converged_profile": spans(lambda m: converged(m, "own_iteration_speedup")),
-            "energy_vs_gpu": spans(
-                lambda m: [m["gpu"]["agos"]["energy_ratio"]] if "agos" in m.get("gpu", {}) else []
-            ),
-        },
-    }
+    ours = {}
+    for org in organisations:
+        ours[org] = {
+            f"{preset}_{name}": _span(pick(preset, org, key, span, conv))
+            for preset in ("agos", "input-skip")
+            for name, key, span, conv in (
+                ("backprop_real", "speedup_over_twin", "backprop", False),
+                ("iteration_real", "speedup_over_twin", "iteration", False),
+                ("equal_area_real", "speedup_over_best_dense_equal_area", None, False),
+                ("backprop_converged", "speedup_over_twin", "backprop", True),
+                ("iteration_converged", "speedup_over_twin", "iteration", True),
+                ("equal_area_converged", "speedup_over_best_dense_equal_area", None, True),
+            )
+        }
+        gpu = [
+            (g["energy_ratio"], g.get("twin_energy_ratio"))
+            for m in models.values()
+            for name, g in m.get("gpu", {}).items()
+            if (d := m["designs"].get(name)) is not None and d["preset"] == "agos" and d["organisation"] == org
+        ]
+        ours[org]["agos_energy_vs_gpu"] = _span([a for a, _ in gpu])
+        ours[org]["dense_energy_vs_gpu"] = _span([b for _, b in gpu])
+    return {"seed": SEED_FIGURES, "ours": ours}
 
 
 def gather(outcomes: list[ModelOutcome], settings: Settings, wall_seconds: float, created: str) -> dict:
     models = {o.model: model_results(o) for o in outcomes}
     return {
         "format": "agos-results",
+        "version": 2,
         "agos_version": __version__,
         "created": created,
         "wall_seconds": wall_seconds,
@@ -132,6 +197,7 @@ def gather(outcomes: list[ModelOutcome], settings: Settings, wall_seconds: float
 
 def write_results(results: dict, path: Path) -> None:
     from agos.fileio import atomic_file
+    from agos.report.simulate import json_safe
 
     with atomic_file(path) as f:
-        json.dump(results, f, indent=1)
+        json.dump(json_safe(results), f, indent=1, allow_nan=False)
