@@ -57,6 +57,11 @@ def _write(tmp_path, text: str):
 
 
 ORG = "organisation: systolic\n"
+ENERGY = (
+    "energy: {{name: e, mac: {{bf16_fp32: {mac}}}, mac_gated: 0, buffer_read_per_byte: {buf}, "
+    "buffer_write_per_byte: 1, store_read_per_byte: 1, store_write_per_byte: 1, metadata_read_per_bit: 1, "
+    "crossbar_per_byte_mm: 1, dram_per_byte: 1, vector_add: 1, vector_multiply: 1}}\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -73,12 +78,8 @@ ORG = "organisation: systolic\n"
         ("name: x\n" + ORG + "bogus: 1\n", "field 'bogus'"),
         ("pe_array: [1, 2\n", "not valid YAML"),
         ("name: x\n" + ORG + "energy: nowhere.yaml\n", "no shipped table or file"),
-        ("name: x\n" + ORG + "energy: {name: e, mac: {bf16_fp32: -1}, mac_gated: 0, buffer_read_per_byte: 1, "
-         "buffer_write_per_byte: 1, store_read_per_byte: 1, store_write_per_byte: 1, metadata_read_per_bit: 1, "
-         "crossbar_per_byte_mm: 1, dram_per_byte: 1, vector_add: 1, vector_multiply: 1}\n", "finite and ≥ 0"),
-        ("name: x\n" + ORG + "energy: {name: e, mac: {bf16_fp32: 1}, mac_gated: 0, buffer_read_per_byte: -1, "
-         "buffer_write_per_byte: 1, store_read_per_byte: 1, store_write_per_byte: 1, metadata_read_per_bit: 1, "
-         "crossbar_per_byte_mm: 1, dram_per_byte: 1, vector_add: 1, vector_multiply: 1}\n", "buffer_read_per_byte"),
+        ("name: x\n" + ORG + ENERGY.format(mac=-1, buf=1), "finite and ≥ 0"),
+        ("name: x\n" + ORG + ENERGY.format(mac=1, buf=-1), "buffer_read_per_byte"),
         ("name: x\n", "needs an organisation"),
         ("- just a list\n", "expected a mapping"),
     ],
@@ -98,16 +99,16 @@ def test_bad_files_on_the_command_line_are_one_line(tmp_path, capsys):
 
 
 def test_user_file_and_lists(tmp_path):
-    path = _write(
-        tmp_path, "name: mine\norganisation: rows\nskipping: {fwd: {stream: true}, lookahead: 2}\n"
-    )
+    path = _write(tmp_path, "name: mine\norganisation: rows\nskipping: {fwd: {stream: true}, lookahead: 2}\n")
     mine = load_arch(path)
     assert mine.arch.pes == 1024 and mine.source == path and len(mine.sha256) == 64
     assert mine.arch.organisation.sync == "independent" and mine.arch.skipping.lookahead == 2
     on_systolic = load_arch(f"{path}@systolic")
     assert on_systolic.name == "mine@systolic" and on_systolic.arch.lockstep
     assert [a.name for a in load_archs(f"dense,{path}")] == ["dense@systolic", "dense@rows", "mine"]
-    assert math.isclose(design_area(mine.arch, mine.area).total_mm2, design_area(mine.arch, mine.area).total_mm2)
+    assert math.isclose(
+        design_area(mine.arch, mine.area).total_mm2, design_area(mine.arch, mine.area).total_mm2
+    )
     with pytest.raises(AgosError, match="same design twice"):
         load_archs("dense@rows,dense")
     with pytest.raises(AgosError, match="no preset or design file"):

@@ -129,7 +129,9 @@ def test_compaction_pays_its_lane_conflicts():
     static = _run("bwd_data", masks, _design("dense@rows", fd=0))
     compacted = _run("bwd_data", masks, _design("output-skip@rows", fd=0))
     t = 4  # dY taps reaching each input pixel (1×1, 4 output channels)
-    assert compacted.components["work"] == 2 * t  # one item per position: 4 items on 4 rows, 2 cycles per entry
+    assert (
+        compacted.components["work"] == 2 * t
+    )  # one item per position: 4 items on 4 rows, 2 cycles per entry
     assert static.components["work"] == 2 * t  # two tiles, each 4 items on 4 rows: T each
 
 
@@ -142,7 +144,9 @@ def test_no_design_beats_its_mapping_bound_and_gains_beyond_the_mac_bound_are_ex
     org = r.choice(["systolic", "rows"])
     designs = [shrunk(p, org, seed) for p in ("dense", "input-skip", "output-skip", "agos", "ideal")]
     names = [f"{d.arch.preset}-{i}" for i, d in enumerate(designs)]
-    designs = [d.with_arch(d.arch.model_copy(update={"name": n})) for d, n in zip(designs, names, strict=True)]
+    designs = [
+        d.with_arch(d.arch.model_copy(update={"name": n})) for d, n in zip(designs, names, strict=True)
+    ]
     manifest = SimpleNamespace(vector_ops=[], vector_note=None, parameters=0, logits_numel=0)
     try:
         net = simulate_network([masks], designs, manifest, workers=1)

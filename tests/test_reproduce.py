@@ -40,7 +40,9 @@ def test_results_json(tiny_report):
         assert set(m["designs"]) == expected
         for design, d in m["designs"].items():
             s = d["speedup_over_twin"]
-            assert all(isinstance(s[k], float) for k in ("fwd", "bwd_data", "bwd_weight", "backprop", "iteration"))
+            assert all(
+                isinstance(s[k], float) for k in ("fwd", "bwd_data", "bwd_weight", "backprop", "iteration")
+            )
             assert d["twin"] == f"dense@{d['organisation']}"
             assert d["area_mm2"] > 0 and d["energy_j"] > 0
             if d["preset"] in ("dense", "zero-gate"):
@@ -48,7 +50,7 @@ def test_results_json(tiny_report):
             if d["preset"] != "ideal":
                 assert isinstance(d["speedup_over_best_dense_equal_area"], float), design
         # the GPU row of the design's own precision (bf16), and the dense twin's ratio beside
-        for design, g in m["gpu"].items():
+        for g in m["gpu"].values():
             assert g["gpu_precision"] == "bf16-autocast" and g["twin_energy_ratio"] is not None
         prov = m["provenance"]
         assert prov["model"] == name and prov["batch_size"] == 2 and prov["image_size"] == 32

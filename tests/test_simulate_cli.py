@@ -50,7 +50,9 @@ def test_json_gives_every_design_its_twin_area_energy_and_flags(resnet18_sim):
         assert isinstance(a["flags"], list) and len(a["sha256"]) == 64
         assert a["layers"][0]["bwd_data"]["cycles"] == 0  # the first layer runs no BWD-D
         assert a["cycles"]["fwd"] == sum(layer["fwd"]["cycles"] for layer in a["layers"])
-        assert a["cycles"]["iteration"] == sum(a["cycles"][p] for p in ("fwd", "bwd_data", "bwd_weight", "vector"))
+        assert a["cycles"]["iteration"] == sum(
+            a["cycles"][p] for p in ("fwd", "bwd_data", "bwd_weight", "vector")
+        )
         if not name.startswith("ideal"):
             best = a["best_dense_equal_area"]
             assert summary["designs"][best]["area_mm2"] <= a["area_mm2"] + 1e-9
@@ -68,7 +70,10 @@ def test_figures_have_the_properties_of_the_model(resnet18_sim):
         for preset in ("dense", "zero-gate", "input-skip", "output-skip", "agos"):
             a = d[f"{preset}@{org}"]
             for span in SPANS:  # nothing beats the bound of its own mapping
-                assert ideal["speedup_over_twin"][span] >= a["speedup_over_twin"][span] - 1e-12, (preset, span)
+                assert ideal["speedup_over_twin"][span] >= a["speedup_over_twin"][span] - 1e-12, (
+                    preset,
+                    span,
+                )
             assert ideal["mapping_bound_cycles"]["iteration"] <= a["cycles"]["iteration"]
         assert d[f"zero-gate@{org}"]["speedup_over_twin"]["iteration"] == 1.0  # gating saves energy only
         assert d[f"zero-gate@{org}"]["energy_j"] < d[f"dense@{org}"]["energy_j"]

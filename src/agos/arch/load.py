@@ -38,7 +38,11 @@ class LoadedArch:
     def sha256(self) -> str:
         """Of the resolved design and its tables: the provenance of every simulated number."""
         blob = json.dumps(
-            {"arch": self.arch.model_dump(), "energy": self.energy.model_dump(), "area": self.area.model_dump()},
+            {
+                "arch": self.arch.model_dump(),
+                "energy": self.energy.model_dump(),
+                "area": self.area.model_dump(),
+            },
             sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()
@@ -97,7 +101,9 @@ def _table(kind: str, model, ref: str | dict, where: str):
     if isinstance(ref, dict):
         data, origin = ref, f"{where} (inline {kind} table)"
     else:
-        text, origin = _shipped_or_file(kind, ref, f"{where}: field '{kind}': no shipped table or file '{ref}'")
+        text, origin = _shipped_or_file(
+            kind, ref, f"{where}: field '{kind}': no shipped table or file '{ref}'"
+        )
         data = _parse(text, origin)
     try:
         return model.model_validate(data)
@@ -181,7 +187,9 @@ def load_arch(ref: str) -> LoadedArch:
         area.mac_um2(p.multiply, p.accumulate)
     except KeyError as missing:
         raise AgosError(f"{origin}: area table '{area.name}' has no MAC area for {missing}") from None
-    source = f"preset:{design_ref}@{org_origin}" if preset else (f"{origin}@{org_origin}" if org_ref else origin)
+    source = (
+        f"preset:{design_ref}@{org_origin}" if preset else (f"{origin}@{org_origin}" if org_ref else origin)
+    )
     return LoadedArch(arch, energy, area, source)
 
 

@@ -159,7 +159,8 @@ class Skipping(_Strict):
     @property
     def skips_work(self) -> bool:
         return any(
-            p.stream or p.pe_operand or p.outputs != "none" for p in (self.fwd, self.bwd_data, self.bwd_weight)
+            p.stream or p.pe_operand or p.outputs != "none"
+            for p in (self.fwd, self.bwd_data, self.bwd_weight)
         )
 
     @property

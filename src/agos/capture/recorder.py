@@ -93,14 +93,18 @@ class _Recorder(MaskingInterpreter):
     def after_node(self, n: fx.Node, result) -> None:
         plan = self.plan
         info = plan.infos[n]
-        if n not in plan.sites and n.op in ("call_module", "call_function", "call_method"):
-            if isinstance(result, torch.Tensor):
-                ins = [a for a in n.all_input_nodes if isinstance(self.env.get(a), torch.Tensor)]
-                self.vector_ops.append(
-                    VectorOp(
-                        n.name, info.label, info.kind.value, result.numel(), sum(self.env[a].numel() for a in ins)
-                    )
+        vector_node = n not in plan.sites and n.op in ("call_module", "call_function", "call_method")
+        if vector_node and isinstance(result, torch.Tensor):
+            ins = [a for a in n.all_input_nodes if isinstance(self.env.get(a), torch.Tensor)]
+            self.vector_ops.append(
+                VectorOp(
+                    n.name,
+                    info.label,
+                    info.kind.value,
+                    result.numel(),
+                    sum(self.env[a].numel() for a in ins),
                 )
+            )
         if info.band is not None and isinstance(result, torch.Tensor):
             state = self.states.get(n)
             live = (
@@ -251,7 +255,9 @@ def capture_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
             vector_ops = recorder.vector_ops
         else:
             output = _capture_with_hooks(model, images, f"model graph {graph}", layers, vector_ops)
-            vector_note = "non-convolution work from leaf modules only (graph not traced: functional ops unseen)"
+            vector_note = (
+                "non-convolution work from leaf modules only (graph not traced: functional ops unseen)"
+            )
         loss = loss_of(output, labels)
         loss.backward()
     for layer in layers:

@@ -43,57 +43,87 @@ def _stream_time(nonzero: np.ndarray, length: np.ndarray, window: int | None) ->
 
 
 class SlotSets:
-    """The channel set of every compaction slot (§2.3): at each position, the needed channels of
-    the domain in ascending order (a CSR list); slot j holds those of rank [jC, (j+1)C)."""
+    """The compaction slots of every domain (§2.3), the same for every design on `cols` columns:
+    at each position, the needed channels of the domain in ascending order; slot j holds those of
+    rank [jC, (j+1)C). Per domain, cached for all the designs that compact (and all their stream
+    blockings): the items the slots make, their channel sets and their store conflicts."""
 
-    def __init__(self, needed: NeededChannels, cols: int):
-        self.needed, self.cols = needed, cols
-        self._csr: dict[Tile, tuple[np.ndarray, np.ndarray]] = {}
+    def __init__(self, needed: NeededChannels, set_id: np.ndarray, cols: int):
+        self.needed, self.set_id, self.cols = needed, set_id, cols
+        self._slots: dict[Tile, tuple[np.ndarray, ...]] = {}
 
-    def csr(self, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
-        """(indptr [pos + 1], channel indices within the domain) of the needed channels."""
-        if tile not in self._csr:
+    def _of(self, tile: Tile) -> tuple[np.ndarray, ...]:
+        if tile not in self._slots:
             mask = self.needed.rows[tile.groups[0], :, tile.lo : tile.hi]  # [pos, ch]
-            self._csr[tile] = _csr(mask.view(np.uint8))
-        return self._csr[tile]
+            self._slots[tile] = _slot_items(mask.view(np.uint8), self.set_id, self.cols)
+        return self._slots[tile]
 
-    def loads(self, tile: Tile, pos: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    def items(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(position, slot, |S|) of the domain's items in execution order."""
+        return self._of(tile)[:3]
+
+    def bitmaps(self, tile: Tile) -> np.ndarray:
+        """Each item's channel set S within the domain, as a bitmap of 64-bit words [items, words]."""
+        return self._of(tile)[3]
+
+    def loads(self, tile: Tile) -> np.ndarray:
         """Store conflicts of each item's own channel set (§4): its largest lane load."""
-        indptr, indices = self.csr(tile)
-        return _item_loads(indptr, indices, pos, slot, self.cols)
+        return self._of(tile)[4]
 
 
 @numba.njit(cache=True)
-def _csr(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _slot_items(mask, set_id, cols):
+    """Compacted items (§2.3) of a domain's needed-channel mask [pos, ch], in execution order:
+    work sets in order (`set_id` non-decreasing), within each slot-major, positions ascending.
+    Per item: its position, slot j, channel count min(C, m − jC), channel set (bitmap of words)
+    and largest lane load (channel c on lane c mod C)."""
     n, ch = mask.shape
-    indptr = np.zeros(n + 1, np.int64)
-    for i in range(n):
-        c = 0
-        for j in range(ch):
-            c += mask[i, j]
-        indptr[i + 1] = indptr[i] + c
-    indices = np.empty(indptr[n], np.int32)
-    k = 0
-    for i in range(n):
-        for j in range(ch):
-            if mask[i, j]:
-                indices[k] = j
-                k += 1
-    return indptr, indices
-
-
-@numba.njit(cache=True)
-def _item_loads(indptr, indices, pos, slot, cols):
-    out = np.zeros(pos.size, np.int64)
+    m = np.zeros(n, np.int64)
+    for p in range(n):
+        for c in range(ch):
+            m[p] += mask[p, c]
+    total = 0
+    for p in range(n):
+        total += (m[p] + cols - 1) // cols
+    pos = np.empty(total, np.int64)
+    slot = np.empty(total, np.int64)
+    channels = np.empty(total, np.int64)
+    bits = np.zeros((total, (ch + 63) // 64), np.uint64)
+    load = np.zeros(total, np.int64)
     lanes = np.zeros(cols, np.int64)
-    for i in range(pos.size):
-        lo = indptr[pos[i]] + slot[i] * cols
-        hi = min(indptr[pos[i] + 1], lo + cols)
-        lanes[:] = 0
-        for c in indices[lo:hi]:
-            lanes[c % cols] += 1
-        out[i] = lanes.max()
-    return out
+    start = np.zeros(ch // cols + 2, np.int64)  # the next item of each slot in the work set
+    k = 0
+    lo = 0
+    while lo < n:
+        hi = lo
+        while hi < n and set_id[hi] == set_id[lo]:
+            hi += 1
+        start[:] = 0
+        for p in range(lo, hi):  # items of each slot j: the positions with m > jC
+            start[(m[p] + cols - 1) // cols] += 1
+        for j in range(start.size - 2, -1, -1):
+            start[j] += start[j + 1]
+        for j in range(start.size - 1):
+            k, start[j] = k + start[j + 1], k
+        for p in range(lo, hi):
+            rank = 0
+            item = -1
+            for c in range(ch):
+                if not mask[p, c]:
+                    continue
+                if rank % cols == 0:
+                    j = rank // cols
+                    item = start[j]
+                    start[j] += 1
+                    pos[item], slot[item], channels[item] = p, j, min(cols, m[p] - j * cols)
+                bits[item, c >> 6] |= np.uint64(1) << np.uint64(c & 63)
+                lanes[c % cols] += 1
+                load[item] = max(load[item], lanes[c % cols])
+                rank += 1
+                if rank % cols == 0 or rank == m[p]:
+                    lanes[:] = 0
+        lo = hi
+    return pos, slot, channels, bits, load
 
 
 def lane_loads(members: np.ndarray, cols: int) -> np.ndarray:
@@ -128,11 +158,15 @@ def build_items(
     vb = arch.precision.value_bytes
     cols = arch.pe_array.cols
     compacted = pass_ == "bwd_data" and opts.outputs == "compacted" and lay.ch >= cols
-    static = pass_ == "bwd_data" and (opts.outputs == "static" or (opts.outputs == "compacted" and not compacted))
+    static = pass_ == "bwd_data" and (
+        opts.outputs == "static" or (opts.outputs == "compacted" and not compacted)
+    )
     length_all, nonzero_all = counts
     if compacted and sets is None:
-        sets = SlotSets(needed, cols)
-    channel_specific = static or compacted or (pass_ == "bwd_weight" and (opts.pe_operand or arch.skipping.zero_gating))
+        sets = SlotSets(needed, lay.set_id, cols)
+    channel_specific = (
+        static or compacted or (pass_ == "bwd_weight" and (opts.pe_operand or arch.skipping.zero_gating))
+    )
     out: list[TileItems] = []
     seen: dict[tuple, TileItems] = {}
     for ti, tile in enumerate(tiles):
@@ -145,19 +179,7 @@ def build_items(
         n_pos = lay.positions
         # which positions (and slots) have items
         if compacted:
-            m = needed.count(tile.groups[0], tile.lo, tile.hi)
-            slots = int(ceil_div(int(m.max(initial=0)), cols))
-            pos_list, slot_list, chan_list = [], [], []
-            for ws in np.unique(lay.set_id):
-                in_set = np.flatnonzero(lay.set_id == ws)
-                for j in range(slots):
-                    sel = in_set[m[in_set] > j * cols]
-                    pos_list.append(sel)
-                    slot_list.append(np.full(sel.size, j, np.int64))
-                    chan_list.append(np.minimum(cols, m[sel] - j * cols))
-            pos = np.concatenate(pos_list) if pos_list else np.zeros(0, np.int64)
-            slot = np.concatenate(slot_list) if slot_list else np.zeros(0, np.int64)
-            channels = np.concatenate(chan_list) if chan_list else np.zeros(0, np.int64)
+            pos, slot, channels = sets.items(tile)
             computing = channels[None, :]  # [1 group, items]
         else:
             if static:
@@ -199,7 +221,7 @@ def build_items(
             nonzero_total = int((s_items * computing[None]).sum())
         load = None
         if compacted and per_store_loads:  # two channels on one store serialise: §4
-            load = sets.loads(tile, pos, slot)
+            load = sets.loads(tile)
             d = np.maximum(d, walked.max(axis=1) * load[None, :])
         dispatched = d > 0
         meta = 0

@@ -40,9 +40,7 @@ class Tile:
 def channel_tiles(groups: int, ch: int, cols: int) -> list[Tile]:
     """§2.1: ⌈ch / C⌉ tiles per group, or ⌊C / ch⌋ groups packed side by side per tile."""
     if ch >= cols:
-        return [
-            Tile((g,), lo, min(ch, lo + cols)) for g in range(groups) for lo in range(0, ch, cols)
-        ]
+        return [Tile((g,), lo, min(ch, lo + cols)) for g in range(groups) for lo in range(0, ch, cols)]
     pack = cols // ch
     return [Tile(tuple(range(t, min(groups, t + pack))), 0, ch) for t in range(0, groups, pack)]
 

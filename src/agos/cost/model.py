@@ -29,7 +29,7 @@ from agos.cost.layout import (
     needed_channels,
     tile_reduce,
 )
-from agos.cost.tiling import PassTensors, Plan, choose_tiling, split
+from agos.cost.tiling import PassTensors, Plan, bounds, choose_tiling
 from agos.density.masks import LayerMasks
 from agos.engine.counts import LayerWork
 from agos.workload.chunks import (
@@ -111,7 +111,7 @@ class LayerContext:
 
     def slot_sets(self, cols: int) -> SlotSets:
         if cols not in self._sets:
-            self._sets[cols] = SlotSets(self.needed(), cols)
+            self._sets[cols] = SlotSets(self.needed(), self.layout("bwd_data").set_id, cols)
         return self._sets[cols]
 
     def both_sum(self, tiles: list[Tile]) -> np.ndarray:
@@ -144,7 +144,9 @@ class LayerContext:
         if key not in self._blocks:
             identity = bool((lay.order == np.arange(lay.order.size)).all())
             self._blocks[key] = (
-                (bc.length, bc.nonzero) if identity else (bc.length[:, lay.order], bc.nonzero[:, :, lay.order])
+                (bc.length, bc.nonzero)
+                if identity
+                else (bc.length[:, lay.order], bc.nonzero[:, :, lay.order])
             )
         length, nonzero = self._blocks[key]
         return length, nonzero, bc
@@ -204,7 +206,9 @@ def _bounds(pass_: str, ctx: LayerContext, arch: Arch) -> tuple[int, int, int, i
     cols, rows = arch.pe_array.cols, arch.pe_array.rows
     dense_tiles = channel_tiles(lay.groups, lay.ch, cols)
     effective = work.total(pass_, "input+output")
-    bound = mapping_bound(effective, lay.positions * len(dense_tiles), max(t.width for t in dense_tiles), rows, cols)
+    bound = mapping_bound(
+        effective, lay.positions * len(dense_tiles), max(t.width for t in dense_tiles), rows, cols
+    )
     mac_bound = math.ceil(effective / (rows * cols)) if effective else 0
     design = work.total(pass_, arch.skipping.effective_policy(pass_)) if not arch.ideal else effective
     return effective, work.total(pass_, "dense"), design, bound, mac_bound
@@ -258,9 +262,8 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
         )  # fmt: skip
 
     def schedule_all(items, a: int, store_load=None) -> list[schedule.BlockCompute]:
-        block_of_row = np.empty(lay.rows, np.int64)
-        for i, (lo, hi) in enumerate(split(lay.rows, a)):
-            block_of_row[lo:hi] = i
+        lo, hi = bounds(lay.rows, a)
+        block_of_row = np.repeat(np.arange(a, dtype=np.int64), hi - lo)
         done: dict[int, schedule.BlockCompute] = {}
         out = []
         for ti, it in enumerate(items):
@@ -408,18 +411,22 @@ def mask_independent(arch: Arch, pass_: str) -> bool:
     same geometry (so repeated layers share it)."""
     key = timing_key(arch, pass_)
     opts = arch.skipping.of(pass_)
-    return not arch.ideal and not (opts.stream or opts.pe_operand or opts.outputs != "none") and all(
-        s == "dense" for s in key[-1]
+    return (
+        not arch.ideal
+        and not (opts.stream or opts.pe_operand or opts.outputs != "none")
+        and all(s == "dense" for s in key[-1])
     )
+
+
+def _nonzero_macs(pass_: str, ctx: LayerContext) -> int:
+    return ctx.work.total(pass_, "input" if pass_ != "bwd_weight" else "input+output")
 
 
 def _gated(cost: PassCost, pass_: str, ctx: LayerContext, arch: Arch) -> PassCost:
     """The same pass with MACs whose operand is zero gated (their operand reads skipped)."""
     if not arch.skipping.zero_gating or arch.ideal:
         return cost
-    nonzero = ctx.work.total(pass_, "input" if pass_ != "bwd_weight" else "input+output")
-    if not mask_independent(arch, pass_):
-        nonzero = cost.mac_nonzero
+    nonzero = cost.mac_nonzero
     actions = dict(cost.actions)
     actions["mac"] = float(nonzero)
     actions["mac_gated"] = float(cost.mac_issued - nonzero)
@@ -452,6 +459,9 @@ def simulate_pass(
         else:
             cost = _timed_pass(pass_, ctx, loaded)
         ctx.passes[key] = cost
+    if mask_independent(arch, pass_) and cost.mac_issued:
+        # the timing may come from another layer of the geometry; the nonzero count is this layer's
+        cost = replace(cost, mac_nonzero=_nonzero_macs(pass_, ctx))
     cost = _gated(cost, pass_, ctx, arch)
     parts = price(cost.actions, loaded, area, cost.cycles)
     if pass_ == "bwd_data" and not ctx.masks.needs_bwd_data:

@@ -232,7 +232,9 @@ def _simulate_layers(
             work = layer_work(masks)
             ctx = LayerContext(masks, work)
             per = [simulate_layer(ctx, loaded, area, shared) for loaded, area in designs]
-            out.append((i, masks.name, masks.geometry.kind, per, summarise(masks, work) if summarise else None))
+            out.append(
+                (i, masks.name, masks.geometry.kind, per, summarise(masks, work) if summarise else None)
+            )
             if progress:
                 advance(1, masks.name)
     return out
@@ -317,9 +319,7 @@ def speedups(net: NetworkResult, name: str) -> dict:
     d = net.designs[name]
     twin = net.twin_of(name)
     over_twin = {s: _ratio(twin.cycles(s), d.cycles(s)) for s in SPANS}
-    mac_bound = {
-        s: _ratio(d.total("dense_macs", SPANS[s]), d.total("design_macs", SPANS[s])) for s in SPANS
-    }
+    mac_bound = {s: _ratio(d.total("dense_macs", SPANS[s]), d.total("design_macs", SPANS[s])) for s in SPANS}
     best = net.best_equal_area(name)
     flags = flags_of(net, name, over_twin, mac_bound)
     return {
@@ -360,7 +360,7 @@ def flags_of(net: NetworkResult, name: str, over_twin: dict, mac_bound: dict) ->
             t = sum(layer.passes[p].components.get(comp, 0) for layer in twin.layers for p in passes)
             m = sum(layer.passes[p].components.get(comp, 0) for layer in d.layers for p in passes)
             shrink[comp] = (t - m, t, m)
-        comp, (saved, t, m) = max(shrink.items(), key=lambda kv: kv[1][0])
+        comp, (_saved, t, m) = max(shrink.items(), key=lambda kv: kv[1][0])
         out.append(
             f"{span} {s:.2f}× over the twin exceeds its MAC bound {bound:.2f}×: the twin's "
             f"{COMPONENT_WORDS[comp]} ({t / 1e6:.2f} Mcycles) shrink to {m / 1e6:.2f} Mcycles"
@@ -406,7 +406,7 @@ def lookahead_sensitivity(
     designs = [(v, design_area(v.arch, v.area)) for v in [*variants, *twins]]
     rows = _simulate_layers(None, layers_factory(), designs, lambda i: True, None, True, 0)
     results: dict[str, DesignResult] = {}
-    for (loaded, area) in designs:
+    for loaded, area in designs:
         results[loaded.name] = DesignResult(loaded, area, "variant")
     for _, name, kind, per, _ in rows:
         for (loaded, _), passes in zip(designs, per, strict=True):
@@ -432,4 +432,3 @@ def mapping_bound_violations(net: NetworkResult) -> list[str]:
                 if cost.cycles < cost.mapping_bound:
                     bad.append(f"{d.name} {layer.name} {p}: {cost.cycles} < {cost.mapping_bound}")
     return bad
-

@@ -1,6 +1,9 @@
 """Compute cycles of a channel tile's items, per position block (docs/cost-model.md §3, §4):
 lockstep folds on `systolic`, chunk-major dispatch to independent rows on `rows`. Each also
-returns the buffer traffic of its folds or chunks, which bounds them (§5) and is priced (§9)."""
+returns the buffer traffic of its folds or chunks, which bounds them (§5) and is priced (§9).
+
+Both are single numba passes over the tile's [stream blocks, items] arrays: they are called once
+per channel tile and candidate blocking, so gathers and [J, items] temporaries would dominate."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ import numpy as np
 
 from agos.arch.schema import Arch
 from agos.cost.items import SlotSets, TileItems
-from agos.cost.layout import ceil_div
+
+# conflict bound K of a lockstep fold (§3), by the pass's features
+NO_CONFLICTS, WALK_ALL, UNBOUNDED_WINDOW, WINDOW = 0, 1, 2, 3
 
 
 @dataclass
@@ -27,44 +32,152 @@ class BlockCompute:
     items: np.ndarray  # dispatched items / item-chunks
     store_loads: np.ndarray  # bytes loaded into the PE stores (rows)
 
-    @classmethod
-    def zeros(cls, j: int, a: int) -> BlockCompute:
-        return cls(*(np.zeros((j, a), np.int64) for _ in range(7)))
+
+@numba.njit(cache=True)
+def _first_last(d):
+    """Each item's first and last dispatched stream block (−1 when never dispatched): §5's
+    partial sums leave at every dispatched block but the last and return at all but the first."""
+    j_count, n = d.shape
+    first = np.full(n, -1, np.int32)
+    last = np.full(n, -1, np.int32)
+    for i in range(n):
+        for j in range(j_count):
+            if d[j, i] > 0:
+                if first[i] < 0:
+                    first[i] = j
+                last[i] = j
+    return first, last
 
 
-def _segment_starts(keys: list[np.ndarray]) -> np.ndarray:
-    """Indices where any key changes (index 0 included)."""
-    n = keys[0].size
-    change = np.zeros(n, bool)
-    if n:
-        change[0] = True
-    for k in keys:
-        change[1:] |= k[1:] != k[:-1]
-    return np.flatnonzero(change)
+@numba.njit(cache=True)
+def _union_size(union, cols, lanes):
+    """Size and largest lane load (channel c on lane c mod C) of a channel set held as a bitmap
+    of 64-bit words; the bitmap and `lanes` are cleared for the next fold."""
+    size = 0
+    for word in range(union.size):
+        bits = union[word]
+        c = word * 64
+        while bits:
+            if bits & np.uint64(1):
+                lanes[c % cols] += 1
+                size += 1
+            bits >>= np.uint64(1)
+            c += 1
+        union[word] = 0
+    load = lanes.max()
+    lanes[:] = 0
+    return size, load
 
 
-def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
-    out = np.zeros(size, np.int64)
-    np.add.at(out, index, values.astype(np.int64, copy=False))
+# the per-block sums _lockstep returns, and what it keeps of each block's open fold
+COMPUTE, READS, WRITES, WORK, FOLDS, ITEMS = range(6)
+COUNT, LONGEST, T_MAX, READ, WRITTEN, SET = range(6)
+
+
+@numba.njit(cache=True)
+def _close_fold(
+    out, j, b, longest, t_max, read, written, union, own, closed, sizes, loads, width, lanes, cols, vb, bw,
+    two_sided, conflicts, window,
+):  # fmt: skip
+    """Adds a fold of block b in stream block j to the sums `out` (§3): its time less fd is
+    max(F, K, ⌈Bf / BW⌉), Bf its items' bytes (`read` + `written`) plus the column operands
+    T_max·W·vb (+ W·⌈T_max/8⌉ bitmaps for two-sided joins). W is the tile width or, with
+    conflicts, the size of the union of the items' channel sets (the bitmap `union`, measured
+    when `own`, else taken from the same fold of stream block 0: the `closed`-th), whose largest
+    lane load sets K. Returns the count of folds closed so far."""
+    size, load = width, 0
+    if conflicts != NO_CONFLICTS:
+        if own:
+            sizes[closed], loads[closed] = _union_size(union, cols, lanes)
+        size, load = sizes[closed], loads[closed]
+    column = t_max * size * vb
+    if two_sided:
+        column += size * ((t_max + 7) // 8)
+    bound = 0
+    if conflicts == WALK_ALL:
+        bound = t_max * load
+    elif conflicts == WINDOW:
+        bound = (t_max * load + window - 1) // window
+    out[COMPUTE, j, b] += max(longest, (read + written + column + bw - 1) // bw, bound)
+    out[READS, j, b] += read + column
+    out[WRITES, j, b] += written
+    out[WORK, j, b] += longest
+    out[FOLDS, j, b] += 1
+    return closed + 1
+
+
+@numba.njit(cache=True)
+def _lockstep(
+    d, length, stream, channels, set_id, block, a, rows, vb, ab, ob, bw, two_sided,
+    conflicts, window, width, bitmaps, cols,
+):  # fmt: skip
+    """§3 per (stream block j, position block): folds are R consecutive dispatched items of one
+    (position block, work set) in execution order (blocks in order, items in order within each).
+
+    Items are visited in their own order, each block keeping its open fold (in locals while
+    consecutive items stay in one block): a block's items arrive in execution order, and the
+    block sums do not depend on the order of blocks. Returns [COMPUTE … ITEMS, J, a], compute
+    without fill/drain."""
+    j_count, n = d.shape
+    if j_count > 1:
+        first, last = _first_last(d)
+    else:
+        first = last = np.zeros(n, np.int32)
+    same = True  # every stream block dispatches the same items: their folds (and unions) alike
+    for i in range(n):
+        for j in range(1, j_count):
+            if (d[j, i] > 0) != (d[0, i] > 0):
+                same = False
+    out = np.zeros((6, j_count, a), np.int64)
+    held = np.zeros((6, a), np.int64)  # the open fold of each block not in the locals
+    conflicting = conflicts != NO_CONFLICTS
+    union = np.zeros((a, bitmaps.shape[1]), np.uint64)  # the open folds' channel sets
+    sizes = np.zeros(n if conflicting else 0, np.int64)  # per fold of block 0, in closing order
+    loads = np.zeros_like(sizes)
+    lanes = np.zeros(cols, np.int64)
+    for j in range(j_count):
+        own = j == 0 or not same  # measures its folds' unions; else reuses block 0's
+        closed = 0
+        cur = -1
+        count = longest = t_max = read = written = work_set = 0
+        for i in range(n):
+            if d[j, i] <= 0:
+                continue
+            if block[i] != cur:
+                if cur >= 0:
+                    held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur] = count, longest, t_max
+                    held[READ, cur], held[WRITTEN, cur], held[SET, cur] = read, written, work_set
+                cur = block[i]
+                count, longest, t_max = held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur]
+                read, written, work_set = held[READ, cur], held[WRITTEN, cur], held[SET, cur]
+            if count and (set_id[i] != work_set or count == rows):
+                closed = _close_fold(
+                    out, j, cur, longest, t_max, read, written, union[cur], own, closed, sizes, loads, width,
+                    lanes, cols, vb, bw, two_sided, conflicts, window,
+                )  # fmt: skip
+                count = longest = t_max = read = written = 0
+            work_set = set_id[i]
+            count += 1
+            out[ITEMS, j, cur] += 1
+            longest = max(longest, d[j, i])
+            t_max = max(t_max, length[j, i])
+            ch = channels[i]
+            read += stream[j, i] + (ch * ab if j != first[i] else 0)
+            written += ch * ab if j != last[i] else ch * ob
+            if conflicting and own:
+                for w in range(union.shape[1]):
+                    union[cur, w] |= bitmaps[i, w]
+        if cur >= 0:
+            held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur] = count, longest, t_max
+            held[READ, cur], held[WRITTEN, cur] = read, written
+        for b in range(a):
+            if held[COUNT, b]:
+                closed = _close_fold(
+                    out, j, b, held[LONGEST, b], held[T_MAX, b], held[READ, b], held[WRITTEN, b], union[b],
+                    own, closed, sizes, loads, width, lanes, cols, vb, bw, two_sided, conflicts, window,
+                )  # fmt: skip
+        held[:] = 0
     return out
-
-
-def partial_sums(items: TileItems, arch: Arch, pass_: str) -> tuple[np.ndarray, np.ndarray]:
-    """Buffer bytes an item-block reads and writes for its partial sums and outputs (§5): written
-    at every dispatched block but the last, read at every one but the first, outputs at the last."""
-    vb, ab = arch.precision.value_bytes, arch.precision.accumulate_bytes
-    ob = ab if pass_ == "bwd_weight" else vb
-    disp = items.d > 0
-    if disp.shape[0] == 1:
-        return np.zeros(disp.shape, np.int64), disp * items.channels[None, :] * ob
-    j_count = disp.shape[0]
-    first = np.argmax(disp, axis=0)
-    last = j_count - 1 - np.argmax(disp[::-1], axis=0)
-    jj = np.arange(j_count)[:, None]
-    ch = items.channels[None, :]
-    reads = disp * (jj != first[None, :]) * ch * ab
-    writes = disp * ((jj != last[None, :]) * ch * ab + (jj == last[None, :]) * ch * ob)
-    return reads, writes
 
 
 def lockstep(
@@ -76,218 +189,89 @@ def lockstep(
     sets: SlotSets | None,
 ) -> BlockCompute:
     """§3: folds of R dispatched items, per (stream block, position block, work set)."""
-    j_count = items.d.shape[0]
-    out = BlockCompute.zeros(j_count, a)
-    block_all = block_of_row[items.row]
-    order = np.argsort(block_all, kind="stable") if a > 1 else np.arange(block_all.size)
-    disp = items.d[:, order] > 0
-    same = bool((disp == disp[:1]).all())
-    groups = [np.arange(j_count)] if same else [np.array([j]) for j in range(j_count)]
-    p_reads, p_writes = partial_sums(items, arch, pass_)
-    for js in groups:
-        sel = order[disp[js[0]]]
-        if sel.size:
-            _folds(items, js, sel, block_all[sel], a, arch, pass_, sets, p_reads, p_writes, out)
-    return out
-
-
-@numba.njit(cache=True)
-def _fold_scan(d, length, reads, writes, block, set_id, rows):
-    """One pass over dispatched items (execution order) of J' stream blocks that dispatch alike:
-    folds are R consecutive items of one (position block, work set). Per fold: its first item,
-    F = max d, T_max, and summed reads and writes, each [J', folds]."""
-    jn, n = d.shape
-    starts = np.empty(n, np.int64)
-    folds = 0
-    count = 0
-    for i in range(n):
-        if i == 0 or block[i] != block[i - 1] or set_id[i] != set_id[i - 1] or count == rows:
-            starts[folds] = i
-            folds += 1
-            count = 0
-        count += 1
-    starts = starts[:folds]
-    f = np.zeros((jn, folds), np.int64)
-    t = np.zeros((jn, folds), np.int64)
-    rd = np.zeros((jn, folds), np.int64)
-    wr = np.zeros((jn, folds), np.int64)
-    for j in range(jn):
-        k = -1
-        for i in range(n):
-            if k + 1 < folds and starts[k + 1] == i:
-                k += 1
-            if d[j, i] > f[j, k]:
-                f[j, k] = d[j, i]
-            if length[j, i] > t[j, k]:
-                t[j, k] = length[j, i]
-            rd[j, k] += reads[j, i]
-            wr[j, k] += writes[j, i]
-    return starts, f, t, rd, wr
-
-
-@numba.njit(cache=True)
-def _fold_unions(indptr, indices, width_dom, pos, slot, starts, cols):
-    """Compacted folds: the union U of the items' channel sets (slot `slot[i]` of position
-    `pos[i]`), as its size and its largest lane load (channel c on lane c mod C)."""
-    folds = starts.size
-    n = pos.size
-    width = np.zeros(folds, np.int64)
-    load = np.zeros(folds, np.int64)
-    stamp = np.full(width_dom, -1, np.int64)
-    lanes = np.zeros(cols, np.int64)
-    for k in range(folds):
-        lo_i = starts[k]
-        hi_i = starts[k + 1] if k + 1 < folds else n
-        lanes[:] = 0
-        w = 0
-        for i in range(lo_i, hi_i):
-            lo = indptr[pos[i]] + slot[i] * cols
-            hi = min(indptr[pos[i] + 1], lo + cols)
-            for c in indices[lo:hi]:
-                if stamp[c] != k:
-                    stamp[c] = k
-                    w += 1
-                    lanes[c % cols] += 1
-        width[k] = w
-        load[k] = lanes.max()
-    return width, load
-
-
-def _folds(items, js, sel, block, a, arch, pass_, sets, p_reads, p_writes, out) -> None:
-    """Folds of the dispatched items `sel` (execution order) of the stream blocks `js`, which all
-    dispatch the same items, into `out` rows `js`."""
     o = arch.organisation
-    rows, cols = o.pe_array.rows, o.pe_array.cols
-    vb = o.precision.value_bytes
-    bw = o.memory.bandwidth_bytes_per_cycle
     opts = arch.skipping.of(pass_)
     window = arch.skipping.window
-    sub = np.ix_(js, sel)
-    starts, f, t_max, reads, writes = _fold_scan(
-        items.d[sub], items.length[sub], items.stream_bytes[sub] + p_reads[sub], p_writes[sub],
-        block, items.set_id[sel], rows,
-    )  # fmt: skip
-    if sets is not None:
-        indptr, indices = sets.csr(items.tile)
-        w, load = _fold_unions(indptr, indices, items.tile.width, items.pos[sel], items.slot[sel], starts, cols)
-        width, load = w[None, :], load[None, :]
-        if not opts.stream:
-            k = t_max * load
-        elif window is None:
-            k = np.zeros_like(t_max)
-        else:
-            k = ceil_div(t_max * load, window)
+    if sets is None:
+        conflicts = NO_CONFLICTS
+        bitmaps = np.zeros((items.d.shape[1], 0), np.uint64)
     else:
-        width = np.full((1, starts.size), items.tile.width, np.int64)
-        k = None
-    column = t_max * width * vb
-    if pass_ == "bwd_weight" and opts.pe_operand:
-        column = column + width * ceil_div(t_max, 8)
-    fold_bytes = reads + writes + column
-    busy = np.maximum(f, ceil_div(fold_bytes, bw))
-    if k is not None:
-        busy = np.maximum(busy, k)
-    fd = o.fd if o.fill_drain == "per_fold" else 0
-    fold_block = block[starts]
-    count = np.bincount(fold_block, minlength=a).astype(np.int64)
-    out.compute[js] = _sum_rows(fold_block, busy, a) + fd * count
-    out.fill_drain[js] = fd * count
-    out.reads[js] = _sum_rows(fold_block, reads + column, a)
-    out.writes[js] = _sum_rows(fold_block, writes, a)
-    out.work[js] = _sum_rows(fold_block, f, a)
-    out.items[js] = np.bincount(block, minlength=a).astype(np.int64)
-
-
-def _sum_rows(index: np.ndarray, values: np.ndarray, a: int) -> np.ndarray:
-    """[J', folds] summed into [J', a] by each fold's position block (`index` sorted)."""
-    out = np.zeros((values.shape[0], a), np.int64)
-    cuts = _segment_starts([index])
-    out[:, index[cuts]] = np.add.reduceat(values, cuts, axis=1)
-    return out
+        conflicts = WALK_ALL if not opts.stream else UNBOUNDED_WINDOW if window is None else WINDOW
+        bitmaps = sets.bitmaps(items.tile)
+    sums = _lockstep(
+        items.d, items.length, items.stream_bytes, items.channels, items.set_id, block_of_row[items.row],
+        a, o.pe_array.rows, o.precision.value_bytes, o.precision.accumulate_bytes,
+        o.precision.accumulate_bytes if pass_ == "bwd_weight" else o.precision.value_bytes,
+        o.memory.bandwidth_bytes_per_cycle, pass_ == "bwd_weight" and opts.pe_operand, conflicts,
+        window or 1, items.tile.width, bitmaps, o.pe_array.cols,
+    )  # fmt: skip
+    fill_drain = (o.fd if o.fill_drain == "per_fold" else 0) * sums[FOLDS]
+    return BlockCompute(
+        sums[COMPUTE] + fill_drain, sums[READS], sums[WRITES], sums[WORK], fill_drain, sums[ITEMS],
+        np.zeros_like(fill_drain),
+    )  # fmt: skip
 
 
 @numba.njit(cache=True)
-def _greedy(d: np.ndarray, block: np.ndarray, a: int, rows: int) -> np.ndarray:
-    """[J, a] makespans: item-chunks of each (chunk, block) in order, each to the row that frees
-    first (ties: the lowest row), all rows idle at the start of every (chunk, block)."""
+def _independent(d, stream, channels, block, a, rows, greedy, ab, ob, fd, bw, store_load):
+    """§4 per (chunk j, position block): the dispatched item-chunks in execution order go to the
+    R rows — `greedy`: each to the row that frees first (ties: the lowest row); else the i-th to
+    row i mod R — all rows idle at the start of every (chunk, block); makespan M. The chunk's
+    bytes Bc are its item-chunks' stream bytes, their partial sums and outputs (§5) and the store
+    load; its time is fd + max(M, ⌈Bc / BW⌉) when it dispatches anything.
+
+    Items are visited in their own order, each block keeping its rows' state: a block's items
+    arrive in execution order. Returns compute, reads, writes, work, fill/drain, items and store
+    loads, each [J, a]."""
     j_count, n = d.shape
-    out = np.zeros((j_count, a), np.int64)
-    finish = np.zeros(rows, np.int64)
-    for j in range(j_count):
-        current = -1
-        for i in range(n):
-            if block[i] != current:
-                if current >= 0:
-                    out[j, current] = finish.max()
-                current = block[i]
-                finish[:] = 0
-            if d[j, i] > 0:
-                best = 0
-                for r in range(1, rows):
-                    if finish[r] < finish[best]:
-                        best = r
-                finish[best] += d[j, i]
-        if current >= 0:
-            out[j, current] = finish.max()
-    return out
-
-
-@numba.njit(cache=True)
-def _static(d: np.ndarray, block: np.ndarray, a: int, rows: int) -> np.ndarray:
-    """[J, a] makespans with the i-th dispatched item-chunk of each (chunk, block) on row i mod R."""
-    j_count, n = d.shape
-    out = np.zeros((j_count, a), np.int64)
-    sums = np.zeros(rows, np.int64)
-    for j in range(j_count):
-        current = -1
-        rank = 0
-        for i in range(n):
-            if block[i] != current:
-                if current >= 0:
-                    out[j, current] = sums.max()
-                current = block[i]
-                sums[:] = 0
-                rank = 0
-            if d[j, i] > 0:
-                sums[rank % rows] += d[j, i]
-                rank += 1
-        if current >= 0:
-            out[j, current] = sums.max()
-    return out
-
-
-@numba.njit(cache=True)
-def _unit_sums(d, stream, channels, block, a, ab, ob):
-    """Per (chunk, block): dispatched item-chunks, stream bytes, and partial-sum and output bytes
-    read and written by §5's rule (each item's dispatched chunks e_1 < … < e_m)."""
-    j_count, n = d.shape
+    if j_count > 1:
+        first, last = _first_last(d)
+    else:
+        first = last = np.zeros(n, np.int32)
+    makespan = np.zeros((j_count, a), np.int64)
     items = np.zeros((j_count, a), np.int64)
-    st = np.zeros((j_count, a), np.int64)
-    rd = np.zeros((j_count, a), np.int64)
-    wr = np.zeros((j_count, a), np.int64)
-    for i in range(n):
-        first = -1
-        last = -1
-        for j in range(j_count):
-            if d[j, i] > 0:
-                if first < 0:
-                    first = j
-                last = j
-        if first < 0:
-            continue
-        b = block[i]
-        ch = channels[i]
-        for j in range(first, last + 1):
-            if d[j, i] > 0:
-                items[j, b] += 1
-                st[j, b] += stream[j, i]
-                if j != first:
-                    rd[j, b] += ch * ab
-                if j != last:
-                    wr[j, b] += ch * ab
-                else:
-                    wr[j, b] += ch * ob
-    return items, st, rd, wr
+    traffic = np.zeros((j_count, a), np.int64)  # stream and partial-sum bytes read
+    writes = np.zeros((j_count, a), np.int64)
+    finish = np.zeros((a, rows), np.int64)  # each block's rows, in this chunk
+    nxt = np.zeros(a, np.int64)  # static: the row of each block's next item-chunk
+    for j in range(j_count):
+        finish[:] = 0
+        nxt[:] = 0
+        for i in range(n):
+            if d[j, i] <= 0:
+                continue
+            b = block[i]
+            if greedy:
+                row = 0
+                for r in range(1, rows):
+                    if finish[b, r] < finish[b, row]:
+                        row = r
+            else:
+                row = nxt[b]
+                nxt[b] = row + 1 if row + 1 < rows else 0
+            finish[b, row] += d[j, i]
+            ch = channels[i]
+            items[j, b] += 1
+            traffic[j, b] += stream[j, i] + (ch * ab if j != first[i] else 0)
+            writes[j, b] += ch * ab if j != last[i] else ch * ob
+        for b in range(a):
+            makespan[j, b] = finish[b].max()
+    compute = np.zeros((j_count, a), np.int64)
+    reads = np.zeros((j_count, a), np.int64)
+    work = np.zeros((j_count, a), np.int64)
+    fill = np.zeros((j_count, a), np.int64)
+    loads = np.zeros((j_count, a), np.int64)
+    for j in range(j_count):
+        for b in range(a):
+            if items[j, b] > 0:
+                load = store_load[j]
+                busy = max(makespan[j, b], (traffic[j, b] + writes[j, b] + load + bw - 1) // bw)
+                compute[j, b] = fd + busy
+                reads[j, b] = traffic[j, b] + load
+                work[j, b] = makespan[j, b]
+                fill[j, b] = fd
+                loads[j, b] = load
+    return compute, reads, writes, work, fill, items, loads
 
 
 def independent(
@@ -300,32 +284,10 @@ def independent(
 ) -> BlockCompute:
     """Chunk-major rows (§4); `store_load` is the buffer bytes that load each chunk's stores."""
     o = arch.organisation
-    rows = o.pe_array.rows
-    bw = o.memory.bandwidth_bytes_per_cycle
-    block = block_of_row[items.row]
-    order = np.argsort(block, kind="stable") if a > 1 else np.arange(block.size)
-    block = block[order]
-    d = items.d[:, order]
-    disp = d > 0
-    j_count = d.shape[0]
-    if not disp.any():
-        return BlockCompute.zeros(j_count, a)
-    makespan = (_greedy if o.dispatch == "greedy" else _static)(np.ascontiguousarray(d), block, a, rows)
-    vb, ab = o.precision.value_bytes, o.precision.accumulate_bytes
-    ob = ab if pass_ == "bwd_weight" else vb
-    unit_items, unit_stream, unit_reads, unit_writes = _unit_sums(
-        d, np.ascontiguousarray(items.stream_bytes[:, order]), items.channels[order], block, a, ab, ob
-    )
-    active = unit_items > 0
-    unit_load = store_load[:, None] * active
-    unit_bytes = unit_stream + unit_reads + unit_writes + unit_load
-    busy = np.maximum(makespan, ceil_div(unit_bytes, bw))
-    return BlockCompute(
-        compute=(o.fd + busy) * active,
-        reads=unit_stream + unit_reads + unit_load,
-        writes=unit_writes,
-        work=makespan * active,
-        fill_drain=o.fd * active,
-        items=unit_items,
-        store_loads=unit_load,
-    )
+    ab = o.precision.accumulate_bytes
+    ob = ab if pass_ == "bwd_weight" else o.precision.value_bytes
+    out = _independent(
+        items.d, items.stream_bytes, items.channels, block_of_row[items.row], a, o.pe_array.rows,
+        o.dispatch == "greedy", ab, ob, o.fd, o.memory.bandwidth_bytes_per_cycle, store_load,
+    )  # fmt: skip
+    return BlockCompute(*out)

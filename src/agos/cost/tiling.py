@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from functools import cache
+from itertools import pairwise
 
+import numba
 import numpy as np
 
 from agos.cost.layout import Tile
@@ -72,29 +73,31 @@ class Shares:
         self._fwd_rows, self._bwd_rows = _axis_reach(g.p, g.h, g.r, g.stride[0], g.padding[0], g.dilation[0])
         self._rows: dict[tuple[int, int], int] = {}
         self._unit_rows: dict[tuple[int, int], int] = {}
-        self._block_rows: dict[int, list[int]] = {}
-        self._grids: dict[tuple, _Grid] = {}
+        self._block_rows: dict[int, np.ndarray] = {}
+        self._grids: dict[tuple[int, int, int], _Grid] = {}
 
-    def block_rows(self, a: int) -> list[int]:
+    def block_rows(self, a: int) -> np.ndarray:
+        """Rows of A each of the `a` position blocks reads (halos included), int64 [a]."""
         if a not in self._block_rows:
             fast = self._vector_rows(a)
             self._block_rows[a] = (
-                fast if fast is not None else [self.position_rows(lo, hi) for lo, hi in split(self.t.rows, a)]
+                fast
+                if fast is not None
+                else np.array([self.position_rows(lo, hi) for lo, hi in split(self.t.rows, a)], np.int64)
             )
         return self._block_rows[a]
 
-    def _vector_rows(self, a: int) -> list[int] | None:
+    def _vector_rows(self, a: int) -> np.ndarray | None:
         """`position_rows` of every block at once, for undilated kernels (each output row reads, and
         each input row is reached by, an interval): the exact same counts, without a Python loop."""
         t, g = self.t, self.t.geometry
+        lo, hi = bounds(t.rows, a)
         if t.pass_ == "bwd_weight":
-            return [hi - lo for lo, hi in split(t.rows, a)]
+            return hi - lo
         if g.dilation[0] != 1:
             return None
         s, r, pad = g.stride[0], g.r, g.padding[0]
         per = g.p if t.pass_ == "fwd" else g.h
-        lo = np.array([x for x, _ in split(t.rows, a)], np.int64)
-        hi = np.array([y for _, y in split(t.rows, a)], np.int64)
         n0, n1 = lo // per, (hi - 1) // per
         if t.pass_ == "fwd":
             size = g.h
@@ -121,12 +124,12 @@ class Shares:
         tail = np.where(single, 0, one(np.zeros_like(lo), hi - n1 * per))
         full = one(np.zeros(1, np.int64), np.full(1, per))[0]
         middle = np.maximum(0, n1 - n0 - 1) * full
-        return [int(v) for v in head + tail + middle]
+        return (head + tail + middle).astype(np.int64)
 
-    def grid(self, a: int, jinfo, ranges) -> _Grid:
-        key = (a, tuple(c for c, _ in jinfo), tuple(ranges))
+    def grid(self, a: int, cols: _Columns, stream: _Stream) -> _Grid:
+        key = (a, cols.b, stream.sigma)
         if key not in self._grids:
-            self._grids[key] = _Grid(self, a, jinfo, ranges)
+            self._grids[key] = _Grid(self, a, cols, stream)
         return self._grids[key]
 
     def position_rows(self, lo: int, hi: int) -> int:
@@ -149,16 +152,54 @@ class Shares:
             self._unit_rows[key] = _per_image(lo, hi, self.t.geometry.p, self._fwd_rows)
         return self._unit_rows[key]
 
-    def channels(self, j_tiles: range) -> tuple[int, frozenset]:
-        ch = sum(self.tiles[t].width for t in j_tiles)
-        groups = frozenset(gr for t in j_tiles for gr in self.tiles[t].groups)
-        return ch, groups
+    def columns(self, b: int) -> _Columns:
+        """The b channel blocks: ranges of the tile list, their channels and groups."""
+        starts = [lo for lo, _ in split(len(self.tiles), b)] + [len(self.tiles)]
+        ch, groups = [], []
+        for lo, hi in pairwise(starts):
+            ch.append(sum(self.tiles[t].width for t in range(lo, hi)))
+            groups.append(frozenset(gr for t in range(lo, hi) for gr in self.tiles[t].groups))
+        ids: dict[frozenset, int] = {}
+        group_id = np.array([ids.setdefault(gr, len(ids)) for gr in groups], np.int64)
+        return _Columns(b, np.array(starts, np.int64), ch, [len(gr) for gr in groups], group_id)
 
+    def stream(self, sigma: int, ranges: list[tuple[int, int]]) -> _Stream:
+        """The σ stream blocks: their units, and (BWD-W) the input rows their output rows read."""
+        units_ = [u1 - u0 for u0, u1 in ranges]
+        reach = [self.unit_rows(u0, u1) for u0, u1 in ranges] if self.t.pass_ == "bwd_weight" else units_
+        return _Stream(sigma, ranges, units_, reach)
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Channel blocks of one b: block j is channel tiles [starts[j], starts[j + 1])."""
+
+    b: int
+    starts: np.ndarray  # int64 [b + 1]
+    ch: list[int]  # channels of each block
+    groups: list[int]  # groups each block touches
+    group_id: np.ndarray  # blocks with the same set of groups share an id (A is reused between them)
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """Stream blocks of one σ: unit ranges, units, and the units' share numerator of A."""
+
+    sigma: int
+    ranges: list[tuple[int, int]]
+    units: list[int]
+    reach: list[int]  # BWD-W: input rows read by the block's output rows; else its units
 
 
 @lru_cache(maxsize=4096)
 def split(n: int, parts: int) -> tuple[tuple[int, int], ...]:
     return tuple((i * n // parts, (i + 1) * n // parts) for i in range(parts))
+
+
+def bounds(n: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """`split` as int64 arrays (lo, hi), for blockings into many parts."""
+    edges = np.arange(parts + 1, dtype=np.int64) * n // parts
+    return edges[:-1], edges[1:]
 
 
 @dataclass
@@ -209,38 +250,40 @@ def choose_tiling(
     position block), and their dispatched items, each int64 [tiles, σ, a]; `tile_overhead` is paid
     once by every buffer tile with work (fill/drain overlapped across its folds)."""
     shares = Shares(t, tiles)
-    n_tiles = len(tiles)
-    cache: dict[tuple[int, int], np.ndarray] = {}
+    cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    streams: dict[int, _Stream] = {}
     best: Plan | None = None
     best_key = None
-    for b in _powers(n_tiles):
-        jblocks = [range(lo, hi) for lo, hi in split(n_tiles, b)]
-        jinfo = [shares.channels(r) for r in jblocks]
+    for b in _powers(len(tiles)):
+        cols = shares.columns(b)
         found = None
         for sigma in _powers(sigma_cap):
-            ranges = stream_ranges(sigma)
-            if not _fits(shares, t.rows, jinfo, ranges, capacity):
+            if sigma not in streams:
+                streams[sigma] = shares.stream(sigma, stream_ranges(sigma))
+            stream = streams[sigma]
+            if not shares.grid(t.rows, cols, stream).fits(capacity):
                 continue  # not even one position row per tile fits with these stream blocks
             # position blocks of powers of two nest, so fitting is monotone in a: bisect
             options = _powers(t.rows)
             lo, hi = 0, len(options) - 1
             while lo < hi:
                 mid = (lo + hi) // 2
-                if _fits(shares, options[mid], jinfo, ranges, capacity):
+                if shares.grid(options[mid], cols, stream).fits(capacity):
                     hi = mid
                 else:
                     lo = mid + 1
-            found = (sigma, ranges, options[lo])
+            found = (stream, options[lo])
             break
         if found is None:
             continue
-        sigma, ranges, a = found
-        if (a, sigma) not in cache:
-            cache[(a, sigma)] = compute_for(a, sigma)
-        per = cache[(a, sigma)]
+        stream, a = found
+        if (a, stream.sigma) not in cache:
+            cache[(a, stream.sigma)] = compute_for(a, stream.sigma)
+        compute, items = cache[(a, stream.sigma)]
+        grid = shares.grid(a, cols, stream)
         for order in ("channels", "positions"):
             plan = _evaluate(
-                shares, order, a, b, sigma, jblocks, jinfo, ranges, per, dram_per_cycle, double_buffering,
+                grid, order, cols, stream.sigma, compute, items, dram_per_cycle, double_buffering,
                 tile_overhead,
             )  # fmt: skip
             key = (plan.cycles, plan.dram_bytes, plan.tiles, 0 if order == "channels" else 1, b)
@@ -258,99 +301,114 @@ def _ceil(num, den):
     return -(-num // den)
 
 
-def _int_array(values, exact: bool) -> np.ndarray:
-    """int64, or Python integers (`exact`) when products could reach 2^62."""
-    return np.array(values, dtype=object if exact else np.int64)
-
-
 class _Grid:
     """Byte shares of every tile (i, j, k) of one (a, b, σ) as arrays: A [a, K, b], B [K, b],
-    O and O' [a, b] (exact integers: object arrays of Python ints)."""
+    O and O' [a, b]. The numerators are products that could reach 2^63 on huge layers: then they
+    are taken in Python integers (object arrays); the shares themselves fit int64."""
 
-    def __init__(self, shares: Shares, a: int, jinfo, ranges):
+    def __init__(self, shares: Shares, a: int, cols: _Columns, stream: _Stream):
         t = shares.t
         g = t.geometry
-        blocks = split(t.rows, a)
-        self.blocks = blocks
+        self.a_count = a
         rows_read = shares.block_rows(a)
-        if t.pass_ == "bwd_weight":
-            unit_f = [shares.unit_rows(u0, u1) for u0, u1 in ranges]
-        else:
-            unit_f = [u1 - u0 for u0, u1 in ranges]
+        lo, hi = bounds(t.rows, a)
         limit = 2**62  # every numerator below stays under it in int64, or Python integers are used
         exact = (
-            max(rows_read) * max(unit_f) * g.groups * t.a_bytes >= limit
+            int(rows_read.max()) * max(stream.reach) * g.groups * t.a_bytes >= limit
             or shares.ch_total * max(t.units, 1) * t.b_bytes >= limit
             or t.rows * shares.ch_total * max(t.o_bytes, t.o_partial_bytes) >= limit
         )
-        pos_rows = _int_array(rows_read, exact)  # [a]
-        span = _int_array([hi - lo for lo, hi in blocks], exact)
-        ch = _int_array([c for c, _ in jinfo], exact)  # [b]
-        groups = _int_array([len(gr) for _, gr in jinfo], exact)
-        unit_len = _int_array([u1 - u0 for u0, u1 in ranges], exact)  # [K]
+        kind = object if exact else np.int64
+        pos_rows = rows_read.astype(kind)  # [a]
+        span = (hi - lo).astype(kind)
+        ch = np.array(cols.ch, kind)  # [b]
+        groups = np.array(cols.groups, kind)
+        unit_len = np.array(stream.units, kind)  # [K]
+        num_k = np.array(stream.reach, kind)
         if t.pass_ == "fwd":
-            num_k, den = unit_len, g.n * g.h * g.c_per_group
+            den = g.n * g.h * g.c_per_group
         elif t.pass_ == "bwd_data":
-            num_k, den = unit_len, g.n * g.p * g.k_per_group
+            den = g.n * g.p * g.k_per_group
         else:
-            num_k = _int_array(unit_f, exact)
             den = g.c_per_group * g.n * g.h
-        self.a = _ceil(pos_rows[:, None, None] * num_k[None, :, None] * groups[None, None, :] * t.a_bytes, den * g.groups)
+        a_num = pos_rows[:, None, None] * num_k[None, :, None] * groups[None, None, :] * t.a_bytes
+        self.a = _ceil(a_num, den * g.groups)
         self.b = _ceil(ch[None, :] * unit_len[:, None] * t.b_bytes, shares.ch_total * t.units)
-        partial = t.partial_always or len(ranges) > 1
+        partial = t.partial_always or len(stream.ranges) > 1
         o_den = t.rows * shares.ch_total
         self.o = _ceil(span[:, None] * ch[None, :] * t.o_bytes, o_den)
         self.o_fit = _ceil(span[:, None] * ch[None, :] * (t.o_partial_bytes if partial else t.o_bytes), o_den)
-        ids: dict[frozenset, int] = {}
-        self.group_id = np.array([ids.setdefault(gr, len(ids)) for _, gr in jinfo])
+        self.group_id = cols.group_id
 
     def fits(self, capacity: int) -> bool:
         total = self.a + self.b[None, :, :] + self.o_fit[:, None, :]
         return bool((total <= capacity).all())
 
 
-def _fits(shares: Shares, a: int, jinfo, ranges, capacity: int) -> bool:
-    return shares.grid(a, jinfo, ranges).fits(capacity)
+@numba.njit(cache=True)
+def _pass_time(
+    channels_first, a_share, b_share, o_share, group_id, starts, compute, items, overhead, dpc, double
+):
+    """§6's pass time of one tiling in one loop order (`channels_first`: for j: for i: for k,
+    else for i: for j: for k). A tile loads A unless the previous one had the same i, k and
+    groups, B unless it had the same j and k, and writes O after its last stream block; its
+    compute is that of its channel block's tiles (`compute` [tiles, σ, a], block j being tiles
+    [starts[j], starts[j + 1])), + `overhead` when they dispatch anything. Returns the pass time,
+    the tiles' compute, the A, B and O bytes and the tiles that paid the overhead."""
+    a, kn, b = a_share.shape
+    n = a * b * kn
+    tile_compute = np.zeros(n, np.int64)
+    loads = np.zeros(n, np.int64)
+    outs = np.zeros(n, np.int64)
+    a_bytes = 0
+    b_bytes = 0
+    busy_tiles = 0
+    t = 0
+    pi, pj, pk = -1, -1, -1
+    for outer in range(b if channels_first else a):
+        for inner in range(a if channels_first else b):
+            i, j = (inner, outer) if channels_first else (outer, inner)
+            for k in range(kn):
+                if t == 0 or i != pi or k != pk or group_id[j] != group_id[pj]:
+                    loads[t] += a_share[i, k, j]
+                    a_bytes += a_share[i, k, j]
+                if t == 0 or j != pj or k != pk:
+                    loads[t] += b_share[k, j]
+                    b_bytes += b_share[k, j]
+                if k == kn - 1:
+                    outs[t] = o_share[i, j]
+                work = 0
+                dispatched = 0
+                for tile in range(starts[j], starts[j + 1]):
+                    work += compute[tile, k, i]
+                    dispatched += items[tile, k, i]
+                if dispatched > 0:
+                    work += overhead
+                    busy_tiles += 1
+                tile_compute[t] = work
+                pi, pj, pk = i, j, k
+                t += 1
+    total = 0
+    if double:
+        total = np.int64(np.ceil(loads[0] / dpc)) + np.int64(np.ceil(outs[n - 1] / dpc))
+        for t in range(n):
+            nxt = loads[t + 1] if t + 1 < n else 0
+            prv = outs[t - 1] if t > 0 else 0
+            total += max(tile_compute[t], np.int64(np.ceil((nxt + prv) / dpc)))
+    else:
+        for t in range(n):
+            total += np.int64(np.ceil(loads[t] / dpc)) + tile_compute[t] + np.int64(np.ceil(outs[t] / dpc))
+    return total, tile_compute, a_bytes, b_bytes, outs.sum(), busy_tiles
 
 
 def _evaluate(
-    shares, order, a, b, sigma, jblocks, jinfo, ranges, per, dram_per_cycle, double_buffering, tile_overhead
+    grid: _Grid, order, cols: _Columns, sigma, compute, items, dram_per_cycle, double_buffering, tile_overhead
 ) -> Plan:
-    grid = shares.grid(a, jinfo, ranges)
-    kn = len(ranges)
-    ii, jj, kk = np.meshgrid(np.arange(a), np.arange(b), np.arange(kn), indexing="ij")
-    if order == "channels":  # for j: for i: for k
-        ii, jj, kk = (x.transpose(1, 0, 2).reshape(-1) for x in (ii, jj, kk))
-    else:  # for i: for j: for k
-        ii, jj, kk = (x.reshape(-1) for x in (ii, jj, kk))
-    gid = grid.group_id[jj]
-    first = np.zeros(ii.size, bool)
-    first[0] = True
-    new_a = first.copy()
-    new_b = first.copy()
-    new_a[1:] = (ii[1:] != ii[:-1]) | (kk[1:] != kk[:-1]) | (gid[1:] != gid[:-1])
-    new_b[1:] = (jj[1:] != jj[:-1]) | (kk[1:] != kk[:-1])
-    a_load = np.where(new_a, grid.a[ii, kk, jj], 0)
-    b_load = np.where(new_b, grid.b[kk, jj], 0)
-    outs = np.where(kk == kn - 1, grid.o[ii, jj], 0)
-    compute, items = per
-    cuts = [r.start for r in jblocks]
-    per_j = np.add.reduceat(compute, cuts, axis=0)  # [b, σ, a]
-    busy_j = np.add.reduceat(items, cuts, axis=0) > 0
-    computes = (per_j + tile_overhead * busy_j)[jj, kk, ii].astype(np.int64)
-    loads = a_load + b_load
-
-    def cyc(nbytes):
-        return np.ceil(np.asarray(nbytes, dtype=np.float64) / dram_per_cycle).astype(np.int64)
-
-    if double_buffering:
-        nxt = np.append(loads[1:], 0)
-        prv = np.insert(outs[:-1], 0, 0)
-        total = int(cyc(loads[0])) + int(cyc(outs[-1])) + int(np.maximum(computes, cyc(nxt + prv)).sum())
-    else:
-        total = int((cyc(loads) + computes + cyc(outs)).sum())
-    busy_tiles = int(busy_j.sum()) if tile_overhead else 0
+    total, tile_compute, a_bytes, b_bytes, o_bytes, busy_tiles = _pass_time(
+        order == "channels", grid.a.astype(np.int64), grid.b.astype(np.int64), grid.o.astype(np.int64),
+        grid.group_id, cols.starts, compute, items, tile_overhead, dram_per_cycle, double_buffering,
+    )  # fmt: skip
     return Plan(
-        order, a, b, sigma, total, [int(c) for c in computes], int(a_load.sum()), int(b_load.sum()),
-        int(outs.sum()), total - int(computes.sum()), busy_tiles,
+        order, grid.a_count, cols.b, sigma, int(total), tile_compute.tolist(), int(a_bytes), int(b_bytes),
+        int(o_bytes), int(total) - int(tile_compute.sum()), int(busy_tiles) if tile_overhead else 0,
     )  # fmt: skip

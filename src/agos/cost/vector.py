@@ -107,7 +107,9 @@ def vector_cost(manifest, arch: Arch) -> VectorCost:
     out = VectorCost(note=getattr(manifest, "vector_note", None))
     ops = getattr(manifest, "vector_ops", None)
     if ops is None:
-        out.note = "this trace records no non-convolution work (captured by an older agos): iteration excludes it"
+        out.note = (
+            "this trace records no non-convolution work (captured by an older agos): iteration excludes it"
+        )
         return out
 
     def add(cls: str, work: OpWork, value_bytes: float) -> None:
@@ -126,5 +128,9 @@ def vector_cost(manifest, arch: Arch) -> VectorCost:
     logits = manifest.logits_numel or 0
     add("loss", OpWork(reads=3 * logits, writes=logits, extra_bytes=0, adds=3 * logits, mults=2 * logits), 4)
     params = manifest.parameters or 0
-    add("sgd", OpWork(reads=3 * params, writes=2 * params, extra_bytes=0, adds=3 * params, mults=3 * params), PARAM_BYTES)
+    add(
+        "sgd",
+        OpWork(reads=3 * params, writes=2 * params, extra_bytes=0, adds=3 * params, mults=3 * params),
+        PARAM_BYTES,
+    )
     return out

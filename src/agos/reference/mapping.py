@@ -252,7 +252,8 @@ class PassMapping:
     def compaction_domains(self) -> list[tuple[int, int]]:
         """§2.3: a group's channels cut into the fewest runs of whole C-channel tiles (the split rule
         of §6), at least ⌈tiles / max(1, ⌊domain / C⌋)⌉ of them, whose share of B (the weights W, over
-        all C input channels) is at most Cap / 2; runs of single tiles when no cut satisfies it. Returns the runs as [lo, hi) local channels."""
+        all C input channels) is at most Cap / 2; runs of single tiles when no cut satisfies it.
+        Returns the runs as [lo, hi) local channels."""
         g, mem = self.geometry, self.arch.organisation.memory
         cap = Fraction(mem.global_buffer_bytes, 2 if mem.double_buffering else 1)
         weight_bytes = g.k * self.Cg * g.r * g.s * self.vb

@@ -91,46 +91,55 @@ def differences(results: dict) -> list[str]:
     out = [
         "The seed's abstract reports five ImageNet CNNs it does not name, trained ImageNet weights and a "
         "micro-architecture whose parameters are not public; agos reconstructs that design (preset agos) and "
-        "places it, like every rival, on the same organisations with the same PEs, buffer and memory. This run "
+        "places it, like every rival, on the same organisations with the same PEs, buffer and "
+        "memory. This run "
         f"used {models} with {s['weights']} weights on {s['data']} data, batch {s['batch_size']}, "
         f"{s['image_size']} px.",
-        "Every speedup here is over the design's dense twin — the same organisation with every skip, gate and "
+        "Every speedup here is over the design's dense twin — the same organisation with every skip, "
+        "gate and "
         "compression off — so fill/drain, lockstep packing, operand delivery and memory are paid alike; each "
-        "design is also set against the best dense design of equal area (its extra area spent on PEs or buffer). "
-        "Hardware a skip needs (lookahead windows, crossbars and their lane conflicts, two-sided joins, operand "
+        "design is also set against the best dense design of equal area (its extra area spent on PEs "
+        "or buffer). "
+        "Hardware a skip needs (lookahead windows, crossbars and their lane conflicts, two-sided "
+        "joins, operand "
         "stores) is charged in time, area and energy.",
     ]
     if s["weights"] == "init" and not s["warm_up"]["steps"]:
         out.append(
             "At initialisation about half of every ReLU's outputs are zero, far fewer than in converged "
-            "ImageNet networks (the published profile puts converged VGG16 near 77% and the ResNets near 60%), "
+            "ImageNet networks (the published profile puts converged VGG16 near 77% and the ResNets "
+            "near 60%), "
             "so the real-mask figures understate what trained networks give; the profile rows show the "
             "converged case where a profile exists."
         )
     for org, o in ours.items():
         agos, inp = o.get("agos_iteration_real"), o.get("input-skip_iteration_real")
         per_model = []
-        for name, m in results["models"].items():
+        for _name, m in results["models"].items():
             a, i = design_of(m, "agos", org), design_of(m, "input-skip", org)
             if a and i and a["speedup_over_twin"]["iteration"] and i["speedup_over_twin"]["iteration"]:
                 per_model.append(a["speedup_over_twin"]["iteration"] / i["speedup_over_twin"]["iteration"])
         edge = _mean(per_model)
         if agos and inp and edge is not None:
             text = (
-                f"On {org}, one-sided input skipping alone (input-skip) gives {_rng(inp)} over the dense twin "
+                f"On {org}, one-sided input skipping alone (input-skip) gives {_rng(inp)} over the "
+                "dense twin "
                 f"per iteration; agos gives {_rng(agos)}, so its output skip and two-sided join, with the "
                 f"hardware they need, add {edge:.2f}× on average over input-skip."
             )
             if edge < 1.05:
                 text += (
-                    " That edge is small: on this organisation most of what agos gains comes from skipping zero "
+                    " That edge is small: on this organisation most of what agos gains comes from "
+                    "skipping zero "
                     "operands, which the rival does too."
                 )
             eq = o.get("agos_equal_area_real")
             if eq:
                 text += f" Against the best dense design of equal area agos is {_rng(eq)}."
             out.append(text)
-    conv = {org: o.get("agos_backprop_converged") for org, o in ours.items() if o.get("agos_backprop_converged")}
+    conv = {
+        org: o.get("agos_backprop_converged") for org, o in ours.items() if o.get("agos_backprop_converged")
+    }
     if conv:
         out.append(
             "With the published converged sparsity, agos's backpropagation speedup over its dense twin is "
@@ -138,8 +147,10 @@ def differences(results: dict) -> list[str]:
             + " (seed: 1.69×–5.43×)."
         )
     out.append(
-        "Energy against the GPU sets a 45 nm action-level model (Horowitz, ISSCC 2014, with static power) against "
-        "a measured whole-board power on a current GPU at the same precision; the dense twin's own ratio stands "
+        "Energy against the GPU sets a 45 nm action-level model (Horowitz, ISSCC 2014, with static "
+        "power) against "
+        "a measured whole-board power on a current GPU at the same precision; the dense twin's own "
+        "ratio stands "
         "beside agos's, so read the difference, not the ratio alone."
     )
     return out
@@ -163,9 +174,7 @@ def render(results: dict, out_dir: Path) -> Path:
                 copy = plot_dir / f"{name}-{file}"
                 shutil.copyfile(source, copy)
                 plots[name].append((f"{name}: {title}", _image_src(copy)))
-    orgs = sorted(
-        {d["organisation"] for m in results["models"].values() for d in m["designs"].values()}
-    )
+    orgs = sorted({d["organisation"] for m in results["models"].values() for d in m["designs"].values()})
     profiles = [
         (name, label, d)
         for name, m in results["models"].items()

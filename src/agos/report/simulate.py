@@ -60,7 +60,7 @@ def _pass_dict(cost, pes: int) -> dict:
             "position_blocks": cost.blocks[0],
             "channel_blocks": cost.blocks[1],
             "stream_blocks": cost.blocks[2],
-        },  # fmt: skip
+        },
         "items": cost.items,
         "dram_bytes": {"a": cost.dram_a, "b": cost.dram_b, "o": cost.dram_o},
         "dense_macs": cost.dense_macs,
@@ -212,14 +212,14 @@ def print_table(summary: dict, per_layer: bool = False, console=None) -> None:
         flagged += [(name, f) for f in a.get("flags", [])]
     console.print(table)
     console.print(
-        markup=False,
-        highlight=False,
         *[
             "×: over the design's dense twin (same organisation, skipping off); MAC bound = dense MACs / the "
             "MACs its skipping leaves; eq-area: the best dense design of at most its area / it; iteration "
             "includes the vector unit's non-convolution work; Mc = million cycles. Designs: "
             + ", ".join(f"{n} {summary['designs'][n]['sha256'][:8]}" for n in summary["requested"])
         ],
+        markup=False,
+        highlight=False,
     )
     for name, flag in flagged:
         console.print(f"  {name}: {flag}", markup=False, highlight=False)

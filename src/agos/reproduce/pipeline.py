@@ -295,4 +295,3 @@ def run_model(model: str, settings: Settings, cache: StageCache, console) -> Mod
     }
     compute = sum(cache.seconds(k) for k in keys) + sum(cache.seconds(p.name) for p in analyses.values())
     return ModelOutcome(model, trace_dir, verify, analyses, time.perf_counter() - start, compute)
-

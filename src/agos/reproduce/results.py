@@ -145,9 +145,11 @@ def compare_with_seed(models: dict) -> dict:
     def pick(preset: str, org: str, key: str, span: str | None, converged: bool) -> list[float]:
         out = []
         for m in models.values():
-            entries = [m] if not converged else [
-                d for d in m["densities"].values() if d["density"].endswith(":last")
-            ]
+            entries = (
+                [m]
+                if not converged
+                else [d for d in m["densities"].values() if d["density"].endswith(":last")]
+            )
             for entry in entries:
                 d = _design_of(entry, preset, org)
                 if d is not None:
@@ -173,7 +175,9 @@ def compare_with_seed(models: dict) -> dict:
             (g["energy_ratio"], g.get("twin_energy_ratio"))
             for m in models.values()
             for name, g in m.get("gpu", {}).items()
-            if (d := m["designs"].get(name)) is not None and d["preset"] == "agos" and d["organisation"] == org
+            if (d := m["designs"].get(name)) is not None
+            and d["preset"] == "agos"
+            and d["organisation"] == org
         ]
         ours[org]["agos_energy_vs_gpu"] = _span([a for a, _ in gpu])
         ours[org]["dense_energy_vs_gpu"] = _span([b for _, b in gpu])

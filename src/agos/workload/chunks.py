@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import torch
 
@@ -44,7 +45,9 @@ class Partition:
 def _partition(pass_: str, g: LayerGeometry, ranges: list[tuple[int, int]]) -> Partition:
     per_unit = g.r * g.s if pass_ in ("fwd", "bwd_data") else g.q
     return Partition(
-        tuple(lo for lo, _ in ranges), tuple(hi for _, hi in ranges), tuple((hi - lo) * per_unit for lo, hi in ranges)
+        tuple(lo for lo, _ in ranges),
+        tuple(hi for _, hi in ranges),
+        tuple((hi - lo) * per_unit for lo, hi in ranges),
     )
 
 
@@ -122,7 +125,9 @@ def row_counts(masks: LayerMasks) -> RowCounts:
     return RowCounts(s.reshape(g.n * g.p, g.c, -1), np.tile(length, (g.n, 1)))
 
 
-def block_counts(pass_: str, masks: LayerMasks, part: Partition, rows: RowCounts | None = None) -> BlockCounts:
+def block_counts(
+    pass_: str, masks: LayerMasks, part: Partition, rows: RowCounts | None = None
+) -> BlockCounts:
     g = masks.geometry
     with _exact_arithmetic(g.macs):
         if pass_ == "fwd":
@@ -132,12 +137,34 @@ def block_counts(pass_: str, masks: LayerMasks, part: Partition, rows: RowCounts
         return _bwd_weight(masks, part, rows or row_counts(masks))
 
 
+@numba.njit(cache=True)
+def _unit_sums(mask, starts, stops):
+    """Nonzero entries of each block of units: [N, G, U, plane] 0/1 → int32 [N, G, J, plane]
+    (one pass in memory order; numpy's reduceat along a middle axis is many times slower)."""
+    n, groups, _, plane = mask.shape
+    out = np.zeros((n, groups, starts.size, plane), np.int32)
+    for a in range(n):
+        for b in range(groups):
+            for j in range(starts.size):
+                for u in range(starts[j], stops[j]):
+                    for q in range(plane):
+                        out[a, b, j, q] += mask[a, b, u, q]
+    return out
+
+
+def _block_sums(mask: np.ndarray, part: Partition) -> np.ndarray:
+    """[N, G, U, H, W] 0/1 → int32 [N, G, J, H, W]: the units of each stream block summed."""
+    n, groups, units_, h, w = mask.shape
+    flat = np.ascontiguousarray(mask).reshape(n, groups, units_, h * w)
+    starts, stops = np.array(part.starts, np.int64), np.array(part.stops, np.int64)
+    return _unit_sums(flat, starts, stops).reshape(n, groups, part.count, h, w)
+
+
 def _fwd(masks: LayerMasks, part: Partition) -> BlockCounts:
     g = masks.geometry
     ah, aw = _axes(g)
     x = masks.x_nonzero.reshape(g.x_shape).numpy().view(np.uint8)
-    x = x.reshape(g.n, g.groups, g.c_per_group, g.h, g.w)
-    blocks = np.add.reduceat(x.astype(np.int32), list(part.starts), axis=2)  # [N, G, J, H, W]
+    blocks = _block_sums(x.reshape(g.n, g.groups, g.c_per_group, g.h, g.w), part)  # [N, G, J, H, W]
     s = _box_sum(_to_full(blocks, ah, aw), ah, aw)  # [N, G, J, P, Q]
     s = s.transpose(2, 1, 0, 3, 4).reshape(part.count, g.groups, -1).astype(np.int64)
     taps = np.outer(ah.taps_per_output.numpy(), aw.taps_per_output.numpy()).reshape(-1)
@@ -149,8 +176,7 @@ def _bwd_data(masks: LayerMasks, part: Partition) -> BlockCounts:
     g = masks.geometry
     ah, aw = _axes(g)
     dy = masks.dy_nonzero.reshape(g.y_shape).numpy().view(np.uint8)
-    dy = dy.reshape(g.n, g.groups, g.k_per_group, g.p, g.q)
-    blocks = np.add.reduceat(dy.astype(np.int32), list(part.starts), axis=2)  # [N, G, J, P, Q]
+    blocks = _block_sums(dy.reshape(g.n, g.groups, g.k_per_group, g.p, g.q), part)  # [N, G, J, P, Q]
     s = _from_full(_box_scatter(blocks, ah, aw), ah, aw)  # [N, G, J, H, W]
     s = s.transpose(2, 1, 0, 3, 4).reshape(part.count, g.groups, -1).astype(np.int64)
     reach = np.outer(ah.reach.numpy(), aw.reach.numpy()).reshape(-1)

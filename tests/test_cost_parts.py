@@ -1,0 +1,128 @@
+"""Parts of the cost model with properties of their own: stream-block counts, halo rows, the
+vector unit's record and prices, passes shared between layers of one geometry."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from agos.arch.load import load_arch
+from agos.capture.trace import load_trace
+from agos.cost.layout import Tile
+from agos.cost.model import LayerContext, SharedPasses, layer_area, simulate_layer
+from agos.cost.tiling import PassTensors, Shares, split
+from agos.cost.vector import op_work, vector_cost
+from agos.density.masks import iter_real_masks
+from agos.engine.counts import layer_work
+from agos.workload.chunks import block_counts, store_chunks, uniform_blocks
+from agos.workload.layer import geometry_of
+from tests.cost_cases import random_layer
+
+
+@pytest.mark.parametrize("seed", range(1, 31))
+def test_stream_blocks_sum_to_the_whole_stream(seed):
+    """Per-block T_j and s_j, summed over the blocks of any partition, are the whole-stream counts
+    of agos.engine.counts (an independent computation)."""
+    masks = random_layer(seed)
+    if masks is None:
+        pytest.skip("kernel larger than the padded input")
+    work = layer_work(masks)
+    g = masks.geometry
+    whole = {
+        "fwd": (work.fwd_dense.numpy(), work.fwd_nonzero.numpy()),
+        "bwd_data": (work.bwd_data_dense.numpy(), work.bwd_data_nonzero.numpy()),
+        "bwd_weight": (work.bwd_weight_dense.numpy(), work.bwd_weight_nonzero.numpy()),
+    }
+    r = random.Random(seed)
+    for pass_, (dense, nonzero) in whole.items():
+        for part in (uniform_blocks(pass_, g, r.choice([1, 2, 3, 8])), store_chunks(pass_, masks, 9 * 4)):
+            bc = block_counts(pass_, masks, part)
+            length, s = bc.length.sum(axis=0), bc.nonzero.sum(axis=0)  # [pos], [G, pos]
+            if pass_ == "fwd" or pass_ == "bwd_data":
+                assert np.array_equal(length, np.tile(dense.reshape(-1), g.n))
+                assert np.array_equal(s, nonzero.transpose(1, 0, 2, 3).reshape(g.groups, -1))
+            else:
+                assert np.array_equal(length, np.tile(dense.reshape(-1), g.c_per_group))
+                assert np.array_equal(s, nonzero.reshape(g.groups, -1))
+            assert sum(part.entries) >= length.max(initial=0)
+
+
+def test_halo_rows_of_every_block_equal_their_definition():
+    """The vectorised count of input rows a block of output rows reads (and of dY rows reaching a
+    block of input rows) equals the set it is defined by, enumerated."""
+    bad = []
+    for seed in range(600):
+        r = random.Random(seed)
+        k, st, pad = r.choice([1, 2, 3, 5, 7]), r.choice([1, 2, 3, 4]), r.choice([0, 1, 2, 3])
+        h, n = r.randint(max(1, k - 2 * pad), 14), r.randint(1, 3)
+        conv = torch.nn.Conv2d(1, 1, k, stride=st, padding=pad)
+        x = torch.zeros(n, 1, h, h)
+        try:
+            g = geometry_of(conv, x, conv(x), "c")
+        except RuntimeError:
+            continue
+        for pass_, rows in (("fwd", g.n * g.p), ("bwd_data", g.n * g.h)):
+            sh = Shares(PassTensors(pass_, g, 1, 1, 1, 1, rows, 1, False), [Tile((0,), 0, 1)])
+            for a in sorted({1, 2, 4, rows} & set(range(1, rows + 1))):
+                fast = sh.block_rows(a)
+                for (lo, hi), got in zip(split(rows, a), fast, strict=True):
+                    per = g.p if pass_ == "fwd" else g.h
+                    want = 0
+                    for img in range(lo // per, (hi - 1) // per + 1):
+                        a0, a1 = max(lo, img * per) - img * per, min(hi, (img + 1) * per) - img * per
+                        if pass_ == "fwd":
+                            hs = {p * st + t - pad for p in range(a0, a1) for t in range(k)}
+                            want += len({v for v in hs if 0 <= v < g.h})
+                        else:
+                            want += sum(
+                                1 for p in range(g.p) if any(a0 <= p * st + t - pad < a1 for t in range(k))
+                            )
+                    if got != want:
+                        bad.append((seed, pass_, a, lo, hi, got, want))
+    assert not bad, bad[:3]
+
+
+def test_capture_records_the_non_convolution_work(resnet18_trace):
+    manifest = load_trace(resnet18_trace).manifest
+    ops = {(v.op, v.kind) for v in manifest.vector_ops}
+    assert ("BatchNorm2d", "other") in ops and ("ReLU", "band") in ops and ("add", "other") in ops
+    assert manifest.parameters == sum(
+        p.numel() for p in __import__("torchvision").models.resnet18().parameters()
+    )
+    assert manifest.logits_numel == 2 * 1000
+    cost = vector_cost(manifest, load_arch("dense@systolic").arch)
+    assert cost.note is None and cost.cycles > 0
+    assert {"norm", "relu", "add", "loss", "sgd"} <= set(cost.by_class)
+
+
+def test_vector_unit_prices():
+    bn = op_work("BatchNorm2d", "other", 100, 100)
+    assert (bn.reads, bn.writes, bn.adds, bn.mults) == (500, 200, 700, 700)
+    assert op_work("flatten", "shape", 100, 100).reads == 0  # a layout change moves nothing
+    assert op_work("add", "other", 100, 200).reads == 200 and op_work("add", "other", 100, 200).writes == 100
+
+    class Old:  # a trace of an older agos: no record, and the report says so
+        vector_ops = None
+
+    assert "iteration excludes it" in vector_cost(Old(), load_arch("agos@rows").arch).note
+
+
+def test_layers_of_one_geometry_share_passes_that_do_not_depend_on_masks(resnet18_trace):
+    trace = load_trace(resnet18_trace)
+    designs = [load_arch(d) for d in ("dense@systolic", "zero-gate@rows", "agos@systolic")]
+    layers = list(iter_real_masks(trace))
+    shared = SharedPasses()
+    for masks in layers:
+        work = layer_work(masks)
+        for d in designs:
+            alone = simulate_layer(LayerContext(masks, work), d, layer_area(d))
+            together = simulate_layer(LayerContext(masks, work), d, layer_area(d), shared)
+            for p, cost in alone.items():
+                assert cost == together[p], (masks.name, d.name, p)
+    geometries = {(m.geometry, m.needs_bwd_data) for m in layers}
+    assert len(geometries) < len(layers)  # the net repeats geometries, so sharing is possible
+    # dense and zero-gate time every pass mask-independently; agos shares none
+    assert len(shared.passes) == 2 * 3 * len(geometries)
