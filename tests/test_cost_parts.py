@@ -13,6 +13,7 @@ from agos.arch.load import load_arch
 from agos.capture.trace import load_trace
 from agos.cost.layout import Tile
 from agos.cost.model import LayerContext, SharedPasses, layer_area, simulate_layer
+from agos.cost.network import MaskSource, partition_layers, simulate_network
 from agos.cost.tiling import PassTensors, Shares, split
 from agos.cost.vector import op_work, vector_cost
 from agos.density.masks import iter_real_masks
@@ -126,3 +127,22 @@ def test_layers_of_one_geometry_share_passes_that_do_not_depend_on_masks(resnet1
     assert len(geometries) < len(layers)  # the net repeats geometries, so sharing is possible
     # dense and zero-gate time every pass mask-independently; agos shares none
     assert len(shared.passes) == 2 * 3 * len(geometries)
+
+
+@pytest.mark.parametrize("density", ["real", "uniform:0.6"])
+def test_worker_processes_give_the_serial_result(resnet18_trace, density):
+    """Layers dealt to two processes by geometry give every cycle and joule of one process."""
+    trace = load_trace(resnet18_trace)
+    designs = [load_arch(d) for d in ("agos@systolic", "input-skip@rows")]
+    source = MaskSource(str(resnet18_trace), density, 3)
+    serial = simulate_network(source, designs, trace.manifest, workers=1)
+    parallel = simulate_network(source, designs, trace.manifest, workers=2)
+    assert serial.designs.keys() == parallel.designs.keys()
+    for name, d in serial.designs.items():
+        other = parallel.designs[name]
+        assert [layer.name for layer in d.layers] == [layer.name for layer in other.layers]
+        for a, b in zip(d.layers, other.layers, strict=True):
+            assert a.passes == b.passes, (name, a.name)
+    assert sorted(i for part in partition_layers(trace.manifest) for i in part) == list(
+        range(len(trace.manifest.layers))
+    )

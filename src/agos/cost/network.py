@@ -7,8 +7,8 @@ large traces are split between worker processes."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
@@ -205,62 +205,65 @@ class MaskSource:
     density: str = "real"
     seed: int = 0
 
-    def layers(self):
+    def layers(self, pick: Callable[[int], bool] | None = None) -> Iterator[tuple[int, LayerMasks]]:
+        """(index, masks) of the picked layers, in trace order. Real masks are unpacked only for
+        the picked layers; statistical ones are drawn in order (a layer's masks can depend on an
+        earlier layer's activation) and then picked."""
         from agos.capture.trace import load_trace
+        from agos.density.masks import real_masks
         from agos.density.select import layer_masks
 
         trace = load_trace(self.trace, verify=False)
-        return layer_masks(trace, self.density, self.seed)
+        if self.density == "real":
+            for i, layer in enumerate(trace.layers):
+                if pick is None or pick(i):
+                    yield i, real_masks(trace, layer)
+            return
+        for i, masks in enumerate(layer_masks(trace, self.density, self.seed)):
+            if pick is None or pick(i):
+                yield i, masks
 
 
 def _simulate_layers(
-    source: MaskSource | None,
-    layers: Iterable[LayerMasks] | None,
+    indexed: Iterable[tuple[int, LayerMasks]],
     designs: list[tuple[LoadedArch, AreaReport]],
-    pick: Callable[[int], bool],
     summarise: Callable[[LayerMasks, LayerWork], object] | None,
-    progress: bool,
     total: int,
 ):
     shared = SharedPasses()
     out = []
-    iterator = layers if layers is not None else source.layers()
-    with progress_bar("simulate", total=total if progress else 0) as advance:
-        for i, masks in enumerate(iterator):
-            if not pick(i):
-                continue
+    with progress_bar("simulate", total=total) as advance:
+        for i, masks in indexed:
             work = layer_work(masks)
             ctx = LayerContext(masks, work)
             per = [simulate_layer(ctx, loaded, area, shared) for loaded, area in designs]
             out.append(
                 (i, masks.name, masks.geometry.kind, per, summarise(masks, work) if summarise else None)
             )
-            if progress:
+            if total:
                 advance(1, masks.name)
     return out
 
 
-def _worker(source: MaskSource, designs, indices: frozenset[int], summarise):
+def _start_worker() -> None:
     import torch
 
-    os.environ.setdefault("AGOS_PROGRESS", "0")
+    os.environ["AGOS_PROGRESS"] = "0"
     torch.set_num_threads(1)  # one core per worker
-    return _simulate_layers(source, None, designs, indices.__contains__, summarise, False, 0)
 
 
-def partition_layers(manifest, workers: int) -> list[frozenset[int]]:
-    """Layers of one geometry together (they share their mask-independent passes), groups dealt
-    largest first to the least-loaded worker (by dense MACs)."""
+def _worker(source: MaskSource, designs, indices: frozenset[int], summarise):
+    return _simulate_layers(source.layers(indices.__contains__), designs, summarise, 0)
+
+
+def partition_layers(manifest) -> list[frozenset[int]]:
+    """The layers of each geometry together (they share their mask-independent passes), largest
+    groups (by dense MACs) first, so that workers taking the next group as they finish balance."""
     groups: dict[object, list[int]] = {}
     for i, layer in enumerate(manifest.layers):
         groups.setdefault(layer.geometry, []).append(i)
-    loads = [0] * workers
-    parts: list[set[int]] = [set() for _ in range(workers)]
-    for geometry, members in sorted(groups.items(), key=lambda kv: -kv[0].macs * len(kv[1])):
-        w = min(range(workers), key=lambda k: loads[k])
-        parts[w].update(members)
-        loads[w] += geometry.macs * len(members)
-    return [frozenset(p) for p in parts]
+    ordered = sorted(groups.items(), key=lambda kv: -kv[0].macs * len(kv[1]))
+    return [frozenset(members) for _, members in ordered]
 
 
 def simulate_network(
@@ -282,17 +285,22 @@ def simulate_network(
         big = dense_macs is not None and dense_macs > PARALLEL_MACS
         workers = min(2, os.cpu_count() or 1) if big and isinstance(layers, MaskSource) else 1
     if workers > 1 and isinstance(layers, MaskSource):
+        parts = partition_layers(manifest)
         ctx = get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futures = [
-                pool.submit(_worker, layers, designs, part, summarise)
-                for part in partition_layers(manifest, workers)
-            ]
-            rows = sorted((row for f in futures for row in f.result()), key=lambda r: r[0])
+        with (
+            ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker) as pool,
+            progress_bar("simulate", total=len(manifest.layers)) as advance,
+        ):
+            futures = [pool.submit(_worker, layers, designs, part, summarise) for part in parts]
+            rows = []
+            for future in as_completed(futures):
+                done = future.result()
+                rows += done
+                advance(len(done), done[-1][1] if done else "")
+        rows.sort(key=lambda r: r[0])
     else:
-        source = layers if isinstance(layers, MaskSource) else None
-        iterable = None if isinstance(layers, MaskSource) else layers
-        rows = _simulate_layers(source, iterable, designs, lambda i: True, summarise, True, count or 0)
+        indexed = layers.layers() if isinstance(layers, MaskSource) else enumerate(layers)
+        rows = _simulate_layers(indexed, designs, summarise, count or 0)
     for _, name, kind, per, _ in rows:
         for d, passes in zip(planned, per, strict=True):
             d.layers.append(LayerResult(name, kind, passes))
@@ -404,7 +412,7 @@ def lookahead_sensitivity(
             seen.add(key)
             twins.append(d.with_arch(d.arch.twin(), f"{d.source}, skipping off"))
     designs = [(v, design_area(v.arch, v.area)) for v in [*variants, *twins]]
-    rows = _simulate_layers(None, layers_factory(), designs, lambda i: True, None, True, 0)
+    rows = _simulate_layers(enumerate(layers_factory()), designs, None, 0)
     results: dict[str, DesignResult] = {}
     for loaded, area in designs:
         results[loaded.name] = DesignResult(loaded, area, "variant")
