@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.agos-installed
 DEMO_OUT ?= demo-report
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test test-all lint bench mutation golden clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/capture.py
 	$(BIN)/python benchmarks/bounds.py
 	$(BIN)/python benchmarks/simulate.py
+
+mutation: $(STAMP)
+	$(BIN)/python benchmarks/mutation.py --jobs 2
+
+# re-pin the golden whole-network figures (tests/golden/networks.json) after checking the diff it prints
+golden: $(STAMP)
+	$(BIN)/python -m tests.golden_networks --update
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info
