@@ -17,11 +17,11 @@ from tests.cost_cases import STEPPED, random_layer, shrunk
 CASES = 330  # layers; each is simulated on one (preset, organisation), all three passes
 
 
-def _compare(seed: int) -> tuple[int, list]:
+def _compare(seed: int, design: tuple[str, str] | None = None) -> tuple[int, list]:
     masks = random_layer(seed)
     if masks is None:
         return 0, []
-    preset, org = STEPPED[seed % len(STEPPED)]
+    preset, org = design or STEPPED[seed % len(STEPPED)]
     loaded = shrunk(preset, org, seed)
     ctx = LayerContext(masks, layer_work(masks))
     area = layer_area(loaded)
@@ -76,6 +76,20 @@ def test_fast_model_equals_the_reference_on_random_layers():
             organisations.add(STEPPED[seed % len(STEPPED)])
     assert not diffs, diffs[:3]
     assert organisations == set(STEPPED)  # every preset on both organisations was exercised
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("design", STEPPED, ids=[f"{p}@{o}" for p, o in STEPPED])
+def test_fast_model_equals_the_reference_on_every_layer_for_every_design(design):
+    """The full cross product (make test-all): every one of the random layers on every preset and
+    organisation, not one design per layer."""
+    checked, diffs, seed = 0, [], 0
+    while checked < CASES:
+        seed += 1
+        n, d = _compare(seed, design)
+        checked += n
+        diffs += d
+    assert not diffs, diffs[:3]
 
 
 @pytest.mark.parametrize("field", ["cycles", "dram"])
