@@ -9,6 +9,8 @@ unpacking every mask, the exact work counts, every design and the summary (no pl
 default worker processes. The two alternate, so drift from other load hits both alike.
 
     .venv/bin/python benchmarks/simulate.py [--trace DIR] [--model resnet50 --batch-size 32 --reps 3]
+
+writes its figures to benchmarks/results/simulate.json (or --json PATH).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import io
 import json
 import statistics
+from pathlib import Path
 
 from common import add_trace_args, base_figures, timed, trace_and_plain_step
 
@@ -81,8 +84,11 @@ def main() -> None:
             f"  {name:22s} over twin: backprop {s['backprop']:.2f}×  iteration {s['iteration']:.2f}×"
             + (f"   over equal-area dense {eq:.2f}×" if eq is not None else "")
         )
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
+    out = args.json or Path(__file__).parent / "results" / "simulate.json"
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(figures, indent=1) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -184,6 +184,14 @@ def compare_with_seed(models: dict) -> dict:
     return {"seed": SEED_FIGURES, "ours": ours}
 
 
+def validation_record() -> dict | None:
+    """The cost model's recorded validation (benchmarks/validation.py writes it), or None."""
+    from importlib import resources
+
+    path = resources.files("agos.report").joinpath("data", "validation.json")
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def gather(outcomes: list[ModelOutcome], settings: Settings, wall_seconds: float, created: str) -> dict:
     models = {o.model: model_results(o) for o in outcomes}
     return {
@@ -196,6 +204,7 @@ def gather(outcomes: list[ModelOutcome], settings: Settings, wall_seconds: float
         "settings": settings.describe(),
         "models": models,
         "seed_comparison": compare_with_seed(models),
+        "validation": validation_record(),
     }
 
 
