@@ -3,10 +3,12 @@ against independent counts (a convolution of the masks, and brute-force loops on
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from dataclasses import dataclass
 
+import numba
 import pytest
 import torch
 import torch.nn.functional as F
@@ -210,3 +212,31 @@ def test_shapes_are_checked():
     case = _conv_case(1)
     with pytest.raises(ValueError, match="geometry says"):
         ops.conv_backward_data(case.dy[:, :, :1], case.w, None, case.geometry)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+@pytest.mark.parametrize("seed", [1, 4, 7, 12, 21])
+def test_every_pass_is_bit_identical_for_any_thread_count(seed):
+    """The loops are split over cores without reordering any float64 sum, and the counts add up."""
+    case = _conv_case(seed)
+    case.x, case.dy = case.x.repeat(3, 1, 1, 1), case.dy.repeat(3, 1, 1, 1)  # more images than threads
+    case.needed = case.needed.repeat(3, 1, 1, 1)
+    g = dataclasses.replace(case.geometry, n=case.x.shape[0])
+    before = numba.get_num_threads()
+
+    def run():
+        return (
+            ops.conv_forward(case.x, case.w, case.b, g),
+            ops.conv_backward_data(case.dy, case.w, case.needed, g),
+            ops.conv_backward_weight(case.x, case.dy, g),
+        )
+
+    try:
+        numba.set_num_threads(1)
+        serial = run()
+        numba.set_num_threads(2)
+        split = run()
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(serial, split, strict=True):
+        assert torch.equal(one.out, two.out) and one.products == two.products

@@ -52,7 +52,7 @@ def _verify_text(verify: dict) -> str:
     text = (
         f"zeroing dX outside the masks ({100 * s['dx_zeroed_fraction']:.1f}% of all dX) left "
         + (
-            "every parameter gradient bit-identical"
+            f"every parameter gradient bit-identical to {s.get('reference', 'a plain autograd step')}"
             if s["bit_identical"]
             else f"{len(s['differing'])}+ gradients different (max |Δ| {s['max_abs_diff']:.3g})"
         )

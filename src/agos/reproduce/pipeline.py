@@ -84,12 +84,18 @@ def _stage(console, model: str, stage: str, cached: bool) -> None:
 # -- stages 1 and 2: trace and verify -------------------------------------------------------
 
 
-def _soundness(model, images, labels, seed: int, capture) -> dict:
-    """Bit-exact: every layer's dX zeroed outside its mask leaves all parameter gradients unchanged."""
-    plain, masked = copy.deepcopy(model), copy.deepcopy(model)
-    plain_step(plain, images, labels, seed)
-    reference = {n: p.grad for n, p in plain.named_parameters() if p.grad is not None}
-    grads, zeroed = masked_step_gradients(masked, images, labels, seed, capture)
+def _soundness(model, images, labels, seed: int, capture, reference: dict | None = None) -> dict:
+    """Bit-exact: every layer's dX zeroed outside its mask leaves all parameter gradients unchanged.
+    `reference`: the captured step's own gradients, which are a plain step's (capture is transparent,
+    tests/test_capture_soundness.py) — it saves a second full-batch step. The masked step shares no
+    code with the recorder, so a capture that was not transparent would fail here, never pass."""
+    source = "the captured step's gradients"
+    if reference is None:
+        plain = copy.deepcopy(model)
+        plain_step(plain, images, labels, seed)
+        reference = {n: p.grad for n, p in plain.named_parameters() if p.grad is not None}
+        source = "a plain autograd step"
+    grads, zeroed = masked_step_gradients(copy.deepcopy(model), images, labels, seed, capture)
     identical, worst, differing = compare_gradients(reference, grads)
     return {
         "bit_identical": identical,
@@ -97,6 +103,7 @@ def _soundness(model, images, labels, seed: int, capture) -> dict:
         "differing": differing[:5],
         "dx_zeroed_fraction": zeroed,
         "parameters": len(reference),
+        "reference": source,
     }
 
 
@@ -160,6 +167,7 @@ def trace_and_verify(
         images, labels = run.batch(run.capture_batch_index)
         before = copy.deepcopy(run.model)
         capture = capture_step(run.model, images, labels, seed=settings.seed)
+        captured = {n: p.grad for n, p in run.model.named_parameters() if p.grad is not None}
 
         def make_trace(out: Path) -> None:
             provenance = run.provenance()
@@ -172,7 +180,7 @@ def trace_and_verify(
 
         def make_verify(out: Path) -> None:
             record = {
-                "soundness": _soundness(before, images, labels, settings.seed, capture),
+                "soundness": _soundness(before, images, labels, settings.seed, capture, captured),
                 "engine": _engine_check(before, images, labels, settings.seed, settings.check_images),
             }
             (out / "verify.json").write_text(json.dumps(record, indent=1))
