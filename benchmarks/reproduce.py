@@ -1,0 +1,70 @@
+"""Time the full-size evaluation (`agos reproduce` with its defaults: six models, init weights,
+embedded photographs, batch 32, 224 px) in a fresh output folder, against its target of 15 minutes
+on the 2-core machine, and record it in benchmarks/results/reproduce-time.json.
+
+    .venv/bin/python benchmarks/reproduce.py [--keep DIR] [--quick]
+
+Run it on a quiet machine: the figure is wall-clock time."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+TARGET_S = 15 * 60
+
+
+def _lossless(verify: dict) -> bool:
+    engine = verify.get("engine")
+    return verify["soundness"]["bit_identical"] and (engine is None or engine["passed"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keep", type=Path, help="output folder to keep (default: a temporary one)")
+    parser.add_argument("--quick", action="store_true", help="time the --quick run instead (no target)")
+    args = parser.parse_args()
+    out = args.keep or Path(tempfile.mkdtemp(prefix="agos-reproduce-"))
+    if (out / "cache").exists():
+        sys.exit(f"{out} already holds a cache: the timing needs a fresh folder")
+    command = [sys.executable, "-m", "agos", "reproduce", "--out", str(out)]
+    command += ["--quick"] if args.quick else []
+    start = time.monotonic()
+    run = subprocess.run(command, cwd=ROOT, env={**os.environ, "AGOS_PROGRESS": "0"})
+    wall = time.monotonic() - start
+    if run.returncode != 0:
+        sys.exit(f"agos reproduce failed (exit {run.returncode})")
+    results = json.loads((out / "results.json").read_text())
+    record = {
+        "command": " ".join(command[1:]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "wall_seconds": round(wall, 1),
+        "target_seconds": None if args.quick else TARGET_S,
+        "met": None if args.quick else wall <= TARGET_S,
+        "stage_compute_seconds": round(results["compute_seconds"], 1),
+        "per_model_compute_seconds": {
+            m: round(r["compute_seconds"], 1) for m, r in results["models"].items()
+        },
+        "lossless": all(_lossless(r["verify"]) for r in results["models"].values()),
+    }
+    name = "reproduce-time-quick.json" if args.quick else "reproduce-time.json"
+    (RESULTS / name).write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record, indent=1))
+    if record["met"] is False:
+        sys.exit(f"{wall / 60:.1f} min: over the {TARGET_S / 60:.0f}-minute target")
+
+
+if __name__ == "__main__":
+    main()
