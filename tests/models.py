@@ -90,3 +90,91 @@ def data_dependent() -> nn.Module:
 
 def mutated_input() -> nn.Module:
     return MutatedInput()
+
+
+class NaNLogits(nn.Module):
+    """Finite weights, NaN logits: a log of a negative number in the head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = F.relu(self.conv(x)).mean(dim=(2, 3))
+        return self.fc(torch.log(-1.0 - x))
+
+
+def nan_logits() -> nn.Module:
+    return NaNLogits()
+
+
+class ShapeDependent(nn.Module):
+    """What breaks torch.fx in user code: Python branching on a shape, a tensor built in
+    forward from a shape, a dropout, a split and a cat. `traceable=True` is the same computation
+    written so that fx can trace it (for comparing masks)."""
+
+    def __init__(self, traceable: bool = False) -> None:
+        super().__init__()
+        self.traceable = traceable
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.c = nn.Conv2d(8, 8, 1)
+        self.d = nn.Conv2d(4, 6, 3, padding=1, groups=2)
+        self.fc = nn.Linear(6 * 4 * 4, 3)
+        self.drop = nn.Dropout(0.25)
+
+    def forward(self, x):
+        x = F.relu(self.a(x))
+        if self.traceable or x.shape[-1] % 2 == 0:  # Python branching on a shape
+            x = F.max_pool2d(x, 2)
+        x = self.b(x)
+        x = F.relu6(x)
+        if self.traceable:
+            x = self.c(x)
+        else:
+            gate = torch.ones(x.shape[1], device=x.device)  # built in forward from a shape
+            x = self.c(x * gate.view(1, -1, 1, 1))
+        low, high = torch.split(F.relu(x), [4, 4], dim=1)
+        x = self.d(torch.cat([high, low], dim=1)[:, :4])
+        x = F.avg_pool2d(F.relu(x), 2)
+        return self.fc(self.drop(torch.flatten(x, 1)))
+
+
+def shape_dependent() -> nn.Module:
+    return ShapeDependent()
+
+
+class Unmodelled(nn.Module):
+    """Layers agos does not model, beside ones it does: a transposed conv, a Conv1d and an LSTM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.up = nn.ConvTranspose2d(4, 4, 2, stride=2)
+        self.line = nn.Conv1d(4, 4, 3, padding=1)
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        x = F.relu(self.up(F.relu(self.conv(x))))
+        s = F.relu(self.line(x.flatten(2)))
+        out, _ = self.lstm(s.transpose(1, 2))
+        return self.fc(out.mean(dim=1))
+
+
+def unmodelled() -> nn.Module:
+    return Unmodelled()
+
+
+def slow_factory() -> nn.Module:
+    """Builds slowly, after leaving a marker: a test interrupts agos while it waits here."""
+    import os
+    import time
+    from pathlib import Path
+
+    marker = os.environ.get("AGOS_TEST_MARKER")
+    if marker:
+        Path(marker).write_text("building")
+    time.sleep(60)
+    return Mixed()

@@ -14,7 +14,7 @@ from agos.errors import AgosError
 def test_round_trip_and_size(mixed_trace: Path):
     trace = load_trace(mixed_trace)
     m = trace.manifest
-    assert m.format == "agos-trace" and m.schema_version == 1
+    assert m.format == "agos-trace" and m.schema_version == 2
     prov = m.provenance
     for key in ("model", "weights", "data", "batch_size", "image_size", "seed", "torch", "device"):
         assert key in prov
@@ -66,6 +66,28 @@ def test_inconsistent_manifest_is_refused(mixed_trace, tmp_path):
     (d / MANIFEST).write_text(json.dumps(raw))
     with pytest.raises(AgosError, match="schema version 99"):
         load_trace(d)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda raw: raw["layers"][1]["x_nonzero"].__setitem__(
+            "count", raw["layers"][1]["x_nonzero"]["count"] - 1
+        ),
+        lambda raw: raw["layers"][0].__setitem__("w_nonzero", raw["layers"][0]["w_nonzero"] - 1),
+        lambda raw: raw["provenance"].__setitem__("batch_size", 999),
+        lambda raw: raw.__setitem__("loss", raw["loss"] + 1.0),
+    ],
+)
+def test_an_edited_manifest_is_refused(mixed_trace, tmp_path, edit):
+    """The checksum covers the whole manifest: a plausible edit (a count, the provenance) is caught."""
+    d = _copy(mixed_trace, tmp_path)
+    raw = json.loads((d / MANIFEST).read_text())
+    edit(raw)
+    (d / MANIFEST).write_text(json.dumps(raw))
+    with pytest.raises(AgosError, match="does not match its checksum"):
+        load_trace(d)
+    load_trace(d, verify=False)  # only the checksums are skipped
 
 
 def _empty():

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
+from agos.capture.autograd_masks import describe_producer, needed_from_autograd
 from agos.capture.bits import PackedMask, pack, popcount
 from agos.capture.graph import LAYER_TYPES, GraphPlan, LayerSite, build_plan, trace
 from agos.capture.masking import MaskingInterpreter
-from agos.inputs.training import loss_of, split_outputs, step_rng
+from agos.capture.unmodelled import UnmodelledLayer, unmodelled_note, watching_unmodelled
+from agos.inputs.training import loss_of, model_errors, require_finite_step, split_outputs, step_rng
 from agos.workload.layer import LayerGeometry, geometry_of
 
 
@@ -67,13 +69,14 @@ class VectorOp:
 class CaptureResult:
     layers: list[LayerCapture]
     loss: float
-    graph: str  # "torch.fx" or the reason tracing failed
+    graph: str  # "torch.fx", or "autograd (…why fx failed)" when masks come from the autograd graph
     skipped: list[str]
     activations: list[ActivationStats] = field(default_factory=list)
     vector_ops: list[VectorOp] = field(default_factory=list)
     vector_note: str | None = None  # what the record of non-convolution work may miss
     parameters: int = 0  # trainable parameters (the SGD update's work)
     logits_numel: int = 0  # the loss's input
+    notes: list[str] = field(default_factory=list)  # what the trace leaves out, one line each
 
 
 class _Recorder(MaskingInterpreter):
@@ -185,8 +188,9 @@ def _hook_dy(capture: LayerCapture, y: torch.Tensor) -> None:
 def _capture_with_hooks(
     model: nn.Module, images, reason: str, layers: list[LayerCapture], vector_ops: list[VectorOp]
 ):
-    """Fallback for graphs torch.fx cannot trace: masks from module hooks, dX all needed; the
-    non-convolution work of leaf modules (functional ops are not seen)."""
+    """For graphs torch.fx cannot trace: masks from module hooks, the needed-dX masks from the
+    autograd graph of this very step (`autograd_masks`); the non-convolution work of leaf modules
+    (functional ops are not seen)."""
     names = {m: name for name, m in model.named_modules()}
     calls: dict[str, int] = {}
 
@@ -202,15 +206,16 @@ def _capture_with_hooks(
         x = inputs[0]
         weight = module.weight.detach()
         needs = bool(x.requires_grad)
+        needed, why = needed_from_autograd(x)
         capture = LayerCapture(
             name=name,
             geometry=geometry_of(module, x, output, name),
-            x_producer="unknown (graph not traced)",
-            y_consumer="unknown (graph not traced)",
+            x_producer=describe_producer(x),
+            y_consumer=f"unknown ({reason})",
             needs_bwd_data=needs,
             x_nonzero=pack(x.detach() != 0),
-            dx_needed=None,
-            dx_reason=reason if needs else "network input: no data gradient is computed",
+            dx_needed=pack(needed) if needed is not None else None,
+            dx_reason=why,
             w_nonzero=int(weight.count_nonzero()),
             w_numel=weight.numel(),
         )
@@ -240,30 +245,43 @@ def capture_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     except Exception as exc:  # untraceable user models: data-dependent control flow and the like
         gm = None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        graph, skipped = f"not traceable by torch.fx ({first})", []
+        graph = f"autograd (not traceable by torch.fx: {first})"
     plan = build_plan(gm) if gm is not None else None
     if plan is not None:
-        graph, skipped = "torch.fx", plan.skipped
+        graph = "torch.fx"
     activations: list[ActivationStats] = []
     vector_ops: list[VectorOp] = []
     vector_note = None
-    with step_rng(seed, images.device):
+    unmodelled: list[UnmodelledLayer] = []
+    with (
+        step_rng(seed, images.device),
+        watching_unmodelled(model, unmodelled),
+        model_errors("the captured step", images),
+    ):
         if plan is not None:
             recorder = _Recorder(plan, layers)
             output = recorder.run(images)
             activations = recorder.activations
             vector_ops = recorder.vector_ops
         else:
-            output = _capture_with_hooks(model, images, f"model graph {graph}", layers, vector_ops)
+            output = _capture_with_hooks(model, images, "graph not traced by torch.fx", layers, vector_ops)
             vector_note = (
                 "non-convolution work from leaf modules only (graph not traced: functional ops unseen)"
             )
         loss = loss_of(output, labels)
         loss.backward()
+    require_finite_step(model, output, loss, "the captured step")
     for layer in layers:
         layer._act_inactive = None
     main, aux = split_outputs(output)
     logits_numel = int(main.numel()) + sum(int(a.numel()) for a in aux)
+    skipped = [f"{u.name} ({u.kind})" for u in unmodelled]
+    notes = [n for n in (unmodelled_note(unmodelled, sum(c.geometry.macs for c in layers)),) if n]
+    if plan is None:
+        notes.append(
+            f"torch.fx could not trace the model ({first}): the needed-dX masks come from the autograd "
+            "graph of the step; non-convolution work is counted from leaf modules only"
+        )
     return CaptureResult(
         layers=layers,
         loss=float(loss.detach()),
@@ -274,4 +292,5 @@ def capture_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
         vector_note=vector_note,
         parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         logits_numel=logits_numel,
+        notes=notes,
     )

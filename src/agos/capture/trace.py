@@ -24,7 +24,7 @@ from agos.errors import AgosError
 from agos.workload.layer import LayerGeometry
 
 FORMAT = "agos-trace"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: manifest_sha256 covers the whole manifest
 MANIFEST = "manifest.json"
 MASKS = "masks.bin"
 MASK_NAMES = ("x_nonzero", "dy_nonzero", "dx_needed")
@@ -126,6 +126,7 @@ class Manifest(_Strict):
     skipped_layers: list[str]
     masks_bytes: int
     masks_sha256: str
+    manifest_sha256: str = ""  # of every other field (`manifest_digest`): geometry, counts, provenance
     mask_elements: int  # total elements over all mask references (before deduplication)
     layers: list[LayerRecord]
     activations: list[ActivationRecord] = []  # every ReLU-like op of the forward pass, in order
@@ -134,6 +135,7 @@ class Manifest(_Strict):
     vector_note: str | None = None
     parameters: int | None = None
     logits_numel: int | None = None
+    notes: list[str] = []  # what this trace leaves out (unmodelled layers, untraced graph), one line each
 
 
 class Trace:
@@ -169,6 +171,14 @@ class Trace:
 # -- writing ----------------------------------------------------------------------------------
 
 
+def manifest_digest(manifest: Manifest) -> str:
+    """SHA-256 of the manifest's canonical JSON without its own digest: an edited count, geometry or
+    provenance line is caught, not only damaged masks."""
+    body = manifest.model_dump(mode="json", exclude={"manifest_sha256"})
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _fsync_write(path: Path, data: bytes | None = None, chunks=None) -> None:
     with open(path, "wb") as f:
         if data is not None:
@@ -191,7 +201,12 @@ def write_trace(out: Path, result: CaptureResult, provenance: dict, created: str
     out = Path(out)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or _is_trace_dir(out))):
         raise AgosError(f"{out} exists and is not an agos trace; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=out.parent))
+        probe.rmdir()
+    except OSError as exc:
+        raise AgosError(f"cannot write the trace {out}: {exc.strerror or exc}") from None
 
     blobs: list[np.ndarray] = []
     index: dict[bytes, int] = {}
@@ -257,7 +272,9 @@ def write_trace(out: Path, result: CaptureResult, provenance: dict, created: str
         vector_note=result.vector_note,
         parameters=result.parameters,
         logits_numel=result.logits_numel,
+        notes=list(getattr(result, "notes", [])),
     )
+    manifest = manifest.model_copy(update={"manifest_sha256": manifest_digest(manifest)})
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         _fsync_write(tmp / MASKS, chunks=(memoryview(b) for b in blobs))
@@ -303,6 +320,8 @@ def load_trace(path: Path | str, verify: bool = True) -> Trace:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise AgosError(f"{manifest_path} is invalid at {where}: {first['msg']}") from None
+    if verify and manifest.manifest_sha256 != manifest_digest(manifest):
+        raise AgosError(f"{manifest_path} does not match its checksum (edited or corrupt)")
     masks_path = path / MASKS
     if not masks_path.is_file():
         raise AgosError(f"trace {path} has no {MASKS}")

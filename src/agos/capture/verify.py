@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from agos.capture.bits import PackedMask
 from agos.capture.graph import LAYER_TYPES
 from agos.capture.recorder import CaptureResult
 from agos.inputs.training import loss_of, step_rng
@@ -36,10 +37,18 @@ class GradientComparison:
 
 
 def masked_step_gradients(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int, capture: CaptureResult
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    seed: int,
+    capture: CaptureResult | dict[str, PackedMask | None],
 ) -> tuple[dict[str, torch.Tensor], float]:
-    """Gradients of a step where each layer's own dX is zeroed outside its captured mask."""
-    masks = {layer.name: layer.dx_needed for layer in capture.layers}
+    """Gradients of a step where each layer's own dX is zeroed outside its captured mask
+    (`capture`: the capture itself, or layer name → dX mask as read back from a trace)."""
+    if isinstance(capture, dict):
+        masks = capture
+    else:
+        masks = {layer.name: layer.dx_needed for layer in capture.layers}
     names = {m: n for n, m in model.named_modules()}
     calls: dict[str, int] = {}
     zeroed = [0, 0]

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agos.capture.autograd_masks import needed_from_autograd
 from agos.capture.graph import LAYER_TYPES, GraphPlan, LayerSite, build_plan, trace
 from agos.capture.masking import MaskingInterpreter
 from agos.engine import sparse_ops
@@ -54,7 +55,7 @@ class SparseEngine:
     """What `sparse_training` yields: how the model was run, and the work of each layer call."""
 
     sparse_forward: bool = False
-    graph: str = "torch.fx"  # or why tracing failed (then masks are conservative)
+    graph: str = "torch.fx"  # or "autograd (…why fx failed)": masks from the autograd graph
     layers: list[LayerProducts] = field(default_factory=list)
 
     def take_layers(self) -> list[LayerProducts]:
@@ -208,7 +209,7 @@ def sparse_training(model: nn.Module, *, sparse_forward: bool = False) -> Iterat
     except Exception as exc:  # untraceable user models: data-dependent control flow and the like
         plan = None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        engine.graph = f"not traceable by torch.fx ({first})"
+        engine.graph = f"autograd (not traceable by torch.fx: {first})"
     model.train(was_training)
     with contextlib.ExitStack() as undo:
         if plan is not None:
@@ -240,8 +241,8 @@ def _patch_forward(
 
 
 def _patch_layers(model: nn.Module, engine: SparseEngine, undo: contextlib.ExitStack) -> None:
-    """Fallback without a graph: each layer module calls the engine, with every dX element needed."""
-    reason = f"model graph {engine.graph}"
+    """Without an fx graph: each layer module calls the engine with the needed-dX mask read off the
+    autograd graph of its input (`agos.capture.autograd_masks`)."""
     calls: dict[str, int] = {}
     for base, module in model.named_modules():
         if not isinstance(module, LAYER_TYPES):
@@ -250,7 +251,8 @@ def _patch_layers(model: nn.Module, engine: SparseEngine, undo: contextlib.ExitS
         def forward(x, _module=module, _base=base):
             calls[_base] = calls.get(_base, 0) + 1
             name = _base if calls[_base] == 1 else f"{_base}#{calls[_base]}"
-            return engine.layer_call(_module, name, x, None, reason)
+            needed, reason = needed_from_autograd(x)
+            return engine.layer_call(_module, name, x, needed, reason)
 
         _set_forward(module, forward, undo)
     handle = model.register_forward_pre_hook(lambda _module, _inputs: calls.clear())

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agos.errors import AgosError
+
 # GoogLeNet's paper weights each auxiliary classifier's loss by 0.3; agos uses that for every
 # model whose training-mode output carries auxiliary logits (googlenet, inception_v3).
 AUX_LOSS_WEIGHT = 0.3
@@ -35,6 +37,48 @@ def loss_of(output, labels: torch.Tensor) -> torch.Tensor:
     for logits in aux:
         loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(logits, labels)
     return loss
+
+
+def non_finite_parameters(model: nn.Module, grads: bool = False) -> list[str]:
+    """Names of parameters (or, with `grads`, parameter gradients) holding NaN or ±inf."""
+    bad = []
+    for name, p in model.named_parameters():
+        t = p.grad if grads else p
+        if t is not None and not bool(torch.isfinite(t).all()):
+            bad.append(name)
+    return bad
+
+
+def require_finite_step(model: nn.Module, output, loss: torch.Tensor, where: str) -> None:
+    """A step on NaN/inf numbers says nothing about sparsity (a NaN compares unequal to zero, so
+    it counts as dense): refuse it in one line, before anything is written."""
+    bad = non_finite_parameters(model)
+    if bad:
+        raise AgosError(f"{where}: the model has non-finite weights ({_names(bad)}); check the weights file")
+    main, aux = split_outputs(output)
+    if not all(bool(torch.isfinite(t).all()) for t in (main, *aux)):
+        raise AgosError(f"{where}: the model's logits are not finite (NaN or inf) on this batch")
+    if not bool(torch.isfinite(loss)):
+        raise AgosError(f"{where}: the loss is {float(loss)}")
+    bad = non_finite_parameters(model, grads=True)
+    if bad:
+        raise AgosError(f"{where}: non-finite gradients ({_names(bad)})")
+
+
+@contextlib.contextmanager
+def model_errors(what: str, images: torch.Tensor, kinds: tuple[type[Exception], ...] = (ValueError,)):
+    """The user's model refusing the batch in training mode (BatchNorm on one value per channel,
+    a shape it cannot take) is a problem with the input: one line, not an internal error."""
+    try:
+        yield
+    except kinds as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        shape = "×".join(map(str, images.shape))
+        raise AgosError(f"{what}: the model failed on a training batch of {shape}: {first}") from None
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 @contextlib.contextmanager

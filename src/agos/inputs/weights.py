@@ -126,4 +126,8 @@ def load_model_with_weights(spec: ModelSpec, weights: str, seed: int) -> tuple[n
     model = build_model(spec, seed)
     _check_compatible(path, spec.name, model, state)
     model.load_state_dict(state, strict=False)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise AgosError(f"weights file {path} holds NaN or inf values ({', '.join(bad[:3])}{more})")
     return model, WeightsInfo(source=str(path), sha256=state_dict_sha256(model), file=str(path.resolve()))

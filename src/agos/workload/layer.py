@@ -34,6 +34,21 @@ class LayerGeometry:
     groups: int = 1
     bias: bool = False
 
+    def __post_init__(self) -> None:
+        """A geometry read from a file is checked here: no zero sizes or groups, groups dividing
+        both channel counts (every count and cost divides by them)."""
+        if self.kind not in ("conv", "linear"):
+            raise ValueError(f"kind must be conv or linear, not {self.kind!r}")
+        sizes = {k: getattr(self, k) for k in ("n", "c", "h", "w", "k", "p", "q", "r", "s", "groups")}
+        bad = [f"{k}={v}" for k, v in sizes.items() if not isinstance(v, int) or v < 1]
+        bad += [f"stride={self.stride}"] if min(self.stride) < 1 else []
+        bad += [f"dilation={self.dilation}"] if min(self.dilation) < 1 else []
+        bad += [f"padding={self.padding}"] if min(self.padding) < 0 else []
+        if bad:
+            raise ValueError(f"impossible layer geometry ({', '.join(bad)})")
+        if self.c % self.groups or self.k % self.groups:
+            raise ValueError(f"groups={self.groups} does not divide c={self.c} and k={self.k}")
+
     @property
     def c_per_group(self) -> int:
         return self.c // self.groups
