@@ -56,3 +56,27 @@ def test_init_weights_are_seeded_and_files_round_trip(tmp_path):
 def test_user_factories_build_modules():
     model = build_model(resolve_model("tests.models:mixed"), seed=0)
     assert isinstance(model, torch.nn.Module)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from agos.inputs.data import load_image
+
+    values = np.linspace(0, 65535, 24 * 16).round().astype(np.uint16).reshape(24, 16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    Image.fromarray((values // 257).astype(np.uint8)).convert("RGB").save(tmp_path / "flat.png")
+    deep = load_image(str(tmp_path / "deep.png"))
+    assert deep.shape == (3, 24, 16) and deep.dtype == torch.uint8
+    expected = torch.from_numpy(np.rint(values / 257.0).astype(np.uint8))
+    assert torch.equal(deep[0], expected) and torch.equal(deep[2], expected)
+    assert int((deep == 255).sum()) == 3  # only the brightest pixel is white, in each channel
+    assert load_image(str(tmp_path / "flat.png")).shape == (3, 24, 16)
+
+    folder = tmp_path / "folder" / "cls"
+    folder.mkdir(parents=True)
+    Image.fromarray(values).save(folder / "a.png")
+    source = BatchSource(DataSpec("imagefolder", str(tmp_path / "folder")), 16, 0, 10)
+    image, label = source._image(0)
+    assert torch.equal(image, deep) and label == 0

@@ -76,6 +76,8 @@ def trace(
         model, weights, data, batch_size, image_size, seed, device, train_steps, lr, momentum, weight_decay
     )
     manifest = capture_trace(options, out, save_weights)
+    for note in manifest.notes:
+        typer.echo(f"warning: {note}", err=True)
     typer.echo(
         f"wrote {out}: {len(manifest.layers)} layers, loss {manifest.loss:.4f}, "
         f"{manifest.masks_bytes / 2**20:.1f} MiB of masks "
@@ -260,7 +262,9 @@ def simulate(
         sensitivity = lookahead_sensitivity(
             lambda: layer_masks(loaded_trace, density, seed), designs, loaded_trace.manifest, windows
         )
-    summary = report.summarise(net, loaded_trace.provenance, label, sensitivity)
+    summary = report.summarise(
+        net, loaded_trace.provenance, label, sensitivity, capture_notes=loaded_trace.manifest.notes
+    )
     report.print_table(summary, per_layer=per_layer)
     if json_out:
         report.write_json(summary, json_out)
@@ -400,12 +404,14 @@ def main(argv: list[str] | None = None) -> int:
         result = command.main(
             args=argv if argv is not None else sys.argv[1:], prog_name="agos", standalone_mode=False
         )
+        if result == 130:  # typer turns Ctrl-C into Exit(130), which click returns when not standalone
+            print("agos: interrupted", file=sys.stderr)
         return result if isinstance(result, int) else 0
     except AgosError as exc:
         print(f"agos: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Abort:
-        print("agos: aborted", file=sys.stderr)
+    except Abort:  # click turns Ctrl-C into Abort
+        print("agos: interrupted", file=sys.stderr)
         return 130
     except Exit as exc:
         return exc.exit_code

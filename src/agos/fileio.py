@@ -3,26 +3,75 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from agos.errors import AgosError
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def writable_target(path: Path | str) -> Path:
+    """Where writing `path` lands: through a symlink to the file it names; refused (AgosError) when
+    that is a directory, a device, a FIFO or a socket, which a rename would silently replace."""
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        what = "a directory" if path.is_dir() else "not a regular file (a device, FIFO or socket)"
+        raise AgosError(f"cannot write {path}: it is {what}; name a regular file")
+    return path
+
 
 @contextlib.contextmanager
 def atomic_file(path: Path | str, mode: str = "w") -> Iterator[IO]:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write a temporary sibling, then rename it over the target: a reader never sees half a file.
+    An existing file keeps its permissions; a new one gets the umask's."""
+    path = writable_target(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise AgosError(f"cannot write {path}: {exc.strerror or exc}") from None
+    permissions = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, permissions)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def finite_json(value):
+    """The value with every NaN/inf float as null: agos's JSON is strict JSON (`allow_nan=False`),
+    and an undefined ratio is null, never a bare NaN that other parsers reject."""
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(value) -> str:
+    return json.dumps(finite_json(value), indent=1, allow_nan=False) + "\n"
+
+
+def write_json(value, path: Path | str) -> None:
+    with atomic_file(path) as f:
+        f.write(json_text(value))

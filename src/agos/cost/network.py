@@ -246,8 +246,11 @@ def _simulate_layers(
 
 
 def _start_worker() -> None:
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, in one line
     os.environ["AGOS_PROGRESS"] = "0"
     torch.set_num_threads(1)  # one core per worker
 
@@ -287,16 +290,21 @@ def simulate_network(
     if workers > 1 and isinstance(layers, MaskSource):
         parts = partition_layers(manifest)
         ctx = get_context("spawn")
-        with (
-            ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker) as pool,
-            progress_bar("simulate", total=len(manifest.layers)) as advance,
-        ):
-            futures = [pool.submit(_worker, layers, designs, part, summarise) for part in parts]
-            rows = []
-            for future in as_completed(futures):
-                done = future.result()
-                rows += done
-                advance(len(done), done[-1][1] if done else "")
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker)
+        try:
+            with progress_bar("simulate", total=len(manifest.layers)) as advance:
+                futures = [pool.submit(_worker, layers, designs, part, summarise) for part in parts]
+                rows = []
+                for future in as_completed(futures):
+                    done = future.result()
+                    rows += done
+                    advance(len(done), done[-1][1] if done else "")
+        except BaseException:  # Ctrl-C or a failure: stop the workers now, not after their groups
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         rows.sort(key=lambda r: r[0])
     else:
         indexed = layers.layers() if isinstance(layers, MaskSource) else enumerate(layers)

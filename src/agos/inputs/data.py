@@ -3,6 +3,8 @@ the batch size, so a batch-8 and a batch-32 run start with the same images."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,56 @@ def parse_data(text: str) -> DataSpec:
     if text.startswith("imagefolder:") and len(text) > len("imagefolder:"):
         return DataSpec(kind="imagefolder", path=text.split(":", 1)[1])
     raise AgosError(f"unknown data source '{text}' (use samples, synthetic or imagefolder:PATH)")
+
+
+def load_image(path: str) -> torch.Tensor:
+    """An image file as uint8 RGB [3, H, W]. 16-bit files are scaled to 8 bits (v/257, rounded);
+    PIL's own convert("RGB") would clip every value above 255 to white."""
+    from PIL import Image
+
+    with open(path, "rb") as f, Image.open(f) as img:
+        img.load()
+        if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+            values = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if img.mode.startswith("I;16") or values.max() > 255 else 255.0
+            grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+            return torch.from_numpy(np.ascontiguousarray(grey)).expand(3, *grey.shape).contiguous()
+        if img.mode == "F":
+            raise AgosError(f"{path} is a floating-point image; agos reads 8- and 16-bit images")
+        return TF.pil_to_tensor(img.convert("RGB"))
+
+
+def stream_position(n: int, seed: int, index: int) -> int:
+    """Which of n images item `index` of the stream is: a fresh permutation every epoch."""
+    epoch, offset = divmod(index, n)
+    return int(np.random.default_rng([seed, epoch]).permutation(n)[offset])
+
+
+def data_fingerprint(spec: DataSpec, seed: int, items: int) -> str:
+    """What identifies the images a run reads, for caching: the embedded photographs' bytes; for a
+    folder, every file's name, size and mtime, and the bytes of the `items` images the stream reads
+    first (a replaced image, or a changed folder, is read again — never served from the cache)."""
+    digest = hashlib.sha256(spec.label.encode())
+    if spec.kind == "samples":
+        for name, array, cls, _ in sample_images():
+            digest.update(f"{name}:{cls}:{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    elif spec.kind == "imagefolder":
+        from torchvision.datasets import ImageFolder
+
+        root = Path(spec.path or "")
+        try:
+            samples = ImageFolder(str(root), loader=load_image).samples
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise AgosError(f"image folder {root} holds no usable images: {exc}") from None
+        for path, label in samples:
+            st = os.stat(path)
+            entry = f"{os.path.relpath(path, root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n"
+            digest.update(entry.encode())
+        used = sorted({stream_position(len(samples), seed, i) for i in range(items)})
+        for position in used:
+            digest.update(Path(samples[position][0]).read_bytes())
+    return f"{spec.label} sha256:{digest.hexdigest()}"
 
 
 def _item_seed(seed: int, index: int) -> int:
@@ -84,7 +136,7 @@ class BatchSource:
         if not root.is_dir():
             raise AgosError(f"image folder {root} does not exist or is not a directory")
         try:
-            dataset = ImageFolder(str(root))
+            dataset = ImageFolder(str(root), loader=load_image)
         except (FileNotFoundError, RuntimeError) as exc:
             raise AgosError(f"image folder {root} holds no usable images: {exc}") from None
         if len(dataset.classes) > self.num_classes:
@@ -102,19 +154,15 @@ class BatchSource:
             dataset = self._items
             path, label = dataset.samples[position]  # type: ignore[attr-defined]
             try:
-                pil = dataset.loader(path)  # type: ignore[attr-defined]
+                return load_image(path), label
+            except AgosError:
+                raise
             except Exception as exc:
                 raise AgosError(f"cannot read image {path}: {exc}") from None
-            return TF.pil_to_tensor(pil.convert("RGB")), label
         return self._items[position], self._labels[position]
 
-    def _order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self))
-
     def item(self, index: int) -> tuple[torch.Tensor, int]:
-        n = len(self)
-        epoch, offset = divmod(index, n)
-        image, label = self._image(int(self._order(epoch)[offset]))
+        image, label = self._image(stream_position(len(self), self.seed, index))
         return _augment(image, self.image_size, _item_seed(self.seed, index)), label
 
     def batch(self, index: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

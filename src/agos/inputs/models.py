@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torchvision.models as tvm
@@ -35,12 +37,37 @@ def _build_torchvision(name: str) -> nn.Module:
         return tvm.get_model(name, weights=None)
 
 
-def _build_user(ref: str) -> nn.Module:
-    module_name, _, attr = ref.partition(":")
+def import_user_module(module_name: str):
+    """Import the module of a `pkg.module:factory` reference; its failures are the user's."""
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
+    except SystemExit as exc:  # a script-like module: exiting on import must not end agos with 0
+        raise AgosError(f"importing model module '{module_name}' called sys.exit({exc.code})") from None
     except Exception as exc:  # any import-time failure is the user's module's problem
         raise AgosError(f"cannot import model module '{module_name}': {exc}") from None
+
+
+def model_fingerprint(ref: str) -> str:
+    """What identifies a model's code for caching: torchvision's version, or the SHA-256 of the
+    user's module file (an edited model is computed again, never served from the cache)."""
+    if ":" not in ref:
+        return f"torchvision {_torchvision_version()}:{ref}"
+    module = import_user_module(ref.partition(":")[0])
+    source = getattr(module, "__file__", None)
+    if source is None or not Path(source).is_file():
+        return f"{ref} (no source file)"
+    return f"{ref} sha256:{hashlib.sha256(Path(source).read_bytes()).hexdigest()}"
+
+
+def _torchvision_version() -> str:
+    import torchvision
+
+    return torchvision.__version__
+
+
+def _build_user(ref: str) -> nn.Module:
+    module_name, _, attr = ref.partition(":")
+    module = import_user_module(module_name)
     target = module
     for part in attr.split("."):
         if not hasattr(target, part):
@@ -52,6 +79,8 @@ def _build_user(ref: str) -> nn.Module:
         raise AgosError(f"'{ref}' is neither an nn.Module nor a callable returning one")
     try:
         model = target()
+    except SystemExit as exc:
+        raise AgosError(f"calling '{ref}()' called sys.exit({exc.code})") from None
     except Exception as exc:
         raise AgosError(f"calling '{ref}()' failed: {exc}") from None
     if not isinstance(model, nn.Module):

@@ -3,8 +3,11 @@ provenance that every agos figure carries."""
 
 from __future__ import annotations
 
+import math
+import os
 import platform
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torchvision
@@ -14,8 +17,16 @@ from agos import __version__
 from agos.errors import AgosError
 from agos.fileio import atomic_file
 from agos.inputs.data import BatchSource, parse_data
-from agos.inputs.models import ModelSpec, resolve_model
-from agos.inputs.training import WarmUp, loss_of, num_classes_of, step_rng
+from agos.inputs.models import ModelSpec, import_user_module, resolve_model
+from agos.inputs.training import (
+    WarmUp,
+    loss_of,
+    model_errors,
+    non_finite_parameters,
+    num_classes_of,
+    require_finite_step,
+    step_rng,
+)
 from agos.inputs.weights import WeightsInfo, load_model_with_weights, state_dict_sha256
 from agos.progress import progress_bar
 
@@ -32,13 +43,60 @@ class RunOptions:
     warm_up: WarmUp = field(default_factory=WarmUp)
 
 
+MAX_SEED = 2**63 - 1
+MAX_IMAGE_SIZE = 4096
+BATCH_MEMORY_SHARE = 0.25  # of the machine's memory that the input batch alone may take
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_options(options: RunOptions) -> None:
+    """Every argument checked before a model is built or an image read: one line for each."""
+    o, w = options, options.warm_up
+    if o.batch_size < 1:
+        raise AgosError(f"--batch-size must be at least 1 (got {o.batch_size})")
+    if not 8 <= o.image_size <= MAX_IMAGE_SIZE:
+        raise AgosError(f"--image-size must be between 8 and {MAX_IMAGE_SIZE} (got {o.image_size})")
+    batch_bytes = o.batch_size * 3 * o.image_size**2 * 4
+    memory = _memory_bytes()
+    if memory and batch_bytes > BATCH_MEMORY_SHARE * memory:
+        raise AgosError(
+            f"--batch-size {o.batch_size} at {o.image_size} px needs {batch_bytes / 2**30:.1f} GiB for the "
+            f"input images alone; this machine has {memory / 2**30:.1f} GiB (lower --batch-size)"
+        )
+    if not 0 <= o.seed <= MAX_SEED:
+        raise AgosError(f"--seed must be between 0 and 2**63 - 1 (got {o.seed})")
+    if w.steps < 0:
+        raise AgosError(f"--train-steps must be 0 or more (got {w.steps})")
+    for flag, value in (("--lr", w.lr), ("--momentum", w.momentum), ("--weight-decay", w.weight_decay)):
+        if not math.isfinite(value) or value < 0:
+            raise AgosError(f"{flag} must be a finite number ≥ 0 (got {value})")
+    resolve_device(o.device)
+    data = parse_data(o.data)
+    if data.kind == "imagefolder" and not Path(data.path or "").is_dir():
+        raise AgosError(f"image folder {data.path} does not exist or is not a directory")
+    if o.weights not in ("init", "imagenet") and not Path(o.weights).expanduser().is_file():
+        raise AgosError(f"weights file {o.weights} does not exist")
+    spec = resolve_model(o.model)
+    if spec.origin == "user":
+        import_user_module(o.model.partition(":")[0])
+
+
 def resolve_device(text: str) -> torch.device:
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if text.startswith("cuda"):
         if not torch.cuda.is_available():
             raise AgosError(f"--device {text} asked for, but this machine has no CUDA GPU (use cpu)")
-        return torch.device(text)
+        try:
+            return torch.device(text)
+        except RuntimeError:
+            raise AgosError(f"unknown device '{text}' (use cpu, cuda, cuda:N or auto)") from None
     if text == "cpu":
         return torch.device("cpu")
     raise AgosError(f"unknown device '{text}' (use cpu, cuda or auto)")
@@ -93,10 +151,7 @@ class PreparedRun:
 
 def prepare(options: RunOptions) -> PreparedRun:
     """Resolve everything that can be wrong before any long computation starts."""
-    if options.batch_size < 1:
-        raise AgosError(f"--batch-size must be at least 1 (got {options.batch_size})")
-    if options.warm_up.steps < 0:
-        raise AgosError(f"--train-steps must be 0 or more (got {options.warm_up.steps})")
+    check_options(options)
     device = resolve_device(options.device)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
@@ -131,10 +186,20 @@ def warm_up(run: PreparedRun) -> list[float]:
         for step in range(cfg.steps):
             images, labels = run.batch(step)
             optimizer.zero_grad(set_to_none=True)
-            with step_rng(run.options.seed + 1_000 + step, run.device):
-                loss = loss_of(model(images), labels)
+            with (
+                step_rng(run.options.seed + 1_000 + step, run.device),
+                model_errors(f"warm-up step {step + 1}", images, (ValueError, RuntimeError)),
+            ):
+                output = model(images)
+                loss = loss_of(output, labels)
                 loss.backward()
+            require_finite_step(model, output, loss, f"warm-up step {step + 1}")
             optimizer.step()
+            if non_finite_parameters(model):
+                raise AgosError(
+                    f"warm-up step {step + 1} made the weights non-finite (lr {cfg.lr}, momentum "
+                    f"{cfg.momentum}, weight decay {cfg.weight_decay}): lower --lr"
+                )
             losses.append(float(loss.detach()))
             advance(1, f"loss {losses[-1]:.3f}")
     model.zero_grad(set_to_none=True)

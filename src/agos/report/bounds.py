@@ -6,16 +6,15 @@ Takes any iterable of `LayerMasks`, so real traces and statistical density sourc
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from agos import fileio
 from agos.density.masks import LayerMasks
 from agos.engine.counts import PASSES, POLICIES, LayerWork, layer_work
-from agos.fileio import atomic_file
 from agos.progress import progress_bar
 from agos.report.provenance import provenance_label
 from agos.report.sparsity import wide_console
@@ -182,5 +181,4 @@ def print_table(summary: dict, console: Console | None = None) -> None:
 
 
 def write_json(summary: dict, path: Path) -> None:
-    with atomic_file(path) as f:
-        json.dump(summary, f, indent=1)
+    fileio.write_json(summary, path)

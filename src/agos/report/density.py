@@ -3,18 +3,17 @@ layers) and, per layer, the real, target and realised zero fractions of X, dY an
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from agos import fileio
 from agos.capture.trace import Trace
 from agos.density.select import parse_density, statistical_source
 from agos.density.statistical import plan_layers, statistical_masks
 from agos.errors import AgosError
-from agos.fileio import atomic_file
 from agos.report.provenance import provenance_label
 from agos.report.sparsity import _macs, _pct, wide_console
 
@@ -287,5 +286,4 @@ def print_tables(summary: dict, console: Console | None = None) -> None:
 
 
 def write_json(summary: dict, path: Path) -> None:
-    with atomic_file(path) as f:
-        json.dump(summary, f, indent=1)
+    fileio.write_json(summary, path)

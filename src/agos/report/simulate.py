@@ -5,12 +5,11 @@ Every number carries the trace's provenance, the density source and each design'
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 from rich.table import Table
 
+from agos import fileio
 from agos.arch.schema import PASSES
 from agos.cost.network import SPANS, DesignResult, NetworkResult, mapping_bound_violations, speedups
 from agos.fileio import atomic_file
@@ -20,13 +19,6 @@ from agos.report.sparsity import wide_console
 FORMAT = "agos-simulate"
 VERSION = 2
 CYCLE_SPANS = (*SPANS, "vector")
-
-
-def _finite(v):
-    """JSON never holds NaN or Infinity: undefined ratios are null."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -139,6 +131,7 @@ def summarise(
     density: str,
     lookahead: dict | None = None,
     all_layers: bool = False,
+    capture_notes: list[str] | None = None,
 ) -> dict:
     """Everything `agos simulate` reports, as plain data (the JSON output). Per-layer figures are
     given for the requested designs (for every design with `all_layers`)."""
@@ -159,6 +152,7 @@ def summarise(
         "requested": net.requested,
         "equal_area": net.equal_area,
         "vector_note": first.vector.note,
+        "capture_notes": list(capture_notes or []),
         "designs": designs,
         "lookahead_sensitivity": lookahead,
         "notes": {
@@ -225,6 +219,8 @@ def print_table(summary: dict, per_layer: bool = False, console=None) -> None:
         console.print(f"  {name}: {flag}", markup=False, highlight=False)
     if summary.get("vector_note"):
         console.print(f"note: {summary['vector_note']}")
+    for note in summary.get("capture_notes", []):
+        console.print(f"warning: {note}", markup=False, highlight=False)
     sens = summary.get("lookahead_sensitivity")
     if sens:
         windows = list(next(iter(sens.values())))
@@ -253,17 +249,8 @@ def print_table(summary: dict, per_layer: bool = False, console=None) -> None:
         console.print(layers)
 
 
-def json_safe(value):
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return _finite(value)
-
-
 def write_json(summary: dict, path: Path) -> None:
-    with atomic_file(path) as f:
-        json.dump(json_safe(summary), f, indent=1, allow_nan=False)
+    fileio.write_json(summary, path)
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -4,13 +4,13 @@ correlation, as a table, JSON, CSV and a plot."""
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from agos import fileio
 from agos.capture.trace import LayerRecord, Trace
 from agos.fileio import atomic_file
 from agos.report.provenance import provenance_label
@@ -174,8 +174,7 @@ def print_table(summary: dict, console: Console | None = None) -> None:
 
 
 def write_json(summary: dict, path: Path) -> None:
-    with atomic_file(path) as f:
-        json.dump(summary, f, indent=1)
+    fileio.write_json(summary, path)
 
 
 def write_csv(summary: dict, path: Path) -> None:

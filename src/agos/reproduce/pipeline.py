@@ -16,7 +16,7 @@ import torch
 
 from agos.arch.load import DEFAULT_DESIGNS, load_archs
 from agos.capture.recorder import capture_step
-from agos.capture.trace import load_trace, write_trace
+from agos.capture.trace import SCHEMA_VERSION, load_trace, write_trace
 from agos.capture.verify import compare_gradients, masked_step_gradients
 from agos.cost.network import MaskSource, simulate_network
 from agos.density.masks import LayerMasks
@@ -25,7 +25,10 @@ from agos.density.select import density_label
 from agos.engine.check import check_batch
 from agos.engine.counts import LayerWork
 from agos.errors import AgosError
-from agos.inputs.session import RunOptions, prepare, save_weights, warm_up
+from agos.fileio import json_text
+from agos.inputs.data import data_fingerprint, parse_data
+from agos.inputs.models import model_fingerprint
+from agos.inputs.session import RunOptions, check_options, prepare, save_weights, warm_up
 from agos.inputs.training import WarmUp, plain_step
 from agos.report import bounds as bounds_report
 from agos.report import simulate as simulate_report
@@ -129,14 +132,10 @@ def _engine_check(model, images, labels, seed: int, count: int) -> dict | None:
     }
 
 
-def trace_and_verify(
-    model: str, settings: Settings, cache: StageCache, console
-) -> tuple[Path, dict, str, list[str]]:
-    """The trace directory, the verification record, the trace stage's key and both stage keys."""
-    weights = settings.weights_for(model)
-    options = RunOptions(
+def options_for(model: str, settings: Settings) -> RunOptions:
+    return RunOptions(
         model=model,
-        weights=weights,
+        weights=settings.weights_for(model),
         data=settings.data,
         batch_size=settings.batch_size,
         image_size=settings.image_size,
@@ -144,20 +143,44 @@ def trace_and_verify(
         device=settings.device,
         warm_up=settings.warm_up,
     )
+
+
+def check_settings(settings: Settings) -> None:
+    """Every argument of a reproduce run, for every model, before any work starts."""
+    if not settings.models:
+        raise AgosError("--models needs at least one model")
+    if settings.check_images < 0:
+        raise AgosError(f"--check-images must be 0 or more (got {settings.check_images})")
+    for model in settings.models:
+        check_options(options_for(model, settings))
+    load_archs(settings.archs)
+
+
+def trace_and_verify(
+    model: str, settings: Settings, cache: StageCache, console
+) -> tuple[Path, dict, str, list[str]]:
+    """The trace directory, the verification record, the trace stage's key and both stage keys.
+    Keys are on content (the model's code, the weights' and images' bytes), so an edited model or
+    replaced images are computed again; a finished capture is reused when only its check is missing."""
+    options = options_for(model, settings)
     t_inputs = {
-        "model": model,
-        "weights": _weights_id(weights),
-        "data": settings.data,
+        "model": model_fingerprint(model),
+        "weights": _weights_id(options.weights),
+        "data": data_fingerprint(
+            parse_data(settings.data), settings.seed, settings.batch_size * (settings.warm_up.steps + 1)
+        ),
         "batch_size": settings.batch_size,
         "image_size": settings.image_size,
         "seed": settings.seed,
         "warm_up": asdict(settings.warm_up),
+        "trace_schema": SCHEMA_VERSION,  # a cached trace of an older layout is captured again
     }
     t_key = cache.key("trace", t_inputs)
     v_inputs = {"trace": t_key, "check_images": settings.check_images}
     v_key = cache.key("verify", v_inputs)
-    if not (cache.done(t_key) and cache.done(v_key)):
-        _stage(console, model, "training step: capture and verify", False)
+    traced = cache.done(t_key)
+    if not (traced and cache.done(v_key)):
+        _stage(console, model, "training step: capture and verify", traced)
         run = prepare(options)
         warmed = cache.path(t_key) / "weights.pt"
         if settings.warm_up.steps and warmed.is_file():
@@ -166,24 +189,32 @@ def trace_and_verify(
             warm_up(run)
         images, labels = run.batch(run.capture_batch_index)
         before = copy.deepcopy(run.model)
-        capture = capture_step(run.model, images, labels, seed=settings.seed)
-        captured = {n: p.grad for n, p in run.model.named_parameters() if p.grad is not None}
+        if traced:  # the check was interrupted: read the masks back, judge against a plain step
+            trace = load_trace(cache.path(t_key) / "trace")
+            masks = {layer.name: trace.mask(layer, "dx_needed") for layer in trace.layers}
+            captured = None
+        else:
+            capture = capture_step(run.model, images, labels, seed=settings.seed)
+            captured = {n: p.grad for n, p in run.model.named_parameters() if p.grad is not None}
+            masks = {layer.name: layer.dx_needed for layer in capture.layers}
+            for note in capture.notes:
+                console.print(f"[yellow]warning:[/yellow] {model}: {note}")
 
-        def make_trace(out: Path) -> None:
-            provenance = run.provenance()
-            provenance["density_source"] = "real masks"
-            write_trace(out / "trace", capture, provenance)
-            if settings.warm_up.steps:
-                save_weights(before, str(out / "weights.pt"))
+            def make_trace(out: Path) -> None:
+                provenance = run.provenance()
+                provenance["density_source"] = "real masks"
+                write_trace(out / "trace", capture, provenance)
+                if settings.warm_up.steps:
+                    save_weights(before, str(out / "weights.pt"))
 
-        cache.build(t_key, t_inputs, make_trace)
+            cache.build(t_key, t_inputs, make_trace)
 
         def make_verify(out: Path) -> None:
             record = {
-                "soundness": _soundness(before, images, labels, settings.seed, capture, captured),
+                "soundness": _soundness(before, images, labels, settings.seed, masks, captured),
                 "engine": _engine_check(before, images, labels, settings.seed, settings.check_images),
             }
-            (out / "verify.json").write_text(json.dumps(record, indent=1))
+            (out / "verify.json").write_text(json_text(record))
 
         _stage(console, model, "losslessness on the captured batch", False)
         cache.build(v_key, v_inputs, make_verify)
@@ -253,7 +284,8 @@ def analyse(
             summarise=layer_summary,
             dense_macs=macs,
         )
-        simulated = simulate_report.summarise(net, trace.provenance, label)
+        notes = trace.manifest.notes
+        simulated = simulate_report.summarise(net, trace.provenance, label, capture_notes=notes)
         layers = []
         for i, s in enumerate(net.layer_summaries):
             row = dict(s["bounds"])
@@ -267,12 +299,11 @@ def analyse(
             "bounds": bounds,
             "simulate": simulated,
         }
-        text = json.dumps(simulate_report.json_safe(record), indent=1, allow_nan=False)
-        (out / "analysis.json").write_text(text)
+        (out / "analysis.json").write_text(json_text(record))
         simulate_report.plot(simulated, out / "simulate.png")
         if density == "real":
             summary = sparsity_report.summarise(trace)
-            (out / "sparsity.json").write_text(json.dumps(summary, indent=1))
+            (out / "sparsity.json").write_text(json_text(summary))
             sparsity_report.plot(summary, out / "sparsity.png")
             sparsity_report.plot_correlation(summary, out / "correlation.png")
 

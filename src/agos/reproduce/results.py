@@ -112,6 +112,7 @@ def model_results(outcome: ModelOutcome) -> dict:
         "provenance": provenance,
         "label": provenance_label(provenance),
         "verify": outcome.verify,
+        "capture_notes": json.loads((outcome.trace_dir / "manifest.json").read_text()).get("notes", []),
         **{k: v for k, v in real.items() if k not in ("density", "density_label", "label")},
         "densities": {entry["density_label"]: entry for entry in map(_density_entry, analyses.values())},
         "gpu": _gpu(outcome.model, real, provenance["batch_size"], precisions),
@@ -209,8 +210,6 @@ def gather(outcomes: list[ModelOutcome], settings: Settings, wall_seconds: float
 
 
 def write_results(results: dict, path: Path) -> None:
-    from agos.fileio import atomic_file
-    from agos.report.simulate import json_safe
+    from agos.fileio import write_json
 
-    with atomic_file(path) as f:
-        json.dump(json_safe(results), f, indent=1, allow_nan=False)
+    write_json(results, path)

@@ -1,0 +1,89 @@
+"""Writing outputs: atomic, through symlinks, never over a special file, with the user's umask."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from agos.errors import AgosError
+from agos.fileio import atomic_file, write_json
+
+
+def test_writes_through_a_symlink_and_keeps_it(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_json({"a": 1}, link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text().strip().startswith("{")
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "sub" / "new.json")
+    write_json({"b": 2}, dangling)
+    assert dangling.is_symlink() and (tmp_path / "sub" / "new.json").is_file()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+def test_special_files_are_refused_and_left_alone(tmp_path, kind):
+    if kind == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+    elif kind == "directory":
+        path = tmp_path / "folder"
+        path.mkdir()
+    else:
+        path = tmp_path / "null-link"
+        path.symlink_to("/dev/null")
+    before = os.stat(path).st_mode
+    with pytest.raises(AgosError, match="cannot write"):
+        write_json({}, path)
+    assert os.stat(path).st_mode == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_dev_full_from_the_cli_is_one_line_and_untouched(capsys, mixed_trace):
+    from tests.cli_helpers import one_error_line, run_cli
+
+    before = os.stat("/dev/full")
+    code, _, err = run_cli(capsys, "sparsity", str(mixed_trace), "--json", "/dev/full")
+    assert code != 0 and "not a regular file" in one_error_line(err)
+    after = os.stat("/dev/full")
+    assert stat.S_ISCHR(after.st_mode) and after.st_ino == before.st_ino
+
+
+def test_new_files_follow_the_umask_and_old_ones_keep_their_mode(tmp_path):
+    old = os.umask(0o077)
+    try:
+        write_json({}, tmp_path / "private.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
+    kept = tmp_path / "kept.json"
+    kept.write_text("{}")
+    kept.chmod(0o640)
+    write_json({"x": 1}, kept)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+
+
+def test_an_unwritable_folder_is_one_error(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(AgosError, match="cannot write"):
+            write_json({}, locked / "out.json")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_failed_write_leaves_the_old_file(tmp_path):
+    path = tmp_path / "keep.txt"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), atomic_file(path) as f:
+        f.write("half")
+        raise RuntimeError("interrupted")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
