@@ -20,7 +20,9 @@ app = typer.Typer(
     help="agos: capture, prove and simulate activation-based gradient sparsity in CNN training.",
 )
 
-ModelOpt = Annotated[str, typer.Option("--model", help="torchvision classifier name, or pkg.module:factory")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", help="torchvision classifier name, timm:NAME, or pkg.module:factory")
+]
 WeightsOpt = Annotated[
     str, typer.Option("--weights", help="init | imagenet (local hub cache) | PATH to a state_dict")
 ]

@@ -50,6 +50,8 @@ def import_user_module(module_name: str):
 def model_fingerprint(ref: str) -> str:
     """What identifies a model's code for caching: torchvision's version, or the SHA-256 of the
     user's module file (an edited model is computed again, never served from the cache)."""
+    if ref.startswith("timm:"):
+        return f"timm {_timm().__version__}:{ref}"
     if ":" not in ref:
         return f"torchvision {_torchvision_version()}:{ref}"
     module = import_user_module(ref.partition(":")[0])
@@ -88,8 +90,29 @@ def _build_user(ref: str) -> nn.Module:
     return model
 
 
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        raise AgosError("timm models need timm: pip install -e '.[timm]'") from None
+    return timm
+
+
+def _build_timm(name: str) -> nn.Module:
+    return _timm().create_model(name, pretrained=False)
+
+
 def resolve_model(ref: str) -> ModelSpec:
-    """`resnet50` → torchvision; `pkg.mod:factory` → the user's factory, called with no args."""
+    """`resnet50` → torchvision; `timm:NAME` → a timm model (random init); `pkg.mod:factory` → the
+    user's factory, called with no args."""
+    if ref.startswith("timm:"):
+        name = ref.removeprefix("timm:")
+        names = _timm().list_models()
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=4, cutoff=0.6)
+            hint = f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
+            raise AgosError(f"unknown timm model '{name}'{hint} (timm.list_models() has them all)")
+        return ModelSpec(name=ref, origin="timm", build=lambda: _build_timm(name))
     if ":" in ref:
         module_name, _, attr = ref.partition(":")
         if not module_name or not attr:

@@ -49,7 +49,10 @@ def imagenet_weights_file(name: str) -> tuple[object, Path]:
 
 def _load_imagenet(spec: ModelSpec) -> nn.Module:
     if spec.origin != "torchvision":
-        raise AgosError("--weights imagenet needs a torchvision model name; give a file instead")
+        raise AgosError(
+            f"--weights imagenet needs a torchvision model name ({spec.name} is not one): agos never "
+            "downloads; give the weights as a file (a state_dict)"
+        )
     weights, path = imagenet_weights_file(spec.name)
     if not path.is_file():
         raise AgosError(
