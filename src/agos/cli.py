@@ -376,13 +376,27 @@ def reproduce(
     quick: Annotated[
         bool, typer.Option("--quick", help="smaller batch and images: minutes, not an hour")
     ] = False,
+    trained: Annotated[
+        str,
+        typer.Option(
+            "--trained",
+            help="also run these with trained ImageNet weights (auto: those installed offline; none)",
+        ),
+    ] = "auto",
 ) -> None:
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
+    from agos.inputs.offline_weights import available
     from agos.inputs.training import WarmUp
     from agos.reproduce.pipeline import FULL, QUICK, Settings
     from agos.reproduce.run import reproduce as run
 
     base = QUICK if quick else FULL
+    if trained == "auto":
+        trained_models = tuple(available())
+    elif trained == "none":
+        trained_models = ()
+    else:
+        trained_models = tuple(m.strip() for m in trained.split(",") if m.strip())
     settings = Settings(
         models=tuple(m.strip() for m in models.split(",") if m.strip()),
         weights=weights,
@@ -395,6 +409,7 @@ def reproduce(
         warm_up=WarmUp(steps=train_steps, lr=lr, momentum=momentum, weight_decay=weight_decay),
         archs=arch if "dense" in arch.split(",") else f"dense,{arch}",
         quick=quick,
+        trained=trained_models,
     )
     run(settings, out)
 

@@ -47,10 +47,21 @@ class GraphPlan:
     activations: list[fx.Node] = field(default_factory=list)  # every ReLU-like op, in graph order
 
 
+class _LayerTracer(fx.Tracer):
+    """Subclasses of Conv2d/Linear (static "same" padding, …) stay single calls: traced through,
+    they would become functional convolutions that no layer site sees."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, LAYER_TYPES) or super().is_leaf_module(m, module_qualified_name)
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
     """Symbolic trace in training mode (the graph is specialised to the mode it was traced in)."""
     model.train()
-    return fx.symbolic_trace(model)
+    tracer = _LayerTracer()
+    graph = tracer.trace(model)
+    name = model.__class__.__name__ if isinstance(model, nn.Module) else model.__name__
+    return fx.GraphModule(tracer.root, graph, name)
 
 
 def _describe(node: fx.Node, infos: dict[fx.Node, OpInfo], depth: int = 0) -> str:

@@ -29,7 +29,8 @@ from agos.capture.autograd_masks import needed_from_autograd
 from agos.capture.graph import LAYER_TYPES, GraphPlan, LayerSite, build_plan, trace
 from agos.capture.masking import MaskingInterpreter
 from agos.engine import sparse_ops
-from agos.workload.layer import LayerGeometry, geometry_of
+from agos.errors import AgosError
+from agos.workload.layer import LayerGeometry, conv_input, geometry_of, own_forward, static_padding
 
 
 @dataclass
@@ -76,6 +77,7 @@ class SparseEngine:
             dx_reason=None if needed is not None else reason,
         )
         self.layers.append(work)
+        _check_reproducible(module, name)
         call = _Call(module, work, needed, self.sparse_forward)
         return _SparseLayer.apply(x, module.weight, module.bias, call)
 
@@ -176,8 +178,18 @@ def float64_backward(model: nn.Module) -> Iterator[None]:
 def _dense_op(module: nn.Module, x, weight, bias):
     """The module's own forward arithmetic."""
     if isinstance(module, nn.Conv2d):
-        return module._conv_forward(x, weight, bias)
+        return module._conv_forward(conv_input(module, x), weight, bias)
     return F.linear(x, weight, bias)
+
+
+def _check_reproducible(module: nn.Module, name: str) -> None:
+    """The engine recomputes a layer from its weights and geometry: a subclass whose own forward
+    does more than static zero padding (weight standardisation, …) cannot be run sparsely."""
+    if own_forward(module) and static_padding(module) is None:
+        raise AgosError(
+            f"layer {name} ({type(module).__name__}) has a forward of its own; the sparse engine "
+            "reproduces plain Conv2d/Linear arithmetic (and static zero padding) only"
+        )
 
 
 class _SparseInterpreter(MaskingInterpreter):

@@ -52,6 +52,8 @@ def model_fingerprint(ref: str) -> str:
     user's module file (an edited model is computed again, never served from the cache)."""
     if ref.startswith("timm:"):
         return f"timm {_timm().__version__}:{ref}"
+    if ref in EXTRA_MODELS:
+        return f"{EXTRA_MODELS[ref][0]}:{ref}"
     if ":" not in ref:
         return f"torchvision {_torchvision_version()}:{ref}"
     module = import_user_module(ref.partition(":")[0])
@@ -102,6 +104,21 @@ def _build_timm(name: str) -> nn.Module:
     return _timm().create_model(name, pretrained=False)
 
 
+def _build_efficientnet_lite0() -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise AgosError(
+            "efficientnet_lite0 needs efficientnet-lite-pytorch: "
+            "pip install --no-deps efficientnet-lite-pytorch==0.1.0"
+        ) from None
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+# models outside torchvision that agos knows by name (their trained weights: agos.inputs.offline_weights)
+EXTRA_MODELS = {"efficientnet_lite0": ("efficientnet-lite-pytorch", _build_efficientnet_lite0)}
+
+
 def resolve_model(ref: str) -> ModelSpec:
     """`resnet50` → torchvision; `timm:NAME` → a timm model (random init); `pkg.mod:factory` → the
     user's factory, called with no args."""
@@ -118,6 +135,9 @@ def resolve_model(ref: str) -> ModelSpec:
         if not module_name or not attr:
             raise AgosError(f"model reference '{ref}' must look like 'package.module:factory'")
         return ModelSpec(name=ref, origin="user", build=lambda: _build_user(ref))
+    if ref in EXTRA_MODELS:
+        origin, build = EXTRA_MODELS[ref]
+        return ModelSpec(name=ref, origin=origin, build=build)
     names = torchvision_names()
     if ref not in names:
         close = difflib.get_close_matches(ref, names, n=4, cutoff=0.5)

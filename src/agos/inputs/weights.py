@@ -17,6 +17,7 @@ from torch import nn
 
 from agos.errors import AgosError
 from agos.inputs.models import ModelSpec, build_model
+from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
 
 
 @dataclass(frozen=True)
@@ -47,24 +48,36 @@ def imagenet_weights_file(name: str) -> tuple[object, Path]:
     return weights, Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def _load_imagenet(spec: ModelSpec) -> nn.Module:
-    if spec.origin != "torchvision":
+def _load_imagenet(spec: ModelSpec, seed: int) -> tuple[nn.Module, Path]:
+    """Trained weights from the torch hub cache, else from an installed offline package."""
+    offline = offline_file(spec.name) if spec.name in OFFLINE else None
+    if spec.origin == "torchvision":
+        weights, path = imagenet_weights_file(spec.name)
+        if path.is_file():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return tvm.get_model(spec.name, weights=weights), path
+            except Exception as exc:
+                raise AgosError(f"cannot load ImageNet weights from {path}: {_one_line(exc)}") from None
+        if offline is None:
+            extra = f", or install them offline: {INSTALL}" if spec.name in OFFLINE else ""
+            raise AgosError(
+                f"ImageNet weights for {spec.name} are not in the local torch hub cache: "
+                f"put {path.name} (from {weights.url}) at {path}{extra}; agos never downloads"
+            )
+    elif offline is None:
+        if spec.name in OFFLINE:
+            raise AgosError(f"trained weights for {spec.name} are not installed: {INSTALL}")
         raise AgosError(
             f"--weights imagenet needs a torchvision model name ({spec.name} is not one): agos never "
             "downloads; give the weights as a file (a state_dict)"
         )
-    weights, path = imagenet_weights_file(spec.name)
-    if not path.is_file():
-        raise AgosError(
-            f"ImageNet weights for {spec.name} are not in the local torch hub cache: "
-            f"put {path.name} (from {weights.url}) at {path}; agos never downloads"
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return tvm.get_model(spec.name, weights=weights)
-    except Exception as exc:
-        raise AgosError(f"cannot load ImageNet weights from {path}: {_one_line(exc)}") from None
+    model = build_model(spec, seed)
+    state = _read_state_dict(offline)
+    _check_compatible(offline, spec.name, model, state)
+    model.load_state_dict(state, strict=False)
+    return model, offline
 
 
 def _one_line(exc: BaseException) -> str:
@@ -121,8 +134,7 @@ def load_model_with_weights(spec: ModelSpec, weights: str, seed: int) -> tuple[n
         model = build_model(spec, seed)
         return model, WeightsInfo(source="init", sha256=state_dict_sha256(model))
     if weights == "imagenet":
-        model = _load_imagenet(spec)
-        _, path = imagenet_weights_file(spec.name)
+        model, path = _load_imagenet(spec, seed)
         return model, WeightsInfo(source="imagenet", sha256=state_dict_sha256(model), file=str(path))
     path = Path(weights).expanduser()
     state = _read_state_dict(path)

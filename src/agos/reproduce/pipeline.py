@@ -9,7 +9,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ from agos.errors import AgosError
 from agos.fileio import json_text
 from agos.inputs.data import data_fingerprint, parse_data
 from agos.inputs.models import model_fingerprint
+from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
 from agos.inputs.session import RunOptions, check_options, prepare, save_weights, warm_up
 from agos.inputs.training import WarmUp, plain_step
 from agos.report import bounds as bounds_report
@@ -53,6 +54,7 @@ class Settings:
     check_images: int = FULL["check_images"]  # images of the batch the sparse engine recomputes
     archs: str = DEFAULT_DESIGNS
     quick: bool = False
+    trained: tuple[str, ...] = ()  # also run these with trained ImageNet weights (real masks only)
 
     def weights_for(self, model: str) -> str:
         if self.weights in ("init", "imagenet"):
@@ -67,6 +69,7 @@ class Settings:
     def describe(self) -> dict:
         d = asdict(self)
         d["models"] = list(self.models)
+        d["trained"] = list(self.trained)
         return d
 
 
@@ -153,6 +156,13 @@ def check_settings(settings: Settings) -> None:
         raise AgosError(f"--check-images must be 0 or more (got {settings.check_images})")
     for model in settings.models:
         check_options(options_for(model, settings))
+    for model in settings.trained:
+        if model not in OFFLINE:
+            known = ", ".join(OFFLINE)
+            raise AgosError(f"--trained: no offline trained weights for {model} (there are: {known})")
+        if offline_file(model) is None:
+            raise AgosError(f"--trained {model}: its trained weights are not installed: {INSTALL}")
+        check_options(options_for(model, replace(settings, weights="imagenet")))
     load_archs(settings.archs)
 
 
@@ -326,11 +336,14 @@ class ModelOutcome:
     compute_seconds: float  # what its stages took when they were computed (cached or not)
 
 
-def run_model(model: str, settings: Settings, cache: StageCache, console) -> ModelOutcome:
+def run_model(
+    model: str, settings: Settings, cache: StageCache, console, densities: list[str] | None = None
+) -> ModelOutcome:
     start = time.perf_counter()
     trace_dir, verify, t_key, keys = trace_and_verify(model, settings, cache, console)
     analyses = {
-        d: analyse(model, trace_dir, t_key, d, settings, cache, console) for d in densities_for(model)
+        d: analyse(model, trace_dir, t_key, d, settings, cache, console)
+        for d in (densities or densities_for(model))
     }
     compute = sum(cache.seconds(k) for k in keys) + sum(cache.seconds(p.name) for p in analyses.values())
     return ModelOutcome(model, trace_dir, verify, analyses, time.perf_counter() - start, compute)

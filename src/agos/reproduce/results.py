@@ -193,17 +193,25 @@ def validation_record() -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def gather(outcomes: list[ModelOutcome], settings: Settings, wall_seconds: float, created: str) -> dict:
+def gather(
+    outcomes: list[ModelOutcome],
+    settings: Settings,
+    wall_seconds: float,
+    created: str,
+    trained: list[ModelOutcome] | None = None,
+) -> dict:
     models = {o.model: model_results(o) for o in outcomes}
+    trained = trained or []
     return {
         "format": "agos-results",
         "version": 2,
         "agos_version": __version__,
         "created": created,
         "wall_seconds": wall_seconds,
-        "compute_seconds": sum(o.compute_seconds for o in outcomes),
+        "compute_seconds": sum(o.compute_seconds for o in [*outcomes, *trained]),
         "settings": settings.describe(),
         "models": models,
+        "trained": {o.model: model_results(o) for o in trained},
         "seed_comparison": compare_with_seed(models),
         "validation": validation_record(),
     }

@@ -9,6 +9,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -65,8 +66,13 @@ def _run(settings: Settings, out: Path, console: Console) -> dict:
     for i, model in enumerate(settings.models, 1):
         console.rule(f"[{i}/{len(settings.models)}] {model}")
         outcomes.append(run_model(model, settings, cache, console))
+    trained = []
+    for model in settings.trained:  # real masks of trained weights on the same data
+        console.rule(f"trained network: {model}, ImageNet weights")
+        imagenet = replace(settings, weights="imagenet")
+        trained.append(run_model(model, imagenet, cache, console, densities=["real"]))
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    results = gather(outcomes, settings, time.perf_counter() - start, created)
+    results = gather(outcomes, settings, time.perf_counter() - start, created, trained)
     write_results(results, out / "results.json")
     page = render(results, out)
     console.print(f"report: {page}  ·  results: {out / 'results.json'}  ·  {results['wall_seconds']:.0f} s")

@@ -104,6 +104,36 @@ def _conv_padding(module: nn.Conv2d) -> tuple[int, int]:
     return (int(module.padding[0]), int(module.padding[1]))
 
 
+def static_padding(module: nn.Module) -> tuple[int, int, int, int] | None:
+    """(left, right, top, bottom) zero padding that a Conv2d subclass applies in its own forward
+    before the convolution (TensorFlow-style static "same" padding: `module.static_padding`)."""
+    pad = getattr(module, "static_padding", None)
+    if isinstance(pad, nn.Identity) or (  # the 1×1 and "valid" cases (libraries ship their own)
+        isinstance(pad, nn.Module) and type(pad).__name__ == "Identity" and not list(pad.parameters())
+    ):
+        return 0, 0, 0, 0
+    if isinstance(pad, nn.ZeroPad2d) or (isinstance(pad, nn.ConstantPad2d) and pad.value == 0):
+        left, right, top, bottom = (int(v) for v in pad.padding)
+        return left, right, top, bottom
+    return None
+
+
+def conv_input(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """The tensor the module's own `_conv_forward` sees: X with its static padding, if any."""
+    pad = static_padding(module)
+    return x if pad is None or not any(pad) else torch.nn.functional.pad(x, pad)
+
+
+def own_forward(module: nn.Module) -> bool:
+    """True when the layer is a subclass with a forward of its own (not torch's Conv2d/Linear)."""
+    base = nn.Conv2d if isinstance(module, nn.Conv2d) else nn.Linear
+    return type(module).forward is not base.forward
+
+
+def _out_size(size: int, pad_total: int, kernel: int, stride: int, dilation: int) -> int:
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
 def geometry_of(module: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str) -> LayerGeometry:
     """Geometry from the module and the tensors of one real call."""
     if isinstance(module, nn.Conv2d):
@@ -113,6 +143,30 @@ def geometry_of(module: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str) 
             raise AgosError(f"layer {name} got a {x.dim()}-D input; agos expects batched 4-D conv inputs")
         n, c, h, w = x.shape
         _, k, p, q = y.shape
+        padding = _conv_padding(module)
+        extra = static_padding(module)
+        if extra is not None:
+            padding = (padding[0] + extra[2], padding[1] + extra[0])
+        if own_forward(module):  # the padding must explain the output size, or the layer is not a conv
+            rows = _out_size(
+                h,
+                2 * _conv_padding(module)[0] + (extra[2] + extra[3] if extra else 0),
+                module.kernel_size[0],
+                module.stride[0],
+                module.dilation[0],
+            )
+            cols = _out_size(
+                w,
+                2 * _conv_padding(module)[1] + (extra[0] + extra[1] if extra else 0),
+                module.kernel_size[1],
+                module.stride[1],
+                module.dilation[1],
+            )
+            if (rows, cols) != (p, q):
+                raise AgosError(
+                    f"layer {name} ({type(module).__name__}) reshapes its input inside its own forward "
+                    f"({h}×{w} → {p}×{q} does not follow from its padding); agos cannot model it"
+                )
         return LayerGeometry(
             kind="conv",
             n=n,
@@ -125,7 +179,7 @@ def geometry_of(module: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str) 
             r=module.kernel_size[0],
             s=module.kernel_size[1],
             stride=(module.stride[0], module.stride[1]),
-            padding=_conv_padding(module),
+            padding=padding,
             dilation=(module.dilation[0], module.dilation[1]),
             groups=module.groups,
             bias=module.bias is not None,
