@@ -119,6 +119,7 @@ def test_reproduce_checks_every_argument_before_any_work(capsys, tmp_path):
         (("--models", "resnet18,resnet5"), "unknown model 'resnet5'"),
         (("--seed", "-3"), "--seed must be between 0"),
         (("--data", "imagefolder:/no/such"), "does not exist"),
+        (("--models", "resnet18,vgg16", "--image-size", "16", "--trained", "none"), "vgg16 cannot run"),
     ]:
         start = time.monotonic()
         code, _, err = run_cli(

@@ -52,6 +52,8 @@ def _args(out: Path, model: str, *extra: str) -> list[str]:
         "2",
         "--arch",
         "dense,agos@rows",
+        "--trained",
+        "none",
         *extra,
     ]
 

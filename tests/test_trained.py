@@ -89,6 +89,19 @@ def test_missing_packages_say_how_to_install(capsys, tmp_path, monkeypatch):
     assert code != 0 and "no offline trained weights for vgg16" in one_error_line(err)
 
 
+def test_a_trained_network_too_deep_for_the_image_size(tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ("reproduce", "--out", str(out), "--models", "resnet18", "--image-size", "16")
+    code, _, err = run_cli(capsys, *base, "--trained", "efficientnet_lite0")
+    assert code != 0 and "efficientnet_lite0 cannot run on 16-px images" in one_error_line(err)
+    assert not (out / "cache").exists() or not any((out / "cache").iterdir())
+    from agos.reproduce.pipeline import runs_at
+
+    assert runs_at(["mobilenet_v2", "efficientnet_lite0"], 16) == ["mobilenet_v2"]
+    assert "--trained auto leaves out efficientnet_lite0" in capsys.readouterr().err
+    assert runs_at(["mobilenet_v2", "efficientnet_lite0"], 32) == ["mobilenet_v2", "efficientnet_lite0"]
+
+
 def test_reproduce_reports_the_trained_network(tmp_path, capsys):
     out = tmp_path / "r"
     args = [

@@ -387,12 +387,13 @@ def reproduce(
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
     from agos.inputs.offline_weights import available
     from agos.inputs.training import WarmUp
-    from agos.reproduce.pipeline import FULL, QUICK, Settings
+    from agos.reproduce.pipeline import FULL, QUICK, Settings, runs_at
     from agos.reproduce.run import reproduce as run
 
     base = QUICK if quick else FULL
+    size = image_size if image_size is not None else base["image_size"]
     if trained == "auto":
-        trained_models = tuple(available())
+        trained_models = tuple(runs_at(available(), size))
     elif trained == "none":
         trained_models = ()
     else:
@@ -404,7 +405,7 @@ def reproduce(
         seed=seed,
         device=device,
         batch_size=batch_size if batch_size is not None else base["batch_size"],
-        image_size=image_size if image_size is not None else base["image_size"],
+        image_size=size,
         check_images=check_images if check_images is not None else base["check_images"],
         warm_up=WarmUp(steps=train_steps, lr=lr, momentum=momentum, weight_decay=weight_decay),
         archs=arch if "dense" in arch.split(",") else f"dense,{arch}",

@@ -87,6 +87,24 @@ def check_options(options: RunOptions) -> None:
         import_user_module(o.model.partition(":")[0])
 
 
+def check_image_size(options: RunOptions) -> None:
+    """A shape-only forward on the meta device: a model too deep for the image size is refused in
+    a fraction of a second instead of after the runs before it. User models are skipped (their code
+    may not run on meta tensors); their size errors come when they are built."""
+    spec = resolve_model(options.model)
+    if spec.origin == "user":
+        return
+    with torch.device("meta"):
+        model = spec.build()
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, options.image_size, options.image_size, device="meta"))
+    except (RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise AgosError(f"{spec.name} cannot run on {options.image_size}-px images: {first}") from None
+
+
 def resolve_device(text: str) -> torch.device:
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

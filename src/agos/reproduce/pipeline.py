@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,7 +30,7 @@ from agos.fileio import json_text
 from agos.inputs.data import data_fingerprint, parse_data
 from agos.inputs.models import model_fingerprint
 from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
-from agos.inputs.session import RunOptions, check_options, prepare, save_weights, warm_up
+from agos.inputs.session import RunOptions, check_image_size, check_options, prepare, save_weights, warm_up
 from agos.inputs.training import WarmUp, plain_step
 from agos.report import bounds as bounds_report
 from agos.report import simulate as simulate_report
@@ -148,6 +149,19 @@ def options_for(model: str, settings: Settings) -> RunOptions:
     )
 
 
+def runs_at(models: list[str], image_size: int) -> list[str]:
+    """The trained networks `--trained auto` can run at this image size; the others named once."""
+    kept = []
+    for model in models:
+        try:
+            check_image_size(RunOptions(model=model, image_size=image_size))
+        except AgosError as exc:
+            print(f"agos: note: --trained auto leaves out {model}: {exc}", file=sys.stderr)
+        else:
+            kept.append(model)
+    return kept
+
+
 def check_settings(settings: Settings) -> None:
     """Every argument of a reproduce run, for every model, before any work starts."""
     if not settings.models:
@@ -156,6 +170,7 @@ def check_settings(settings: Settings) -> None:
         raise AgosError(f"--check-images must be 0 or more (got {settings.check_images})")
     for model in settings.models:
         check_options(options_for(model, settings))
+        check_image_size(options_for(model, settings))
     for model in settings.trained:
         if model not in OFFLINE:
             known = ", ".join(OFFLINE)
@@ -163,6 +178,7 @@ def check_settings(settings: Settings) -> None:
         if offline_file(model) is None:
             raise AgosError(f"--trained {model}: its trained weights are not installed: {INSTALL}")
         check_options(options_for(model, replace(settings, weights="imagenet")))
+        check_image_size(options_for(model, settings))
     load_archs(settings.archs)
 
 
