@@ -72,7 +72,7 @@ def test_reproduce_soundness_against_the_captured_gradients_can_fail():
     """`agos reproduce` judges the masked step against the capture's own gradients: sound masks pass,
     one needed element dropped fails — with either reference."""
     from agos.capture.bits import pack
-    from agos.reproduce.pipeline import _soundness
+    from agos.reproduce.pipeline import soundness_record
 
     model = build_model(resolve_model("resnet18"), seed=0)
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
@@ -80,12 +80,12 @@ def test_reproduce_soundness_against_the_captured_gradients_can_fail():
     before = copy.deepcopy(model)
     result = capture_step(model, images, labels, seed=0)
     captured = _grads(model)
-    good = _soundness(before, images, labels, 0, result, captured)
+    good = soundness_record(before, images, labels, 0, result, captured)
     assert good["bit_identical"] and good["reference"] == "the captured step's gradients"
-    assert _soundness(before, images, labels, 0, result)["bit_identical"]
+    assert soundness_record(before, images, labels, 0, result)["bit_identical"]
     victim = next(layer for layer in result.layers if layer.dx_needed is not None)
     wrong = victim.dx_needed.tensor().clone()
     wrong.view(-1)[wrong.view(-1).nonzero()[0]] = False
     victim.dx_needed = pack(wrong)
-    assert not _soundness(before, images, labels, 0, result, captured)["bit_identical"]
-    assert not _soundness(before, images, labels, 0, result)["bit_identical"]
+    assert not soundness_record(before, images, labels, 0, result, captured)["bit_identical"]
+    assert not soundness_record(before, images, labels, 0, result)["bit_identical"]

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from agos.cli import main
-from agos.reproduce.run import output_lock
+from agos.fileio import output_lock
 
 MODEL = """
 import torch
@@ -135,7 +135,7 @@ def test_an_interrupted_check_is_resumed_without_a_new_capture(tmp_path, capsys)
 
 def test_one_run_per_output_folder(tmp_path, capsys):
     out = tmp_path / "r"
-    with output_lock(out):
+    with output_lock(out, "reproduce"):
         code = main(_args(out, "tests.models:mixed"))
     err = capsys.readouterr().err
     assert code != 0 and "is in use by another agos reproduce (pid" in err

@@ -349,6 +349,66 @@ def gpu_bench(
 
 
 @app.command()
+def trajectory(
+    out: Annotated[Path, typer.Option("--out", help="output folder (trajectory.json/.csv/.png, cache/)")],
+    checkpoints: Annotated[
+        str | None,
+        typer.Option("--checkpoints", help="checkpoint files of a training run: a comma list or a glob"),
+    ] = None,
+    train_steps: Annotated[
+        int, typer.Option("--train-steps", help="or: train this many SGD steps here, with snapshots")
+    ] = 0,
+    every: Annotated[int, typer.Option("--every", help="a snapshot every K steps (with --train-steps)")] = 0,
+    model: ModelOpt = "resnet18",
+    weights: Annotated[
+        str, typer.Option("--weights", help="where --train-steps starts: init | imagenet | PATH")
+    ] = "init",
+    data: DataOpt = "samples",
+    batch_size: BatchOpt = 8,
+    image_size: SizeOpt = 64,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate (with --train-steps)")] = 0.01,
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum")] = 0.9,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay")] = 1e-4,
+    arch: Annotated[
+        str, typer.Option("--arch", help="designs to simulate (a bare preset: on both organisations)")
+    ] = "dense,input-skip,agos",
+    check: Annotated[
+        bool, typer.Option("--check/--no-check", help="prove every point lossless (a masked step)")
+    ] = True,
+) -> None:
+    """Sparsity, MAC bounds and design speedups at every checkpoint of a training run."""
+    from agos.inputs.training import WarmUp
+    from agos.trajectory.report import print_table
+    from agos.trajectory.run import TrajectorySettings
+    from agos.trajectory.run import trajectory as run
+
+    settings = TrajectorySettings(
+        model=model,
+        data=data,
+        batch_size=batch_size,
+        image_size=image_size,
+        seed=seed,
+        device=device,
+        archs=arch if "dense" in arch.split(",") else f"dense,{arch}",
+        checkpoints=checkpoints,
+        train_steps=train_steps,
+        every=every,
+        sgd=WarmUp(steps=0, lr=lr, momentum=momentum, weight_decay=weight_decay),
+        weights=weights,
+        check=check,
+    )
+    result = run(settings, out)
+    print_table(result)
+    lost = [p["step"] for p in result["points"] if p["lossless"] is False]
+    typer.echo(f"wrote {out}: {len(result['points'])} points, {result['wall_seconds']:.0f} s", err=True)
+    if lost:
+        print(f"agos: error: skipping was not lossless at step(s) {lost}", file=sys.stderr)
+        raise Exit(1)
+
+
+@app.command()
 def reproduce(
     out: Annotated[Path, typer.Option("--out", help="report directory (index.html, results.json, cache/)")],
     models: Annotated[str, typer.Option("--models", help="comma-separated models")] = (
@@ -383,6 +443,10 @@ def reproduce(
             help="also run these with trained ImageNet weights (auto: those installed offline; none)",
         ),
     ] = "auto",
+    trajectory_dir: Annotated[
+        Path | None,
+        typer.Option("--trajectory", help="a finished `agos trajectory` folder to show in the report"),
+    ] = None,
 ) -> None:
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
     from agos.inputs.offline_weights import available
@@ -411,6 +475,7 @@ def reproduce(
         archs=arch if "dense" in arch.split(",") else f"dense,{arch}",
         quick=quick,
         trained=trained_models,
+        trajectory=None if trajectory_dir is None else str(trajectory_dir),
     )
     run(settings, out)
 

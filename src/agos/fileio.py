@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -75,3 +76,30 @@ def json_text(value) -> str:
 def write_json(value, path: Path | str) -> None:
     with atomic_file(path) as f:
         f.write(json_text(value))
+
+
+@contextlib.contextmanager
+def output_lock(out: Path, command: str) -> Iterator[None]:
+    """One run per output folder: a second one is refused instead of sweeping the first one's
+    half-built stages. The lock is the kernel's (flock), so a killed run leaves none behind."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / ".agos-lock", "a+")  # noqa: SIM115 — held for the whole run
+    except OSError as exc:
+        raise AgosError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise AgosError(
+                f"{out} is in use by another agos {command} ({holder}); wait for it or use another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()

@@ -194,34 +194,44 @@ def warm_up(run: PreparedRun) -> list[float]:
     cfg = run.options.warm_up
     if cfg.steps == 0:
         return []
-    model = run.model
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        run.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
+    losses = train_steps(run, optimizer, 0, cfg.steps, f"warm-up {run.spec.name}", "warm-up step")
+    run.warm_up_losses = losses
+    return losses
+
+
+def train_steps(
+    run: PreparedRun, optimizer: torch.optim.Optimizer, first: int, last: int, what: str, word: str = "step"
+) -> list[float]:
+    """Steps first…last−1 on batches of the same numbers. Each step's batch and random state depend
+    on its number only, so training in pieces (a resumed trajectory) equals training in one go."""
+    cfg = run.options.warm_up
+    model = run.model
     model.train()
     losses = []
-    with progress_bar(f"warm-up {run.spec.name}", total=cfg.steps) as advance:
-        for step in range(cfg.steps):
+    with progress_bar(what, total=last - first) as advance:
+        for step in range(first, last):
             images, labels = run.batch(step)
             optimizer.zero_grad(set_to_none=True)
             with (
                 step_rng(run.options.seed + 1_000 + step, run.device),
-                model_errors(f"warm-up step {step + 1}", images, (ValueError, RuntimeError)),
+                model_errors(f"{word} {step + 1}", images, (ValueError, RuntimeError)),
             ):
                 output = model(images)
                 loss = loss_of(output, labels)
                 loss.backward()
-            require_finite_step(model, output, loss, f"warm-up step {step + 1}")
+            require_finite_step(model, output, loss, f"{word} {step + 1}")
             optimizer.step()
             if non_finite_parameters(model):
                 raise AgosError(
-                    f"warm-up step {step + 1} made the weights non-finite (lr {cfg.lr}, momentum "
+                    f"{word} {step + 1} made the weights non-finite (lr {cfg.lr}, momentum "
                     f"{cfg.momentum}, weight decay {cfg.weight_decay}): lower --lr"
                 )
             losses.append(float(loss.detach()))
             advance(1, f"loss {losses[-1]:.3f}")
     model.zero_grad(set_to_none=True)
-    run.warm_up_losses = losses
     return losses
 
 

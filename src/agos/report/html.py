@@ -174,6 +174,11 @@ def render(results: dict, out_dir: Path) -> Path:
                 copy = plot_dir / f"{name}-{file}"
                 shutil.copyfile(source, copy)
                 plots[name].append((f"{name}: {title}", _image_src(copy)))
+    trajectory_plot = None
+    if results.get("trajectory") and Path(results["trajectory"]["plot"]).is_file():
+        copy = plot_dir / "trajectory.png"
+        shutil.copyfile(results["trajectory"]["plot"], copy)
+        trajectory_plot = _image_src(copy)
     orgs = sorted({d["organisation"] for m in results["models"].values() for d in m["designs"].values()})
     profiles = [
         (name, label, d)
@@ -199,6 +204,7 @@ def render(results: dict, out_dir: Path) -> Path:
         profiles=profiles,
         gpu_rows=gpu_rows,
         plots=plots,
+        trajectory_plot=trajectory_plot,
         gpu_device=first_gpu.get("gpu_device", ""),
         gpu_batch=first_gpu.get("gpu_batch", ""),
         differences=differences(results),

@@ -56,6 +56,7 @@ class Settings:
     archs: str = DEFAULT_DESIGNS
     quick: bool = False
     trained: tuple[str, ...] = ()  # also run these with trained ImageNet weights (real masks only)
+    trajectory: str | None = None  # a finished `agos trajectory` folder to show in the report
 
     def weights_for(self, model: str) -> str:
         if self.weights in ("init", "imagenet"):
@@ -91,7 +92,7 @@ def _stage(console, model: str, stage: str, cached: bool) -> None:
 # -- stages 1 and 2: trace and verify -------------------------------------------------------
 
 
-def _soundness(model, images, labels, seed: int, capture, reference: dict | None = None) -> dict:
+def soundness_record(model, images, labels, seed: int, capture, reference: dict | None = None) -> dict:
     """Bit-exact: every layer's dX zeroed outside its mask leaves all parameter gradients unchanged.
     `reference`: the captured step's own gradients, which are a plain step's (capture is transparent,
     tests/test_capture_soundness.py) — it saves a second full-batch step. The masked step shares no
@@ -180,6 +181,10 @@ def check_settings(settings: Settings) -> None:
         check_options(options_for(model, replace(settings, weights="imagenet")))
         check_image_size(options_for(model, settings))
     load_archs(settings.archs)
+    if settings.trajectory is not None:
+        from agos.trajectory.run import read_trajectory
+
+        read_trajectory(settings.trajectory)
 
 
 def trace_and_verify(
@@ -237,7 +242,7 @@ def trace_and_verify(
 
         def make_verify(out: Path) -> None:
             record = {
-                "soundness": _soundness(before, images, labels, settings.seed, masks, captured),
+                "soundness": soundness_record(before, images, labels, settings.seed, masks, captured),
                 "engine": _engine_check(before, images, labels, settings.seed, settings.check_images),
             }
             (out / "verify.json").write_text(json_text(record))
@@ -285,6 +290,46 @@ def sparsity_fractions(summaries: list[dict]) -> dict:
     }
 
 
+def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: Path) -> dict:
+    """Counts and simulation of one trace under one density, written into `out` (analysis.json and
+    its plots; for real masks also the sparsity summary): the shared analysis of reproduce and
+    trajectory."""
+    trace = load_trace(trace_dir)
+    label = density_label(trace, density, seed)
+    macs = 3 * sum(layer.macs for layer in trace.layers)
+    net = simulate_network(
+        MaskSource(str(trace_dir), density, seed),
+        designs,
+        trace.manifest,
+        count=len(trace.layers),
+        summarise=layer_summary,
+        dense_macs=macs,
+    )
+    notes = trace.manifest.notes
+    simulated = simulate_report.summarise(net, trace.provenance, label, capture_notes=notes)
+    layers = []
+    for i, s in enumerate(net.layer_summaries):
+        row = dict(s["bounds"])
+        row["index"] = i
+        layers.append(row)
+    bounds = bounds_report.summarise_layers(layers, {label}, trace.provenance, str(trace_dir))
+    record = {
+        "density": density,
+        "density_label": label,
+        "sparsity": sparsity_fractions(net.layer_summaries),
+        "bounds": bounds,
+        "simulate": simulated,
+    }
+    (out / "analysis.json").write_text(json_text(record))
+    simulate_report.plot(simulated, out / "simulate.png")
+    if density == "real":
+        summary = sparsity_report.summarise(trace)
+        (out / "sparsity.json").write_text(json_text(summary))
+        sparsity_report.plot(summary, out / "sparsity.png")
+        sparsity_report.plot_correlation(summary, out / "correlation.png")
+    return record
+
+
 def analyse(
     model: str, trace_dir: Path, t_key: str, density: str, settings: Settings, cache: StageCache, console
 ) -> Path:
@@ -299,39 +344,7 @@ def analyse(
     _stage(console, model, f"counts and simulation, {density}", cache.done(key))
 
     def make(out: Path) -> None:
-        trace = load_trace(trace_dir)
-        label = density_label(trace, density, settings.seed)
-        macs = 3 * sum(layer.macs for layer in trace.layers)
-        net = simulate_network(
-            MaskSource(str(trace_dir), density, settings.seed),
-            designs,
-            trace.manifest,
-            count=len(trace.layers),
-            summarise=layer_summary,
-            dense_macs=macs,
-        )
-        notes = trace.manifest.notes
-        simulated = simulate_report.summarise(net, trace.provenance, label, capture_notes=notes)
-        layers = []
-        for i, s in enumerate(net.layer_summaries):
-            row = dict(s["bounds"])
-            row["index"] = i
-            layers.append(row)
-        bounds = bounds_report.summarise_layers(layers, {label}, trace.provenance, str(trace_dir))
-        record = {
-            "density": density,
-            "density_label": label,
-            "sparsity": sparsity_fractions(net.layer_summaries),
-            "bounds": bounds,
-            "simulate": simulated,
-        }
-        (out / "analysis.json").write_text(json_text(record))
-        simulate_report.plot(simulated, out / "simulate.png")
-        if density == "real":
-            summary = sparsity_report.summarise(trace)
-            (out / "sparsity.json").write_text(json_text(summary))
-            sparsity_report.plot(summary, out / "sparsity.png")
-            sparsity_report.plot_correlation(summary, out / "correlation.png")
+        analyse_trace(trace_dir, density, designs, settings.seed, out)
 
     return cache.build(key, inputs, make)
 

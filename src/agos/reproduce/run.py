@@ -3,49 +3,19 @@ directory; finished stages live under `cache/` and are reused when the run is re
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
 from agos.errors import AgosError
+from agos.fileio import output_lock
 from agos.report.html import render
 from agos.reproduce.pipeline import Settings, check_settings, run_model
 from agos.reproduce.results import gather, write_results
 from agos.reproduce.stages import StageCache
-
-
-@contextlib.contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """One run per output folder: a second one is refused instead of sweeping the first one's
-    half-built stages. The lock is the kernel's (flock), so a killed run leaves none behind."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / ".agos-lock", "a+")  # noqa: SIM115 — held for the whole run
-    except OSError as exc:
-        raise AgosError(f"cannot write to {out}: {exc.strerror or exc}") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise AgosError(
-                f"{out} is in use by another agos reproduce ({holder}); wait for it or use another --out"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        handle.close()
 
 
 def reproduce(settings: Settings, out: Path, console: Console | None = None) -> dict:
@@ -54,7 +24,7 @@ def reproduce(settings: Settings, out: Path, console: Console | None = None) -> 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AgosError(f"{out} exists and is not a directory")
-    with output_lock(out):
+    with output_lock(out, "reproduce"):
         return _run(settings, out, console)
 
 
@@ -73,6 +43,10 @@ def _run(settings: Settings, out: Path, console: Console) -> dict:
         trained.append(run_model(model, imagenet, cache, console, densities=["real"]))
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results = gather(outcomes, settings, time.perf_counter() - start, created, trained)
+    if settings.trajectory is not None:
+        from agos.trajectory.run import read_trajectory
+
+        results["trajectory"] = read_trajectory(settings.trajectory)
     write_results(results, out / "results.json")
     page = render(results, out)
     console.print(f"report: {page}  ·  results: {out / 'results.json'}  ·  {results['wall_seconds']:.0f} s")
