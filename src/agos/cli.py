@@ -275,6 +275,27 @@ def simulate(
 
 
 @app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="a sweep spec (YAML)")],
+    out: Annotated[Path, typer.Option("--out", help="output directory (points/, results.parquet, .csv)")],
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="address of a dask.distributed scheduler to use")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="local Dask worker processes (default: one per core; 0: serial)"),
+    ] = None,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="draw the Pareto front and sensitivity curves")
+    ] = False,
+) -> None:
+    """Sweep designs over axes of any arch field, densities and traces, on Dask; one row per point."""
+    from agos.sweep.run import run_sweep
+
+    run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot)
+
+
+@app.command()
 def density(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
     spec: Annotated[
