@@ -404,6 +404,9 @@ def reproduce(
             help="also run these with trained ImageNet weights (auto: those installed offline; none)",
         ),
     ] = "auto",
+    sweep: Annotated[
+        Path | None, typer.Option("--sweep", help="also run this sweep spec and add a sweep section")
+    ] = None,
 ) -> None:
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
     from agos.inputs.offline_weights import available
@@ -432,6 +435,7 @@ def reproduce(
         archs=arch if "dense" in arch.split(",") else f"dense,{arch}",
         quick=quick,
         trained=trained_models,
+        sweep=str(sweep) if sweep is not None else None,
     )
     run(settings, out)
 

@@ -56,6 +56,7 @@ class Settings:
     archs: str = DEFAULT_DESIGNS
     quick: bool = False
     trained: tuple[str, ...] = ()  # also run these with trained ImageNet weights (real masks only)
+    sweep: str | None = None  # a sweep spec: its results become the report's "Design-space sweep" section
 
     def weights_for(self, model: str) -> str:
         if self.weights in ("init", "imagenet"):
@@ -180,6 +181,10 @@ def check_settings(settings: Settings) -> None:
         check_options(options_for(model, replace(settings, weights="imagenet")))
         check_image_size(options_for(model, settings))
     load_archs(settings.archs)
+    if settings.sweep is not None:
+        from agos.sweep.spec import load_spec
+
+        load_spec(settings.sweep)  # schema errors before any capture; traces are checked when it runs
 
 
 def trace_and_verify(

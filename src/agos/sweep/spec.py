@@ -157,13 +157,19 @@ class SweepSpec(_Strict):
         return list(dict.fromkeys(out))
 
 
-def _message(where: str, exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = [str(p) for p in first["loc"]]
+def _user_loc(error: dict) -> list[str]:
     # pydantic names the union member it tried (e.g. 'list[...]', 'Range'); the user wrote neither
-    loc = [p for p in loc if not (p[:1].isupper() or "[" in p or p in ("str", "int", "float", "bool"))]
-    field = ".".join(loc) or "(top level)"
-    extra = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    loc = [str(p) for p in error["loc"]]
+    return [p for p in loc if not (p[:1].isupper() or "[" in p or p in ("str", "int", "float", "bool"))]
+
+
+def _message(where: str, exc: ValidationError) -> str:
+    """The most specific problem (a value tried against every member of a union fails each; the
+    member that got furthest into it names the field best)."""
+    errors = exc.errors()
+    first = max(errors, key=lambda e: len(_user_loc(e)))
+    field = ".".join(_user_loc(first)) or "(top level)"
+    extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: field '{field}': {first['msg']}{extra}"
 
 
