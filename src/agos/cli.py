@@ -275,6 +275,27 @@ def simulate(
 
 
 @app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(metavar="SPEC", help="a sweep spec (YAML)")],
+    out: Annotated[Path, typer.Option("--out", help="output directory (points/, results.parquet, .csv)")],
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="address of a dask.distributed scheduler to use")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="local Dask worker processes (default: one per core; 0: serial)"),
+    ] = None,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="draw the Pareto front and sensitivity curves")
+    ] = False,
+) -> None:
+    """Sweep designs over axes of any arch field, densities and traces, on Dask; one row per point."""
+    from agos.sweep.run import run_sweep
+
+    run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot)
+
+
+@app.command()
 def density(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
     spec: Annotated[
@@ -447,6 +468,9 @@ def reproduce(
         Path | None,
         typer.Option("--trajectory", help="a finished `agos trajectory` folder to show in the report"),
     ] = None,
+    sweep: Annotated[
+        Path | None, typer.Option("--sweep", help="also run this sweep spec and add a sweep section")
+    ] = None,
 ) -> None:
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
     from agos.inputs.offline_weights import available
@@ -476,6 +500,7 @@ def reproduce(
         quick=quick,
         trained=trained_models,
         trajectory=None if trajectory_dir is None else str(trajectory_dir),
+        sweep=str(sweep) if sweep is not None else None,
     )
     run(settings, out)
 

@@ -99,6 +99,25 @@ class LayerContext:
         self._sets: dict[int, SlotSets] = {}
         self.passes: dict[tuple, PassCost] = {}  # by timing key: shared by designs
 
+    def view(self) -> LayerContext:
+        """A context on the same masks and counts sharing this one's design-independent structures
+        (layouts, needed channels, block and row counts, slot sets), with no timed passes: a run on
+        it times every pass itself, exactly as on a fresh context."""
+        view = LayerContext(self.masks, self.work)
+        view._layout, view._blocks, view._both_full, view._sets = (
+            self._layout,
+            self._blocks,
+            self._both_full,
+            self._sets,
+        )
+        view._needed, view._rows = self._needed, self._rows
+        return view
+
+    def absorb(self, view: LayerContext) -> None:
+        """Keep what a view computed lazily outside the shared dictionaries."""
+        self._needed = self._needed if self._needed is not None else view._needed
+        self._rows = self._rows if self._rows is not None else view._rows
+
     def layout(self, pass_: str) -> PassLayout:
         if pass_ not in self._layout:
             self._layout[pass_] = layout(pass_, self.work)
@@ -403,7 +422,9 @@ def timing_key(arch: Arch, pass_: str) -> tuple:
     }[pass_]
     window = arch.skipping.window if opts.stream else None
     bw = arch.skipping.broadcast_width if opts.pe_operand else 1
-    return (pass_, arch.ideal, arch.organisation, opts, window, bw, storage)
+    # compacted dX tiles are cut into domains of at most compaction_domain channels
+    domain = arch.skipping.compaction_domain if pass_ == "bwd_data" and opts.outputs == "compacted" else None
+    return (pass_, arch.ideal, arch.organisation, opts, window, bw, domain, storage)
 
 
 def mask_independent(arch: Arch, pass_: str) -> bool:

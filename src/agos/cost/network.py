@@ -309,6 +309,13 @@ def simulate_network(
     else:
         indexed = layers.layers() if isinstance(layers, MaskSource) else enumerate(layers)
         rows = _simulate_layers(indexed, designs, summarise, count or 0)
+    return _assemble(planned, equal, rows, requested, manifest)
+
+
+def _assemble(
+    planned: list[DesignResult], equal: dict[str, list[str]], rows, requested, manifest
+) -> NetworkResult:
+    """Rows of (index, layer, kind, per-design passes, summary) → the network's result."""
     for _, name, kind, per, _ in rows:
         for d, passes in zip(planned, per, strict=True):
             d.layers.append(LayerResult(name, kind, passes))
@@ -320,6 +327,35 @@ def simulate_network(
         equal_area=equal,
         layer_summaries=[row[4] for row in rows],
     )
+
+
+def count_layers(source: MaskSource) -> list[LayerContext]:
+    """The shareable part of a simulation: every layer's masks and exact work counts (and, filled
+    lazily, the design-independent structures built from them). A sweep makes these once per
+    (trace, density) and simulates every design point on them with `simulate_counted`."""
+    return [LayerContext(masks, layer_work(masks)) for _, masks in source.layers()]
+
+
+def simulate_counted(
+    contexts: list[LayerContext], requested: list[LoadedArch], manifest, equal_area: bool = True
+) -> NetworkResult:
+    """`simulate_network` on layers counted once: the same designs (twins and, with `equal_area`,
+    the equal-area dense candidates), the same per-layer passes, the same results. Each call times
+    its passes afresh (views of the contexts share only their design-independent structures), so a
+    result never depends on which points ran before it."""
+    planned, equal = plan_designs(requested)
+    if not equal_area:
+        planned = [d for d in planned if d.role != "equal-area"]
+        equal = {}
+    designs = [(d.loaded, d.area) for d in planned]
+    shared = SharedPasses()
+    rows = []
+    for i, ctx in enumerate(contexts):
+        view = ctx.view()
+        per = [simulate_layer(view, loaded, area, shared) for loaded, area in designs]
+        ctx.absorb(view)
+        rows.append((i, ctx.masks.name, ctx.masks.geometry.kind, per, None))
+    return _assemble(planned, equal, rows, requested, manifest)
 
 
 # -- comparisons ------------------------------------------------------------------------------

@@ -193,6 +193,15 @@ def render(results: dict, out_dir: Path) -> Path:
         if m["designs"][design]["preset"] in ("agos", "input-skip", "output-skip")
     ]
     first_gpu = gpu_rows[0][2] if gpu_rows else {}
+    sweep = results.get("sweep")
+    sweep_plots = []
+    if sweep is not None:
+        for name, title in (("pareto", "Pareto front"), ("sensitivity", "sensitivity")):
+            source = Path(sweep["files"].get(name, ""))
+            if sweep["files"].get(name) and source.is_file():
+                copy = plot_dir / f"sweep-{source.name}"
+                shutil.copyfile(source, copy)
+                sweep_plots.append((f"sweep: {title}", _image_src(copy)))
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(
         resources.files("agos.report").joinpath("templates", "index.html.j2").read_text(encoding="utf-8")
@@ -205,6 +214,8 @@ def render(results: dict, out_dir: Path) -> Path:
         gpu_rows=gpu_rows,
         plots=plots,
         trajectory_plot=trajectory_plot,
+        sweep=sweep,
+        sweep_plots=sweep_plots,
         gpu_device=first_gpu.get("gpu_device", ""),
         gpu_batch=first_gpu.get("gpu_batch", ""),
         differences=differences(results),

@@ -57,6 +57,7 @@ class Settings:
     quick: bool = False
     trained: tuple[str, ...] = ()  # also run these with trained ImageNet weights (real masks only)
     trajectory: str | None = None  # a finished `agos trajectory` folder to show in the report
+    sweep: str | None = None  # a sweep spec: its results become the report's "Design-space sweep" section
 
     def weights_for(self, model: str) -> str:
         if self.weights in ("init", "imagenet"):
@@ -185,6 +186,10 @@ def check_settings(settings: Settings) -> None:
         from agos.trajectory.run import read_trajectory
 
         read_trajectory(settings.trajectory)
+    if settings.sweep is not None:
+        from agos.sweep.spec import load_spec
+
+        load_spec(settings.sweep)  # schema errors before any capture; traces are checked when it runs
 
 
 def trace_and_verify(

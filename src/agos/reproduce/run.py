@@ -18,6 +18,34 @@ from agos.reproduce.results import gather, write_results
 from agos.reproduce.stages import StageCache
 
 
+def sweep_section(spec: str, out: Path, console: Console, workers: int | None = None) -> dict:
+    """Run the sweep (its own point cache under OUT/sweep/points, so a repeated report is instant)
+    and keep what the report shows: counts, files and the best point of each design."""
+    from agos.sweep.run import run_sweep
+
+    console.rule(f"sweep: {spec}")
+    result = run_sweep(spec, out, workers=workers, plot=True, console=console)
+    ok = [r for r in result.rows if r["error"] is None and r["speedup_iteration"] is not None]
+    keep = ("design", "density", *[a for a in result.plan.axes if a != "organisation"])
+    keep = (*keep, "speedup_iteration", "speedup_backprop", "speedup_over_best_dense_equal_area")
+    keep = (*keep, "area_mm2", "energy_j", "trace")
+    best: dict[str, dict] = {}
+    for r in ok:
+        if r["design"] not in best or r["speedup_iteration"] > best[r["design"]]["speedup_iteration"]:
+            best[r["design"]] = r
+    axes = [a for a in result.plan.axes if a != "organisation"]
+    return {
+        "spec": str(spec),
+        "points": len(result.plan.points),
+        "skipped": len(result.plan.skipped),
+        "failed": sum(r["error"] is not None for r in result.rows),
+        "axes": axes,
+        "traces": [t.columns() for t in result.plan.traces],
+        "files": {k: str(v) for k, v in result.files.items()},
+        "best": [{k: r[k] for k in keep} for r in best.values()],
+    }
+
+
 def reproduce(settings: Settings, out: Path, console: Console | None = None) -> dict:
     console = console or Console(stderr=True)
     check_settings(settings)  # fail before any long computation
@@ -47,6 +75,8 @@ def _run(settings: Settings, out: Path, console: Console) -> dict:
         from agos.trajectory.run import read_trajectory
 
         results["trajectory"] = read_trajectory(settings.trajectory)
+    if settings.sweep is not None:
+        results["sweep"] = sweep_section(settings.sweep, out / "sweep", console)
     write_results(results, out / "results.json")
     page = render(results, out)
     console.print(f"report: {page}  ·  results: {out / 'results.json'}  ·  {results['wall_seconds']:.0f} s")
