@@ -283,8 +283,15 @@ def test_sanity_relations_on_real_traces(request, fixture):
     assert uniform_bwd_data >= 2  # the exact relation was exercised
 
 
-def test_fp32_is_the_normal_path_and_global_settings_are_restored(monkeypatch):
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_fp32_is_the_normal_path_and_global_settings_are_restored(monkeypatch, two_threads):
     precision = torch.backends.mkldnn.conv.fp32_precision
     calls = _perturbing(monkeypatch, "conv2d_weight", set(), 0.0)
     for geometry in (

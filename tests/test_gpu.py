@@ -16,7 +16,6 @@ from agos.cli import main
 from agos.errors import AgosError
 from agos.report import gpu_bench as bench
 from agos.report.gpu import (
-    PER_IMAGE_NOTE,
     SHIPPED_DEVICE,
     GpuAnchor,
     anchor_for,
@@ -81,7 +80,7 @@ def test_compare_per_image_states_the_scaling():
     assert cmp.energy_ratio == pytest.approx((16.37 / 64) / 0.05)
     assert "batch 16" in cmp.note and "batch 64" in cmp.note and "NVIDIA H200" in cmp.note
     assert cmp.to_dict()["gpu_batch"] == 64
-    assert "per image" in PER_IMAGE_NOTE
+    assert "per image" in cmp.note
     no_power = GpuAnchor("m", 8, "fp32", 4.0, 2000.0, None, None, "GPU", "test")
     assert compare_per_image(2.0, 1.0, 8, no_power).energy_ratio is None
 
@@ -339,11 +338,15 @@ def test_nvidia_smi_sampler_reads_a_looping_process(tmp_path):
     command line asks for timestamped power.draw every 100 ms of the chosen GPU."""
     args_file = tmp_path / "args"
     fake = tmp_path / "nvidia-smi"
-    fake.write_text(
-        "#!/bin/sh\n"
-        f'echo "$@" > {args_file}\n'
-        'echo "$(date +"%Y/%m/%d %H:%M:%S.%3N"), [N/A]"\n'
-        'while true; do echo "$(date +"%Y/%m/%d %H:%M:%S.%3N"), 321.50"; sleep 0.05; done\n'
+    fake.write_text(  # Python, not date(1): %N is a GNU extension
+        f"#!{sys.executable}\n"
+        "import datetime, sys, time\n"
+        f"open({str(args_file)!r}, 'w').write(' '.join(sys.argv[1:]))\n"
+        "stamp = lambda: datetime.datetime.now().strftime('%Y/%m/%d %H:%M:%S.%f')[:-3]\n"
+        "print(f'{stamp()}, [N/A]', flush=True)\n"
+        "while True:\n"
+        "    print(f'{stamp()}, 321.50', flush=True)\n"
+        "    time.sleep(0.05)\n"
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     sampler = bench.NvidiaSmiSampler("GPU-1234", executable=str(fake))

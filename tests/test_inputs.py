@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
+from agos.errors import AgosError
 from agos.inputs.data import BatchSource, DataSpec
 from agos.inputs.models import build_model, resolve_model
 from agos.inputs.samples import sample_images
@@ -53,9 +55,24 @@ def test_init_weights_are_seeded_and_files_round_trip(tmp_path):
     assert torch.equal(loaded.fc.weight, a.fc.weight)
 
 
-def test_user_factories_build_modules():
+def test_user_factories_build_their_model_seeded_and_others_are_refused(tmp_path, monkeypatch):
+    from tests import models
+
     model = build_model(resolve_model("tests.models:mixed"), seed=0)
-    assert isinstance(model, torch.nn.Module)
+    assert type(model) is models.Mixed  # the factory's own class, not a stand-in
+    again = build_model(resolve_model("tests.models:mixed"), seed=0)
+    other = build_model(resolve_model("tests.models:mixed"), seed=1)
+    first = next(iter(model.state_dict()))
+    assert torch.equal(model.state_dict()[first], again.state_dict()[first])
+    assert not torch.equal(model.state_dict()[first], other.state_dict()[first])
+    (tmp_path / "not_models.py").write_text("def number():\n    return 3\nvalue = 4\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(AgosError, match=r"returned int, not an nn\.Module"):
+        build_model(resolve_model("not_models:number"), seed=0)
+    with pytest.raises(AgosError, match=r"neither an nn\.Module nor a callable"):
+        build_model(resolve_model("not_models:value"), seed=0)
+    with pytest.raises(AgosError, match="has no attribute 'missing'"):
+        build_model(resolve_model("not_models:missing"), seed=0)
 
 
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):

@@ -11,6 +11,7 @@ import typer
 from typer.exceptions import Abort, Exit, TyperException
 
 from agos.errors import AgosError
+from agos.fileio import write_json
 
 app = typer.Typer(
     add_completion=False,
@@ -137,7 +138,7 @@ def sparsity(
     summary = report.summarise(load_trace(trace_dir))
     report.print_table(summary)
     if json_out:
-        report.write_json(summary, json_out)
+        write_json(summary, json_out)
     if csv_out:
         report.write_csv(summary, csv_out)
     if plot_out:
@@ -269,7 +270,7 @@ def simulate(
     )
     report.print_table(summary, per_layer=per_layer)
     if json_out:
-        report.write_json(summary, json_out)
+        write_json(summary, json_out)
     if plot_out:
         report.plot(summary, plot_out)
 
@@ -315,7 +316,7 @@ def density(
     summary = report.summarise(load_trace(trace_dir), spec, seed)
     report.print_tables(summary)
     if json_out:
-        report.write_json(summary, json_out)
+        write_json(summary, json_out)
 
 
 @app.command()
@@ -330,7 +331,7 @@ def bounds(
     summary = report.summarise_trace(load_trace(trace_dir))
     report.print_table(summary)
     if json_out:
-        report.write_json(summary, json_out)
+        write_json(summary, json_out)
 
 
 @app.command("gpu-bench")

@@ -19,10 +19,6 @@ class PackedMask:
     def numel(self) -> int:
         return math.prod(self.shape)
 
-    @property
-    def true_fraction(self) -> float:
-        return self.count / self.numel if self.numel else 0.0
-
     def unpack(self) -> np.ndarray:
         return np.unpackbits(self.bits, count=self.numel).view(bool).reshape(self.shape)
 

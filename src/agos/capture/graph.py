@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from torch import fx, nn
 
 from agos.capture.rules import OpInfo, OpKind, classify, tensor_inputs
+from agos.workload.layer import CallNames
 
 LAYER_TYPES = (nn.Conv2d, nn.Linear)
 _PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)  # elementwise per channel
@@ -121,7 +122,7 @@ def build_plan(gm: fx.GraphModule) -> GraphPlan:
             mutators.setdefault(n.args[0], []).append(n)
 
     plan.activations = [n for n in nodes if infos[n].kind == OpKind.BAND]
-    calls: Counter[str] = Counter()
+    calls = CallNames()
     for n in nodes:
         if n.op != "call_module":
             continue
@@ -130,8 +131,7 @@ def build_plan(gm: fx.GraphModule) -> GraphPlan:
             if isinstance(module, nn.Conv1d | nn.Conv3d | nn.ConvTranspose2d):
                 plan.skipped.append(f"{n.target} ({type(module).__name__})")
             continue
-        calls[n.target] += 1
-        name = n.target if calls[n.target] == 1 else f"{n.target}#{calls[n.target]}"
+        name = calls(n.target)
         chain = _chain(n.args[0], infos)
         chain_set = set(chain)
         mutated_by = next(

@@ -18,8 +18,9 @@ from agos.capture.bits import PackedMask, pack, popcount
 from agos.capture.graph import LAYER_TYPES, GraphPlan, LayerSite, build_plan, trace
 from agos.capture.masking import MaskingInterpreter
 from agos.capture.unmodelled import UnmodelledLayer, unmodelled_note, watching_unmodelled
+from agos.errors import first_line
 from agos.inputs.training import loss_of, model_errors, require_finite_step, split_outputs, step_rng
-from agos.workload.layer import LayerGeometry, geometry_of
+from agos.workload.layer import CallNames, LayerGeometry, geometry_of
 
 
 @dataclass
@@ -192,7 +193,7 @@ def _capture_with_hooks(
     autograd graph of this very step (`autograd_masks`); the non-convolution work of leaf modules
     (functional ops are not seen)."""
     names = {m: name for name, m in model.named_modules()}
-    calls: dict[str, int] = {}
+    calls = CallNames()
 
     def vector_hook(module, inputs, output):
         if isinstance(output, torch.Tensor):
@@ -201,8 +202,7 @@ def _capture_with_hooks(
 
     def forward_hook(module, inputs, output):
         base = names[module]
-        calls[base] = calls.get(base, 0) + 1
-        name = base if calls[base] == 1 else f"{base}#{calls[base]}"
+        name = calls(base)
         x = inputs[0]
         weight = module.weight.detach()
         needs = bool(x.requires_grad)
@@ -244,7 +244,7 @@ def capture_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
         gm = trace(model)
     except Exception as exc:  # untraceable user models: data-dependent control flow and the like
         gm = None
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         graph = f"autograd (not traceable by torch.fx: {first})"
     plan = build_plan(gm) if gm is not None else None
     if plan is not None:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from agos.capture.graph import LAYER_TYPES
+from agos.workload.layer import CallNames
 
 _CONVS = (nn.Conv1d, nn.Conv3d)
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -70,12 +71,11 @@ def forward_macs(module: nn.Module, inputs, output) -> int:
 def watching_unmodelled(model: nn.Module, found: list[UnmodelledLayer]) -> Iterator[None]:
     """Within the block, every call of an unmodelled layer kind is appended to `found`."""
     names = {m: n for n, m in model.named_modules()}
-    calls: Counter[str] = Counter()
+    calls = CallNames()
 
     def hook(module, inputs, output):
         base = names[module]
-        calls[base] += 1
-        name = base if calls[base] == 1 else f"{base}#{calls[base]}"
+        name = calls(base)
         found.append(UnmodelledLayer(name, type(module).__name__, forward_macs(module, inputs, output)))
 
     watched = [m for m in model.modules() if isinstance(m, KINDS) and not isinstance(m, LAYER_TYPES)]

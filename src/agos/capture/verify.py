@@ -3,8 +3,6 @@ its mask and compare the parameter gradients with autograd's (DESIGN.md §2, "So
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
@@ -12,6 +10,7 @@ from agos.capture.bits import PackedMask
 from agos.capture.graph import LAYER_TYPES
 from agos.capture.recorder import CaptureResult
 from agos.inputs.training import loss_of, step_rng
+from agos.workload.layer import CallNames
 
 
 class _ZeroGradOutside(torch.autograd.Function):
@@ -28,14 +27,6 @@ class _ZeroGradOutside(torch.autograd.Function):
         return torch.where(needed, grad, torch.zeros((), dtype=grad.dtype, device=grad.device)), None
 
 
-@dataclass
-class GradientComparison:
-    identical: bool
-    max_abs_diff: float
-    differing: list[str]  # parameter names whose gradients are not bit-identical
-    masked_fraction: float  # of all dX elements across layers, the share zeroed
-
-
 def masked_step_gradients(
     model: nn.Module,
     images: torch.Tensor,
@@ -50,13 +41,12 @@ def masked_step_gradients(
     else:
         masks = {layer.name: layer.dx_needed for layer in capture.layers}
     names = {m: n for n, m in model.named_modules()}
-    calls: dict[str, int] = {}
+    calls = CallNames()
     zeroed = [0, 0]
 
     def pre_hook(module, inputs):
         base = names[module]
-        calls[base] = calls.get(base, 0) + 1
-        name = base if calls[base] == 1 else f"{base}#{calls[base]}"
+        name = calls(base)
         packed = masks.get(name)
         x = inputs[0]
         if packed is None or not x.requires_grad:

@@ -55,7 +55,6 @@ from agos.errors import AgosError
 PUBLISHED = "sparsetrain"
 DATA_FILE = "sparsetrain_profiled_activation_sparsity.csv"
 LONG_COLUMNS = ("model", "row_index", "checkpoint", "zero_fraction")
-CHECKPOINT_WORDS = ("first", "last")
 
 
 @dataclass(frozen=True)
@@ -381,10 +380,6 @@ class ProfileMapping:
     @property
     def pooled_labels(self) -> dict[str, str]:
         return {m.activation: m.row.label for m in self.matches if m.activation and m.row.pooled}
-
-    @property
-    def row_labels(self) -> dict[str, str]:
-        return {m.activation: m.row.label for m in self.matches if m.activation and not m.row.pooled}
 
 
 def _close(name: str, names: list[str]) -> str:

@@ -29,8 +29,8 @@ from agos.capture.autograd_masks import needed_from_autograd
 from agos.capture.graph import LAYER_TYPES, GraphPlan, LayerSite, build_plan, trace
 from agos.capture.masking import MaskingInterpreter
 from agos.engine import sparse_ops
-from agos.errors import AgosError
-from agos.workload.layer import LayerGeometry, conv_input, geometry_of, own_forward, static_padding
+from agos.errors import AgosError, first_line
+from agos.workload.layer import CallNames, LayerGeometry, conv_input, geometry_of, own_forward, static_padding
 
 
 @dataclass
@@ -220,7 +220,7 @@ def sparse_training(model: nn.Module, *, sparse_forward: bool = False) -> Iterat
         plan = build_plan(trace(model))  # trace() puts the model in training mode
     except Exception as exc:  # untraceable user models: data-dependent control flow and the like
         plan = None
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         engine.graph = f"autograd (not traceable by torch.fx: {first})"
     model.train(was_training)
     with contextlib.ExitStack() as undo:
@@ -255,14 +255,13 @@ def _patch_forward(
 def _patch_layers(model: nn.Module, engine: SparseEngine, undo: contextlib.ExitStack) -> None:
     """Without an fx graph: each layer module calls the engine with the needed-dX mask read off the
     autograd graph of its input (`agos.capture.autograd_masks`)."""
-    calls: dict[str, int] = {}
+    calls = CallNames()
     for base, module in model.named_modules():
         if not isinstance(module, LAYER_TYPES):
             continue
 
         def forward(x, _module=module, _base=base):
-            calls[_base] = calls.get(_base, 0) + 1
-            name = _base if calls[_base] == 1 else f"{_base}#{calls[_base]}"
+            name = calls(_base)
             needed, reason = needed_from_autograd(x)
             return engine.layer_call(_module, name, x, needed, reason)
 

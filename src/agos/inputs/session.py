@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 
 from agos import __version__
-from agos.errors import AgosError
+from agos.errors import AgosError, first_line
 from agos.fileio import atomic_file
 from agos.inputs.data import BatchSource, parse_data
 from agos.inputs.models import ModelSpec, import_user_module, resolve_model
@@ -101,7 +101,7 @@ def check_image_size(options: RunOptions) -> None:
         with torch.no_grad():
             model(torch.zeros(1, 3, options.image_size, options.image_size, device="meta"))
     except (RuntimeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise AgosError(f"{spec.name} cannot run on {options.image_size}-px images: {first}") from None
 
 
@@ -183,7 +183,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     except AgosError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise AgosError(f"{spec.name} cannot run on {options.image_size}-px images: {first}") from None
     source = BatchSource(data_spec, options.image_size, options.seed, num_classes)
     return PreparedRun(options=options, spec=spec, model=model, weights=weights, source=source, device=device)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agos.errors import AgosError
+from agos.errors import AgosError, first_line
 
 # GoogLeNet's paper weights each auxiliary classifier's loss by 0.3; agos uses that for every
 # model whose training-mode output carries auxiliary logits (googlenet, inception_v3).
@@ -72,7 +72,7 @@ def model_errors(what: str, images: torch.Tensor, kinds: tuple[type[Exception], 
     try:
         yield
     except kinds as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         shape = "×".join(map(str, images.shape))
         raise AgosError(f"{what}: the model failed on a training batch of {shape}: {first}") from None
 

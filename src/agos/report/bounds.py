@@ -7,12 +7,10 @@ Takes any iterable of `LayerMasks`, so real traces and statistical density sourc
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from agos import fileio
 from agos.density.masks import LayerMasks
 from agos.engine.counts import PASSES, POLICIES, LayerWork, layer_work
 from agos.progress import progress_bar
@@ -180,5 +178,3 @@ def print_table(summary: dict, console: Console | None = None) -> None:
         console.print(f"{policy}: {NOTES[policy]}")
 
 
-def write_json(summary: dict, path: Path) -> None:
-    fileio.write_json(summary, path)

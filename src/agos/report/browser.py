@@ -46,7 +46,6 @@ EXTRA_FLAGS = (
     "--enable-logging=stderr",  # console messages, uncaught errors included, on stderr
     "--v=0",
 )
-SELF_CHECK_ID = "agos-selfcheck"
 
 SELF_CHECK_SCRIPT = """<script id="agos-selfcheck-script">
 /* agos self-check: after load, summarise images, tables and script errors into #agos-selfcheck. */

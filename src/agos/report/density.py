@@ -4,12 +4,10 @@ layers) and, per layer, the real, target and realised zero fractions of X, dY an
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from agos import fileio
 from agos.capture.trace import Trace
 from agos.density.select import parse_density, statistical_source
 from agos.density.statistical import plan_layers, statistical_masks
@@ -285,5 +283,3 @@ def print_tables(summary: dict, console: Console | None = None) -> None:
         console.print(f"note: {note}")
 
 
-def write_json(summary: dict, path: Path) -> None:
-    fileio.write_json(summary, path)

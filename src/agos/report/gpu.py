@@ -39,10 +39,6 @@ SHIPPED_SOURCE = (
     "shipped anchors: NVIDIA H200, driver 580, PyTorch 2.11 + cu130, cuDNN benchmark, "
     "measured 2026-11-27, one run per row (±10%)"
 )
-PER_IMAGE_NOTE = (
-    "scaled per image: each figure is one training iteration's time or energy divided by that "
-    "iteration's batch; the GPU and the simulation may run different batches"
-)
 
 
 def ms_per_image(iter_ms: float, batch: int) -> float:

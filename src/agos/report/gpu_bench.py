@@ -282,12 +282,13 @@ def time_steps(
         sync()
         probe = max(time.perf_counter() - probe_start, 1e-6)
         steps = max(1, round(seconds / probe))
+        # the power window is on the sampler's clock (wall time), the duration on the monotonic one
         wall_start, start = time.time(), time.perf_counter()
         for _ in range(steps):
             step()
         sync()
         elapsed = time.perf_counter() - start
-        wall_end = wall_start + elapsed
+        wall_end = time.time()
     finally:
         samples = sampler.stop()
     inside = [w for t, w in samples if wall_start <= t <= wall_end]

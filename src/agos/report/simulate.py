@@ -9,7 +9,6 @@ from pathlib import Path
 
 from rich.table import Table
 
-from agos import fileio
 from agos.arch.schema import PASSES
 from agos.cost.network import SPANS, DesignResult, NetworkResult, mapping_bound_violations, speedups
 from agos.fileio import atomic_file
@@ -247,10 +246,6 @@ def print_table(summary: dict, per_layer: bool = False, console=None) -> None:
                 *(_x(summary["designs"][n]["layers"][i]["speedup_over_twin"]["backprop"]) for n in names),
             )
         console.print(layers)
-
-
-def write_json(summary: dict, path: Path) -> None:
-    fileio.write_json(summary, path)
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from agos import fileio
 from agos.capture.trace import LayerRecord, Trace
 from agos.fileio import atomic_file
 from agos.report.provenance import provenance_label
@@ -171,10 +170,6 @@ def print_table(summary: dict, console: Console | None = None) -> None:
     reasons = sorted({s["dx_reason"] for s in summary["layers"] if s["needs_bwd_data"] and s["dx_reason"]})
     if reasons:
         console.print("dX needed everywhere ('all') because: " + "; ".join(reasons))
-
-
-def write_json(summary: dict, path: Path) -> None:
-    fileio.write_json(summary, path)
 
 
 def write_csv(summary: dict, path: Path) -> None:

@@ -8,12 +8,30 @@ design, so MACs here are below the textbook N·K·P·Q·C·R·S/g when a layer p
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from agos.errors import AgosError
+
+
+class CallNames:
+    """A layer module called N times in one step is N layers: `name`, `name#2`, …. These are the
+    trace's layer names; every part that finds a layer again (recorder, fx plan, verification,
+    sparse engine, unmodelled-layer census) must name its calls this one way."""
+
+    def __init__(self) -> None:
+        self._calls: Counter[str] = Counter()
+
+    def __call__(self, base: str) -> str:
+        self._calls[base] += 1
+        n = self._calls[base]
+        return base if n == 1 else f"{base}#{n}"
+
+    def clear(self) -> None:
+        self._calls.clear()
 
 
 @dataclass(frozen=True)
@@ -84,13 +102,6 @@ class LayerGeometry:
         d = asdict(self)
         d["stride"], d["padding"], d["dilation"] = (list(d[k]) for k in ("stride", "padding", "dilation"))
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LayerGeometry:
-        d = dict(d)
-        for key in ("stride", "padding", "dilation"):
-            d[key] = tuple(d[key])
-        return cls(**d)
 
 
 def _conv_padding(module: nn.Conv2d) -> tuple[int, int]:
