@@ -129,11 +129,23 @@ def sparsity(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the summary as JSON")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="write per-layer rows as CSV")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
+    tiles: Annotated[
+        bool, typer.Option("--tiles", help="all-masked dX tiles in a GPU kernel's implicit-GEMM layout instead")
+    ] = False,
+    density: Annotated[
+        str, typer.Option("--density", help="with --tiles: real | uniform:S | profile:FILE[:CHECKPOINT]")
+    ] = "real",
+    seed: Annotated[int, typer.Option("--seed", help="with --tiles: seed of statistical masks")] = 0,
 ) -> None:
     """Per-layer sparsity of a trace: X, dY, skippable dX, and the forward/backward correlation."""
     from agos.capture.trace import load_trace
     from agos.report import sparsity as report
 
+    if tiles:
+        _tiles(trace_dir, density, seed, json_out, csv_out, plot_out)
+        return
+    if density != "real":
+        raise AgosError("--density applies to --tiles only (agos density shows statistical masks)")
     summary = report.summarise(load_trace(trace_dir))
     report.print_table(summary)
     if json_out:
@@ -142,6 +154,20 @@ def sparsity(
         report.write_csv(summary, csv_out)
     if plot_out:
         report.plot(summary, plot_out)
+
+
+def _tiles(trace_dir: Path, density: str, seed: int, json_out, csv_out, plot_out) -> None:
+    from agos.capture.trace import load_trace
+    from agos.density.select import parse_density
+    from agos.report import tiles as report
+
+    if csv_out or plot_out:
+        raise AgosError("--tiles writes JSON only (--json)")
+    parse_density(density)  # a bad spec is refused before the trace is read
+    summary = report.summarise(load_trace(trace_dir), density, seed)
+    report.print_table(summary)
+    if json_out:
+        report.write_json(summary, json_out)
 
 
 arch_app = typer.Typer(
