@@ -28,8 +28,20 @@ def _random_layer(rng: random.Random, gen: torch.Generator) -> LayerMasks:
     groups = rng.choice([1, 1, c]) if c > 1 else 1
     k = groups * rng.randint(1, 3)
     g = LayerGeometry(
-        "conv", n, c, h, w, k, _out(h, r, stride, pad, dil), _out(w, r, stride, pad, dil), r, r,
-        (stride, stride), (pad, pad), (dil, dil), groups,
+        "conv",
+        n,
+        c,
+        h,
+        w,
+        k,
+        _out(h, r, stride, pad, dil),
+        _out(w, r, stride, pad, dil),
+        r,
+        r,
+        (stride, stride),
+        (pad, pad),
+        (dil, dil),
+        groups,
     )
     density = rng.choice([0.02, 0.1, 0.5, 0.9])
     dx = torch.rand(g.x_shape, generator=gen) < density
@@ -66,7 +78,9 @@ def _reference(lm: LayerMasks, shape: TileShape) -> tuple[int, int, int, int, in
     for i in range(0, len(rows), bm):
         for j in range(0, g.c, bn):
             tiles += 1
-            cells = [(rows[a], ch) for a in range(i, min(i + bm, len(rows))) for ch in range(j, min(j + bn, g.c))]
+            cells = [
+                (rows[a], ch) for a in range(i, min(i + bm, len(rows))) for ch in range(j, min(j + bn, g.c))
+            ]
             work = sum(tap[(hh, ww)] * kpg for (n, hh, ww), ch in cells)
             dense += work
             element += sum(tap[(hh, ww)] * kpg for (n, hh, ww), ch in cells if not mask[n, ch, hh, ww])
@@ -76,7 +90,12 @@ def _reference(lm: LayerMasks, shape: TileShape) -> tuple[int, int, int, int, in
     return tiles, empty, skipped, dense, element
 
 
-SMALL = (TileShape("4x4", 4, 4), TileShape("8x16", 8, 16), TileShape("16x16", 16, 16), TileShape("channel", 1, None))
+SMALL = (
+    TileShape("4x4", 4, 4),
+    TileShape("8x16", 8, 16),
+    TileShape("16x16", 16, 16),
+    TileShape("channel", 1, None),
+)
 
 
 def test_tile_fractions_equal_a_plain_loop():

@@ -130,7 +130,8 @@ def sparsity(
     csv_out: Annotated[Path | None, typer.Option("--csv", help="write per-layer rows as CSV")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
     tiles: Annotated[
-        bool, typer.Option("--tiles", help="all-masked dX tiles in a GPU kernel's implicit-GEMM layout instead")
+        bool,
+        typer.Option("--tiles", help="all-masked dX tiles in a GPU kernel's implicit-GEMM layout instead"),
     ] = False,
     density: Annotated[
         str, typer.Option("--density", help="with --tiles: real | uniform:S | profile:FILE[:CHECKPOINT]")
@@ -356,8 +357,26 @@ def gpu_bench(
     out: Annotated[
         Path | None, typer.Option("--out", help="write the rows as CSV (the anchors' format)")
     ] = None,
+    bwd_data: Annotated[
+        bool,
+        typer.Option(
+            "--bwd-data", help="time the tile-skipping BWD-D kernel against cuDNN per layer of --trace"
+        ),
+    ] = False,
+    trace_dirs: Annotated[
+        list[Path] | None, typer.Option("--trace", help="with --bwd-data: a trace directory (repeatable)")
+    ] = None,
+    density: Annotated[
+        str, typer.Option("--density", help="with --bwd-data: comma-separated mask sources (real, profile:…)")
+    ] = "real",
+    block: Annotated[str, typer.Option("--block", help="with --bwd-data: kernel tile, e.g. 64x64")] = "64x64",
+    repeats: Annotated[int, typer.Option("--repeats", help="with --bwd-data: timed runs per variant")] = 20,
 ) -> None:
-    """Measure dense training time and power of this machine's CUDA GPU, as the shipped anchors were."""
+    """Measure dense training time and power of this machine's CUDA GPU, as the shipped anchors were;
+    with --bwd-data, time the tile-skipping backward-data kernel against cuDNN per layer."""
+    if bwd_data:
+        _bwd_data_bench(trace_dirs or [], density, block, repeats, warmup, device, out)
+        return
     from agos.report import gpu_bench as bench
 
     rows = bench.run_bench(
@@ -371,6 +390,34 @@ def gpu_bench(
     )
     bench.print_table(rows)
     if out is not None:
+        typer.echo(f"wrote {out}: {len(rows)} rows")
+
+
+def _bwd_data_bench(traces, density, block, repeats, warmup, device, out) -> None:
+    from agos.gpu import bench
+
+    if not traces:
+        raise AgosError("--bwd-data needs at least one --trace")
+    if repeats < 1:
+        raise AgosError("--repeats must be at least 1")
+    blocks = bench.parse_block(block)
+    densities = [d.strip() for d in density.split(",") if d.strip()]
+    dev = bench.cuda_device(device)
+    bench.configure_cuda()
+    rows = bench.run(
+        traces,
+        densities,
+        0,
+        blocks,
+        dev,
+        bench.cuda_timer(dev),
+        warmup,
+        repeats,
+        progress=lambda text: print(f"agos: {text}", file=sys.stderr),
+    )
+    bench.print_table(rows)
+    if out is not None:
+        bench.write_csv(rows, out)
         typer.echo(f"wrote {out}: {len(rows)} rows")
 
 

@@ -164,7 +164,9 @@ def layer_tiles(masks: LayerMasks, shapes: Iterable[TileShape] = TILE_SHAPES) ->
     )
 
 
-def network_tiles(layers: Iterable[LayerMasks], shapes: Iterable[TileShape] = TILE_SHAPES) -> list[LayerTiles]:
+def network_tiles(
+    layers: Iterable[LayerMasks], shapes: Iterable[TileShape] = TILE_SHAPES
+) -> list[LayerTiles]:
     """Every BWD-D layer's tile statistics, in trace order (layers without BWD-D left out)."""
     shapes = tuple(shapes)
     return [t for t in (layer_tiles(lm, shapes) for lm in layers) if t is not None]

@@ -20,7 +20,10 @@ is a sum of n = K·R·S products, so |ours − torch| ≤ 2·γ_n·Σ|products| 
 (`rounding_bound`). Masked elements are exactly zero.
 
 Triton is imported on first use; `TRITON_INTERPRET=1` (read when the kernel is built) runs it in
-Triton's CPU interpreter, which is how the tests check it on a machine without a GPU.
+Triton's CPU interpreter, which is how the tests check it on a machine without a GPU. The kernel uses
+only `tl` builtins (`tl.full`, not `tl.zeros`): the library's own `@jit` helpers are decorated when
+`triton.language` is first imported — often by torch, before the variable is set — and such a
+helper cannot run in the interpreter.
 """
 
 from __future__ import annotations
@@ -109,12 +112,9 @@ def _kernel() -> Callable:
         w = pos % W
         dx_off = (n[:, None] * C + offs_c[None, :]) * hw + pos[:, None]
         out_ok = m_ok[:, None] & c_ok[None, :]
-        if SKIP:
-            run = tl.load(table_ptr + pid_m * tiles_c + pid_n) != 0
-        else:
-            run = pid_m >= 0
+        run = tl.load(table_ptr + pid_m * tiles_c + pid_n) != 0 if SKIP else pid_m >= 0
         if run:
-            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=dx_ptr.dtype.element_ty)
+            acc = tl.full((BLOCK_M, BLOCK_N), 0.0, dx_ptr.dtype.element_ty)
             for r in range(R):
                 th = h + pad_h - r * dil_h
                 th0 = tl.where(th >= 0, th, 0)
@@ -146,7 +146,7 @@ def _kernel() -> Callable:
                 acc = tl.where(keep != 0, acc, 0.0)
             tl.store(dx_ptr + dx_off, acc, mask=out_ok)
         else:
-            tl.store(dx_ptr + dx_off, tl.zeros((BLOCK_M, BLOCK_N), dtype=dx_ptr.dtype.element_ty), mask=out_ok)
+            tl.store(dx_ptr + dx_off, tl.full((BLOCK_M, BLOCK_N), 0.0, dx_ptr.dtype.element_ty), mask=out_ok)
 
     _KERNELS[mode] = bwd_data_tiles
     return bwd_data_tiles
@@ -199,7 +199,7 @@ def prepare(
         raise AgosError(f"dY and W must both be float32 or float64, got {dy.dtype} and {weight.dtype}")
     if min(block) < 16:
         raise AgosError(f"block sizes must be at least 16 (tl.dot), got {block}")
-    n, k, p, q = dy.shape
+    n, k, _p, _q = dy.shape
     c = weight.shape[1]
     if weight.shape[0] != k:
         raise AgosError(f"dY has {k} channels, W has {weight.shape[0]} output channels")
@@ -225,7 +225,11 @@ def launch(prep: Prepared, skip: bool = True, out: torch.Tensor | None = None) -
     r, s, _, c = prep.weight_rskc.shape
     pr = prep.params
     bm, bn, bk = prep.block
-    dx = out if out is not None else torch.empty((n, c, pr.h, pr.w), dtype=prep.dy.dtype, device=prep.dy.device)
+    dx = (
+        out
+        if out is not None
+        else torch.empty((n, c, pr.h, pr.w), dtype=prep.dy.dtype, device=prep.dy.device)
+    )
     tiles_m, tiles_c = -(-n * pr.h * pr.w // bm), -(-c // bn)
     mask = prep.mask if prep.mask is not None else dx  # never read when APPLY_MASK is off
     table = prep.table if prep.table is not None else dx
@@ -296,6 +300,11 @@ def reference(dy: torch.Tensor, weight: torch.Tensor, params: ConvParams) -> tor
     big_h = max(params.h, (p - 1) * sh + (r - 1) * dh + 1 - 2 * ph)
     big_w = max(params.w, (q - 1) * sw + (s - 1) * dw + 1 - 2 * pw)
     dx = torch.nn.grad.conv2d_input(
-        (n, c, big_h, big_w), weight, dy, stride=params.stride, padding=params.padding, dilation=params.dilation
+        (n, c, big_h, big_w),
+        weight,
+        dy,
+        stride=params.stride,
+        padding=params.padding,
+        dilation=params.dilation,
     )
     return dx[:, :, : params.h, : params.w].contiguous()

@@ -36,7 +36,8 @@ def summarise(trace: Trace, density: str = "real", seed: int = 0) -> dict:
         "statistical": parse_density(density).kind != "real",
         "layout": "implicit GEMM: rows = N·H·W input positions (n, h, w), columns = C input channels",
         "tile_shapes": [
-            {"name": s.name, "rows": s.rows, "cols": s.cols if s.cols is not None else "C"} for s in TILE_SHAPES
+            {"name": s.name, "rows": s.rows, "cols": s.cols if s.cols is not None else "C"}
+            for s in TILE_SHAPES
         ],
         "layers": [_layer_dict(t) for t in layers],
         "totals": {name: totals(layers, name) for name in names},
@@ -83,9 +84,9 @@ def print_table(summary: dict, console: Console | None = None) -> None:
     table.add_column("indep. 32x32", justify="right", no_wrap=True)
     for layer in summary["layers"]:
         skip = _pct(1 - layer["needed_fraction"]) + (" (all)" if layer["all_needed"] else "")
+        shapes = layer["shapes"]
         cells = [
-            f"{_pct(layer['shapes'][n]['empty_fraction'])} / {_pct(layer['shapes'][n]['work_skipped_fraction'])}"
-            for n in names
+            f"{_pct(shapes[n]['empty_fraction'])} / {_pct(shapes[n]['work_skipped_fraction'])}" for n in names
         ]
         table.add_row(
             layer["name"],
