@@ -130,11 +130,24 @@ def sparsity(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the summary as JSON")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="write per-layer rows as CSV")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
+    tiles: Annotated[
+        bool,
+        typer.Option("--tiles", help="all-masked dX tiles in a GPU kernel's implicit-GEMM layout instead"),
+    ] = False,
+    density: Annotated[
+        str, typer.Option("--density", help="with --tiles: real | uniform:S | profile:FILE[:CHECKPOINT]")
+    ] = "real",
+    seed: Annotated[int, typer.Option("--seed", help="with --tiles: seed of statistical masks")] = 0,
 ) -> None:
     """Per-layer sparsity of a trace: X, dY, skippable dX, and the forward/backward correlation."""
     from agos.capture.trace import load_trace
     from agos.report import sparsity as report
 
+    if tiles:
+        _tiles(trace_dir, density, seed, json_out, csv_out, plot_out)
+        return
+    if density != "real":
+        raise AgosError("--density applies to --tiles only (agos density shows statistical masks)")
     summary = report.summarise(load_trace(trace_dir))
     report.print_table(summary)
     if json_out:
@@ -143,6 +156,20 @@ def sparsity(
         report.write_csv(summary, csv_out)
     if plot_out:
         report.plot(summary, plot_out)
+
+
+def _tiles(trace_dir: Path, density: str, seed: int, json_out, csv_out, plot_out) -> None:
+    from agos.capture.trace import load_trace
+    from agos.density.select import parse_density
+    from agos.report import tiles as report
+
+    if csv_out or plot_out:
+        raise AgosError("--tiles writes JSON only (--json)")
+    parse_density(density)  # a bad spec is refused before the trace is read
+    summary = report.summarise(load_trace(trace_dir), density, seed)
+    report.print_table(summary)
+    if json_out:
+        report.write_json(summary, json_out)
 
 
 arch_app = typer.Typer(
@@ -352,8 +379,26 @@ def gpu_bench(
     out: Annotated[
         Path | None, typer.Option("--out", help="write the rows as CSV (the anchors' format)")
     ] = None,
+    bwd_data: Annotated[
+        bool,
+        typer.Option(
+            "--bwd-data", help="time the tile-skipping BWD-D kernel against cuDNN per layer of --trace"
+        ),
+    ] = False,
+    trace_dirs: Annotated[
+        list[Path] | None, typer.Option("--trace", help="with --bwd-data: a trace directory (repeatable)")
+    ] = None,
+    density: Annotated[
+        str, typer.Option("--density", help="with --bwd-data: comma-separated mask sources (real, profile:…)")
+    ] = "real",
+    block: Annotated[str, typer.Option("--block", help="with --bwd-data: kernel tile, e.g. 64x64")] = "64x64",
+    repeats: Annotated[int, typer.Option("--repeats", help="with --bwd-data: timed runs per variant")] = 20,
 ) -> None:
-    """Measure dense training time and power of this machine's CUDA GPU, as the shipped anchors were."""
+    """Measure dense training time and power of this machine's CUDA GPU, as the shipped anchors were;
+    with --bwd-data, time the tile-skipping backward-data kernel against cuDNN per layer."""
+    if bwd_data:
+        _bwd_data_bench(trace_dirs or [], density, block, repeats, warmup, device, out)
+        return
     from agos.report import gpu_bench as bench
 
     rows = bench.run_bench(
@@ -367,6 +412,34 @@ def gpu_bench(
     )
     bench.print_table(rows)
     if out is not None:
+        typer.echo(f"wrote {out}: {len(rows)} rows")
+
+
+def _bwd_data_bench(traces, density, block, repeats, warmup, device, out) -> None:
+    from agos.gpu import bench
+
+    if not traces:
+        raise AgosError("--bwd-data needs at least one --trace")
+    if repeats < 1:
+        raise AgosError("--repeats must be at least 1")
+    blocks = bench.parse_block(block)
+    densities = [d.strip() for d in density.split(",") if d.strip()]
+    dev = bench.cuda_device(device)
+    bench.configure_cuda()
+    rows = bench.run(
+        traces,
+        densities,
+        0,
+        blocks,
+        dev,
+        bench.cuda_timer(dev),
+        warmup,
+        repeats,
+        progress=lambda text: print(f"agos: {text}", file=sys.stderr),
+    )
+    bench.print_table(rows)
+    if out is not None:
+        bench.write_csv(rows, out)
         typer.echo(f"wrote {out}: {len(rows)} rows")
 
 

@@ -1,0 +1,2 @@
+"""GPU kernels that exploit output sparsity on real hardware (Triton, imported lazily: agos works
+without it)."""
