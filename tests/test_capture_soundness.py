@@ -22,7 +22,7 @@ def _grads(model):
     "name,size",
     [
         ("alexnet", 64),
-        ("vgg16", 32),
+        pytest.param("vgg16", 32, marks=pytest.mark.slow),  # alexnet has the same rules, 4× faster
         ("resnet18", 64),
         ("googlenet", 64),
         ("mobilenet_v2", 64),

@@ -129,7 +129,7 @@ def test_layers_of_one_geometry_share_passes_that_do_not_depend_on_masks(resnet1
     assert len(shared.passes) == 2 * 3 * len(geometries)
 
 
-@pytest.mark.parametrize("density", ["real", "uniform:0.6"])
+@pytest.mark.parametrize("density", ["real", pytest.param("uniform:0.6", marks=pytest.mark.slow)])
 def test_worker_processes_give_the_serial_result(resnet18_trace, density):
     """Layers dealt to two processes by geometry give every cycle and joule of one process."""
     trace = load_trace(resnet18_trace)

@@ -99,3 +99,26 @@ def test_bad_reproduce_options(capsys, tmp_path):
     assert "resnet50" in capsys.readouterr().err
     assert main(["reproduce", "--models", "resnet18,vgg16", "--weights", "w.pt", "--out", str(tmp_path)]) != 0
     assert "--weights PATH needs a single model" in capsys.readouterr().err
+
+
+def test_tile_section_matches_the_sparsity_command(tiny_report, tmp_path, capsys):
+    """The report's whole-tile figures are `agos sparsity --tiles` of the same trace and masks."""
+    out, _ = tiny_report
+    results = json.loads((out / "results.json").read_text())
+    r34 = results["models"]["resnet34"]
+    with_tiles = {d["density"]: d["tiles"] for d in r34["densities"].values() if d.get("tiles")}
+    assert set(with_tiles) == {"real", "profile:sparsetrain:last"}  # real and converged, not early
+    trace = next((out / "cache").glob("trace-*/trace"))
+    model = json.loads((trace / "manifest.json").read_text())["provenance"]["model"]
+    entry = results["models"][model]["densities"]
+    real = next(d["tiles"] for d in entry.values() if d["density"] == "real")
+    assert main(["sparsity", str(trace), "--tiles", "--json", str(tmp_path / "t.json")]) == 0
+    direct = json.loads((tmp_path / "t.json").read_text())
+    assert real["element_skip_fraction"] == direct["element_skip_fraction"]
+    for shape, t in direct["totals"].items():
+        assert real["shapes"][shape]["empty_tiles"] == t["empty_tiles"]
+        assert real["shapes"][shape]["tiles"] == t["tiles"]
+    page = (out / "index.html").read_text()
+    section = page.split('id="tiles"')[1].split("<h2")[0]
+    assert section.count("<tr><td") == 3  # resnet34 real and converged, squeezenet1_1 real
+    assert "independence prediction" in section

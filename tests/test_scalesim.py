@@ -70,17 +70,30 @@ def gemms() -> list[Gemm]:
     return [layer_gemm(geometries[name], pass_, name) for name, pass_ in CASES]
 
 
-def test_agos_counts_scalesim_cycles_plus_one_per_gemm(gemms):
-    assert len(gemms) >= 20
+def _agree(gemms: list[Gemm], method: str) -> list:
     ours = [agos_gemm_cycles(g) for g in gemms]
-    theirs = scalesim.simulate(gemms, method="full")
+    theirs = scalesim.simulate(gemms, method=method)
     for g, a, s in zip(gemms, ours, theirs, strict=True):
         assert s.stall_cycles == 0
         # agos = SCALE-Sim + 1 per copy: within one cycle of SCALE-Sim per GEMM (per group run)
         assert a - s.cycles == g.copies, (g, a, s.cycles)
-    # extrapolating one fold is exact, which the benchmark relies on for large layers
+    return theirs
+
+
+def test_agos_counts_scalesim_cycles_plus_one_per_gemm(gemms):
+    """All 20 GEMMs against SCALE-Sim's one-fold extrapolation (exact: the slow test below and
+    benchmarks/scalesim.py check it against full runs); the four smallest in a full run too."""
+    assert len(gemms) >= 20
+    _agree(gemms, "fold")
+    smallest = sorted(gemms, key=lambda g: g.m * g.n * g.k * g.copies)[:4]
+    _agree(smallest, "full")
+
+
+@pytest.mark.slow
+def test_scalesim_full_runs_equal_the_fold_extrapolation(gemms):
+    full = _agree(gemms, "full")
     folded = scalesim.simulate(gemms, method="fold")
-    assert [f.cycles for f in folded] == [s.cycles for s in theirs]
+    assert [f.cycles for f in folded] == [s.cycles for s in full]
 
 
 def test_agos_side_is_work_and_fill_drain_without_stalls(gemms):

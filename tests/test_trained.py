@@ -102,6 +102,7 @@ def test_a_trained_network_too_deep_for_the_image_size(tmp_path, capsys):
     assert runs_at(["mobilenet_v2", "efficientnet_lite0"], 32) == ["mobilenet_v2", "efficientnet_lite0"]
 
 
+@pytest.mark.slow  # ~13 s; CI runs it (.ci/run)
 def test_reproduce_reports_the_trained_network(tmp_path, capsys):
     out = tmp_path / "r"
     args = [

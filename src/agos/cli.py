@@ -169,7 +169,7 @@ def _tiles(trace_dir: Path, density: str, seed: int, json_out, csv_out, plot_out
     summary = report.summarise(load_trace(trace_dir), density, seed)
     report.print_table(summary)
     if json_out:
-        report.write_json(summary, json_out)
+        write_json(summary, json_out)
 
 
 arch_app = typer.Typer(

@@ -111,10 +111,24 @@ def _starts(length: int, block: int) -> np.ndarray:
 
 def tile_any(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """[⌈M/rows⌉, ⌈C/cols⌉] bool: does the tile hold any needed element? Partial edge tiles are
-    reduced over the elements they have."""
+    reduced over the elements they have (the padding added to fill them is all False)."""
     m, c = matrix.shape
-    by_rows = np.logical_or.reduceat(matrix, _starts(m, rows), axis=0)
-    return np.logical_or.reduceat(by_rows, _starts(c, cols), axis=1)
+    tm, tc = -(-m // rows), -(-c // cols)
+    if (tm * rows, tc * cols) != (m, c):
+        matrix = np.pad(matrix, ((0, tm * rows - m), (0, tc * cols - c)))
+    return matrix.reshape(tm, rows, tc, cols).any(axis=(1, 3))
+
+
+def _tile_any_from(
+    grids: dict[tuple[int, int], np.ndarray], matrix: np.ndarray, bm: int, bn: int
+) -> np.ndarray:
+    """`tile_any(matrix, bm, bn)`, reduced from a finer grid already computed when its tiles divide
+    these (tile starts are multiples of the finer size, so edge tiles come out the same): the full
+    mask is read once for 16×16, not again for 32×32, 64×64 and 128×64."""
+    for (fm, fn), grid in grids.items():
+        if bm % fm == 0 and bn % fn == 0 and (fm, fn) != (bm, bn):
+            return tile_any(grid, bm // fm, bn // fn)
+    return tile_any(matrix, bm, bn)
 
 
 def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
@@ -136,9 +150,11 @@ def layer_tiles(masks: LayerMasks, shapes: Iterable[TileShape] = TILE_SHAPES) ->
     needed = int(needed_per_row.sum())
     density = needed / matrix.size if matrix.size else 0.0
     stats = []
+    grids: dict[tuple[int, int], np.ndarray] = {}  # tile "any" grids already reduced, by tile size
     for shape in shapes:
         bm, bn = shape.size(c)
-        nonempty = tile_any(matrix, bm, bn)
+        nonempty = _tile_any_from(grids, matrix, bm, bn)
+        grids[(bm, bn)] = nonempty
         rows_in = _block_sums(np.ones(m, dtype=np.int64), bm)
         cols_in = _block_sums(np.ones(c, dtype=np.int64), bn)
         tile_work = _block_sums(row_taps, bm)[:, None] * cols_in[None, :] * k_per_group

@@ -176,5 +176,3 @@ def print_table(summary: dict, console: Console | None = None) -> None:
     console.print(short)
     for policy in POLICIES:
         console.print(f"{policy}: {NOTES[policy]}")
-
-

@@ -281,5 +281,3 @@ def print_tables(summary: dict, console: Console | None = None) -> None:
     console.print(table)
     for note in summary["notes"]:
         console.print(f"note: {note}")
-
-

@@ -179,6 +179,15 @@ def render(results: dict, out_dir: Path) -> Path:
         copy = plot_dir / "trajectory.png"
         shutil.copyfile(results["trajectory"]["plot"], copy)
         trajectory_plot = _image_src(copy)
+    tile_rows = []
+    for group in (results["models"], results.get("trained") or {}):
+        for name, m in group.items():
+            weights = m["provenance"]["weights"]["source"]
+            for d in m["densities"].values():
+                if d.get("tiles"):
+                    masks = "real" if d["density"] == "real" else f"converged profile ({d['density']})"
+                    tile_rows.append((name, weights, masks, d["tiles"]))
+    tile_shapes = list(tile_rows[0][3]["shapes"]) if tile_rows else []
     orgs = sorted({d["organisation"] for m in results["models"].values() for d in m["designs"].values()})
     profiles = [
         (name, label, d)
@@ -214,6 +223,8 @@ def render(results: dict, out_dir: Path) -> Path:
         gpu_rows=gpu_rows,
         plots=plots,
         trajectory_plot=trajectory_plot,
+        tile_rows=tile_rows,
+        tile_shapes=tile_shapes,
         sweep=sweep,
         sweep_plots=sweep_plots,
         gpu_device=first_gpu.get("gpu_device", ""),

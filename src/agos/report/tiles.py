@@ -5,12 +5,10 @@ implicit-GEMM layout a GPU kernel uses, and the BWD-D work a tile-skipping kerne
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from agos import fileio
 from agos.capture.trace import Trace
 from agos.density.select import describe_density, layer_masks, parse_density
 from agos.density.tiles import TILE_SHAPES, LayerTiles, network_tiles, totals
@@ -112,7 +110,3 @@ def print_table(summary: dict, console: Console | None = None) -> None:
     )
     if summary["statistical"]:
         console.print(f"note: {INDEPENDENT_NOTE}")
-
-
-def write_json(summary: dict, path: Path) -> None:
-    fileio.write_json(summary, path)

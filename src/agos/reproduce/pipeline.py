@@ -26,7 +26,7 @@ from agos.density.select import density_label
 from agos.engine.check import check_batch
 from agos.engine.counts import LayerWork
 from agos.errors import AgosError
-from agos.fileio import json_text
+from agos.fileio import json_text, write_json
 from agos.inputs.data import data_fingerprint, parse_data
 from agos.inputs.models import model_fingerprint
 from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
@@ -35,6 +35,7 @@ from agos.inputs.training import WarmUp, plain_step
 from agos.report import bounds as bounds_report
 from agos.report import simulate as simulate_report
 from agos.report import sparsity as sparsity_report
+from agos.report import tiles as tiles_report
 from agos.reproduce.stages import StageCache
 
 DEFAULT_MODELS = ("alexnet", "vgg16", "resnet18", "resnet50", "googlenet", "mobilenet_v2")
@@ -327,6 +328,18 @@ def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: 
     }
     (out / "analysis.json").write_text(json_text(record))
     simulate_report.plot(simulated, out / "simulate.png")
+    if density == "real" or density.endswith(":last"):  # real masks and the converged profile
+        tiles = tiles_report.summarise(trace, density, seed)
+        write_json(tiles, out / "tiles.json")
+        record["tiles"] = {
+            "element_skip_fraction": tiles["element_skip_fraction"],
+            "statistical": tiles["statistical"],
+            "shapes": {
+                name: {k: t[k] for k in ("tiles", "empty_tiles", "empty_fraction", "work_skipped_fraction")}
+                for name, t in tiles["totals"].items()
+            },
+        }
+        (out / "analysis.json").write_text(json_text(record))
     if density == "real":
         summary = sparsity_report.summarise(trace)
         (out / "sparsity.json").write_text(json_text(summary))
@@ -344,6 +357,7 @@ def analyse(
         "density": density,
         "seed": settings.seed,
         "archs": {d.name: d.sha256 for d in designs},
+        "tiles": 1,  # the analysis also holds the tile statistics (a cached older analysis lacks them)
     }
     key = cache.key("analysis", inputs)
     _stage(console, model, f"counts and simulation, {density}", cache.done(key))

@@ -80,6 +80,7 @@ def _density_entry(analysis: dict) -> dict:
         "ideal_bounds": analysis["bounds"]["speedups"],
         "designs": designs,
         "vector_note": sim.get("vector_note"),
+        "tiles": analysis.get("tiles"),
         "dense_macs_per_iteration": sum(
             analysis["bounds"]["totals"][p]["dense"] for p in ("fwd", "bwd_data", "bwd_weight")
         ),
