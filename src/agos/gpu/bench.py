@@ -36,13 +36,10 @@ from agos.density.tiles import TileShape, layer_tiles
 from agos.errors import AgosError
 from agos.fileio import atomic_file
 from agos.gpu import bwd_data_kernel as kern
+from agos.report import gpu_bench
 from agos.report.sparsity import wide_console
 
 NO_GPU = "no CUDA GPU here: gpu-bench --bwd-data times kernels on a local NVIDIA GPU; nothing was measured"
-
-
-class NoGpuError(AgosError):
-    exit_code = 3
 
 
 @dataclass(frozen=True)
@@ -83,15 +80,7 @@ def parse_block(text: str) -> tuple[int, int, int]:
 
 
 def cuda_device(ref: str) -> torch.device:
-    try:
-        device = torch.device(ref)
-    except RuntimeError:
-        raise AgosError(f"--device '{ref}' is not a device name (cuda or cuda:N)") from None
-    if device.type != "cuda":
-        raise AgosError(f"--device '{ref}': gpu-bench measures CUDA GPUs only (cuda or cuda:N)")
-    if not torch.cuda.is_available():
-        raise NoGpuError(NO_GPU)
-    return device
+    return gpu_bench.cuda_device(ref, NO_GPU)
 
 
 def cuda_timer(device: torch.device) -> Callable[[Callable[[], object], int, int], float]:

@@ -393,8 +393,8 @@ def parse_list(text: str, what: str) -> list[str]:
     return items
 
 
-def cuda_device(ref: str) -> torch.device:
-    """The CUDA device to measure; NoGpuError (exit 3) when this machine has none."""
+def cuda_device(ref: str, no_gpu: str = NO_GPU_MESSAGE) -> torch.device:
+    """The CUDA device to measure; NoGpuError (exit 3, saying `no_gpu`) when this machine has none."""
     try:
         device = torch.device(ref)
     except RuntimeError:
@@ -402,7 +402,7 @@ def cuda_device(ref: str) -> torch.device:
     if device.type != "cuda":
         raise AgosError(f"--device '{ref}': gpu-bench measures CUDA GPUs only (cuda or cuda:N)")
     if not torch.cuda.is_available():
-        raise NoGpuError(NO_GPU_MESSAGE)
+        raise NoGpuError(no_gpu)
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
         raise AgosError(f"--device {ref}: this machine has {count} CUDA device(s)")
