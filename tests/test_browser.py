@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agos.report.browser import (
+from agos.validate.browser import (
     REQUIRED_FLAGS,
     SELF_CHECK_SCRIPT,
     BrowserError,

@@ -14,7 +14,7 @@ import torch
 
 from agos.cli import main
 from agos.errors import AgosError
-from agos.report import gpu_bench as bench
+from agos.gpu import training_bench as bench
 from agos.report.gpu import (
     SHIPPED_DEVICE,
     GpuAnchor,

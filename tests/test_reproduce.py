@@ -8,7 +8,7 @@ import pytest
 
 from agos.arch.load import ORGANISATIONS, PRESETS
 from agos.cli import main
-from agos.report.browser import chromium_available
+from agos.validate.browser import chromium_available
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_report_page(tiny_report):
     assert len(list((out / "plots").glob("*.png"))) == 6
     if not chromium_available():
         pytest.skip("chromium is not installed: the page cannot be opened in a browser here")
-    from agos.report.browser import check_page
+    from agos.validate.browser import check_page
 
     check = check_page(out / "index.html")
     assert check.ok, check.problems

@@ -399,7 +399,7 @@ def gpu_bench(
     if bwd_data:
         _bwd_data_bench(trace_dirs or [], density, block, repeats, warmup, device, out)
         return
-    from agos.report import gpu_bench as bench
+    from agos.gpu import training_bench as bench
 
     rows = bench.run_bench(
         bench.parse_list(models, "models") if models is not None else bench.default_models(),

@@ -48,9 +48,9 @@ from torch import nn
 
 from agos.engine.training import LayerProducts, float64_backward, sparse_training
 from agos.errors import AgosError
+from agos.inputs.provenance import provenance_label
 from agos.inputs.session import RunOptions, prepare
 from agos.inputs.training import plain_step
-from agos.report.provenance import provenance_label
 
 TOLERANCE = 1e-6
 NOISE_FACTOR = 10.0

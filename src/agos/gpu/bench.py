@@ -36,7 +36,7 @@ from agos.density.tiles import TileShape, layer_tiles
 from agos.errors import AgosError
 from agos.fileio import atomic_file
 from agos.gpu import bwd_data_kernel as kern
-from agos.report import gpu_bench
+from agos.gpu import training_bench as gpu_bench
 from agos.report.sparsity import wide_console
 
 NO_GPU = "no CUDA GPU here: gpu-bench --bwd-data times kernels on a local NVIDIA GPU; nothing was measured"

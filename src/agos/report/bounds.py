@@ -13,8 +13,8 @@ from rich.table import Table
 
 from agos.density.masks import LayerMasks
 from agos.engine.counts import PASSES, POLICIES, LayerWork, layer_work
+from agos.inputs.provenance import provenance_label
 from agos.progress import progress_bar
-from agos.report.provenance import provenance_label
 from agos.report.sparsity import wide_console
 
 SPARSE_POLICIES = tuple(p for p in POLICIES if p != "dense")

@@ -12,7 +12,7 @@ from agos.capture.trace import Trace
 from agos.density.select import parse_density, statistical_source
 from agos.density.statistical import plan_layers, statistical_masks
 from agos.errors import AgosError
-from agos.report.provenance import provenance_label
+from agos.inputs.provenance import provenance_label
 from agos.report.sparsity import _macs, _pct, wide_console
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 
 from agos.fileio import atomic_file
-from agos.report.browser import SELF_CHECK_SCRIPT
+from agos.validate.browser import SELF_CHECK_SCRIPT
 
 PLOTS = (
     ("sparsity.png", "forward and backward sparsity per layer (real masks)"),

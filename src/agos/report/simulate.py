@@ -12,7 +12,7 @@ from rich.table import Table
 from agos.arch.schema import PASSES
 from agos.cost.network import SPANS, DesignResult, NetworkResult, mapping_bound_violations, speedups
 from agos.fileio import atomic_file
-from agos.report.provenance import provenance_label
+from agos.inputs.provenance import provenance_label
 from agos.report.sparsity import wide_console
 
 FORMAT = "agos-simulate"

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from agos.capture.trace import LayerRecord, Trace
 from agos.fileio import atomic_file
-from agos.report.provenance import provenance_label
+from agos.inputs.provenance import provenance_label
 
 
 @dataclass(frozen=True)

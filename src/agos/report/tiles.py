@@ -12,7 +12,7 @@ from rich.table import Table
 from agos.capture.trace import Trace
 from agos.density.select import describe_density, layer_masks, parse_density
 from agos.density.tiles import TILE_SHAPES, LayerTiles, network_tiles, totals
-from agos.report.provenance import provenance_label
+from agos.inputs.provenance import provenance_label
 from agos.report.sparsity import wide_console
 
 INDEPENDENT_NOTE = (

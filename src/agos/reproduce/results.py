@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from agos import __version__
+from agos.inputs.provenance import provenance_label
 from agos.report.gpu import anchor_for, compare_per_image
-from agos.report.provenance import provenance_label
 from agos.reproduce.pipeline import ModelOutcome, Settings
 
 SPANS = ("fwd", "bwd_data", "bwd_weight", "backprop", "iteration")

@@ -248,7 +248,7 @@ def check_page(html_path: Path | str, timeout_s: float = 60, budget_ms: int = 10
         except OSError as exc:
             raise BrowserError(
                 f"{html_path} has no self-check script and its folder is not writable for a checked copy "
-                f"({exc.strerror}); embed agos.report.browser.SELF_CHECK_SCRIPT at the end of <body>"
+                f"({exc.strerror}); embed agos.validate.browser.SELF_CHECK_SCRIPT at the end of <body>"
             ) from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(patched)
@@ -282,10 +282,10 @@ def check_page(html_path: Path | str, timeout_s: float = 60, budget_ms: int = 10
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m agos.report.browser PAGE.html…`: exit 0 when every page passes."""
+    """`python -m agos.validate.browser PAGE.html…`: exit 0 when every page passes."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python -m agos.report.browser PAGE.html [PAGE.html…]", file=sys.stderr)
+        print("usage: python -m agos.validate.browser PAGE.html [PAGE.html…]", file=sys.stderr)
         return 2
     failed = 0
     for page in args:
