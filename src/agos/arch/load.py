@@ -67,13 +67,18 @@ def _packaged(kind: str, name: str) -> tuple[str, str] | None:
     return None
 
 
-def _parse(text: str, where: str) -> dict:
+def yaml_text(text: str, where: str):
+    """The YAML document in `text`; a syntax error is one line with its line number."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         raise AgosError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+
+
+def _parse(text: str, where: str) -> dict:
+    data = yaml_text(text, where)
     if not isinstance(data, dict):
         raise AgosError(f"{where}: expected a mapping of fields at the top level")
     return data

@@ -9,9 +9,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agos.arch.load import yaml_text
 from agos.errors import AgosError
 
 Scalar = int | float | str | bool
@@ -197,10 +197,4 @@ def load_spec(path: Path | str) -> SweepSpec:
         raise AgosError(
             f"{path}: cannot read the sweep spec ({getattr(exc, 'strerror', None) or exc})"
         ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise AgosError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
-    return parse_spec(data, str(path))
+    return parse_spec(yaml_text(text, str(path)), str(path))

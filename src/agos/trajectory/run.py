@@ -85,7 +85,9 @@ def check_settings(s: TrajectorySettings) -> None:
         raise AgosError(f"--arch {s.archs}: name at least one skipping design (e.g. agos)")
 
 
-def _point(ckpt: Checkpoint, s: TrajectorySettings, cache: StageCache, console: Console) -> dict:
+def _point(
+    ckpt: Checkpoint, s: TrajectorySettings, designs: list, cache: StageCache, console: Console
+) -> dict:
     options = s.options(str(ckpt.path))
     t_inputs = {
         "model": model_fingerprint(s.model),
@@ -120,7 +122,6 @@ def _point(ckpt: Checkpoint, s: TrajectorySettings, cache: StageCache, console: 
         write_json({"soundness": soundness, "notes": capture.notes}, out / "verify.json")
 
     trace_stage = cache.build(t_key, t_inputs, make_trace)
-    designs = load_archs(s.archs)
     a_inputs = {"trace": t_key, "seed": s.seed, "archs": {d.name: d.sha256 for d in designs}}
     a_key = cache.key("point-analysis", a_inputs)
     console.print(
@@ -193,7 +194,8 @@ def trajectory(s: TrajectorySettings, out: Path, console: Console | None = None)
                 "sgd": asdict(s.sgd),
             }
             checkpoints = train_with_snapshots(run, s.train_steps, s.every, out / "checkpoints", identity)
-        points = [_point(c, s, cache, console) for c in checkpoints]
+        designs = load_archs(s.archs)  # once: every point simulates the same designs
+        points = [_point(c, s, designs, cache, console) for c in checkpoints]
         result = {
             "format": FORMAT,
             "version": VERSION,
