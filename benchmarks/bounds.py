@@ -37,8 +37,8 @@ def counts_without_shortcuts(trace_dir: Path) -> None:
     """The general path: every output channel's BWD-W both-nonzero count convolved (what a model
     without BN between conv and ReLU, e.g. vgg16, pays in every layer)."""
     from agos.capture.trace import load_trace
-    from agos.density.masks import iter_real_masks
-    from agos.engine.counts import layer_work
+    from agos.density.real import iter_real_masks
+    from agos.workload.counts import layer_work
 
     for masks in iter_real_masks(load_trace(trace_dir)):
         _ = layer_work(masks, shortcuts=False).totals

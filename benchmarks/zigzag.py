@@ -190,8 +190,8 @@ def run_zigzag(g, name: str, hardware: str, tmp: Path) -> dict:
 
 def agos_side(masks, loaded) -> dict:
     from agos.cost.model import LayerContext, layer_area, simulate_pass
-    from agos.engine.counts import layer_work
     from agos.validate.gemm import compute_cycles
+    from agos.workload.counts import layer_work
 
     cost = simulate_pass("fwd", LayerContext(masks, layer_work(masks)), loaded, layer_area(loaded))
     static = cost.energy_breakdown["static"]

@@ -9,8 +9,8 @@ import random
 import torch
 
 from agos.arch.load import ORGANISATIONS, PRESETS, LoadedArch, load_arch
-from agos.density.masks import LayerMasks
 from agos.workload.layer import geometry_of
+from agos.workload.masks import LayerMasks
 
 
 def random_layer(seed: int) -> LayerMasks | None:

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from agos.capture.trace import load_trace
-from agos.density.masks import LayerMasks, iter_real_masks
-from agos.engine.bruteforce import brute_force
-from agos.engine.counts import PASSES, POLICIES
+from agos.density.real import iter_real_masks
 from agos.report import bounds
+from agos.workload.bruteforce import brute_force
+from agos.workload.counts import PASSES, POLICIES
 from agos.workload.layer import LayerGeometry
+from agos.workload.masks import LayerMasks
 from tests.cli_helpers import one_error_line, run_cli
 
 

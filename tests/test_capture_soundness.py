@@ -52,7 +52,7 @@ def test_capture_is_transparent_and_masks_are_sound(name, size):
 
 def test_a_wrong_mask_is_caught():
     """The soundness check can fail: flip one needed element off and gradients change."""
-    from agos.capture.bits import pack
+    from agos.workload.bits import pack
 
     model = build_model(resolve_model("resnet18"), seed=0)
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
@@ -71,8 +71,8 @@ def test_a_wrong_mask_is_caught():
 def test_reproduce_soundness_against_the_captured_gradients_can_fail():
     """`agos reproduce` judges the masked step against the capture's own gradients: sound masks pass,
     one needed element dropped fails — with either reference."""
-    from agos.capture.bits import pack
     from agos.reproduce.pipeline import soundness_record
+    from agos.workload.bits import pack
 
     model = build_model(resolve_model("resnet18"), seed=0)
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))

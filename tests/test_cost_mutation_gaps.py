@@ -17,10 +17,10 @@ from agos.arch.schema import PASSES
 from agos.cost.model import LayerContext, layer_area, simulate_pass
 from agos.cost.network import equal_area_candidates, simulate_network, speedups
 from agos.cost.vector import vector_cost
-from agos.density.masks import LayerMasks
-from agos.engine.counts import layer_work
 from agos.reference import reference_pass
+from agos.workload.counts import layer_work
 from agos.workload.layer import geometry_of
+from agos.workload.masks import LayerMasks
 
 KIB = 1024
 

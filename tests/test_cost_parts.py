@@ -16,9 +16,9 @@ from agos.cost.model import LayerContext, SharedPasses, layer_area, simulate_lay
 from agos.cost.network import MaskSource, partition_layers, simulate_network
 from agos.cost.tiling import PassTensors, Shares, split
 from agos.cost.vector import op_work, vector_cost
-from agos.density.masks import iter_real_masks
-from agos.engine.counts import layer_work
+from agos.density.real import iter_real_masks
 from agos.workload.chunks import block_counts, store_chunks, uniform_blocks
+from agos.workload.counts import layer_work
 from agos.workload.layer import geometry_of
 from tests.cost_cases import random_layer
 
@@ -26,7 +26,7 @@ from tests.cost_cases import random_layer
 @pytest.mark.parametrize("seed", range(1, 31))
 def test_stream_blocks_sum_to_the_whole_stream(seed):
     """Per-block T_j and s_j, summed over the blocks of any partition, are the whole-stream counts
-    of agos.engine.counts (an independent computation)."""
+    of agos.workload.counts (an independent computation)."""
     masks = random_layer(seed)
     if masks is None:
         pytest.skip("kernel larger than the padded input")

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from agos.capture.trace import load_trace
-from agos.density.masks import LayerMasks, iter_real_masks
-from agos.engine import counts
-from agos.engine.bruteforce import brute_force
-from agos.engine.counts import PASSES, POLICIES, InexactCountError, LayerWork, layer_work
+from agos.density.real import iter_real_masks
+from agos.workload import counts
+from agos.workload.bruteforce import brute_force
+from agos.workload.counts import PASSES, POLICIES, InexactCountError, LayerWork, layer_work
 from agos.workload.layer import LayerGeometry
+from agos.workload.masks import LayerMasks
 
 ARRAYS = (
     "fwd_dense",

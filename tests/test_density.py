@@ -14,7 +14,6 @@ import torch
 from agos.capture.trace import load_trace
 from agos.cli import main
 from agos.density import describe_density, layer_masks, parse_density
-from agos.density.masks import iter_real_masks
 from agos.density.profiles import (
     DATA_FILE,
     checkpoints,
@@ -24,6 +23,7 @@ from agos.density.profiles import (
     published_table,
     resolve_profile,
 )
+from agos.density.real import iter_real_masks
 from agos.density.select import statistical_source
 from agos.density.statistical import bernoulli_nonzero, plan_layers
 from agos.errors import AgosError

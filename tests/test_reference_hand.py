@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from agos.arch.schema import Arch, Memory, Organisation, PassSkipping, PEArray, Skipping, Storage
-from agos.density.masks import LayerMasks
 from agos.reference import ACTIONS, ReferenceModelError, reference_pass
 from agos.workload.layer import LayerGeometry
+from agos.workload.masks import LayerMasks
 
 
 def organisation(

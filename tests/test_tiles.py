@@ -10,9 +10,9 @@ import random
 import pytest
 import torch
 
-from agos.density.masks import LayerMasks
 from agos.density.tiles import TILE_SHAPES, TileShape, layer_tiles, network_tiles, position_taps, totals
 from agos.workload.layer import LayerGeometry
+from agos.workload.masks import LayerMasks
 from tests.cli_helpers import one_error_line, run_cli
 
 

@@ -14,12 +14,12 @@ import torch
 from torch import fx, nn
 
 from agos.capture.autograd_masks import describe_producer, needed_from_autograd
-from agos.capture.bits import PackedMask, pack, popcount
 from agos.capture.graph import LAYER_TYPES, GraphPlan, LayerSite, build_plan, trace
 from agos.capture.masking import MaskingInterpreter
 from agos.capture.unmodelled import UnmodelledLayer, unmodelled_note, watching_unmodelled
 from agos.errors import first_line
 from agos.inputs.training import loss_of, model_errors, require_finite_step, split_outputs, step_rng
+from agos.workload.bits import PackedMask, pack, popcount
 from agos.workload.layer import CallNames, LayerGeometry, geometry_of
 
 

@@ -18,9 +18,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from agos import __version__
-from agos.capture.bits import PackedMask, packed_nbytes
 from agos.capture.recorder import CaptureResult
 from agos.errors import AgosError
+from agos.workload.bits import PackedMask, packed_nbytes
 from agos.workload.layer import LayerGeometry
 
 FORMAT = "agos-trace"

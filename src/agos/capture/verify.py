@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agos.capture.bits import PackedMask
 from agos.capture.graph import LAYER_TYPES
 from agos.capture.recorder import CaptureResult
 from agos.inputs.training import loss_of, step_rng
+from agos.workload.bits import PackedMask
 from agos.workload.layer import CallNames
 
 

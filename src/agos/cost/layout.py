@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agos.density.masks import LayerMasks
-from agos.engine.counts import LayerWork
+from agos.workload.counts import LayerWork
+from agos.workload.masks import LayerMasks
 
 
 def _np(t) -> np.ndarray:

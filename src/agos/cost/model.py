@@ -30,8 +30,6 @@ from agos.cost.layout import (
     tile_reduce,
 )
 from agos.cost.tiling import PassTensors, Plan, bounds, choose_tiling
-from agos.density.masks import LayerMasks
-from agos.engine.counts import LayerWork
 from agos.workload.chunks import (
     BlockCounts,
     Partition,
@@ -43,6 +41,8 @@ from agos.workload.chunks import (
     uniform_blocks,
     units,
 )
+from agos.workload.counts import LayerWork
+from agos.workload.masks import LayerMasks
 
 ACTIONS = (
     "mac",

@@ -17,9 +17,9 @@ from agos.arch.load import LoadedArch
 from agos.arch.schema import PASSES, Arch
 from agos.cost.model import LayerContext, PassCost, SharedPasses, simulate_layer
 from agos.cost.vector import VectorCost, vector_cost
-from agos.density.masks import LayerMasks
-from agos.engine.counts import LayerWork, layer_work
 from agos.progress import progress_bar
+from agos.workload.counts import LayerWork, layer_work
+from agos.workload.masks import LayerMasks
 
 SPANS = {
     "fwd": ("fwd",),
@@ -210,7 +210,7 @@ class MaskSource:
         the picked layers; statistical ones are drawn in order (a layer's masks can depend on an
         earlier layer's activation) and then picked."""
         from agos.capture.trace import load_trace
-        from agos.density.masks import real_masks
+        from agos.density.real import real_masks
         from agos.density.select import layer_masks
 
         trace = load_trace(self.trace, verify=False)

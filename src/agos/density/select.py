@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Literal
 
 from agos.capture.trace import Trace
-from agos.density.masks import REAL, LayerMasks, iter_real_masks
 from agos.density.profiles import PUBLISHED, ProfileMapping, map_profile, resolve_profile
+from agos.density.real import iter_real_masks
 from agos.density.statistical import Fractions, statistical_masks, uniform_fractions
 from agos.errors import AgosError
+from agos.workload.masks import REAL, LayerMasks
 
 SYNTAX = "real, uniform:S (0 ≤ S ≤ 1) or profile:FILE[:CHECKPOINT]"
 _CHECKPOINT = re.compile(r"(?i)^(\d+|first|last)$")

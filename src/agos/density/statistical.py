@@ -40,8 +40,9 @@ import numpy as np
 import torch
 
 from agos.capture.trace import ActivationRecord, LayerRecord, Trace
-from agos.density.masks import LayerMasks, real_masks
 from agos.density.profiles import has_max_pool
+from agos.density.real import real_masks
+from agos.workload.masks import LayerMasks
 
 GENERATED_OPS = ("ReLU", "ReLU6")  # ReLU-like ops whose zeros a profile describes
 _COVERED = re.compile(r"(?i)^(relu6?|cat|\w*pool\w*|mean|\w*dropout\w*|\d+)$")

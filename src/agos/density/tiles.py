@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agos.density.masks import LayerMasks
 from agos.workload.layer import LayerGeometry
+from agos.workload.masks import LayerMasks
 
 
 @dataclass(frozen=True)

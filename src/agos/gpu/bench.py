@@ -30,7 +30,6 @@ import torch
 from rich.table import Table
 
 from agos.capture.trace import load_trace
-from agos.density.masks import LayerMasks
 from agos.density.select import describe_density, layer_masks
 from agos.density.tiles import TileShape, layer_tiles
 from agos.errors import AgosError
@@ -38,6 +37,7 @@ from agos.fileio import atomic_file
 from agos.gpu import bwd_data_kernel as kern
 from agos.gpu import training_bench as gpu_bench
 from agos.report.sparsity import wide_console
+from agos.workload.masks import LayerMasks
 
 NO_GPU = "no CUDA GPU here: gpu-bench --bwd-data times kernels on a local NVIDIA GPU; nothing was measured"
 

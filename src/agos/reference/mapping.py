@@ -13,8 +13,8 @@ from functools import cached_property
 from typing import NamedTuple
 
 from agos.arch.schema import Arch, PassSkipping
-from agos.density.masks import LayerMasks
 from agos.workload.layer import LayerGeometry
+from agos.workload.masks import LayerMasks
 
 
 class ReferenceModelError(ValueError):

@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from rich.console import Console
 from rich.table import Table
 
-from agos.density.masks import LayerMasks
-from agos.engine.counts import PASSES, POLICIES, LayerWork, layer_work
 from agos.inputs.provenance import provenance_label
 from agos.progress import progress_bar
 from agos.report.sparsity import wide_console
+from agos.workload.counts import PASSES, POLICIES, LayerWork, layer_work
+from agos.workload.masks import LayerMasks
 
 SPARSE_POLICIES = tuple(p for p in POLICIES if p != "dense")
 SPEEDUPS = ("fwd", "bwd_data", "bwd_weight", "backprop", "iteration")
@@ -109,7 +109,7 @@ def summarise_layers(
 
 
 def summarise_trace(trace) -> dict:
-    from agos.density.masks import iter_real_masks
+    from agos.density.real import iter_real_masks
 
     return summarise(iter_real_masks(trace), trace.provenance, str(trace.path), len(trace.layers))
 

@@ -20,11 +20,9 @@ from agos.capture.recorder import capture_step
 from agos.capture.trace import SCHEMA_VERSION, load_trace, write_trace
 from agos.capture.verify import compare_gradients, masked_step_gradients
 from agos.cost.network import MaskSource, simulate_network
-from agos.density.masks import LayerMasks
 from agos.density.profiles import published_info
 from agos.density.select import density_label
 from agos.engine.check import check_batch
-from agos.engine.counts import LayerWork
 from agos.errors import AgosError
 from agos.fileio import json_text, write_json
 from agos.inputs.data import data_fingerprint, parse_data
@@ -37,6 +35,8 @@ from agos.report import simulate as simulate_report
 from agos.report import sparsity as sparsity_report
 from agos.report import tiles as tiles_report
 from agos.reproduce.stages import StageCache
+from agos.workload.counts import LayerWork
+from agos.workload.masks import LayerMasks
 
 DEFAULT_MODELS = ("alexnet", "vgg16", "resnet18", "resnet50", "googlenet", "mobilenet_v2")
 FULL = {"batch_size": 32, "image_size": 224, "check_images": 4}

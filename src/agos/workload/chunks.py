@@ -1,7 +1,7 @@
 """Work counts per stream block (docs/cost-model.md §4, §6): every pass's stream is a sequence of
 units — one input channel (FWD), one output channel (BWD-D), one output row (n, p) (BWD-W) — and
 the per-PE stores of `rows` and the buffer tiling of both organisations cut it into blocks of units.
-Each block needs the counts of `agos.engine.counts` restricted to it: T_j and s_j per position.
+Each block needs the counts of `agos.workload.counts` restricted to it: T_j and s_j per position.
 
 All counts are exact integers (box sums of bool masks); the two-sided BWD-W counts per block, needed
 only when a row broadcasts more than one entry per cycle, are matrix products of 0/1 floats whose
@@ -15,10 +15,10 @@ import numba
 import numpy as np
 import torch
 
-from agos.density.masks import LayerMasks
-from agos.engine.counts import _axes, _box_scatter, _box_sum, _exact_arithmetic, _from_full, _to_full
 from agos.errors import AgosError
+from agos.workload.counts import _axes, _box_scatter, _box_sum, _exact_arithmetic, _from_full, _to_full
 from agos.workload.layer import LayerGeometry
+from agos.workload.masks import LayerMasks
 
 
 def units(pass_: str, g: LayerGeometry) -> int:

@@ -1,4 +1,4 @@
-"""The test oracle for `agos.engine.counts`: visit every multiply-accumulate (n, k, c, p, q, r, s) of
+"""The test oracle for `agos.workload.counts`: visit every multiply-accumulate (n, k, c, p, q, r, s) of
 a tiny layer in plain Python loops and tally it wherever it belongs. Slow on purpose; shares no code
 with the convolution-based counts it checks (only the geometry's field names)."""
 
@@ -9,8 +9,8 @@ import itertools
 import numpy as np
 import torch
 
-from agos.density.masks import LayerMasks
-from agos.engine.counts import LayerWork
+from agos.workload.counts import LayerWork
+from agos.workload.masks import LayerMasks
 
 MAX_MACS = 2_000_000  # refuse layers that would take minutes
 

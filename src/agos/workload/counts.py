@@ -44,8 +44,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from agos.density.masks import LayerMasks
 from agos.workload.layer import LayerGeometry
+from agos.workload.masks import LayerMasks
 
 POLICIES = ("dense", "input", "output", "input+output")
 PASSES = ("fwd", "bwd_data", "bwd_weight")
