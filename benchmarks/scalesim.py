@@ -50,13 +50,13 @@ def _trace(args: argparse.Namespace, size: int, tmp: Path) -> Path:
 
 def compare_trace(trace_dir: Path, full_below: int, with_agos_gemm: bool) -> dict:
     from agos.arch.load import load_arch
-    from agos.arch.schema import PASSES
     from agos.capture.trace import load_trace
     from agos.cost.model import LayerContext, SharedPasses, layer_area, simulate_pass
     from agos.cost.network import MaskSource
     from agos.validate import scalesim
     from agos.validate.gemm import DESIGN, agos_gemm_cycles, compute_cycles, layer_gemm
     from agos.workload.counts import layer_work
+    from agos.workload.passes import PASSES
 
     trace = load_trace(trace_dir)
     loaded = load_arch(DESIGN)

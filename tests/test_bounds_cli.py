@@ -12,9 +12,10 @@ from agos.capture.trace import load_trace
 from agos.density.real import iter_real_masks
 from agos.report import bounds
 from agos.workload.bruteforce import brute_force
-from agos.workload.counts import PASSES, POLICIES
+from agos.workload.counts import POLICIES
 from agos.workload.layer import LayerGeometry
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import PASSES
 from tests.cli_helpers import one_error_line, run_cli
 
 

@@ -13,7 +13,6 @@ import torch
 
 from agos.arch.area import design_area
 from agos.arch.load import LoadedArch, load_arch
-from agos.arch.schema import PASSES
 from agos.cost.model import LayerContext, layer_area, simulate_pass
 from agos.cost.network import equal_area_candidates, simulate_network, speedups
 from agos.cost.vector import vector_cost
@@ -21,6 +20,7 @@ from agos.reference import reference_pass
 from agos.workload.counts import layer_work
 from agos.workload.layer import geometry_of
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import PASSES
 
 KIB = 1024
 

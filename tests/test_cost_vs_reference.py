@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from agos.arch.schema import PASSES
 from agos.cost.model import LayerContext, layer_area, simulate_pass
 from agos.errors import AgosError
 from agos.reference import ReferenceModelError, reference_pass
 from agos.workload.counts import layer_work
+from agos.workload.passes import PASSES
 from tests.cost_cases import STEPPED, random_layer, shrunk
 
 CASES = 330  # layers; each is simulated on one (preset, organisation), all three passes

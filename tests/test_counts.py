@@ -13,9 +13,10 @@ from agos.capture.trace import load_trace
 from agos.density.real import iter_real_masks
 from agos.workload import counts
 from agos.workload.bruteforce import brute_force
-from agos.workload.counts import PASSES, POLICIES, InexactCountError, LayerWork, layer_work
+from agos.workload.counts import POLICIES, InexactCountError, LayerWork, layer_work
 from agos.workload.layer import LayerGeometry
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import PASSES
 
 ARRAYS = (
     "fwd_dense",

@@ -13,8 +13,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-PASSES = ("fwd", "bwd_data", "bwd_weight")
-
 # The default lookahead window of every stream-skipping design (docs/cost-model.md §1): TensorDash
 # (Mahmoud et al., MICRO 2020) stages each operand stream three deep — the current entry and two of
 # lookahead — so a row advances at most 3 entries per cycle. See arch/presets/README.md.

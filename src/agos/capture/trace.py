@@ -81,7 +81,7 @@ class LayerRecord(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> LayerRecord:
         g = self.geometry
-        x_numel, y_numel = g.n * g.c * g.h * g.w, g.n * g.k * g.p * g.q
+        x_numel, y_numel = g.x_numel, g.y_numel
         for label, ref, numel in (
             ("x_nonzero", self.x_nonzero, x_numel),
             ("dx_needed", self.dx_needed, x_numel),

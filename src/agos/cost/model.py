@@ -14,7 +14,7 @@ import numpy as np
 
 from agos.arch.area import AreaReport, design_area
 from agos.arch.load import LoadedArch
-from agos.arch.schema import PASSES, Arch
+from agos.arch.schema import Arch
 from agos.cost import schedule
 from agos.cost.items import SlotSets, TileItems, build_items
 from agos.cost.layout import (
@@ -43,6 +43,7 @@ from agos.workload.chunks import (
 )
 from agos.workload.counts import LayerWork
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import PASSES
 
 ACTIONS = (
     "mac",
@@ -179,8 +180,8 @@ def pass_tensors(pass_: str, masks: LayerMasks, arch: Arch, rows: int) -> PassTe
     g = masks.geometry
     vb, ab = arch.precision.value_bytes, arch.precision.accumulate_bytes
     st = arch.storage
-    x_numel, y_numel = g.n * g.c * g.h * g.w, g.n * g.k * g.p * g.q
-    w_numel = g.k * g.c_per_group * g.r * g.s
+    x_numel, y_numel = g.x_numel, g.y_numel
+    w_numel = g.w_numel
     x = _stored(st.activations, x_numel, masks.x_count, vb)
     dy = _stored(st.gradients, y_numel, masks.dy_count, vb)
     if pass_ == "fwd":

@@ -14,20 +14,14 @@ from multiprocessing import get_context
 
 from agos.arch.area import AreaReport, design_area
 from agos.arch.load import LoadedArch
-from agos.arch.schema import PASSES, Arch
+from agos.arch.schema import Arch
 from agos.cost.model import LayerContext, PassCost, SharedPasses, simulate_layer
 from agos.cost.vector import VectorCost, vector_cost
 from agos.progress import progress_bar
 from agos.workload.counts import LayerWork, layer_work
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import PASSES, SPANS
 
-SPANS = {
-    "fwd": ("fwd",),
-    "bwd_data": ("bwd_data",),
-    "bwd_weight": ("bwd_weight",),
-    "backprop": ("bwd_data", "bwd_weight"),
-    "iteration": ("fwd", "bwd_data", "bwd_weight"),
-}
 BUFFER_STEP = 64 * 1024  # bytes added per step when equal-area area goes to the buffer
 PARALLEL_MACS = 20e9  # traces with more dense MACs per step than this use worker processes
 

@@ -171,7 +171,7 @@ def _plan_x(trace: Trace, layer: LayerRecord, acts: dict[str, ActivationRecord],
     if layer.needs_bwd_data and layer.dx_needed is None:
         return XPlan("real", f"real: the trace's dX mask is conservative ({layer.dx_reason})")
 
-    x_numel = g.n * g.c * g.h * g.w
+    x_numel = g.x_numel
     x_nonzero = layer.x_nonzero.count
     sizes = [math.prod(a.shape) for a in sources]
     live = sum(n - a.clamped for n, a in zip(sizes, sources, strict=True))
@@ -227,7 +227,7 @@ def _plan_dy(layer: LayerRecord, acts: dict[str, ActivationRecord], fr: Fraction
         return DYPlan("real", f"real: {act.name} has no profile row")
     g = layer.geometry
     c = layer.correlation
-    if c is None or math.prod(act.shape) != g.n * g.k * g.p * g.q:
+    if c is None or math.prod(act.shape) != g.y_numel:
         return DYPlan("real", f"real: the trace has no activation/dY contingency for {act.name}")
     p_live = _rate(c.act_nonzero_dy_nonzero, c.act_nonzero_dy_zero + c.act_nonzero_dy_nonzero, 1.0)
     p_clamped = _rate(c.act_zero_dy_nonzero, c.act_zero_dy_zero + c.act_zero_dy_nonzero, 0.0)

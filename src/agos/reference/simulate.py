@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agos.arch.schema import PASSES, Arch
+from agos.arch.schema import Arch
 from agos.reference.array import Tally, lockstep_tile, rows_tile
 from agos.reference.mapping import PassMapping, ceil_div
 from agos.reference.tiling import BufferTile, choose_tiling, stream_blocks
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import PASSES
 
 ACTIONS = (
     "mac",

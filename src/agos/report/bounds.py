@@ -14,25 +14,12 @@ from rich.table import Table
 from agos.inputs.provenance import provenance_label
 from agos.progress import progress_bar
 from agos.report.sparsity import wide_console
-from agos.workload.counts import PASSES, POLICIES, LayerWork, layer_work
+from agos.workload.counts import POLICIES, LayerWork, layer_work
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import LABELS, PASSES, SPANS
 
 SPARSE_POLICIES = tuple(p for p in POLICIES if p != "dense")
-SPEEDUPS = ("fwd", "bwd_data", "bwd_weight", "backprop", "iteration")
-PASS_LABELS = {
-    "fwd": "FWD",
-    "bwd_data": "BWD-D",
-    "bwd_weight": "BWD-W",
-    "backprop": "backprop",
-    "iteration": "iteration",
-}
-SPEEDUP_PASSES = {
-    "fwd": ("fwd",),
-    "bwd_data": ("bwd_data",),
-    "bwd_weight": ("bwd_weight",),
-    "backprop": ("bwd_data", "bwd_weight"),
-    "iteration": ("fwd", "bwd_data", "bwd_weight"),
-}
+SPEEDUPS = tuple(SPANS)
 NOTES = {
     "input": "skip zero operands of each row's shared stream: X in FWD, dY in BWD-D, X in BWD-W",
     "output": "skip the dX elements the needed-dX mask drops (BWD-D only; FWD and BWD-W stay dense)",
@@ -54,7 +41,7 @@ def speedups(macs: dict[str, dict[str, int]]) -> dict[str, dict[str, float | Non
     for policy in SPARSE_POLICIES:
         out[policy] = {
             key: speedup(sum(macs[p]["dense"] for p in passes), sum(macs[p][policy] for p in passes))
-            for key, passes in SPEEDUP_PASSES.items()
+            for key, passes in SPANS.items()
         }
     return out
 
@@ -132,12 +119,12 @@ def _x(value: float | None, dense: int) -> str:
 
 def _rows(table: Table, label: str, name: str, macs: dict[str, dict[str, int]], keys) -> None:
     for j, key in enumerate(keys):
-        passes = SPEEDUP_PASSES[key]
+        passes = SPANS[key]
         per = {policy: sum(macs[p][policy] for p in passes) for policy in POLICIES}
         table.add_row(
             label if j == 0 else "",
             name if j == 0 else "",
-            PASS_LABELS[key],
+            LABELS[key],
             *(_macs(per[policy]) for policy in POLICIES),
             *(_x(speedup(per["dense"], per[policy]), per["dense"]) for policy in SPARSE_POLICIES),
         )
@@ -168,10 +155,10 @@ def print_table(summary: dict, console: Console | None = None) -> None:
     )
     short.add_column("policy", justify="left")
     for key in SPEEDUPS:
-        short.add_column(PASS_LABELS[key], justify="right", no_wrap=True)
+        short.add_column(LABELS[key], justify="right", no_wrap=True)
     totals = summary["totals"]
     for policy in SPARSE_POLICIES:
-        dense = {key: sum(totals[p]["dense"] for p in SPEEDUP_PASSES[key]) for key in SPEEDUPS}
+        dense = {key: sum(totals[p]["dense"] for p in SPANS[key]) for key in SPEEDUPS}
         short.add_row(policy, *(_x(summary["speedups"][policy][key], dense[key]) for key in SPEEDUPS))
     console.print(short)
     for policy in POLICIES:

@@ -78,7 +78,7 @@ def summarise(trace: Trace, density: str, seed: int = 0) -> dict:
         zip(trace.layers, plans, statistical_masks(trace, fractions, seed, plans), strict=True)
     ):
         g = layer.geometry
-        x_numel, y_numel = g.n * g.c * g.h * g.w, g.n * g.k * g.p * g.q
+        x_numel, y_numel = g.x_numel, g.y_numel
         bwd = layer.needs_bwd_data
         real_dx = _frac(layer.dx_needed.count, x_numel) if (bwd and layer.dx_needed is not None) else 0.0
         layers.append(

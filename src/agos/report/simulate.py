@@ -9,11 +9,11 @@ from pathlib import Path
 
 from rich.table import Table
 
-from agos.arch.schema import PASSES
-from agos.cost.network import SPANS, DesignResult, NetworkResult, mapping_bound_violations, speedups
+from agos.cost.network import DesignResult, NetworkResult, mapping_bound_violations, speedups
 from agos.fileio import atomic_file
 from agos.inputs.provenance import provenance_label
 from agos.report.sparsity import wide_console
+from agos.workload.passes import PASSES, SPANS
 
 FORMAT = "agos-simulate"
 VERSION = 2

@@ -40,8 +40,8 @@ def _fraction(numerator: int, denominator: int) -> float:
 
 def layer_sparsity(index: int, layer: LayerRecord) -> LayerSparsity:
     g = layer.geometry
-    x_numel = g.n * g.c * g.h * g.w
-    y_numel = g.n * g.k * g.p * g.q
+    x_numel = g.x_numel
+    y_numel = g.y_numel
     dy = layer.dy_nonzero
     dx = layer.dx_needed
     agreement = given = act_zero = None

@@ -271,8 +271,8 @@ def layer_summary(masks: LayerMasks, work: LayerWork) -> dict:
     return {
         "bounds": bounds_report.layer_bounds(0, work),
         "macs": g.macs,
-        "x_numel": g.n * g.c * g.h * g.w,
-        "y_numel": g.n * g.k * g.p * g.q,
+        "x_numel": g.x_numel,
+        "y_numel": g.y_numel,
         "x_count": masks.x_count,
         "dy_count": masks.dy_count,
         "dx_count": masks.dx_count if masks.needs_bwd_data else None,

@@ -14,7 +14,6 @@ from agos.inputs.provenance import provenance_label
 from agos.report.gpu import anchor_for, compare_per_image
 from agos.reproduce.pipeline import ModelOutcome, Settings
 
-SPANS = ("fwd", "bwd_data", "bwd_weight", "backprop", "iteration")
 DESIGN_FIELDS = (
     "organisation",
     "preset",

@@ -40,13 +40,13 @@ from dataclasses import dataclass
 import torch
 
 from agos.arch.load import LoadedArch, load_arch
-from agos.arch.schema import PASSES
 from agos.cost.layout import ceil_div
 from agos.cost.model import LayerContext, PassCost, layer_area, simulate_pass
 from agos.errors import AgosError
 from agos.workload.counts import layer_work
 from agos.workload.layer import LayerGeometry
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import PASSES
 
 DESIGN = "dense@systolic"
 

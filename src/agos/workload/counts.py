@@ -46,9 +46,9 @@ import torch
 
 from agos.workload.layer import LayerGeometry
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import PASSES
 
 POLICIES = ("dense", "input", "output", "input+output")
-PASSES = ("fwd", "bwd_data", "bwd_weight")
 
 FP32_EXACT = 2**24  # every integer below this is representable in float32
 FP64_EXACT = 2**53

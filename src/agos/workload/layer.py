@@ -87,6 +87,18 @@ class LayerGeometry:
     def w_shape(self) -> tuple[int, int, int, int]:
         return (self.k, self.c_per_group, self.r, self.s)
 
+    @property
+    def x_numel(self) -> int:
+        return math.prod(self.x_shape)
+
+    @property
+    def y_numel(self) -> int:
+        return math.prod(self.y_shape)
+
+    @property
+    def w_numel(self) -> int:
+        return math.prod(self.w_shape)
+
     def valid_pairs(self, axis: int) -> int:
         """How many (output index, kernel index) pairs along one axis land inside the input."""
         out, size, kernel = (self.p, self.h, self.r) if axis == 0 else (self.q, self.w, self.s)
