@@ -13,7 +13,7 @@ import torch
 
 from agos.capture.trace import load_trace
 from agos.cli import main
-from agos.density import describe_density, layer_masks, parse_density
+from agos.density import layer_masks, parse_density, resolve_density
 from agos.density.profiles import (
     DATA_FILE,
     checkpoints,
@@ -185,7 +185,7 @@ def test_checkpoints_select_columns(published_traces):
         fr = statistical_source(trace, text).fractions.activations
         assert fr["relu"] == csv_rows[(1, cp)][1]
         assert fr["layer4_2_relu_2"] == csv_rows[(49, cp)][1]
-    assert describe_density(trace, "profile:sparsetrain", 3) == (
+    assert resolve_density(trace, "profile:sparsetrain", 3).label == (
         "profile:sparsetrain:last (resnet50 checkpoint 90 of 90) (seed 3)"
     )
     with pytest.raises(AgosError, match=r"1\.\.90; checkpoint 95 does not exist"):

@@ -268,7 +268,7 @@ def simulate(
     from agos.arch.load import load_archs
     from agos.capture.trace import load_trace
     from agos.cost.network import MaskSource, lookahead_sensitivity, simulate_network
-    from agos.density.select import density_label, layer_masks
+    from agos.density.select import resolve_density
     from agos.report import simulate as report
 
     if workers is not None and not 1 <= workers <= 64:
@@ -276,8 +276,8 @@ def simulate(
     windows = _windows(lookahead) if lookahead is not None else None
     loaded_trace = load_trace(trace_dir)
     designs = load_archs(arch)
-    label = density_label(loaded_trace, density, seed)  # checks the density spec before any work
-    source = MaskSource(str(trace_dir), density, seed)
+    resolved = resolve_density(loaded_trace, density, seed)  # checks the density spec before any work
+    source = MaskSource.resolved_from(loaded_trace, resolved)
     macs = 3 * sum(layer.macs for layer in loaded_trace.layers)
     net = simulate_network(
         source,
@@ -290,10 +290,10 @@ def simulate(
     sensitivity = None
     if windows is not None:
         sensitivity = lookahead_sensitivity(
-            lambda: layer_masks(loaded_trace, density, seed), designs, loaded_trace.manifest, windows
+            lambda: resolved.masks(loaded_trace), designs, loaded_trace.manifest, windows
         )
     summary = report.summarise(
-        net, loaded_trace.provenance, label, sensitivity, capture_notes=loaded_trace.manifest.notes
+        net, loaded_trace.provenance, resolved.label, sensitivity, capture_notes=loaded_trace.manifest.notes
     )
     report.print_table(summary, per_layer=per_layer)
     if json_out:

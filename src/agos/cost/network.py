@@ -193,11 +193,28 @@ def plan_designs(requested: list[LoadedArch]) -> tuple[list[DesignResult], dict[
 
 @dataclass(frozen=True)
 class MaskSource:
-    """Where the layers' masks come from, picklable so worker processes can rebuild them."""
+    """Where the layers' masks come from. Pickled to worker processes as (trace path, density
+    text, seed), which each worker loads and resolves itself; in this process a trace and a
+    `DensitySource` already resolved (`MaskSource.resolved_from`) are used as they are."""
 
     trace: str
     density: str = "real"
     seed: int = 0
+    loaded: object | None = field(default=None, compare=False, repr=False)  # capture.trace.Trace
+    source: object | None = field(default=None, compare=False, repr=False)  # density.select.DensitySource
+
+    @classmethod
+    def resolved_from(cls, trace, source) -> MaskSource:
+        return cls(str(trace.path), source.text, source.seed, trace, source)
+
+    def __getstate__(self) -> dict:
+        return {
+            "trace": self.trace,
+            "density": self.density,
+            "seed": self.seed,
+            "loaded": None,
+            "source": None,
+        }
 
     def layers(self, pick: Callable[[int], bool] | None = None) -> Iterator[tuple[int, LayerMasks]]:
         """(index, masks) of the picked layers, in trace order. Real masks are unpacked only for
@@ -205,15 +222,16 @@ class MaskSource:
         earlier layer's activation) and then picked."""
         from agos.capture.trace import load_trace
         from agos.density.real import real_masks
-        from agos.density.select import layer_masks
+        from agos.density.select import resolve_density
 
-        trace = load_trace(self.trace, verify=False)
-        if self.density == "real":
+        trace = self.loaded if self.loaded is not None else load_trace(self.trace, verify=False)
+        source = self.source if self.source is not None else resolve_density(trace, self.density, self.seed)
+        if source.kind == "real":
             for i, layer in enumerate(trace.layers):
                 if pick is None or pick(i):
                     yield i, real_masks(trace, layer)
             return
-        for i, masks in enumerate(layer_masks(trace, self.density, self.seed)):
+        for i, masks in enumerate(source.masks(trace)):
             if pick is None or pick(i):
                 yield i, masks
 

@@ -1,8 +1,9 @@
 """Sparsity sources: the real masks of a trace, or statistical masks of given zero fractions.
 
-`layer_masks(trace, density, seed)` is the one entry point; `describe_density` labels the source.
+`resolve_density(trace, density, seed)` parses and resolves a spec once into a `DensitySource`
+(its label, its statistical fractions, `.masks(trace)`); `layer_masks` is the shorthand.
 """
 
-from agos.density.select import describe_density, layer_masks, parse_density
+from agos.density.select import DensitySource, layer_masks, parse_density, resolve_density
 
-__all__ = ["describe_density", "layer_masks", "parse_density"]
+__all__ = ["DensitySource", "layer_masks", "parse_density", "resolve_density"]

@@ -117,21 +117,43 @@ def _checkpoint_word(given: str | None, chosen: int) -> str:
     return given if given in ("first", "last") else (str(chosen) if given else "last")
 
 
-def layer_masks(trace: Trace, density: str = "real", seed: int = 0) -> Iterator[LayerMasks]:
-    """Every layer's masks from the chosen source, in trace order."""
-    spec = parse_density(density)
+@dataclass(frozen=True)
+class DensitySource:
+    """A --density spec resolved against one trace, once: the parsed spec, the seed, the
+    statistical fractions (and profile mapping) it gives this trace, and its provenance label.
+    Every consumer in one process takes this object; only worker processes, which get the spec
+    as text to stay picklable, resolve it again (`cost.network.MaskSource`)."""
+
+    spec: DensitySpec
+    seed: int
+    label: str  # "real masks", "uniform:0.6 (seed 0)", "profile:sparsetrain:last (…) (seed 0)"
+    statistical: StatisticalSource | None  # None for real masks
+
+    @property
+    def kind(self) -> Literal["real", "uniform", "profile"]:
+        return self.spec.kind
+
+    @property
+    def text(self) -> str:
+        return self.spec.text
+
+    def masks(self, trace: Trace) -> Iterator[LayerMasks]:
+        """Every layer's masks from this source, in trace order."""
+        if self.statistical is None:
+            return iter_real_masks(trace)
+        return statistical_masks(trace, self.statistical.fractions, self.seed)
+
+
+def resolve_density(trace: Trace, density: str | DensitySpec = "real", seed: int = 0) -> DensitySource:
+    """Parse (if text) and resolve a density spec for this trace; every problem is one AgosError."""
+    spec = density if isinstance(density, DensitySpec) else parse_density(density)
     if spec.kind == "real":
-        return iter_real_masks(trace)
-    return statistical_masks(trace, statistical_source(trace, spec).fractions, seed)
+        return DensitySource(spec, seed, REAL, None)
+    stat = statistical_source(trace, spec)
+    return DensitySource(spec, seed, f"{stat.fractions.label} (seed {seed})", stat)
 
 
-def describe_density(trace: Trace, density: str = "real", seed: int = 0) -> str:
-    """The provenance label of a density source: "real masks", "uniform:0.6 (seed 0)",
-    "profile:sparsetrain:last (resnet50 checkpoint 90 of 90) (seed 0)"."""
-    spec = parse_density(density)
-    if spec.kind == "real":
-        return REAL
-    return f"{statistical_source(trace, spec).fractions.label} (seed {seed})"
-
-
-density_label = describe_density  # the name `agos simulate` uses
+def layer_masks(trace: Trace, density: str | DensitySpec = "real", seed: int = 0) -> Iterator[LayerMasks]:
+    """Every layer's masks from the chosen source, in trace order (resolves the spec: a caller that
+    also needs the label resolves once with `resolve_density` and takes both from it)."""
+    return resolve_density(trace, density, seed).masks(trace)

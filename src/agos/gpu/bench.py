@@ -30,7 +30,7 @@ import torch
 from rich.table import Table
 
 from agos.capture.trace import load_trace
-from agos.density.select import describe_density, layer_masks
+from agos.density.select import resolve_density
 from agos.density.tiles import TileShape, layer_tiles
 from agos.errors import AgosError
 from agos.fileio import atomic_file
@@ -191,14 +191,13 @@ def run(
     """Every supported layer of every trace at every density; grouped layers are left out (named)."""
     rows: list[BwdDataRow] = []
     loaded = [load_trace(t) for t in traces]
-    for trace in loaded:  # every density spec checked before any timing
-        for density in densities:
-            describe_density(trace, density, seed)
-    for trace in loaded:
-        for density in densities:
-            label = describe_density(trace, density, seed)
+    # every density spec resolved (and so checked) before any timing
+    sources = [[resolve_density(trace, d, seed) for d in densities] for trace in loaded]
+    for trace, resolved in zip(loaded, sources, strict=True):
+        for density, source in zip(densities, resolved, strict=True):
+            label = source.label
             done = 0
-            for lm in layer_masks(trace, density, seed):
+            for lm in source.masks(trace):
                 if not _supported(lm):
                     if lm.needs_bwd_data and progress:
                         progress(f"{lm.name}: groups={lm.geometry.groups} left out (the kernel is groups=1)")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agos.capture.trace import Trace
-from agos.density.select import describe_density, layer_masks, parse_density
+from agos.density.select import resolve_density
 from agos.density.tiles import TILE_SHAPES, LayerTiles, network_tiles, totals
 from agos.inputs.provenance import provenance_label
 from agos.report.sparsity import wide_console
@@ -24,14 +24,15 @@ INDEPENDENT_NOTE = (
 
 def summarise(trace: Trace, density: str = "real", seed: int = 0) -> dict:
     """Per-layer and network tile statistics, labelled with the trace's provenance and mask source."""
-    label = describe_density(trace, density, seed)
-    layers = network_tiles(layer_masks(trace, density, seed))
+    source = resolve_density(trace, density, seed)
+    label = source.label
+    layers = network_tiles(source.masks(trace))
     names = [s.name for s in TILE_SHAPES]
     return {
         "label": provenance_label(trace.provenance, label),
         "provenance": trace.provenance,
         "density_source": label,
-        "statistical": parse_density(density).kind != "real",
+        "statistical": source.kind != "real",
         "layout": "implicit GEMM: rows = N·H·W input positions (n, h, w), columns = C input channels",
         "tile_shapes": [
             {"name": s.name, "rows": s.rows, "cols": s.cols if s.cols is not None else "C"}

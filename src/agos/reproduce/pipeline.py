@@ -21,7 +21,7 @@ from agos.capture.trace import SCHEMA_VERSION, load_trace, write_trace
 from agos.capture.verify import compare_gradients, masked_step_gradients
 from agos.cost.network import MaskSource, simulate_network
 from agos.density.profiles import published_info
-from agos.density.select import density_label
+from agos.density.select import resolve_density
 from agos.engine.check import check_batch
 from agos.errors import AgosError
 from agos.fileio import json_text, write_json
@@ -301,10 +301,11 @@ def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: 
     its plots; for real masks also the sparsity summary): the shared analysis of reproduce and
     trajectory."""
     trace = load_trace(trace_dir)
-    label = density_label(trace, density, seed)
+    source = resolve_density(trace, density, seed)
+    label = source.label
     macs = 3 * sum(layer.macs for layer in trace.layers)
     net = simulate_network(
-        MaskSource(str(trace_dir), density, seed),
+        MaskSource.resolved_from(trace, source),
         designs,
         trace.manifest,
         count=len(trace.layers),

@@ -301,7 +301,7 @@ def build_plan(spec: SweepSpec, where: str, extra_traces: list[str] = ()) -> Pla
     """Every point of the spec, checked before any work: traces load, densities apply to them,
     designs resolve, axis paths exist, every axis value passes the arch schema."""
     from agos.capture.trace import load_trace
-    from agos.density.select import density_label
+    from agos.density.select import resolve_density
 
     traces = [trace_ref(p, where) for p in dict.fromkeys([*spec.traces, *extra_traces])]
     densities = spec.density_specs()
@@ -309,7 +309,7 @@ def build_plan(spec: SweepSpec, where: str, extra_traces: list[str] = ()) -> Pla
         loaded_trace = load_trace(t.path, verify=False)
         for d in densities:
             try:
-                density_label(loaded_trace, d, spec.density_seed)
+                resolve_density(loaded_trace, d, spec.density_seed)
             except AgosError as exc:
                 raise AgosError(f"{where}: field 'densities': {d} on {t.path}: {exc}") from None
     placed = _designs(spec, where)

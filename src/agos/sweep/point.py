@@ -78,7 +78,7 @@ def counted(blob: TraceBlob, density: str, seed: int) -> Counted:
     """Masks and work counts of every layer for (trace, density, seed), made once and kept."""
     from agos.capture.trace import load_trace
     from agos.cost.network import MaskSource, count_layers
-    from agos.density.select import density_label
+    from agos.density.select import resolve_density
     from agos.errors import AgosError
 
     key = (blob.sha256, density, seed)
@@ -90,8 +90,8 @@ def counted(blob: TraceBlob, density: str, seed: int) -> Counted:
         trace = load_trace(path)  # checks both checksums: what arrived is what was sent
         if trace.manifest.manifest_sha256 != blob.sha256:
             raise AgosError(f"trace {blob.sha256[:12]} arrived with another checksum")
-        label = density_label(trace, density, seed)
-        result = Counted(trace.manifest, label, count_layers(MaskSource(str(path), density, seed)))
+        source = resolve_density(trace, density, seed)
+        result = Counted(trace.manifest, source.label, count_layers(MaskSource.resolved_from(trace, source)))
         _counted[key] = result
         while len(_counted) > MAX_COUNTED:
             _counted.popitem(last=False)

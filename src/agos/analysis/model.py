@@ -1,0 +1,74 @@
+"""`Analysis`: what agos found on one trace under one density source — provenance, the density
+source, and one section per kind of figure (sparsity, density mapping, bounds, simulation, tiles).
+A command fills the sections it computes and leaves the others out. Its JSON is `dump`'s output;
+its schema is `analysis.schema.json` (regenerate with `make schema` after changing a model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from agos import __version__
+from agos.fileio import write_json
+
+FORMAT = "agos-analysis"
+VERSION = 1
+SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
+SECTIONS = ("sparsity", "tiles", "density_mapping", "bounds", "simulation")
+
+
+class Model(BaseModel):
+    """Every results model: unknown fields refused, so a renamed field fails loudly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DensityInfo(Model):
+    """The density source the figures were computed on, as resolved once (`density.select`)."""
+
+    spec: str  # the --density text: real, uniform:S, profile:FILE[:CHECKPOINT]
+    kind: Literal["real", "uniform", "profile"]
+    seed: int
+    label: str  # "real masks", "uniform:0.6 (seed 0)", …
+
+    @classmethod
+    def of(cls, source) -> DensityInfo:  # a density.select.DensitySource
+        return cls(spec=source.text, kind=source.kind, seed=source.seed, label=source.label)
+
+
+class Analysis(Model):
+    format: Literal["agos-analysis"] = FORMAT
+    version: Literal[1] = VERSION
+    agos_version: str = __version__
+    label: str  # provenance label of every figure: model, weights, data, batch, size, seed, masks
+    provenance: dict[str, Any]
+    trace: str | None = None
+    density: DensityInfo | None = None
+    capture_notes: list[str] = []
+    # sections (SECTIONS): each command fills the ones it computes; the rest stay None
+
+
+def schema() -> dict:
+    return Analysis.model_json_schema()
+
+
+def schema_text() -> str:
+    return json.dumps(schema(), indent=2, sort_keys=True) + "\n"
+
+
+def dump(analysis: Analysis) -> dict:
+    """The JSON-ready dict of an analysis (sections not computed are left out; a ratio that is
+    undefined is null)."""
+    absent = {name for name in SECTIONS if getattr(analysis, name, None) is None}
+    return analysis.model_dump(mode="json", exclude=absent)
+
+
+def write(analysis: Analysis, path: Path | str) -> None:
+    write_json(dump(analysis), path)
+
+
+def load(path: Path | str) -> Analysis:
+    return Analysis.model_validate_json(Path(path).read_text())
