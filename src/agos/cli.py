@@ -579,6 +579,21 @@ def reproduce(
     run(settings, out)
 
 
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option("--out", help="write it to FILE instead of stdout")] = None,
+) -> None:
+    """The JSON Schema of every --json output (the versioned Analysis model)."""
+    from agos.analysis.model import schema_text
+    from agos.fileio import atomic_file
+
+    if out is None:
+        sys.stdout.write(schema_text())
+        return
+    with atomic_file(out) as f:
+        f.write(schema_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr for every user error, never a traceback."""
     command = typer.main.get_command(app)

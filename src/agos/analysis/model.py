@@ -52,7 +52,9 @@ class Analysis(Model):
 
 
 def schema() -> dict:
-    return Analysis.model_json_schema()
+    """The JSON Schema of the files agos writes (serialisation mode: every field is present)."""
+    out = Analysis.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"{FORMAT}/{VERSION}", **out}
 
 
 def schema_text() -> str:

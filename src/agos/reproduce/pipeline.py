@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from agos.arch.load import DEFAULT_DESIGNS, load_archs
+from agos.arch.load import DEFAULT_DESIGNS, LoadedArch, load_archs
 from agos.capture.recorder import capture_step
 from agos.capture.trace import SCHEMA_VERSION, load_trace, write_trace
 from agos.capture.verify import compare_gradients, masked_step_gradients
@@ -350,9 +350,15 @@ def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: 
 
 
 def analyse(
-    model: str, trace_dir: Path, t_key: str, density: str, settings: Settings, cache: StageCache, console
+    model: str,
+    trace_dir: Path,
+    t_key: str,
+    density: str,
+    designs: list[LoadedArch],
+    settings: Settings,
+    cache: StageCache,
+    console,
 ) -> Path:
-    designs = load_archs(settings.archs)
     inputs = {
         "trace": t_key,
         "density": density,
@@ -386,12 +392,18 @@ class ModelOutcome:
 
 
 def run_model(
-    model: str, settings: Settings, cache: StageCache, console, densities: list[str] | None = None
+    model: str,
+    settings: Settings,
+    designs: list[LoadedArch],
+    cache: StageCache,
+    console,
+    densities: list[str] | None = None,
 ) -> ModelOutcome:
+    """Trace, verify and analyse one model; `designs` are loaded once for the whole run."""
     start = time.perf_counter()
     trace_dir, verify, t_key, keys = trace_and_verify(model, settings, cache, console)
     analyses = {
-        d: analyse(model, trace_dir, t_key, d, settings, cache, console)
+        d: analyse(model, trace_dir, t_key, d, designs, settings, cache, console)
         for d in (densities or densities_for(model))
     }
     compute = sum(cache.seconds(k) for k in keys) + sum(cache.seconds(p.name) for p in analyses.values())

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from agos.arch.load import load_archs
 from agos.errors import AgosError
 from agos.fileio import output_lock
 from agos.report.html import render
@@ -60,15 +61,16 @@ def _run(settings: Settings, out: Path, console: Console) -> dict:
     cache = StageCache(out / "cache")
     cache.sweep()
     start = time.perf_counter()
+    designs = load_archs(settings.archs)  # parsed once for every model and density
     outcomes = []
     for i, model in enumerate(settings.models, 1):
         console.rule(f"[{i}/{len(settings.models)}] {model}")
-        outcomes.append(run_model(model, settings, cache, console))
+        outcomes.append(run_model(model, settings, designs, cache, console))
     trained = []
     for model in settings.trained:  # real masks of trained weights on the same data
         console.rule(f"trained network: {model}, ImageNet weights")
         imagenet = replace(settings, weights="imagenet")
-        trained.append(run_model(model, imagenet, cache, console, densities=["real"]))
+        trained.append(run_model(model, imagenet, designs, cache, console, densities=["real"]))
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results = gather(outcomes, settings, time.perf_counter() - start, created, trained)
     if settings.trajectory is not None:
