@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agos.arch.schema import Arch
 from agos.workload.counts import LayerWork
 from agos.workload.masks import LayerMasks
 from agos.workload.passes import mapping
@@ -151,6 +152,11 @@ def tile_nonzero(nonzero: np.ndarray, tiles: list[Tile], how: str) -> np.ndarray
         sel = nonzero[list(t.groups)]
         out[i] = sel.max(axis=0) if how == "max" else sel.sum(axis=0)
     return out
+
+
+def output_bytes(arch: Arch, tensor: str) -> int:
+    """Bytes per output value: dW stays at the accumulator's precision, Y and dX are values."""
+    return arch.precision.accumulate_bytes if tensor == "dw" else arch.precision.value_bytes
 
 
 def ceil_div(a, b):
