@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agos.workload.passes import MAPPINGS, mapping
+
 # The default lookahead window of every stream-skipping design (docs/cost-model.md §1): TensorDash
 # (Mahmoud et al., MICRO 2020) stages each operand stream three deep — the current entry and two of
 # lookahead — so a row advances at most 3 entries per cycle. See arch/presets/README.md.
@@ -134,11 +136,11 @@ class Skipping(_Strict):
 
     @model_validator(mode="after")
     def _supported(self) -> Skipping:
-        for name in ("fwd", "bwd_weight"):
-            if getattr(self, name).outputs != "none":
+        for name, m in MAPPINGS.items():
+            if not m.output_skip and getattr(self, name).outputs != "none":
                 raise ValueError(f"{name}.outputs: only BWD-D has outputs that can be skipped")
-        for name in ("fwd", "bwd_data"):
-            if getattr(self, name).pe_operand:
+        for name, m in MAPPINGS.items():
+            if not m.two_sided and getattr(self, name).pe_operand:
                 raise ValueError(
                     f"{name}.pe_operand: the PE operand there is a weight; training weights are dense"
                 )
@@ -168,7 +170,7 @@ class Skipping(_Strict):
     def effective_policy(self, pass_: str) -> str:
         """The work-count policy (agos.workload.counts) whose MACs this skipping leaves to do."""
         opts = self.of(pass_)
-        if pass_ == "bwd_weight":
+        if mapping(pass_).two_sided:
             return "input+output" if opts.pe_operand else ("input" if opts.stream else "dense")
         if opts.stream and opts.outputs != "none":
             return "input+output"

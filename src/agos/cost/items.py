@@ -12,6 +12,7 @@ import numpy as np
 
 from agos.arch.schema import Arch
 from agos.cost.layout import NeededChannels, PassLayout, Tile, ceil_div
+from agos.workload.passes import mapping
 
 
 @dataclass
@@ -153,20 +154,17 @@ def build_items(
     [tiles, pos], and, when a row broadcasts more than one entry per cycle, `both_max`, their
     per-block maximum over the tile's channels [J, tiles, pos]. `per_store_loads`: compacted items
     pay store conflicts (independent rows, §4)."""
+    m = mapping(pass_)
     opts = arch.skipping.of(pass_)
     window = arch.skipping.window if opts.stream else None
     vb = arch.precision.value_bytes
     cols = arch.pe_array.cols
-    compacted = pass_ == "bwd_data" and opts.outputs == "compacted" and lay.ch >= cols
-    static = pass_ == "bwd_data" and (
-        opts.outputs == "static" or (opts.outputs == "compacted" and not compacted)
-    )
+    compacted = m.output_skip and opts.outputs == "compacted" and lay.ch >= cols
+    static = m.output_skip and (opts.outputs == "static" or (opts.outputs == "compacted" and not compacted))
     length_all, nonzero_all = counts
     if compacted and sets is None:
         sets = SlotSets(needed, lay.set_id, cols)
-    channel_specific = (
-        static or compacted or (pass_ == "bwd_weight" and (opts.pe_operand or arch.skipping.zero_gating))
-    )
+    channel_specific = static or compacted or (m.two_sided and (opts.pe_operand or arch.skipping.zero_gating))
     out: list[TileItems] = []
     seen: dict[tuple, TileItems] = {}
     for ti, tile in enumerate(tiles):
@@ -204,7 +202,7 @@ def build_items(
             walked = per_group
             sbytes = len(gl) * length * vb
         d = per_group.max(axis=1)
-        if pass_ == "bwd_weight":
+        if m.two_sided:  # a product is nonzero where the PE's own operand is nonzero too
             nonzero_total = int(both_sum[ti, pos].sum())
             if opts.pe_operand:
                 bw = arch.skipping.broadcast_width
@@ -227,7 +225,7 @@ def build_items(
         meta = 0
         if opts.stream:
             meta += int((length * len(gl) * dispatched).sum())
-        if pass_ == "bwd_weight" and opts.pe_operand:
+        if m.two_sided and opts.pe_operand:  # each PE reads its own operand's bitmap
             meta += int((length * tile.width * dispatched).sum())
         if compacted or static:
             meta += int(tile.width * n_pos)

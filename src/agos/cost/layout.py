@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agos.arch.schema import Arch
 from agos.workload.counts import LayerWork
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import mapping
 
 
 def _np(t) -> np.ndarray:
@@ -68,7 +70,7 @@ class PassLayout:
 
     pass_: str
     groups: int
-    ch: int  # channels per group (K_g for FWD / BWD-W, C_g for BWD-D)
+    ch: int  # channels per group (workload.passes: K_g for FWD / BWD-W, C_g for BWD-D)
     order: np.ndarray  # raster index of each work-set-ordered position
     set_id: np.ndarray  # work set of each position (0 … sets − 1), non-decreasing
     row: np.ndarray  # position row of each position (§6: FWD (n,p), BWD-D (n,h), BWD-W c)
@@ -96,29 +98,22 @@ def _phase_order(g, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def layout(pass_: str, work: LayerWork) -> PassLayout:
+    """The positions of one pass (workload.passes: positions, position rows, channels per group),
+    in work-set order, with their dense stream lengths and per-group nonzero counts."""
+    m = mapping(pass_)
     g = work.geometry
-    groups = g.groups
-    if pass_ == "fwd":
-        n_pos = g.n * g.p * g.q
-        order = np.arange(n_pos, dtype=np.int64)
-        set_id = np.zeros(n_pos, np.int64)
-        length = np.broadcast_to(_np(work.fwd_dense)[None], (g.n, g.p, g.q)).reshape(-1)
-        nonzero = _np(work.fwd_nonzero).transpose(1, 0, 2, 3).reshape(groups, -1)
-        row = order // g.q
-        return PassLayout(pass_, groups, g.k_per_group, order, set_id, row, g.n * g.p, length, nonzero)
-    if pass_ == "bwd_data":
+    n_pos = m.positions(g)
+    if m.stride_phases:
         order, set_id = _phase_order(g, g.n)
-        length = np.broadcast_to(_np(work.bwd_data_dense)[None], (g.n, g.h, g.w)).reshape(-1)[order]
-        nonzero = _np(work.bwd_data_nonzero).transpose(1, 0, 2, 3).reshape(groups, -1)[:, order]
-        row = order // g.w
-        return PassLayout(pass_, groups, g.c_per_group, order, set_id, row, g.n * g.h, length, nonzero)
-    n_pos = g.c_per_group * g.r * g.s
-    order = np.arange(n_pos, dtype=np.int64)
-    set_id = np.zeros(n_pos, np.int64)
-    length = np.broadcast_to(_np(work.bwd_weight_dense)[None], (g.c_per_group, g.r, g.s)).reshape(-1)
-    nonzero = _np(work.bwd_weight_nonzero).reshape(groups, -1)
-    row = order // (g.r * g.s)
-    return PassLayout(pass_, groups, g.k_per_group, order, set_id, row, g.c_per_group, length, nonzero)
+    else:
+        order, set_id = np.arange(n_pos, dtype=np.int64), np.zeros(n_pos, np.int64)
+    length = _np(work.stream_lengths(pass_))
+    nonzero = _np(work.stream_nonzero(pass_))
+    if m.stride_phases:
+        length, nonzero = length[order], nonzero[:, order]
+    row = order // m.per_row(g)
+    ch = m.channels_per_group(g)
+    return PassLayout(pass_, g.groups, ch, order, set_id, row, m.rows(g), length, nonzero)
 
 
 @dataclass
@@ -157,6 +152,11 @@ def tile_nonzero(nonzero: np.ndarray, tiles: list[Tile], how: str) -> np.ndarray
         sel = nonzero[list(t.groups)]
         out[i] = sel.max(axis=0) if how == "max" else sel.sum(axis=0)
     return out
+
+
+def output_bytes(arch: Arch, tensor: str) -> int:
+    """Bytes per output value: dW stays at the accumulator's precision, Y and dX are values."""
+    return arch.precision.accumulate_bytes if tensor == "dw" else arch.precision.value_bytes
 
 
 def ceil_div(a, b):

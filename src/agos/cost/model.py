@@ -27,6 +27,7 @@ from agos.cost.layout import (
     layout,
     mapping_bound,
     needed_channels,
+    output_bytes,
     tile_reduce,
 )
 from agos.cost.tiling import PassTensors, Plan, bounds, choose_tiling
@@ -43,7 +44,7 @@ from agos.workload.chunks import (
 )
 from agos.workload.counts import LayerWork
 from agos.workload.masks import LayerMasks
-from agos.workload.passes import PASSES
+from agos.workload.passes import PASSES, Tensor, mapping
 
 ACTIONS = (
     "mac",
@@ -147,7 +148,7 @@ class LayerContext:
         key = (pass_, part)
         if key not in self._blocks:
             rows = None
-            if pass_ == "bwd_weight":
+            if mapping(pass_).stream_sum == "taps":  # blocks of output rows: summed per-row counts
                 if self._rows is None:
                     self._rows = row_counts(self.masks)
                 rows = self._rows
@@ -176,22 +177,41 @@ def _stored(kind: str, numel: int, nonzero: int, vb: int) -> int:
     return nonzero * vb + ceil_div(numel, 8) if kind == "compressed" else numel * vb
 
 
-def pass_tensors(pass_: str, masks: LayerMasks, arch: Arch, rows: int) -> PassTensors:
-    g = masks.geometry
-    vb, ab = arch.precision.value_bytes, arch.precision.accumulate_bytes
+def storage_kind(arch: Arch, tensor: Tensor) -> str | None:
+    """How a tensor is kept (dense or compressed); None for those always dense (W, Y, dW).
+    Needed dX is compressed only where output skipping leaves it sparse."""
     st = arch.storage
-    x_numel, y_numel = g.x_numel, g.y_numel
-    w_numel = g.w_numel
-    x = _stored(st.activations, x_numel, masks.x_count, vb)
-    dy = _stored(st.gradients, y_numel, masks.dy_count, vb)
-    if pass_ == "fwd":
-        a, b, o, ob = x, w_numel * vb, y_numel * vb, vb
-    elif pass_ == "bwd_data":
-        skipped = arch.skipping.bwd_data.outputs != "none"
-        dx = masks.dx_count * vb if (st.data_gradients == "compressed" and skipped) else x_numel * vb
-        a, b, o, ob = dy, w_numel * vb, dx, vb
-    else:
-        a, b, o, ob = x, dy, w_numel * ab, ab
+    if tensor == "x":
+        return st.activations
+    if tensor == "dy":
+        return st.gradients
+    if tensor == "dx":
+        return st.data_gradients if arch.skipping.bwd_data.outputs != "none" else "dense"
+    return None
+
+
+def tensor_bytes(arch: Arch, masks: LayerMasks, tensor: Tensor) -> int:
+    """Stored bytes of one operand or output of a pass (§6)."""
+    g, vb = masks.geometry, arch.precision.value_bytes
+    kind = storage_kind(arch, tensor)
+    if tensor == "x":
+        return _stored(kind, g.x_numel, masks.x_count, vb)
+    if tensor == "dy":
+        return _stored(kind, g.y_numel, masks.dy_count, vb)
+    if tensor == "dx":  # its bitmap is the needed-dX mask, known before the pass
+        return masks.dx_count * vb if kind == "compressed" else g.x_numel * vb
+    if tensor == "dw":
+        return g.w_numel * output_bytes(arch, tensor)
+    return (g.y_numel if tensor == "y" else g.w_numel) * vb
+
+
+def pass_tensors(pass_: str, masks: LayerMasks, arch: Arch, rows: int) -> PassTensors:
+    """A: the rows' shared stream, B: the PEs' own operand, O: the output (workload.passes)."""
+    m = mapping(pass_)
+    g = masks.geometry
+    ab = arch.precision.accumulate_bytes
+    a, b, o = (tensor_bytes(arch, masks, t) for t in (m.stream, m.own, m.output))
+    ob = output_bytes(arch, m.output)
     return PassTensors(pass_, g, a, b, o, o * ab // ob, rows, units(pass_, g), not arch.lockstep)
 
 
@@ -250,11 +270,12 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
             actions,
         )  # fmt: skip
     o = arch.organisation
+    m = mapping(pass_)
     lay = ctx.layout(pass_)
     opts = arch.skipping.of(pass_)
     cols = o.pe_array.cols
     vb = o.precision.value_bytes
-    compacted = pass_ == "bwd_data" and opts.outputs == "compacted" and lay.ch >= cols
+    compacted = m.output_skip and opts.outputs == "compacted" and lay.ch >= cols
     tensors = pass_tensors(pass_, masks, arch, lay.rows)
     capacity = o.memory.global_buffer_bytes // (2 if o.memory.double_buffering else 1)
     if compacted:
@@ -263,10 +284,10 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
         )
     else:
         tiles = channel_tiles(lay.groups, lay.ch, cols)
-    needed = ctx.needed() if pass_ == "bwd_data" and opts.outputs != "none" else None
+    needed = ctx.needed() if m.output_skip and opts.outputs != "none" else None
     sets = ctx.slot_sets(cols) if compacted else None
-    both_sum = ctx.both_sum(tiles) if pass_ == "bwd_weight" else None
-    wide_join = pass_ == "bwd_weight" and opts.pe_operand and arch.skipping.broadcast_width > 1
+    both_sum = ctx.both_sum(tiles) if m.two_sided else None
+    wide_join = m.two_sided and opts.pe_operand and arch.skipping.broadcast_width > 1
     g = masks.geometry
 
     def items_for(part: Partition | None):
@@ -321,7 +342,7 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
         store_load = []
         for tile in tiles:
             load = eps * vb * tile.width
-            if pass_ == "bwd_weight" and opts.pe_operand:
+            if m.two_sided and opts.pe_operand:  # the PEs' own operand's bitmap
                 load = load + tile.width * ceil_div(eps, 8)
             store_load.append(load)
         cap = part.count
@@ -414,17 +435,14 @@ def timing_key(arch: Arch, pass_: str) -> tuple:
     """What one pass's timing and (ungated) actions depend on besides the layer: the organisation,
     the pass's features and the storage of its tensors. Designs that agree on it share the pass
     (e.g. `input-skip` and `agos` in FWD); zero gating only re-prices it."""
+    m = mapping(pass_)
     opts = arch.skipping.of(pass_)
-    st = arch.storage
-    storage = {
-        "fwd": (st.activations,),
-        "bwd_data": (st.gradients, st.data_gradients if opts.outputs != "none" else "dense"),
-        "bwd_weight": (st.activations, st.gradients),
-    }[pass_]
+    kinds = (storage_kind(arch, t) for t in (m.stream, m.own, m.output))
+    storage = tuple(kind for kind in kinds if kind is not None)
     window = arch.skipping.window if opts.stream else None
     bw = arch.skipping.broadcast_width if opts.pe_operand else 1
     # compacted dX tiles are cut into domains of at most compaction_domain channels
-    domain = arch.skipping.compaction_domain if pass_ == "bwd_data" and opts.outputs == "compacted" else None
+    domain = arch.skipping.compaction_domain if m.output_skip and opts.outputs == "compacted" else None
     return (pass_, arch.ideal, arch.organisation, opts, window, bw, domain, storage)
 
 
@@ -441,7 +459,8 @@ def mask_independent(arch: Arch, pass_: str) -> bool:
 
 
 def _nonzero_macs(pass_: str, ctx: LayerContext) -> int:
-    return ctx.work.total(pass_, "input" if pass_ != "bwd_weight" else "input+output")
+    """MACs with both operands nonzero: the shared stream's zeros, and the own operand's if it has any."""
+    return ctx.work.total(pass_, "input+output" if mapping(pass_).two_sided else "input")
 
 
 def _gated(cost: PassCost, pass_: str, ctx: LayerContext, arch: Arch) -> PassCost:

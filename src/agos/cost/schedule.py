@@ -14,6 +14,8 @@ import numpy as np
 
 from agos.arch.schema import Arch
 from agos.cost.items import SlotSets, TileItems
+from agos.cost.layout import output_bytes
+from agos.workload.passes import mapping
 
 # conflict bound K of a lockstep fold (§3), by the pass's features
 NO_CONFLICTS, WALK_ALL, UNBOUNDED_WINDOW, WINDOW = 0, 1, 2, 3
@@ -190,6 +192,7 @@ def lockstep(
 ) -> BlockCompute:
     """§3: folds of R dispatched items, per (stream block, position block, work set)."""
     o = arch.organisation
+    m = mapping(pass_)
     opts = arch.skipping.of(pass_)
     window = arch.skipping.window
     if sets is None:
@@ -201,8 +204,8 @@ def lockstep(
     sums = _lockstep(
         items.d, items.length, items.stream_bytes, items.channels, items.set_id, block_of_row[items.row],
         a, o.pe_array.rows, o.precision.value_bytes, o.precision.accumulate_bytes,
-        o.precision.accumulate_bytes if pass_ == "bwd_weight" else o.precision.value_bytes,
-        o.memory.bandwidth_bytes_per_cycle, pass_ == "bwd_weight" and opts.pe_operand, conflicts,
+        output_bytes(arch, m.output),
+        o.memory.bandwidth_bytes_per_cycle, m.two_sided and opts.pe_operand, conflicts,
         window or 1, items.tile.width, bitmaps, o.pe_array.cols,
     )  # fmt: skip
     fill_drain = (o.fd if o.fill_drain == "per_fold" else 0) * sums[FOLDS]
@@ -285,7 +288,7 @@ def independent(
     """Chunk-major rows (§4); `store_load` is the buffer bytes that load each chunk's stores."""
     o = arch.organisation
     ab = o.precision.accumulate_bytes
-    ob = ab if pass_ == "bwd_weight" else o.precision.value_bytes
+    ob = output_bytes(arch, mapping(pass_).output)
     out = _independent(
         items.d, items.stream_bytes, items.channels, block_of_row[items.row], a, o.pe_array.rows,
         o.dispatch == "greedy", ab, ob, o.fd, o.memory.bandwidth_bytes_per_cycle, store_load,

@@ -19,6 +19,7 @@ import numpy as np
 from agos.cost.layout import Tile
 from agos.errors import AgosError
 from agos.workload.layer import LayerGeometry
+from agos.workload.passes import mapping, tensor_shape
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,9 @@ class PassTensors:
 
     pass_: str
     geometry: LayerGeometry
-    a_bytes: int  # A: X (FWD, BWD-W) or dY (BWD-D)
-    b_bytes: int  # B: W (FWD, BWD-D) or dY (BWD-W)
-    o_bytes: int  # O: Y, dX or dW
+    a_bytes: int  # A: the rows' shared stream (workload.passes): X (FWD, BWD-W) or dY (BWD-D)
+    b_bytes: int  # B: the PEs' own operand: W (FWD, BWD-D) or dY (BWD-W)
+    o_bytes: int  # O: the output, Y, dX or dW
     o_partial_bytes: int  # O at ab: partial sums held in the buffer
     rows: int  # position rows
     units: int  # stream units per group (U)
@@ -91,15 +92,16 @@ class Shares:
         """`position_rows` of every block at once, for undilated kernels (each output row reads, and
         each input row is reached by, an interval): the exact same counts, without a Python loop."""
         t, g = self.t, self.t.geometry
+        form = mapping(t.pass_).stream_sum
         lo, hi = bounds(t.rows, a)
-        if t.pass_ == "bwd_weight":
+        if form == "taps":  # a position row (c) reads its own channel of A
             return hi - lo
         if g.dilation[0] != 1:
             return None
         s, r, pad = g.stride[0], g.r, g.padding[0]
-        per = g.p if t.pass_ == "fwd" else g.h
+        per = g.p if form == "box" else g.h  # position rows per image
         n0, n1 = lo // per, (hi - 1) // per
-        if t.pass_ == "fwd":
+        if form == "box":
             size = g.h
 
             def one(p0, p1):  # input rows read by output rows [p0, p1) of one image
@@ -137,9 +139,10 @@ class Shares:
         key = (lo, hi)
         if key not in self._rows:
             g = self.t.geometry
-            if self.t.pass_ == "fwd":
+            form = mapping(self.t.pass_).stream_sum
+            if form == "box":  # output rows read the input rows their taps land on
                 self._rows[key] = _per_image(lo, hi, g.p, self._fwd_rows)
-            elif self.t.pass_ == "bwd_data":
+            elif form == "scatter":  # input rows are reached by the dY rows whose taps land on them
                 self._rows[key] = _per_image(lo, hi, g.h, self._bwd_rows)
             else:
                 self._rows[key] = hi - lo
@@ -166,7 +169,8 @@ class Shares:
     def stream(self, sigma: int, ranges: list[tuple[int, int]]) -> _Stream:
         """The σ stream blocks: their units, and (BWD-W) the input rows their output rows read."""
         units_ = [u1 - u0 for u0, u1 in ranges]
-        reach = [self.unit_rows(u0, u1) for u0, u1 in ranges] if self.t.pass_ == "bwd_weight" else units_
+        by_rows = mapping(self.t.pass_).stream_sum == "taps"  # units are output rows: A rows via their taps
+        reach = [self.unit_rows(u0, u1) for u0, u1 in ranges] if by_rows else units_
         return _Stream(sigma, ranges, units_, reach)
 
 
@@ -325,12 +329,8 @@ class _Grid:
         groups = np.array(cols.groups, kind)
         unit_len = np.array(stream.units, kind)  # [K]
         num_k = np.array(stream.reach, kind)
-        if t.pass_ == "fwd":
-            den = g.n * g.h * g.c_per_group
-        elif t.pass_ == "bwd_data":
-            den = g.n * g.p * g.k_per_group
-        else:
-            den = g.c_per_group * g.n * g.h
+        a_n, a_ch, a_height, _ = tensor_shape(g, mapping(t.pass_).stream)  # A's rows, per channel of a group
+        den = a_n * a_height * (a_ch // g.groups)
         a_num = pos_rows[:, None, None] * num_k[None, :, None] * groups[None, None, :] * t.a_bytes
         self.a = _ceil(a_num, den * g.groups)
         self.b = _ceil(ch[None, :] * unit_len[:, None] * t.b_bytes, shares.ch_total * t.units)

@@ -3,6 +3,10 @@
 Everything here is enumerated from the geometry and the mask bits: the taps of every position
 (valid taps only; BWD-D in scatter form, so stride holes and padding never appear), the channel
 tiles of §2.1, the work sets of §2.2 and the items of §2.3. Nothing is counted in closed form.
+
+The per-pass mapping (what a position, a channel and a stream are in each pass) is written out here
+again on purpose, not taken from the fast model's table (agos.workload.passes.MAPPINGS): the
+reference must share no code with what it checks (DESIGN.md §4, Validation).
 """
 
 from __future__ import annotations

@@ -19,11 +19,12 @@ from agos.errors import AgosError
 from agos.workload.counts import _axes, _box_scatter, _box_sum, _exact_arithmetic, _from_full, _to_full
 from agos.workload.layer import LayerGeometry
 from agos.workload.masks import LayerMasks
+from agos.workload.passes import mapping
 
 
 def units(pass_: str, g: LayerGeometry) -> int:
-    """Stream units per group: C_g (FWD), K_g (BWD-D), N·P output rows (BWD-W)."""
-    return {"fwd": g.c_per_group, "bwd_data": g.k_per_group, "bwd_weight": g.n * g.p}[pass_]
+    """Stream units per group (workload.passes): C_g (FWD), K_g (BWD-D), N·P output rows (BWD-W)."""
+    return mapping(pass_).units(g)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Partition:
 
 
 def _partition(pass_: str, g: LayerGeometry, ranges: list[tuple[int, int]]) -> Partition:
-    per_unit = g.r * g.s if pass_ in ("fwd", "bwd_data") else g.q
+    per_unit = mapping(pass_).unit_entries(g)  # R·S taps of a channel, or Q pixels of an output row
     return Partition(
         tuple(lo for lo, _ in ranges),
         tuple(hi for _, hi in ranges),
@@ -63,7 +64,7 @@ def store_chunks(pass_: str, masks: LayerMasks, per_channel_entries: int) -> Par
     g = masks.geometry
     e = per_channel_entries
     u = units(pass_, g)
-    if pass_ in ("fwd", "bwd_data"):
+    if mapping(pass_).units_are_channels:
         size = e // (g.r * g.s)
         if size == 0:
             raise AgosError(
@@ -78,7 +79,7 @@ def store_chunks(pass_: str, masks: LayerMasks, per_channel_entries: int) -> Par
     size = e // g.q
     if size == 0:
         raise AgosError(
-            f"layer {masks.name} bwd_weight: a PE store of {e} entries per channel cannot hold one "
+            f"layer {masks.name} {pass_}: a PE store of {e} entries per channel cannot hold one "
             f"output row of {g.q}; raise organisation.pe_store_entries"
         )
     return _partition(
@@ -129,10 +130,11 @@ def block_counts(
     pass_: str, masks: LayerMasks, part: Partition, rows: RowCounts | None = None
 ) -> BlockCounts:
     g = masks.geometry
+    form = mapping(pass_).stream_sum
     with _exact_arithmetic(g.macs):
-        if pass_ == "fwd":
+        if form == "box":
             return _fwd(masks, part)
-        if pass_ == "bwd_data":
+        if form == "scatter":
             return _bwd_data(masks, part)
         return _bwd_weight(masks, part, rows or row_counts(masks))
 

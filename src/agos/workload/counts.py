@@ -46,7 +46,7 @@ import torch
 
 from agos.workload.layer import LayerGeometry
 from agos.workload.masks import LayerMasks
-from agos.workload.passes import PASSES
+from agos.workload.passes import MAPPINGS, PassMapping, mapping
 
 POLICIES = ("dense", "input", "output", "input+output")
 
@@ -323,28 +323,46 @@ class LayerWork:
     # -- per output element -------------------------------------------------------------------
 
     def per_output(self, pass_: str, policy: str) -> torch.Tensor:
-        """MACs per output element (int64): FWD [N,K,P,Q], BWD-D [N,C,H,W], BWD-W [K,C_g,R,S]."""
-        _check(pass_, policy)
+        """MACs per output element (int64), shaped like the pass's output (workload.passes):
+        FWD [N,K,P,Q], BWD-D [N,C,H,W], BWD-W [K,C_g,R,S]. Every channel of a position's group
+        walks the position's stream: the per-group counts repeat over its channels."""
+        m = _check(pass_, policy)
         g = self.geometry
-        if pass_ == "fwd":
-            if policy in ("dense", "output"):
-                return self.fwd_dense.expand(g.n, g.k, g.p, g.q).clone()
-            return self.fwd_nonzero.repeat_interleave(g.k_per_group, dim=1)
-        if pass_ == "bwd_data":
-            if not self.needs_bwd_data:
-                return torch.zeros(g.x_shape, dtype=torch.int64)
-            if policy in ("dense", "output"):
-                counts = self.bwd_data_dense.expand(g.x_shape)
-            else:
-                counts = self.bwd_data_nonzero.repeat_interleave(g.c_per_group, dim=1)
-            return counts * self.dx_needed if policy in ("output", "input+output") else counts.clone()
+        shape = m.output_shape(g)
+        if pass_ == "bwd_data" and not self.needs_bwd_data:
+            return torch.zeros(shape, dtype=torch.int64)
         if policy in ("dense", "output"):
-            return self.bwd_weight_dense.expand(g.w_shape).clone()
-        if policy == "input":
-            return self.bwd_weight_nonzero.reshape(g.groups, g.c_per_group, g.r, g.s).repeat_interleave(
-                g.k_per_group, dim=0
-            )
-        return self.bwd_weight_both.clone()
+            counts = self._dense(m).expand(shape)
+        elif policy == "input+output" and m.two_sided:  # a product only where both operands are nonzero
+            counts = self.bwd_weight_both
+        else:
+            grouped = self._nonzero(m).reshape(m.grouped_shape(g))
+            counts = grouped.repeat_interleave(m.channels_per_group(g), dim=m.group_axis).reshape(shape)
+        if m.output_skip and policy in ("output", "input+output"):
+            return counts * self.dx_needed
+        return counts.clone()
+
+    # -- the streams of the positions (the cost model's layout) ------------------------------
+
+    def _dense(self, m: PassMapping) -> torch.Tensor:
+        """The dense stream length of a position, indexed by its position without the leading
+        dimension (the same for every n (FWD, BWD-D) or c (BWD-W)): fwd_dense, bwd_data_dense, …"""
+        return getattr(self, f"{m.name}_dense")
+
+    def _nonzero(self, m: PassMapping) -> torch.Tensor:
+        return getattr(self, f"{m.name}_nonzero")
+
+    def stream_lengths(self, pass_: str) -> torch.Tensor:
+        """T of every position of a group, raster order (workload.passes), int64 [positions]."""
+        m = mapping(pass_)
+        return self._dense(m)[None].expand(m.position_shape(self.geometry)).reshape(-1)
+
+    def stream_nonzero(self, pass_: str) -> torch.Tensor:
+        """s (nonzero stream entries) per group and position, raster order, int64 [G, positions]."""
+        m = mapping(pass_)
+        g = self.geometry
+        grouped = self._nonzero(m).reshape(m.grouped_shape(g))
+        return grouped.movedim(m.group_axis, 0).reshape(g.groups, -1)
 
     # -- totals (never materialise the per-output arrays) -----------------------------------
 
@@ -359,31 +377,27 @@ class LayerWork:
         def total(t: torch.Tensor) -> int:  # numpy's int64 sums are far faster than torch's on the CPU
             return int(t.numpy().sum(dtype=np.int64)) if t.device.type == "cpu" else int(t.sum())
 
-        fwd_dense = g.n * g.k * total(self.fwd_dense)
-        fwd_input = g.k_per_group * total(self.fwd_nonzero)
-        if self.needs_bwd_data:
+        out = {}
+        for m in MAPPINGS.values():  # every channel of the pass walks its position's stream
+            dense_t = self._dense(m)
+            dense = m.channels(g) * (m.positions(g) // dense_t.numel()) * total(dense_t)
+            one_sided = m.channels_per_group(g) * total(self._nonzero(m))
+            both = total(self.bwd_weight_both) if m.two_sided else one_sided
+            out[m.name] = {"dense": dense, "input": one_sided, "output": dense, "input+output": both}
+        if self.needs_bwd_data:  # output skipping (BWD-D): only the needed dX elements
             needed = _count_int64(self.dx_needed.reshape(g.n, g.groups, g.c_per_group, g.h, g.w), (2,))
-            bd_dense = g.n * g.c * total(self.bwd_data_dense)
-            bd_input = g.c_per_group * total(self.bwd_data_nonzero)
-            bd_output = total(self.bwd_data_dense * needed.sum((0, 1)))
-            bd_both = total(self.bwd_data_nonzero * needed)
-        else:
-            bd_dense = bd_input = bd_output = bd_both = 0
-        bw_dense = g.k * g.c_per_group * total(self.bwd_weight_dense)
-        bw_input = g.k_per_group * total(self.bwd_weight_nonzero)
-        bw_both = total(self.bwd_weight_both)
-        return {
-            "fwd": {"dense": fwd_dense, "input": fwd_input, "output": fwd_dense, "input+output": fwd_input},
-            "bwd_data": {"dense": bd_dense, "input": bd_input, "output": bd_output, "input+output": bd_both},
-            "bwd_weight": {"dense": bw_dense, "input": bw_input, "output": bw_dense, "input+output": bw_both},
-        }
+            out["bwd_data"]["output"] = total(self.bwd_data_dense * needed.sum((0, 1)))
+            out["bwd_data"]["input+output"] = total(self.bwd_data_nonzero * needed)
+        else:  # nobody is charged for the first layer's BWD-D
+            out["bwd_data"] = dict.fromkeys(POLICIES, 0)
+        return out
 
 
-def _check(pass_: str, policy: str) -> None:
-    if pass_ not in PASSES:
-        raise ValueError(f"unknown pass {pass_!r}; one of {', '.join(PASSES)}")
+def _check(pass_: str, policy: str) -> PassMapping:
+    m = mapping(pass_)
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; one of {', '.join(POLICIES)}")
+    return m
 
 
 def layer_work(masks: LayerMasks, shortcuts: bool = True) -> LayerWork:
