@@ -27,9 +27,12 @@ from common import add_trace_args, base_figures, timed, trace_and_plain_step
 def agos_simulate(trace_dir) -> dict:
     from rich.console import Console
 
+    from agos.analysis.model import Analysis
+    from agos.analysis.simulation import simulation_of
     from agos.arch.load import DEFAULT_DESIGNS, load_archs
     from agos.capture.trace import load_trace
     from agos.cost.network import MaskSource, simulate_network
+    from agos.inputs.provenance import provenance_label
     from agos.report import simulate as report
 
     trace = load_trace(trace_dir)
@@ -37,9 +40,14 @@ def agos_simulate(trace_dir) -> dict:
     net = simulate_network(
         MaskSource(str(trace_dir)), load_archs(DEFAULT_DESIGNS), trace.manifest, dense_macs=macs
     )
-    summary = report.summarise(net, trace.provenance, "real masks")
-    report.print_table(summary, console=Console(file=io.StringIO(), width=200))
-    return summary
+    analysis = Analysis(
+        label=provenance_label(trace.provenance, "real masks"),
+        provenance=trace.provenance,
+        trace=str(trace_dir),
+        simulation=simulation_of(net),
+    )
+    report.print_table(analysis, console=Console(file=io.StringIO(), width=200))
+    return analysis.simulation.model_dump(mode="json")
 
 
 def main() -> None:

@@ -34,27 +34,27 @@ def capture(model: str, out: Path) -> Path:
 def figures(trace_dir: Path) -> dict:
     """Per design: cycles per pass, speedups over the twin, the best equal-area dense and its
     ratio, energy, area and DRAM bytes — what a user reads off `agos simulate`."""
+    from agos.analysis.simulation import simulation_of
     from agos.arch.load import DEFAULT_DESIGNS, load_archs
     from agos.capture.trace import load_trace
     from agos.cost.network import MaskSource, simulate_network
-    from agos.report.simulate import summarise
 
     trace = load_trace(trace_dir)
     net = simulate_network(
         MaskSource(str(trace_dir), DENSITY, SEED), load_archs(DEFAULT_DESIGNS), trace.manifest, workers=1
     )
-    summary = summarise(net, trace.provenance, DENSITY)
+    sim = simulation_of(net)
     out = {}
-    for name in summary["requested"]:
-        d = summary["designs"][name]
+    for name in sim.requested:
+        d = sim.designs[name]
         out[name] = {
-            "cycles": d["cycles"],
-            "speedup_over_twin": d.get("speedup_over_twin"),
-            "best_dense_equal_area": d.get("best_dense_equal_area"),
-            "speedup_over_best_dense_equal_area": d.get("speedup_over_best_dense_equal_area"),
-            "energy_j": d["energy_j"],
-            "area_mm2": d["area_mm2"],
-            "dram_bytes": d["dram_bytes"],
+            "cycles": d.cycles.model_dump(),
+            "speedup_over_twin": d.speedup_over_twin.model_dump() if d.speedup_over_twin else None,
+            "best_dense_equal_area": d.best_dense_equal_area,
+            "speedup_over_best_dense_equal_area": d.speedup_over_best_dense_equal_area,
+            "energy_j": d.energy_j,
+            "area_mm2": d.area_mm2,
+            "dram_bytes": d.dram_bytes,
         }
     return out
 

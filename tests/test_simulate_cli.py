@@ -39,7 +39,8 @@ def resnet18_sim(resnet18_trace, tmp_path_factory):
 
 
 def test_json_gives_every_design_its_twin_area_energy_and_flags(resnet18_sim):
-    summary, out = resnet18_sim
+    data, out = resnet18_sim
+    summary = data["simulation"]
     assert (out / "s.png").read_bytes()[:4] == b"\x89PNG"
     assert summary["requested"] == all_designs()
     for name in summary["requested"]:
@@ -59,12 +60,12 @@ def test_json_gives_every_design_its_twin_area_energy_and_flags(resnet18_sim):
             assert name in summary["equal_area"]
     roles = {a["role"] for a in summary["designs"].values()}
     assert roles == {"design", "equal-area"}  # every twin here is a requested dense design
-    assert "resnet18" in summary["label"] and "real masks" in summary["label"]
+    assert "resnet18" in data["label"] and "real masks" in data["label"]
+    assert data["density"] == {"spec": "real", "kind": "real", "seed": 0, "label": "real masks"}
 
 
 def test_figures_have_the_properties_of_the_model(resnet18_sim):
-    summary, _ = resnet18_sim
-    d = summary["designs"]
+    d = resnet18_sim[0]["simulation"]["designs"]
     for org in ("systolic", "rows"):
         ideal = d[f"ideal@{org}"]
         for preset in ("dense", "zero-gate", "input-skip", "output-skip", "agos"):
@@ -89,9 +90,10 @@ def test_statistical_density_and_a_user_design(resnet18_trace, tmp_path, capsys)
     out = tmp_path / "u.json"
     args = ["simulate", str(resnet18_trace), "--arch", f"agos@systolic,{arch}", "--density", "uniform:0.7"]
     assert main([*args, "--json", str(out), "--lookahead", "1,3,inf"]) == 0
-    summary = _strict(out.read_text())
+    data = _strict(out.read_text())
+    summary = data["simulation"]
     assert summary["requested"] == ["agos@systolic", "wide"]
-    assert "uniform:0.7" in summary["density"]
+    assert "uniform:0.7" in data["density"]["label"] and data["density"]["kind"] == "uniform"
     assert summary["designs"]["wide"]["source"] == str(arch)
     sens = summary["lookahead_sensitivity"]
     assert set(sens) == {"agos@systolic", "wide"} and list(sens["wide"]) == ["1", "3", "inf"]

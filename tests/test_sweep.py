@@ -93,7 +93,7 @@ def test_point_equals_agos_simulate(mixed_trace, tmp_path, capsys):
         )  # fmt: skip
         assert code == 0, err
         sim = json.loads(out.read_text())
-        d = next(v for v in sim["designs"].values() if v["role"] == "design")
+        d = next(v for v in sim["simulation"]["designs"].values() if v["role"] == "design")
         assert r["cycles_iteration"] == d["cycles"]["iteration"]
         assert r["cycles_bwd_data"] == d["cycles"]["bwd_data"]
         assert r["energy_j"] == d["energy_j"]

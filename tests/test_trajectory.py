@@ -88,7 +88,7 @@ def test_a_point_equals_trace_and_simulate_of_its_checkpoint(trained, tmp_path):
     assert ours["masks_sha256"] == theirs["masks_sha256"]
     assert main(["simulate", str(trace), "--arch", "agos@systolic", "--json", str(tmp_path / "s.json")]) == 0
     sim = json.loads((tmp_path / "s.json").read_text())
-    expected = sim["designs"]["agos@systolic"]["speedup_over_twin"]["backprop"]
+    expected = sim["simulation"]["designs"]["agos@systolic"]["speedup_over_twin"]["backprop"]
     ours = point["designs"]["agos@systolic"]["speedup_over_twin"]["backprop"]
     assert ours == pytest.approx(expected, rel=1e-12)
 

@@ -265,10 +265,13 @@ def simulate(
 ) -> None:
     """Cycles, area, energy and speedups of each design (over its dense twin and the best dense
     design of equal area) on a trace's layers."""
+    from agos.analysis import model
+    from agos.analysis.simulation import simulation_of
     from agos.arch.load import load_archs
     from agos.capture.trace import load_trace
     from agos.cost.network import MaskSource, lookahead_sensitivity, simulate_network
     from agos.density.select import resolve_density
+    from agos.inputs.provenance import provenance_label
     from agos.report import simulate as report
 
     if workers is not None and not 1 <= workers <= 64:
@@ -292,14 +295,19 @@ def simulate(
         sensitivity = lookahead_sensitivity(
             lambda: resolved.masks(loaded_trace), designs, loaded_trace.manifest, windows
         )
-    summary = report.summarise(
-        net, loaded_trace.provenance, resolved.label, sensitivity, capture_notes=loaded_trace.manifest.notes
+    analysis = model.Analysis(
+        label=provenance_label(loaded_trace.provenance, resolved.label),
+        provenance=loaded_trace.provenance,
+        trace=str(loaded_trace.path),
+        density=model.DensityInfo.of(resolved),
+        capture_notes=loaded_trace.manifest.notes,
+        simulation=simulation_of(net, sensitivity),
     )
-    report.print_table(summary, per_layer=per_layer)
+    report.print_table(analysis, per_layer=per_layer)
     if json_out:
-        write_json(summary, json_out)
+        model.write(analysis, json_out)
     if plot_out:
-        report.plot(summary, plot_out)
+        report.plot(analysis, plot_out)
 
 
 @app.command()

@@ -9,21 +9,17 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from agos import __version__
+from agos.analysis.base import Model
+from agos.analysis.simulation import Simulation
 from agos.fileio import write_json
 
 FORMAT = "agos-analysis"
 VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
 SECTIONS = ("sparsity", "tiles", "density_mapping", "bounds", "simulation")
-
-
-class Model(BaseModel):
-    """Every results model: unknown fields refused, so a renamed field fails loudly."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class DensityInfo(Model):
@@ -47,8 +43,9 @@ class Analysis(Model):
     provenance: dict[str, Any]
     trace: str | None = None
     density: DensityInfo | None = None
-    capture_notes: list[str] = []
+    capture_notes: list[str] = Field(default_factory=list)
     # sections (SECTIONS): each command fills the ones it computes; the rest stay None
+    simulation: Simulation | None = None
 
 
 def schema() -> dict:

@@ -1,7 +1,8 @@
-"""`agos simulate`: cycles, area, energy and speedups of each design on a trace, as a table, JSON
-and a plot. Every speedup is over the design's dense twin (the same organisation with skipping
-off) unless named otherwise; each design is also set against the best dense design of equal area.
-Every number carries the trace's provenance, the density source and each design's hash."""
+"""`agos simulate`'s table and plot, rendered from the "simulation" section of an `Analysis`
+(computed in `agos.analysis.simulation`). Every speedup is over the design's dense twin (the same
+organisation with skipping off) unless named otherwise; each design is also set against the best
+dense design of equal area. Every number carries the trace's provenance, the density source and
+each design's hash."""
 
 from __future__ import annotations
 
@@ -9,168 +10,21 @@ from pathlib import Path
 
 from rich.table import Table
 
-from agos.cost.network import DesignResult, NetworkResult, mapping_bound_violations, speedups
+from agos.analysis.model import Analysis
 from agos.fileio import atomic_file
-from agos.inputs.provenance import provenance_label
 from agos.report.sparsity import wide_console
-from agos.workload.passes import PASSES, SPANS
-
-FORMAT = "agos-simulate"
-VERSION = 2
-CYCLE_SPANS = (*SPANS, "vector")
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return a / b if b else None
-
-
-def _cycles(d: DesignResult) -> dict[str, int]:
-    out = {s: d.cycles(s) for s in SPANS}
-    out["vector"] = d.vector.cycles
-    return out
-
-
-def _components(d: DesignResult) -> dict[str, dict[str, int]]:
-    out = {}
-    for span, passes in SPANS.items():
-        keys = ("work", "fill_drain", "delivery", "exposed")
-        out[span] = {
-            k: int(sum(layer.passes[p].components.get(k, 0) for layer in d.layers for p in passes))
-            for k in keys
-        }
-    return out
-
-
-def _pass_dict(cost, pes: int) -> dict:
-    return {
-        "cycles": cost.cycles,
-        "compute_cycles": cost.compute_cycles,
-        "tiles": len(cost.tile_compute),
-        "tiling": {
-            "order": cost.order,
-            "position_blocks": cost.blocks[0],
-            "channel_blocks": cost.blocks[1],
-            "stream_blocks": cost.blocks[2],
-        },
-        "items": cost.items,
-        "dram_bytes": {"a": cost.dram_a, "b": cost.dram_b, "o": cost.dram_o},
-        "dense_macs": cost.dense_macs,
-        "effective_macs": cost.effective_macs,
-        "design_macs": cost.design_macs,
-        "mapping_bound_cycles": cost.mapping_bound,
-        "mac_bound_cycles": cost.mac_bound,
-        "components": cost.components,
-        "actions": cost.actions,
-        "energy_pj": cost.energy_pj,
-        "energy_breakdown_pj": cost.energy_breakdown,
-        "utilisation": _ratio(cost.effective_macs, pes * cost.cycles),
-    }
-
-
-def design_dict(net: NetworkResult, name: str, layers: bool) -> dict:
-    d = net.designs[name]
-    arch = d.arch
-    pes = arch.pes
-    twin = net.twin_of(name)
-    energy = d.energy_pj()
-    entry = {
-        "role": d.role,
-        "organisation": arch.organisation.name,
-        "preset": arch.preset,
-        "description": arch.description,
-        "source": d.loaded.source,
-        "sha256": d.loaded.sha256,
-        "pe_array": [arch.pe_array.rows, arch.pe_array.cols],
-        "precision": arch.precision.multiply,
-        "global_buffer_bytes": arch.memory.global_buffer_bytes,
-        "area_mm2": d.area.total_mm2,
-        "area_breakdown_mm2": d.area.components,
-        "static_mw": d.area.static_mw,
-        "cycles": _cycles(d),
-        "time_ms": {s: c / (arch.clock_ghz * 1e6) for s, c in _cycles(d).items()},
-        "energy_j": energy / 1e12,
-        "energy_breakdown_j": {k: v / 1e12 for k, v in d.energy_breakdown().items()},
-        "energy_vs_twin": _ratio(energy, twin.energy_pj()),
-        "dram_bytes": d.total("dram_bytes"),
-        "utilisation": _ratio(d.total("effective_macs"), pes * d.cycles("iteration")),
-        "components": _components(d),
-        "mapping_bound_cycles": {s: int(d.total("mapping_bound", SPANS[s])) for s in SPANS},
-        "vector": {"cycles": d.vector.cycles, "by_class": d.vector.by_class, "note": d.vector.note},
-    }
-    if d.role == "design":
-        s = speedups(net, name)
-        entry.update(s)
-        it = s["speedup_over_twin"]["iteration"]
-        entry["speedup_per_area_over_twin"] = (
-            it * twin.area.total_mm2 / d.area.total_mm2 if it is not None else None
-        )
-    if layers:
-        entry["layers"] = [
-            {
-                "name": layer.name,
-                "kind": layer.kind,
-                **{p: _pass_dict(layer.passes[p], pes) for p in PASSES},
-                "speedup_over_twin": {
-                    span: _ratio(
-                        sum(tl.passes[p].cycles for p in passes),
-                        sum(layer.passes[p].cycles for p in passes),
-                    )
-                    for span, passes in SPANS.items()
-                    for tl in [twin.layers[i]]
-                },
-            }
-            for i, layer in enumerate(d.layers)
-        ]
-    return entry
-
-
-def summarise(
-    net: NetworkResult,
-    provenance: dict,
-    density: str,
-    lookahead: dict | None = None,
-    all_layers: bool = False,
-    capture_notes: list[str] | None = None,
-) -> dict:
-    """Everything `agos simulate` reports, as plain data (the JSON output). Per-layer figures are
-    given for the requested designs (for every design with `all_layers`)."""
-    violations = mapping_bound_violations(net)
-    if violations:  # the model's own invariant: never silent, never shipped
-        raise AssertionError(f"a pass beat its mapping bound: {violations[0]}")
-    designs = {
-        name: design_dict(net, name, layers=all_layers or d.role == "design")
-        for name, d in net.designs.items()
-    }
-    first = next(iter(net.designs.values()))
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "provenance": provenance,
-        "density": density,
-        "label": provenance_label(provenance, density),
-        "requested": net.requested,
-        "equal_area": net.equal_area,
-        "vector_note": first.vector.note,
-        "capture_notes": list(capture_notes or []),
-        "designs": designs,
-        "lookahead_sensitivity": lookahead,
-        "notes": {
-            "speedup_over_twin": "over the same organisation with every skip, gate and compression off",
-            "mac_bound_speedup": "dense MACs / the MACs this design's skipping leaves (its policy)",
-            "speedup_over_best_dense_equal_area": "best dense design whose area is at most this design's "
-            "(its extra area spent on PEs or buffer, on every organisation of the run) / this design",
-            "iteration": "FWD + BWD-D + BWD-W + the vector unit's non-convolution work; backprop excludes it",
-        },
-    }
 
 
 def _x(v) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
-def print_table(summary: dict, per_layer: bool = False, console=None) -> None:
+def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> None:
+    """The table of `agos simulate`: one row per requested design, its flags and notes, the
+    lookahead sensitivity when computed and, with `per_layer`, each layer's backprop speedup."""
+    sim = analysis.simulation
     console = console or wide_console()
-    table = Table(title=f"Simulated training step — {summary['label']}", title_justify="left")
+    table = Table(title=f"Simulated training step — {analysis.label}", title_justify="left")
     cols = (
         "design", "mm²", "FWD Mc", "BWD-D Mc", "BWD-W Mc", "iter ms",
         "×bp twin", "×iter twin", "MAC bound", "×iter eq-area", "best equal-area dense",
@@ -181,46 +35,46 @@ def print_table(summary: dict, per_layer: bool = False, console=None) -> None:
             col, justify="left" if col in ("design", "best equal-area dense") else "right", no_wrap=True
         )
     flagged = []
-    for name in summary["requested"]:
-        a = summary["designs"][name]
-        c = a["cycles"]
-        s = a.get("speedup_over_twin", {})
+    for name in sim.requested:
+        a = sim.designs[name]
+        c = a.cycles
+        s, bound = a.speedup_over_twin, a.mac_bound_speedup
         table.add_row(
             name,
-            f"{a['area_mm2']:.2f}",
-            f"{c['fwd'] / 1e6:.2f}",
-            f"{c['bwd_data'] / 1e6:.2f}",
-            f"{c['bwd_weight'] / 1e6:.2f}",
-            f"{a['time_ms']['iteration']:.2f}",
-            _x(s.get("backprop")),
-            _x(s.get("iteration")),
-            _x(a.get("mac_bound_speedup", {}).get("iteration")),
-            _x(a.get("speedup_over_best_dense_equal_area")),
-            a.get("best_dense_equal_area") or "—",
-            f"{a['energy_j'] * 1e3:.2f}",
-            _x(a["energy_vs_twin"]),
-            f"{100 * (a['utilisation'] or 0):.0f}%",
-            str(len(a.get("flags", []))) if a.get("flags") else "",
+            f"{a.area_mm2:.2f}",
+            f"{c.fwd / 1e6:.2f}",
+            f"{c.bwd_data / 1e6:.2f}",
+            f"{c.bwd_weight / 1e6:.2f}",
+            f"{a.time_ms.iteration:.2f}",
+            _x(s.backprop if s else None),
+            _x(s.iteration if s else None),
+            _x(bound.iteration if bound else None),
+            _x(a.speedup_over_best_dense_equal_area),
+            a.best_dense_equal_area or "—",
+            f"{a.energy_j * 1e3:.2f}",
+            _x(a.energy_vs_twin),
+            f"{100 * (a.utilisation or 0):.0f}%",
+            str(len(a.flags)) if a.flags else "",
         )
-        flagged += [(name, f) for f in a.get("flags", [])]
+        flagged += [(name, f) for f in a.flags or []]
     console.print(table)
     console.print(
         *[
             "×: over the design's dense twin (same organisation, skipping off); MAC bound = dense MACs / the "
             "MACs its skipping leaves; eq-area: the best dense design of at most its area / it; iteration "
             "includes the vector unit's non-convolution work; Mc = million cycles. Designs: "
-            + ", ".join(f"{n} {summary['designs'][n]['sha256'][:8]}" for n in summary["requested"])
+            + ", ".join(f"{n} {sim.designs[n].sha256[:8]}" for n in sim.requested)
         ],
         markup=False,
         highlight=False,
     )
     for name, flag in flagged:
         console.print(f"  {name}: {flag}", markup=False, highlight=False)
-    if summary.get("vector_note"):
-        console.print(f"note: {summary['vector_note']}")
-    for note in summary.get("capture_notes", []):
+    if sim.vector_note:
+        console.print(f"note: {sim.vector_note}")
+    for note in analysis.capture_notes:
         console.print(f"warning: {note}", markup=False, highlight=False)
-    sens = summary.get("lookahead_sensitivity")
+    sens = sim.lookahead_sensitivity
     if sens:
         windows = list(next(iter(sens.values())))
         t = Table(
@@ -231,57 +85,58 @@ def print_table(summary: dict, per_layer: bool = False, console=None) -> None:
         for w in windows:
             t.add_column(f"L={w}", justify="right")
         for name, row in sens.items():
-            t.add_row(name, *(f"{_x(row[w]['iteration'])} ({_x(row[w]['backprop'])})" for w in windows))
+            t.add_row(name, *(f"{_x(row[w].iteration)} ({_x(row[w].backprop)})" for w in windows))
         console.print(t)
     if per_layer:
         layers = Table(title="Per-layer backprop speedup over each design's twin", title_justify="left")
         layers.add_column("layer")
-        names = summary["requested"]
+        names = sim.requested
         for name in names:
             layers.add_column(name, justify="right")
-        first = summary["designs"][names[0]]["layers"]
-        for i, layer in enumerate(first):
+        for i, layer in enumerate(sim.designs[names[0]].layers):
             layers.add_row(
-                layer["name"],
-                *(_x(summary["designs"][n]["layers"][i]["speedup_over_twin"]["backprop"]) for n in names),
+                layer.name,
+                *(_x(sim.designs[n].layers[i].speedup_over_twin.backprop) for n in names),
             )
         console.print(layers)
 
 
-def plot(summary: dict, path: Path) -> None:
+def plot(analysis: Analysis, path: Path) -> None:
+    """Per-layer iteration speedup of each skipping design over its twin, and each requested
+    design's energy per iteration by component, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = [n for n in summary["requested"] if summary["designs"][n].get("twin") not in (None, n)]
-    names = [n for n in names if "layers" in summary["designs"][n]]
+    sim = analysis.simulation
+    designs = sim.designs
+    names = [n for n in sim.requested if designs[n].twin not in (None, n)]
+    names = [n for n in names if designs[n].layers is not None]
     if not names:
-        names = summary["requested"]
-    layers = summary["designs"][names[0]]["layers"]
+        names = sim.requested
+    layers = designs[names[0]].layers
     xs = np.arange(len(layers))
     fig, (ax, ax_e) = plt.subplots(
         2, 1, figsize=(max(9, min(26, 0.25 * len(xs) + 5)), 8), gridspec_kw={"height_ratios": [3, 2]}
     )
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
-        values = [
-            layer["speedup_over_twin"]["iteration"] or 0.0 for layer in summary["designs"][name]["layers"]
-        ]
+        values = [layer.speedup_over_twin.iteration or 0.0 for layer in designs[name].layers]
         ax.bar(xs + (i - (len(names) - 1) / 2) * width, values, width, label=name)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_ylabel("per-layer speedup over the dense twin (×)")
     step = max(1, len(xs) // 40)
     ax.set_xticks(xs[::step])
-    ax.set_xticklabels([layers[i]["name"] for i in xs[::step]], rotation=90, fontsize=6)
+    ax.set_xticklabels([layers[i].name for i in xs[::step]], rotation=90, fontsize=6)
     ax.legend(fontsize=7, ncol=min(6, len(names)))
-    ax.set_title(summary["label"], fontsize=9)
+    ax.set_title(analysis.label, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    all_names = summary["requested"]
+    all_names = sim.requested
     parts = {}
     for n in all_names:
-        for k, v in summary["designs"][n]["energy_breakdown_j"].items():
+        for k, v in designs[n].energy_breakdown_j.items():
             parts.setdefault(k, {})[n] = v
     bottoms = np.zeros(len(all_names))
     for part, by in parts.items():

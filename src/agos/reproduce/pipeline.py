@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from agos.analysis.model import Analysis, DensityInfo
+from agos.analysis.simulation import simulation_of
 from agos.arch.load import DEFAULT_DESIGNS, LoadedArch, load_archs
 from agos.capture.recorder import capture_step
 from agos.capture.trace import SCHEMA_VERSION, load_trace, write_trace
@@ -28,6 +30,7 @@ from agos.fileio import json_text, write_json
 from agos.inputs.data import data_fingerprint, parse_data
 from agos.inputs.models import model_fingerprint
 from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
+from agos.inputs.provenance import provenance_label
 from agos.inputs.session import RunOptions, check_image_size, check_options, prepare, save_weights, warm_up
 from agos.inputs.training import WarmUp, plain_step
 from agos.report import bounds as bounds_report
@@ -313,7 +316,14 @@ def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: 
         dense_macs=macs,
     )
     notes = trace.manifest.notes
-    simulated = simulate_report.summarise(net, trace.provenance, label, capture_notes=notes)
+    simulated = Analysis(
+        label=provenance_label(trace.provenance, label),
+        provenance=trace.provenance,
+        trace=str(trace_dir),
+        density=DensityInfo.of(source),
+        capture_notes=notes,
+        simulation=simulation_of(net),
+    )
     layers = []
     for i, s in enumerate(net.layer_summaries):
         row = dict(s["bounds"])
@@ -325,7 +335,14 @@ def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: 
         "density_label": label,
         "sparsity": sparsity_fractions(net.layer_summaries),
         "bounds": bounds,
-        "simulate": simulated,
+        # the old summary's shape for results.py and trajectory (until they read an Analysis)
+        "simulate": {
+            "provenance": trace.provenance,
+            "density": label,
+            "label": simulated.label,
+            "capture_notes": list(notes),
+            **simulated.simulation.model_dump(mode="json"),
+        },
     }
     (out / "analysis.json").write_text(json_text(record))
     simulate_report.plot(simulated, out / "simulate.png")

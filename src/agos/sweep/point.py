@@ -99,33 +99,33 @@ def counted(blob: TraceBlob, density: str, seed: int) -> Counted:
 
 
 def figures(net, name: str) -> dict:
-    """The row figures of one design, taken from `agos simulate`'s own JSON entry."""
-    from agos.report.simulate import design_dict
+    """The row figures of one design, taken from `agos simulate`'s own entry of it."""
+    from agos.analysis.simulation import design_figures
 
-    d = design_dict(net, name, layers=False)
-    twin = design_dict(net, d["twin"], layers=False)
-    cycles = d["cycles"]
+    d = design_figures(net, name, layers=False)
+    twin = design_figures(net, d.twin, layers=False)
+    cycles = d.cycles
     return {
-        "twin": d["twin"],
-        "cycles_fwd": cycles["fwd"],
-        "cycles_bwd_data": cycles["bwd_data"],
-        "cycles_bwd_weight": cycles["bwd_weight"],
-        "cycles_backprop": cycles["backprop"],
-        "cycles_iteration": cycles["iteration"],
-        "twin_cycles_iteration": twin["cycles"]["iteration"],
-        "speedup_backprop": d["speedup_over_twin"]["backprop"],
-        "speedup_iteration": d["speedup_over_twin"]["iteration"],
-        "mac_bound_backprop": d["mac_bound_speedup"]["backprop"],
-        "best_dense_equal_area": d["best_dense_equal_area"],
-        "speedup_over_best_dense_equal_area": d["speedup_over_best_dense_equal_area"],
-        "energy_j": d["energy_j"],
-        "twin_energy_j": twin["energy_j"],
-        "energy_vs_twin": d["energy_vs_twin"],
-        "area_mm2": d["area_mm2"],
-        "time_s": cycles["iteration"] / (net.designs[name].arch.clock_ghz * 1e9),
-        "dram_bytes": d["dram_bytes"],
-        "arch_sha256": d["sha256"],
-        "flags": "; ".join(d["flags"]),
+        "twin": d.twin,
+        "cycles_fwd": cycles.fwd,
+        "cycles_bwd_data": cycles.bwd_data,
+        "cycles_bwd_weight": cycles.bwd_weight,
+        "cycles_backprop": cycles.backprop,
+        "cycles_iteration": cycles.iteration,
+        "twin_cycles_iteration": twin.cycles.iteration,
+        "speedup_backprop": d.speedup_over_twin.backprop,
+        "speedup_iteration": d.speedup_over_twin.iteration,
+        "mac_bound_backprop": d.mac_bound_speedup.backprop,
+        "best_dense_equal_area": d.best_dense_equal_area,
+        "speedup_over_best_dense_equal_area": d.speedup_over_best_dense_equal_area,
+        "energy_j": d.energy_j,
+        "twin_energy_j": twin.energy_j,
+        "energy_vs_twin": d.energy_vs_twin,
+        "area_mm2": d.area_mm2,
+        "time_s": cycles.iteration / (net.designs[name].arch.clock_ghz * 1e9),
+        "dram_bytes": d.dram_bytes,
+        "arch_sha256": d.sha256,
+        "flags": "; ".join(d.flags),
     }
 
 
@@ -155,5 +155,5 @@ def start_worker() -> None:
         import torch
 
         torch.set_num_threads(1)
-    import agos.cost.network
-    import agos.report.simulate  # noqa: F401 — imported once here, not inside the first point
+    import agos.analysis.simulation
+    import agos.cost.network  # noqa: F401 — imported once here, not inside the first point
