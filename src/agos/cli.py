@@ -352,13 +352,25 @@ def bounds(
     json_out: Annotated[Path | None, typer.Option("--json", help="write every count as JSON")] = None,
 ) -> None:
     """Exact MACs per layer and pass under each skipping policy, and the ideal speedups they bound."""
+    from agos.analysis import model
+    from agos.analysis.bounds import compute_bounds
     from agos.capture.trace import load_trace
+    from agos.density.select import resolve_density
+    from agos.inputs.provenance import provenance_label
     from agos.report import bounds as report
 
-    summary = report.summarise_trace(load_trace(trace_dir))
-    report.print_table(summary)
+    trace = load_trace(trace_dir)
+    source = resolve_density(trace, "real")
+    analysis = model.Analysis(
+        label=provenance_label(trace.provenance, source.label),
+        provenance=trace.provenance,
+        trace=str(trace.path),
+        density=model.DensityInfo.of(source),
+        bounds=compute_bounds(source.masks(trace), len(trace.layers)),
+    )
+    report.print_table(analysis)
     if json_out:
-        write_json(summary, json_out)
+        model.write(analysis, json_out)
 
 
 @app.command("gpu-bench")

@@ -9,21 +9,16 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from agos import __version__
+from agos.analysis.base import Model
+from agos.analysis.bounds import Bounds
 from agos.fileio import write_json
 
 FORMAT = "agos-analysis"
 VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
 SECTIONS = ("sparsity", "tiles", "density_mapping", "bounds", "simulation")
-
-
-class Model(BaseModel):
-    """Every results model: unknown fields refused, so a renamed field fails loudly."""
-
-    model_config = ConfigDict(extra="forbid")
+__all__ = ["Analysis", "DensityInfo", "Model"]
 
 
 class DensityInfo(Model):
@@ -47,8 +42,9 @@ class Analysis(Model):
     provenance: dict[str, Any]
     trace: str | None = None
     density: DensityInfo | None = None
-    capture_notes: list[str] = []
+    capture_notes: list[str] = []  # noqa: RUF012 (a pydantic field: copied per instance)
     # sections (SECTIONS): each command fills the ones it computes; the rest stay None
+    bounds: Bounds | None = None
 
 
 def schema() -> dict:
