@@ -12,6 +12,7 @@ from typing import Any, Literal
 from agos import __version__
 from agos.analysis.base import Model
 from agos.analysis.bounds import Bounds
+from agos.analysis.density_mapping import DensityMapping
 from agos.fileio import write_json
 
 FORMAT = "agos-analysis"
@@ -44,6 +45,7 @@ class Analysis(Model):
     density: DensityInfo | None = None
     capture_notes: list[str] = []  # noqa: RUF012 (a pydantic field: copied per instance)
     # sections (SECTIONS): each command fills the ones it computes; the rest stay None
+    density_mapping: DensityMapping | None = None
     bounds: Bounds | None = None
 
 
