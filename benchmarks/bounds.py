@@ -25,12 +25,19 @@ from common import add_trace_args, base_figures, timed, trace_and_plain_step
 def agos_bounds(trace_dir: Path) -> dict:
     from rich.console import Console
 
+    from agos.analysis.bounds import compute_bounds
+    from agos.analysis.model import Analysis
     from agos.capture.trace import load_trace
+    from agos.density.real import iter_real_masks
+    from agos.inputs.provenance import provenance_label
     from agos.report import bounds
 
-    summary = bounds.summarise_trace(load_trace(trace_dir))
-    bounds.print_table(summary, Console(file=io.StringIO(), width=200))
-    return summary
+    trace = load_trace(trace_dir)
+    section = compute_bounds(iter_real_masks(trace), len(trace.layers))
+    label = provenance_label(trace.provenance, section.density_source)
+    analysis = Analysis(label=label, provenance=trace.provenance, bounds=section)
+    bounds.print_table(analysis, Console(file=io.StringIO(), width=200))
+    return section.model_dump(mode="json")
 
 
 def counts_without_shortcuts(trace_dir: Path) -> None:

@@ -8,9 +8,9 @@ import shutil
 import pytest
 import torch
 
+from agos.analysis.bounds import compute_bounds
 from agos.capture.trace import load_trace
 from agos.density.real import iter_real_masks
-from agos.report import bounds
 from agos.workload.bruteforce import brute_force
 from agos.workload.counts import POLICIES
 from agos.workload.layer import LayerGeometry
@@ -25,12 +25,14 @@ def test_bounds_json_and_table(capsys, tmp_path, mixed_trace):
     assert code == 0, err
     assert "model total" in stdout and "Ideal speedup of the whole model" in stdout
     assert "X in BWD-W" in stdout  # the table says which operand the input policy skips in BWD-W
-    summary = json.loads(out.read_text())
+    data = json.loads(out.read_text())
+    summary = data["bounds"]
 
     trace = load_trace(mixed_trace)
     assert [layer["name"] for layer in summary["layers"]] == [layer.name for layer in trace.layers]
-    assert summary["provenance"]["model"] == "tests.models:mixed"
-    assert "real masks" in summary["label"]
+    assert data["provenance"]["model"] == "tests.models:mixed"
+    assert "real masks" in data["label"] and data["density"]["kind"] == "real"
+    assert summary["density_source"] == "real masks" and data["trace"] == str(mixed_trace)
     for item, masks in zip(summary["layers"], iter_real_masks(trace), strict=True):
         work, _ = brute_force(masks)  # every MAC visited in Python loops: shares no code with counts
         for p in PASSES:
@@ -82,11 +84,10 @@ def test_bounds_takes_any_density_source():
         )
         for i in range(2)
     ]
-    summary = bounds.summarise(iter(masks), {"model": "toy"})
-    assert summary["density_source"] == "statistical (test profile)"
-    assert "statistical (test profile)" in summary["label"]
-    assert summary["totals"]["bwd_data"]["dense"] == g.macs  # the first layer has none
-    assert len(summary["layers"]) == 2 and summary["trace"] is None
+    section = compute_bounds(iter(masks))
+    assert section.density_source == "statistical (test profile)"
+    assert section.totals.bwd_data["dense"] == g.macs  # the first layer has none
+    assert len(section.layers) == 2 and [layer.index for layer in section.layers] == [0, 1]
 
 
 def test_bad_traces_are_one_line_errors(capsys, tmp_path, mixed_trace):

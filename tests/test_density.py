@@ -368,10 +368,12 @@ def test_cli_density(published_traces, tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert code == 0 and "max-pool of features_29" in printed and "classifier.0" in printed
-    summary = json.loads(out.read_text())
+    data = json.loads(out.read_text())
+    summary = data["density_mapping"]
     assert len(summary["rows"]) == 20 and len(summary["layers"]) == 16
     assert summary["profile"]["unmatched_rows"] == [] and summary["profile"]["unmapped_activations"] == []
-    assert summary["source"] == "profile:sparsetrain:last (vgg16 checkpoint 72 of 72) (seed 0)"
+    assert data["density"]["label"] == "profile:sparsetrain:last (vgg16 checkpoint 72 of 72) (seed 0)"
+    assert data["density"]["spec"] == "profile:sparsetrain" and data["density"]["seed"] == 0
     assert summary["totals"]["x_realised"] > summary["totals"]["x_real"]  # converged beats init
 
 

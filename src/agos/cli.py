@@ -345,13 +345,25 @@ def density(
 ) -> None:
     """Statistical masks on a trace: profile row → activation → layers, and per layer the real, target
     and realised zero fractions of X, dY and dX."""
+    from agos.analysis import model
+    from agos.analysis.density_mapping import compute_density_mapping
     from agos.capture.trace import load_trace
+    from agos.density.select import resolve_density
+    from agos.inputs.provenance import provenance_label
     from agos.report import density as report
 
-    summary = report.summarise(load_trace(trace_dir), spec, seed)
-    report.print_tables(summary)
+    trace = load_trace(trace_dir)
+    source = resolve_density(trace, spec, seed)
+    analysis = model.Analysis(
+        label=provenance_label(trace.provenance, source.label),
+        provenance=trace.provenance,
+        trace=str(trace.path),
+        density=model.DensityInfo.of(source),
+        density_mapping=compute_density_mapping(trace, source),
+    )
+    report.print_tables(analysis)
     if json_out:
-        write_json(summary, json_out)
+        model.write(analysis, json_out)
 
 
 @app.command()
@@ -360,13 +372,25 @@ def bounds(
     json_out: Annotated[Path | None, typer.Option("--json", help="write every count as JSON")] = None,
 ) -> None:
     """Exact MACs per layer and pass under each skipping policy, and the ideal speedups they bound."""
+    from agos.analysis import model
+    from agos.analysis.bounds import compute_bounds
     from agos.capture.trace import load_trace
+    from agos.density.select import resolve_density
+    from agos.inputs.provenance import provenance_label
     from agos.report import bounds as report
 
-    summary = report.summarise_trace(load_trace(trace_dir))
-    report.print_table(summary)
+    trace = load_trace(trace_dir)
+    source = resolve_density(trace, "real")
+    analysis = model.Analysis(
+        label=provenance_label(trace.provenance, source.label),
+        provenance=trace.provenance,
+        trace=str(trace.path),
+        density=model.DensityInfo.of(source),
+        bounds=compute_bounds(source.masks(trace), len(trace.layers)),
+    )
+    report.print_table(analysis)
     if json_out:
-        write_json(summary, json_out)
+        model.write(analysis, json_out)
 
 
 @app.command("gpu-bench")

@@ -13,6 +13,8 @@ from pydantic import Field
 
 from agos import __version__
 from agos.analysis.base import Model
+from agos.analysis.bounds import Bounds
+from agos.analysis.density_mapping import DensityMapping
 from agos.analysis.simulation import Simulation
 from agos.fileio import write_json
 
@@ -20,6 +22,7 @@ FORMAT = "agos-analysis"
 VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
 SECTIONS = ("sparsity", "tiles", "density_mapping", "bounds", "simulation")
+__all__ = ["Analysis", "DensityInfo", "Model"]
 
 
 class DensityInfo(Model):
@@ -45,6 +48,8 @@ class Analysis(Model):
     density: DensityInfo | None = None
     capture_notes: list[str] = Field(default_factory=list)
     # sections (SECTIONS): each command fills the ones it computes; the rest stay None
+    density_mapping: DensityMapping | None = None
+    bounds: Bounds | None = None
     simulation: Simulation | None = None
 
 

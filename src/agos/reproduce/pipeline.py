@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from agos.analysis.bounds import bounds_from_layers, layer_bounds
 from agos.analysis.model import Analysis, DensityInfo
 from agos.analysis.simulation import simulation_of
 from agos.arch.load import DEFAULT_DESIGNS, LoadedArch, load_archs
@@ -33,7 +34,6 @@ from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
 from agos.inputs.provenance import provenance_label
 from agos.inputs.session import RunOptions, check_image_size, check_options, prepare, save_weights, warm_up
 from agos.inputs.training import WarmUp, plain_step
-from agos.report import bounds as bounds_report
 from agos.report import simulate as simulate_report
 from agos.report import sparsity as sparsity_report
 from agos.report import tiles as tiles_report
@@ -272,7 +272,7 @@ def layer_summary(masks: LayerMasks, work: LayerWork) -> dict:
     zero counts of its masks (module-level, so simulation workers can compute it)."""
     g = masks.geometry
     return {
-        "bounds": bounds_report.layer_bounds(0, work),
+        "bounds": layer_bounds(0, work),
         "macs": g.macs,
         "x_numel": g.x_numel,
         "y_numel": g.y_numel,
@@ -324,12 +324,8 @@ def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: 
         capture_notes=notes,
         simulation=simulation_of(net),
     )
-    layers = []
-    for i, s in enumerate(net.layer_summaries):
-        row = dict(s["bounds"])
-        row["index"] = i
-        layers.append(row)
-    bounds = bounds_report.summarise_layers(layers, {label}, trace.provenance, str(trace_dir))
+    layers = [s["bounds"].model_copy(update={"index": i}) for i, s in enumerate(net.layer_summaries)]
+    bounds = bounds_from_layers(layers, {label}).model_dump(mode="json")
     record = {
         "density": density,
         "density_label": label,
