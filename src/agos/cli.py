@@ -11,7 +11,6 @@ import typer
 from typer.exceptions import Abort, Exit, TyperException
 
 from agos.errors import AgosError
-from agos.fileio import write_json
 
 app = typer.Typer(
     add_completion=False,
@@ -140,7 +139,10 @@ def sparsity(
     seed: Annotated[int, typer.Option("--seed", help="with --tiles: seed of statistical masks")] = 0,
 ) -> None:
     """Per-layer sparsity of a trace: X, dY, skippable dX, and the forward/backward correlation."""
+    from agos.analysis import model as analysis_model
+    from agos.analysis.sparsity import compute_sparsity
     from agos.capture.trace import load_trace
+    from agos.inputs.provenance import provenance_label
     from agos.report import sparsity as report
 
     if tiles:
@@ -148,28 +150,45 @@ def sparsity(
         return
     if density != "real":
         raise AgosError("--density applies to --tiles only (agos density shows statistical masks)")
-    summary = report.summarise(load_trace(trace_dir))
-    report.print_table(summary)
+    trace = load_trace(trace_dir)
+    analysis = analysis_model.Analysis(
+        label=provenance_label(trace.provenance),
+        provenance=trace.provenance,
+        trace=str(trace.path),
+        sparsity=compute_sparsity(trace),
+    )
+    report.print_table(analysis)
     if json_out:
-        write_json(summary, json_out)
+        analysis_model.write(analysis, json_out)
     if csv_out:
-        report.write_csv(summary, csv_out)
+        report.write_csv(analysis, csv_out)
     if plot_out:
-        report.plot(summary, plot_out)
+        report.plot(analysis, plot_out)
 
 
 def _tiles(trace_dir: Path, density: str, seed: int, json_out, csv_out, plot_out) -> None:
+    from agos.analysis import model as analysis_model
+    from agos.analysis.tiles import compute_tiles
     from agos.capture.trace import load_trace
-    from agos.density.select import parse_density
+    from agos.density.select import parse_density, resolve_density
+    from agos.inputs.provenance import provenance_label
     from agos.report import tiles as report
 
     if csv_out or plot_out:
         raise AgosError("--tiles writes JSON only (--json)")
     parse_density(density)  # a bad spec is refused before the trace is read
-    summary = report.summarise(load_trace(trace_dir), density, seed)
-    report.print_table(summary)
+    trace = load_trace(trace_dir)
+    source = resolve_density(trace, density, seed)
+    analysis = analysis_model.Analysis(
+        label=provenance_label(trace.provenance, source.label),
+        provenance=trace.provenance,
+        trace=str(trace.path),
+        density=analysis_model.DensityInfo.of(source),
+        tiles=compute_tiles(trace, source),
+    )
+    report.print_table(analysis)
     if json_out:
-        write_json(summary, json_out)
+        analysis_model.write(analysis, json_out)
 
 
 arch_app = typer.Typer(

@@ -16,6 +16,8 @@ from agos.analysis.base import Model
 from agos.analysis.bounds import Bounds
 from agos.analysis.density_mapping import DensityMapping
 from agos.analysis.simulation import Simulation
+from agos.analysis.sparsity import Sparsity
+from agos.analysis.tiles import Tiles
 from agos.fileio import write_json
 
 FORMAT = "agos-analysis"
@@ -48,6 +50,8 @@ class Analysis(Model):
     density: DensityInfo | None = None
     capture_notes: list[str] = Field(default_factory=list)
     # sections (SECTIONS): each command fills the ones it computes; the rest stay None
+    sparsity: Sparsity | None = None
+    tiles: Tiles | None = None
     density_mapping: DensityMapping | None = None
     bounds: Bounds | None = None
     simulation: Simulation | None = None

@@ -36,7 +36,7 @@ from agos.errors import AgosError
 from agos.fileio import atomic_file
 from agos.gpu import bwd_data_kernel as kern
 from agos.gpu import training_bench as gpu_bench
-from agos.report.sparsity import wide_console
+from agos.report.format import wide_console
 from agos.workload.masks import LayerMasks
 
 NO_GPU = "no CUDA GPU here: gpu-bench --bwd-data times kernels on a local NVIDIA GPU; nothing was measured"

@@ -473,7 +473,7 @@ def run_bench(
 
 
 def print_table(rows: list[GpuAnchor]) -> None:
-    from agos.report.sparsity import wide_console
+    from agos.report.format import wide_console
 
     first = rows[0]
     title = (

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from agos.report.sparsity import wide_console
+from agos.report.format import wide_console
 from agos.workload.passes import LABELS, PASSES, SPANS
 
 if TYPE_CHECKING:

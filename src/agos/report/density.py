@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from agos.report.sparsity import _macs, _pct, wide_console
+from agos.report.format import macs as _macs
+from agos.report.format import pct as _pct
+from agos.report.format import wide_console
 
 if TYPE_CHECKING:
     from agos.analysis.model import Analysis

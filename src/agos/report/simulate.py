@@ -12,7 +12,7 @@ from rich.table import Table
 
 from agos.analysis.model import Analysis
 from agos.fileio import atomic_file
-from agos.report.sparsity import wide_console
+from agos.report.format import wide_console
 
 
 def _x(v) -> str:

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import torch
 
+from agos.analysis import model as analysis_model
 from agos.analysis.bounds import bounds_from_layers, layer_bounds
 from agos.analysis.model import Analysis, DensityInfo
 from agos.analysis.simulation import simulation_of
+from agos.analysis.sparsity import compute_sparsity
+from agos.analysis.tiles import compute_tiles
 from agos.arch.load import DEFAULT_DESIGNS, LoadedArch, load_archs
 from agos.capture.recorder import capture_step
 from agos.capture.trace import SCHEMA_VERSION, load_trace, write_trace
@@ -27,7 +30,7 @@ from agos.density.profiles import published_info
 from agos.density.select import resolve_density
 from agos.engine.check import check_batch
 from agos.errors import AgosError
-from agos.fileio import json_text, write_json
+from agos.fileio import json_text
 from agos.inputs.data import data_fingerprint, parse_data
 from agos.inputs.models import model_fingerprint
 from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
@@ -36,7 +39,6 @@ from agos.inputs.session import RunOptions, check_image_size, check_options, pre
 from agos.inputs.training import WarmUp, plain_step
 from agos.report import simulate as simulate_report
 from agos.report import sparsity as sparsity_report
-from agos.report import tiles as tiles_report
 from agos.reproduce.stages import StageCache
 from agos.workload.counts import LayerWork
 from agos.workload.masks import LayerMasks
@@ -299,6 +301,9 @@ def sparsity_fractions(summaries: list[dict]) -> dict:
     }
 
 
+TILE_TOTALS_SHOWN = ("tiles", "empty_tiles", "empty_fraction", "work_skipped_fraction")  # in results.json
+
+
 def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: Path) -> dict:
     """Counts and simulation of one trace under one density, written into `out` (analysis.json and
     its plots; for real masks also the sparsity summary): the shared analysis of reproduce and
@@ -343,20 +348,33 @@ def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: 
     (out / "analysis.json").write_text(json_text(record))
     simulate_report.plot(simulated, out / "simulate.png")
     if density == "real" or density.endswith(":last"):  # real masks and the converged profile
-        tiles = tiles_report.summarise(trace, density, seed)
-        write_json(tiles, out / "tiles.json")
+        tiles = compute_tiles(trace, source)
+        analysis_model.write(
+            Analysis(
+                label=provenance_label(trace.provenance, label),
+                provenance=trace.provenance,
+                trace=str(trace.path),
+                density=DensityInfo.of(source),
+                tiles=tiles,
+            ),
+            out / "tiles.json",
+        )
         record["tiles"] = {
-            "element_skip_fraction": tiles["element_skip_fraction"],
-            "statistical": tiles["statistical"],
+            "element_skip_fraction": tiles.element_skip_fraction,
+            "statistical": tiles.statistical,
             "shapes": {
-                name: {k: t[k] for k in ("tiles", "empty_tiles", "empty_fraction", "work_skipped_fraction")}
-                for name, t in tiles["totals"].items()
+                name: {k: getattr(t, k) for k in TILE_TOTALS_SHOWN} for name, t in tiles.totals.items()
             },
         }
         (out / "analysis.json").write_text(json_text(record))
     if density == "real":
-        summary = sparsity_report.summarise(trace)
-        (out / "sparsity.json").write_text(json_text(summary))
+        summary = Analysis(
+            label=provenance_label(trace.provenance),
+            provenance=trace.provenance,
+            trace=str(trace.path),
+            sparsity=compute_sparsity(trace),
+        )
+        analysis_model.write(summary, out / "sparsity.json")
         sparsity_report.plot(summary, out / "sparsity.png")
         sparsity_report.plot_correlation(summary, out / "correlation.png")
     return record
