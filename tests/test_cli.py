@@ -164,7 +164,7 @@ def test_trace_and_sparsity_end_to_end(capsys, tmp_path):
     )
     assert code == 0, err
     assert "dX skip" in stdout and "mixed" in stdout
-    summary = json.loads(files["json"].read_text())
+    summary = json.loads(files["json"].read_text())["sparsity"]
     for layer in summary["layers"]:
         assert layer["kind"] in ("conv", "linear")
         for key in ("x_zero_frac", "dy_zero_frac", "dx_skip_frac"):

@@ -149,7 +149,9 @@ def test_cli_tiles_table_and_json(resnet18_trace, tmp_path, capsys):
     code, stdout, err = run_cli(capsys, "sparsity", str(resnet18_trace), "--tiles", "--json", str(out))
     assert code == 0, err
     assert "All-masked dX tiles" in stdout and "resnet18" in stdout and "real masks" in stdout
-    summary = json.loads(out.read_text())
+    data = json.loads(out.read_text())
+    assert data["density"] == {"spec": "real", "kind": "real", "seed": 0, "label": "real masks"}
+    summary = data["tiles"]
     assert summary["density_source"] == "real masks"
     assert set(summary["totals"]) == {s.name for s in TILE_SHAPES}
     first = summary["layers"][0]  # resnet18's conv1 runs no BWD-D: layer1.0.conv1 comes first
