@@ -35,12 +35,12 @@ def simulated(request, mixed_trace, tmp_path_factory):
     return mixed_trace, json.loads(out.read_text())
 
 
-def test_the_json_is_an_analysis_with_only_the_simulation_section(simulated):
+def test_the_json_is_an_analysis_with_the_simulation_and_its_counts(simulated):
     trace_dir, data = simulated
     analysis = Analysis.model_validate(data)
     assert model.dump(analysis) == data  # round-trips: nothing dropped, nothing added
     assert data["format"] == "agos-analysis" and data["trace"] == str(trace_dir)
-    assert {name for name in model.SECTIONS if name in data} == {"simulation"}
+    assert {name for name in model.SECTIONS if name in data} == {"realised", "bounds", "simulation"}
     sim = analysis.simulation
     assert sim.requested == ["input-skip@systolic", "agos@rows"]
     assert set(sim.lookahead_sensitivity) == set(sim.requested)

@@ -140,9 +140,9 @@ def sparsity(
 ) -> None:
     """Per-layer sparsity of a trace: X, dY, skippable dX, and the forward/backward correlation."""
     from agos.analysis import model as analysis_model
-    from agos.analysis.sparsity import compute_sparsity
+    from agos.analysis.analyse import analyse
     from agos.capture.trace import load_trace
-    from agos.inputs.provenance import provenance_label
+    from agos.density.select import resolve_density
     from agos.report import sparsity as report
 
     if tiles:
@@ -151,12 +151,7 @@ def sparsity(
     if density != "real":
         raise AgosError("--density applies to --tiles only (agos density shows statistical masks)")
     trace = load_trace(trace_dir)
-    analysis = analysis_model.Analysis(
-        label=provenance_label(trace.provenance),
-        provenance=trace.provenance,
-        trace=str(trace.path),
-        sparsity=compute_sparsity(trace),
-    )
+    analysis = analyse(trace, resolve_density(trace, "real"), ["sparsity"])
     report.print_table(analysis)
     if json_out:
         analysis_model.write(analysis, json_out)
@@ -168,24 +163,16 @@ def sparsity(
 
 def _tiles(trace_dir: Path, density: str, seed: int, json_out, csv_out, plot_out) -> None:
     from agos.analysis import model as analysis_model
-    from agos.analysis.tiles import compute_tiles
+    from agos.analysis.analyse import analyse
     from agos.capture.trace import load_trace
     from agos.density.select import parse_density, resolve_density
-    from agos.inputs.provenance import provenance_label
     from agos.report import tiles as report
 
     if csv_out or plot_out:
         raise AgosError("--tiles writes JSON only (--json)")
     parse_density(density)  # a bad spec is refused before the trace is read
     trace = load_trace(trace_dir)
-    source = resolve_density(trace, density, seed)
-    analysis = analysis_model.Analysis(
-        label=provenance_label(trace.provenance, source.label),
-        provenance=trace.provenance,
-        trace=str(trace.path),
-        density=analysis_model.DensityInfo.of(source),
-        tiles=compute_tiles(trace, source),
-    )
+    analysis = analyse(trace, resolve_density(trace, density, seed), ["tiles"])
     report.print_table(analysis)
     if json_out:
         analysis_model.write(analysis, json_out)
@@ -285,43 +272,20 @@ def simulate(
     """Cycles, area, energy and speedups of each design (over its dense twin and the best dense
     design of equal area) on a trace's layers."""
     from agos.analysis import model
-    from agos.analysis.simulation import simulation_of
+    from agos.analysis.analyse import analyse
     from agos.arch.load import load_archs
     from agos.capture.trace import load_trace
-    from agos.cost.network import MaskSource, lookahead_sensitivity, simulate_network
     from agos.density.select import resolve_density
-    from agos.inputs.provenance import provenance_label
     from agos.report import simulate as report
 
     if workers is not None and not 1 <= workers <= 64:
         raise AgosError(f"--workers must be between 1 and 64, got {workers}")
     windows = _windows(lookahead) if lookahead is not None else None
-    loaded_trace = load_trace(trace_dir)
+    trace = load_trace(trace_dir)
     designs = load_archs(arch)
-    resolved = resolve_density(loaded_trace, density, seed)  # checks the density spec before any work
-    source = MaskSource.resolved_from(loaded_trace, resolved)
-    macs = 3 * sum(layer.macs for layer in loaded_trace.layers)
-    net = simulate_network(
-        source,
-        designs,
-        loaded_trace.manifest,
-        count=len(loaded_trace.layers),
-        workers=workers,
-        dense_macs=macs,
-    )
-    sensitivity = None
-    if windows is not None:
-        sensitivity = lookahead_sensitivity(
-            lambda: resolved.masks(loaded_trace), designs, loaded_trace.manifest, windows
-        )
-    analysis = model.Analysis(
-        label=provenance_label(loaded_trace.provenance, resolved.label),
-        provenance=loaded_trace.provenance,
-        trace=str(loaded_trace.path),
-        density=model.DensityInfo.of(resolved),
-        capture_notes=loaded_trace.manifest.notes,
-        simulation=simulation_of(net, sensitivity),
-    )
+    source = resolve_density(trace, density, seed)  # checks the density spec before any work
+    sections = ["realised", "bounds", "simulation"]  # the counts come out of the simulation's pass
+    analysis = analyse(trace, source, sections, designs, workers=workers, lookahead=windows)
     report.print_table(analysis, per_layer=per_layer)
     if json_out:
         model.write(analysis, json_out)
@@ -365,21 +329,13 @@ def density(
     """Statistical masks on a trace: profile row → activation → layers, and per layer the real, target
     and realised zero fractions of X, dY and dX."""
     from agos.analysis import model
-    from agos.analysis.density_mapping import compute_density_mapping
+    from agos.analysis.analyse import analyse
     from agos.capture.trace import load_trace
     from agos.density.select import resolve_density
-    from agos.inputs.provenance import provenance_label
     from agos.report import density as report
 
     trace = load_trace(trace_dir)
-    source = resolve_density(trace, spec, seed)
-    analysis = model.Analysis(
-        label=provenance_label(trace.provenance, source.label),
-        provenance=trace.provenance,
-        trace=str(trace.path),
-        density=model.DensityInfo.of(source),
-        density_mapping=compute_density_mapping(trace, source),
-    )
+    analysis = analyse(trace, resolve_density(trace, spec, seed), ["density_mapping"])
     report.print_tables(analysis)
     if json_out:
         model.write(analysis, json_out)
@@ -392,21 +348,13 @@ def bounds(
 ) -> None:
     """Exact MACs per layer and pass under each skipping policy, and the ideal speedups they bound."""
     from agos.analysis import model
-    from agos.analysis.bounds import compute_bounds
+    from agos.analysis.analyse import analyse
     from agos.capture.trace import load_trace
     from agos.density.select import resolve_density
-    from agos.inputs.provenance import provenance_label
     from agos.report import bounds as report
 
     trace = load_trace(trace_dir)
-    source = resolve_density(trace, "real")
-    analysis = model.Analysis(
-        label=provenance_label(trace.provenance, source.label),
-        provenance=trace.provenance,
-        trace=str(trace.path),
-        density=model.DensityInfo.of(source),
-        bounds=compute_bounds(source.masks(trace), len(trace.layers)),
-    )
+    analysis = analyse(trace, resolve_density(trace, "real"), ["realised", "bounds"])
     report.print_table(analysis)
     if json_out:
         model.write(analysis, json_out)

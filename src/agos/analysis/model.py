@@ -15,6 +15,7 @@ from agos import __version__
 from agos.analysis.base import Model
 from agos.analysis.bounds import Bounds
 from agos.analysis.density_mapping import DensityMapping
+from agos.analysis.realised import Realised
 from agos.analysis.simulation import Simulation
 from agos.analysis.sparsity import Sparsity
 from agos.analysis.tiles import Tiles
@@ -23,7 +24,7 @@ from agos.fileio import write_json
 FORMAT = "agos-analysis"
 VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
-SECTIONS = ("sparsity", "tiles", "density_mapping", "bounds", "simulation")
+SECTIONS = ("sparsity", "tiles", "density_mapping", "realised", "bounds", "simulation")
 __all__ = ["Analysis", "DensityInfo", "Model"]
 
 
@@ -53,6 +54,7 @@ class Analysis(Model):
     sparsity: Sparsity | None = None
     tiles: Tiles | None = None
     density_mapping: DensityMapping | None = None
+    realised: Realised | None = None
     bounds: Bounds | None = None
     simulation: Simulation | None = None
 

@@ -16,16 +16,12 @@ from pathlib import Path
 import torch
 
 from agos.analysis import model as analysis_model
-from agos.analysis.bounds import bounds_from_layers, layer_bounds
-from agos.analysis.model import Analysis, DensityInfo
-from agos.analysis.simulation import simulation_of
-from agos.analysis.sparsity import compute_sparsity
-from agos.analysis.tiles import compute_tiles
+from agos.analysis.analyse import analyse
+from agos.analysis.model import Analysis
 from agos.arch.load import DEFAULT_DESIGNS, LoadedArch, load_archs
 from agos.capture.recorder import capture_step
 from agos.capture.trace import SCHEMA_VERSION, load_trace, write_trace
 from agos.capture.verify import compare_gradients, masked_step_gradients
-from agos.cost.network import MaskSource, simulate_network
 from agos.density.profiles import published_info
 from agos.density.select import resolve_density
 from agos.engine.check import check_batch
@@ -34,14 +30,11 @@ from agos.fileio import json_text
 from agos.inputs.data import data_fingerprint, parse_data
 from agos.inputs.models import model_fingerprint
 from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
-from agos.inputs.provenance import provenance_label
 from agos.inputs.session import RunOptions, check_image_size, check_options, prepare, save_weights, warm_up
 from agos.inputs.training import WarmUp, plain_step
 from agos.report import simulate as simulate_report
 from agos.report import sparsity as sparsity_report
 from agos.reproduce.stages import StageCache
-from agos.workload.counts import LayerWork
-from agos.workload.masks import LayerMasks
 
 DEFAULT_MODELS = ("alexnet", "vgg16", "resnet18", "resnet50", "googlenet", "mobilenet_v2")
 FULL = {"batch_size": 32, "image_size": 224, "check_images": 4}
@@ -269,118 +262,36 @@ def trace_and_verify(
 # -- stage 3: counts and simulation under one density ----------------------------------------
 
 
-def layer_summary(masks: LayerMasks, work: LayerWork) -> dict:
-    """What the report needs of one layer besides its simulation: exact MACs per policy and the
-    zero counts of its masks (module-level, so simulation workers can compute it)."""
-    g = masks.geometry
-    return {
-        "bounds": layer_bounds(0, work),
-        "macs": g.macs,
-        "x_numel": g.x_numel,
-        "y_numel": g.y_numel,
-        "x_count": masks.x_count,
-        "dy_count": masks.dy_count,
-        "dx_count": masks.dx_count if masks.needs_bwd_data else None,
-    }
-
-
-def sparsity_fractions(summaries: list[dict]) -> dict:
-    """MAC-weighted zero fractions of the masks a simulation ran on (real or statistical)."""
-    sums = {"x": 0.0, "dy": 0.0, "dx": 0.0}
-    weights = {"x": 0, "dy": 0, "dx": 0}
-    for s in summaries:
-        for key, zero in (("x", 1 - s["x_count"] / s["x_numel"]), ("dy", 1 - s["dy_count"] / s["y_numel"])):
-            sums[key] += zero * s["macs"]
-            weights[key] += s["macs"]
-        if s["dx_count"] is not None:
-            sums["dx"] += (1 - s["dx_count"] / s["x_numel"]) * s["macs"]
-            weights["dx"] += s["macs"]
-    return {
-        f"{k}_zero_frac" if k != "dx" else "dx_skip_frac": (sums[k] / weights[k] if weights[k] else 0.0)
-        for k in sums
-    }
-
-
-TILE_TOTALS_SHOWN = ("tiles", "empty_tiles", "empty_fraction", "work_skipped_fraction")  # in results.json
-
-
-def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: Path) -> dict:
-    """Counts and simulation of one trace under one density, written into `out` (analysis.json and
-    its plots; for real masks also the sparsity summary): the shared analysis of reproduce and
-    trajectory."""
-    trace = load_trace(trace_dir)
-    source = resolve_density(trace, density, seed)
-    label = source.label
-    macs = 3 * sum(layer.macs for layer in trace.layers)
-    net = simulate_network(
-        MaskSource.resolved_from(trace, source),
-        designs,
-        trace.manifest,
-        count=len(trace.layers),
-        summarise=layer_summary,
-        dense_macs=macs,
-    )
-    notes = trace.manifest.notes
-    simulated = Analysis(
-        label=provenance_label(trace.provenance, label),
-        provenance=trace.provenance,
-        trace=str(trace_dir),
-        density=DensityInfo.of(source),
-        capture_notes=notes,
-        simulation=simulation_of(net),
-    )
-    layers = [s["bounds"].model_copy(update={"index": i}) for i, s in enumerate(net.layer_summaries)]
-    bounds = bounds_from_layers(layers, {label}).model_dump(mode="json")
-    record = {
-        "density": density,
-        "density_label": label,
-        "sparsity": sparsity_fractions(net.layer_summaries),
-        "bounds": bounds,
-        # the old summary's shape for results.py and trajectory (until they read an Analysis)
-        "simulate": {
-            "provenance": trace.provenance,
-            "density": label,
-            "label": simulated.label,
-            "capture_notes": list(notes),
-            **simulated.simulation.model_dump(mode="json"),
-        },
-    }
-    (out / "analysis.json").write_text(json_text(record))
-    simulate_report.plot(simulated, out / "simulate.png")
-    if density == "real" or density.endswith(":last"):  # real masks and the converged profile
-        tiles = compute_tiles(trace, source)
-        analysis_model.write(
-            Analysis(
-                label=provenance_label(trace.provenance, label),
-                provenance=trace.provenance,
-                trace=str(trace.path),
-                density=DensityInfo.of(source),
-                tiles=tiles,
-            ),
-            out / "tiles.json",
-        )
-        record["tiles"] = {
-            "element_skip_fraction": tiles.element_skip_fraction,
-            "statistical": tiles.statistical,
-            "shapes": {
-                name: {k: getattr(t, k) for k in TILE_TOTALS_SHOWN} for name, t in tiles.totals.items()
-            },
-        }
-        (out / "analysis.json").write_text(json_text(record))
+def sections_for(density: str) -> list[str]:
+    """What the analysis stage computes: counts and simulation always; tiles for real masks and the
+    converged profile; the trace's own sparsity for real masks."""
+    out = ["realised", "bounds", "simulation"]
+    if density == "real" or density.endswith(":last"):
+        out.append("tiles")
     if density == "real":
-        summary = Analysis(
-            label=provenance_label(trace.provenance),
-            provenance=trace.provenance,
-            trace=str(trace.path),
-            sparsity=compute_sparsity(trace),
-        )
-        analysis_model.write(summary, out / "sparsity.json")
-        sparsity_report.plot(summary, out / "sparsity.png")
-        sparsity_report.plot_correlation(summary, out / "correlation.png")
-    return record
+        out.append("sparsity")
+    return out
 
 
-def analyse(
+def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: Path) -> Analysis:
+    """The shared analysis of reproduce and trajectory: one `Analysis` of a trace under one density,
+    written into `out` as analysis.json (its dump), with its plots."""
+    trace = load_trace(trace_dir)
+    analysis = analyse(trace, resolve_density(trace, density, seed), sections_for(density), designs)
+    analysis_model.write(analysis, out / "analysis.json")
+    simulate_report.plot(analysis, out / "simulate.png")
+    if analysis.sparsity is not None:
+        sparsity_report.plot(analysis, out / "sparsity.png")
+        sparsity_report.plot_correlation(analysis, out / "correlation.png")
+    return analysis
+
+
+def read_analysis(stage: Path) -> Analysis:
+    """The analysis a stage wrote (validated: a stage of another format is refused by its key)."""
+    return analysis_model.load(stage / "analysis.json")
+
+
+def analysis_stage(
     model: str,
     trace_dir: Path,
     t_key: str,
@@ -395,7 +306,7 @@ def analyse(
         "density": density,
         "seed": settings.seed,
         "archs": {d.name: d.sha256 for d in designs},
-        "tiles": 1,  # the analysis also holds the tile statistics (a cached older analysis lacks them)
+        "analysis": f"{analysis_model.FORMAT}/{analysis_model.VERSION}",  # what analysis.json holds
     }
     key = cache.key("analysis", inputs)
     _stage(console, model, f"counts and simulation, {density}", cache.done(key))
@@ -434,7 +345,7 @@ def run_model(
     start = time.perf_counter()
     trace_dir, verify, t_key, keys = trace_and_verify(model, settings, cache, console)
     analyses = {
-        d: analyse(model, trace_dir, t_key, d, designs, settings, cache, console)
+        d: analysis_stage(model, trace_dir, t_key, d, designs, settings, cache, console)
         for d in (densities or densities_for(model))
     }
     compute = sum(cache.seconds(k) for k in keys) + sum(cache.seconds(p.name) for p in analyses.values())

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 
 from agos import __version__
+from agos.analysis.model import Analysis
 from agos.inputs.provenance import provenance_label
 from agos.report.gpu import anchor_for, compare_per_image
-from agos.reproduce.pipeline import ModelOutcome, Settings
+from agos.reproduce.pipeline import ModelOutcome, Settings, read_analysis
 
 DESIGN_FIELDS = (
     "organisation",
@@ -55,34 +56,44 @@ SEED_FIGURES = {
 }
 
 
-def _density_entry(analysis: dict) -> dict:
-    sim = analysis["simulate"]
+TILE_TOTALS_SHOWN = ("tiles", "empty_tiles", "empty_fraction", "work_skipped_fraction")
+
+
+def _density_entry(analysis: Analysis) -> dict:
+    """The figures of one density the report shows, read from its typed analysis."""
+    sim = analysis.simulation
     designs = {}
-    for name in sim["requested"]:
-        d = sim["designs"][name]
-        entry = {k: d.get(k) for k in DESIGN_FIELDS}
-        best = d.get("best_dense_equal_area")
-        if best is not None:
-            b = sim["designs"][best]
+    for name in sim.requested:
+        d = sim.designs[name]
+        entry = d.model_dump(mode="json", include=set(DESIGN_FIELDS))
+        if d.best_dense_equal_area is not None:
+            b = sim.designs[d.best_dense_equal_area]
             entry["best_dense_equal_area_detail"] = {
-                "area_mm2": b["area_mm2"],
-                "pe_array": b["pe_array"],
-                "global_buffer_bytes": b["global_buffer_bytes"],
-                "iteration_ms": b["time_ms"]["iteration"],
+                "area_mm2": b.area_mm2,
+                "pe_array": list(b.pe_array),
+                "global_buffer_bytes": b.global_buffer_bytes,
+                "iteration_ms": b.time_ms.iteration,
             }
         designs[name] = entry
+    tiles = analysis.tiles
     return {
-        "density": analysis["density"],
-        "density_label": analysis["density_label"],
-        "label": sim["label"],
-        "sparsity": analysis["sparsity"],
-        "ideal_bounds": analysis["bounds"]["speedups"],
+        "density": analysis.density.spec,
+        "density_label": analysis.density.label,
+        "label": analysis.label,
+        "sparsity": analysis.realised.model_dump(mode="json", exclude={"weighting"}),
+        "ideal_bounds": {k: v.model_dump(mode="json") for k, v in analysis.bounds.speedups.items()},
         "designs": designs,
-        "vector_note": sim.get("vector_note"),
-        "tiles": analysis.get("tiles"),
-        "dense_macs_per_iteration": sum(
-            analysis["bounds"]["totals"][p]["dense"] for p in ("fwd", "bwd_data", "bwd_weight")
-        ),
+        "vector_note": sim.vector_note,
+        "tiles": None
+        if tiles is None
+        else {
+            "element_skip_fraction": tiles.element_skip_fraction,
+            "statistical": tiles.statistical,
+            "shapes": {
+                name: {k: getattr(t, k) for k in TILE_TOTALS_SHOWN} for name, t in tiles.totals.items()
+            },
+        },
+        "dense_macs_per_iteration": analysis.bounds.totals.span("iteration")["dense"],
     }
 
 
@@ -104,9 +115,9 @@ def _gpu(model: str, entry: dict, batch: int, precisions: dict[str, str]) -> dic
 
 
 def model_results(outcome: ModelOutcome) -> dict:
-    analyses = {d: json.loads((path / "analysis.json").read_text()) for d, path in outcome.analyses.items()}
+    analyses = {d: read_analysis(path) for d, path in outcome.analyses.items()}
     real = _density_entry(analyses["real"])
-    provenance = analyses["real"]["simulate"]["provenance"]
+    provenance = analyses["real"].provenance
     precisions = {n: d["precision"] for n, d in real["designs"].items()}
     return {
         "provenance": provenance,

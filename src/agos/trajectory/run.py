@@ -17,6 +17,8 @@ from pathlib import Path
 from rich.console import Console
 
 from agos import __version__
+from agos.analysis import model as analysis_model
+from agos.analysis.model import Analysis
 from agos.arch.load import load_archs
 from agos.capture.recorder import capture_step
 from agos.capture.trace import SCHEMA_VERSION, write_trace
@@ -26,7 +28,7 @@ from agos.inputs.data import data_fingerprint, parse_data
 from agos.inputs.models import model_fingerprint
 from agos.inputs.session import RunOptions, check_image_size, check_options, prepare
 from agos.inputs.training import WarmUp
-from agos.reproduce.pipeline import analyse_trace, soundness_record
+from agos.reproduce.pipeline import analyse_trace, read_analysis, soundness_record
 from agos.reproduce.stages import StageCache
 from agos.trajectory.checkpoints import Checkpoint, resolve_checkpoints, snapshot_steps, train_with_snapshots
 
@@ -122,7 +124,12 @@ def _point(
         write_json({"soundness": soundness, "notes": capture.notes}, out / "verify.json")
 
     trace_stage = cache.build(t_key, t_inputs, make_trace)
-    a_inputs = {"trace": t_key, "seed": s.seed, "archs": {d.name: d.sha256 for d in designs}}
+    a_inputs = {
+        "trace": t_key,
+        "seed": s.seed,
+        "archs": {d.name: d.sha256 for d in designs},
+        "analysis": f"{analysis_model.FORMAT}/{analysis_model.VERSION}",
+    }
     a_key = cache.key("point-analysis", a_inputs)
     console.print(
         f"[bold]step {ckpt.step}[/bold] · counts and simulation"
@@ -131,28 +138,31 @@ def _point(
     analysis_stage = cache.build(
         a_key, a_inputs, lambda out: analyse_trace(trace_stage / "trace", "real", designs, s.seed, out)
     )
-    analysis = json.loads((analysis_stage / "analysis.json").read_text())
+    analysis = read_analysis(analysis_stage)
     verify = json.loads((trace_stage / "verify.json").read_text())
     manifest = json.loads((trace_stage / "trace" / "manifest.json").read_text())
     return _record(ckpt, analysis, verify, manifest, trace_stage, cache.seconds(t_key) + cache.seconds(a_key))
 
 
 def _record(
-    ckpt: Checkpoint, analysis: dict, verify: dict, manifest: dict, stage: Path, seconds: float
+    ckpt: Checkpoint, analysis: Analysis, verify: dict, manifest: dict, stage: Path, seconds: float
 ) -> dict:
-    sim = analysis["simulate"]
+    sim = analysis.simulation
     designs = {}
-    for name in sim["requested"]:
-        d = sim["designs"][name]
-        if d["preset"] == "dense":
+    for name in sim.requested:
+        d = sim.designs[name]
+        if d.preset == "dense":
             continue
-        designs[name] = {
-            "twin": d["twin"],
-            "speedup_over_twin": d["speedup_over_twin"],
-            "mac_bound_speedup": d["mac_bound_speedup"],
-            "energy_vs_twin": d["energy_vs_twin"],
-            "speedup_over_best_dense_equal_area": d.get("speedup_over_best_dense_equal_area"),
-        }
+        designs[name] = d.model_dump(
+            mode="json",
+            include={
+                "twin",
+                "speedup_over_twin",
+                "mac_bound_speedup",
+                "energy_vs_twin",
+                "speedup_over_best_dense_equal_area",
+            },
+        )
     soundness = verify["soundness"]
     return {
         "step": ckpt.step,
@@ -160,13 +170,13 @@ def _record(
         "checkpoint": str(ckpt.path),
         "sha256": ckpt.sha256,
         "loss": manifest["loss"],
-        "sparsity": analysis["sparsity"],
-        "mac_bounds": analysis["bounds"]["speedups"],
+        "sparsity": analysis.realised.model_dump(mode="json", exclude={"weighting"}),
+        "mac_bounds": {k: v.model_dump(mode="json") for k, v in analysis.bounds.speedups.items()},
         "designs": designs,
         "lossless": None if soundness is None else soundness["bit_identical"],
         "notes": verify["notes"],
         "trace": str(stage / "trace"),
-        "label": sim["label"],
+        "label": analysis.label,
         "compute_seconds": seconds,
     }
 
