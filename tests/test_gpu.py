@@ -15,7 +15,7 @@ import torch
 from agos.cli import main
 from agos.errors import AgosError
 from agos.gpu import training_bench as bench
-from agos.report.gpu import (
+from agos.gpu.anchors import (
     SHIPPED_DEVICE,
     GpuAnchor,
     anchor_for,
@@ -28,7 +28,7 @@ from agos.report.gpu import (
 
 SHARED_ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "gpu_dense_training_h200.csv"
 SHIPPED = (
-    Path(__file__).resolve().parents[1] / "src" / "agos" / "report" / "data" / "gpu_dense_training_h200.csv"
+    Path(__file__).resolve().parents[1] / "src" / "agos" / "gpu" / "data" / "gpu_dense_training_h200.csv"
 )
 
 

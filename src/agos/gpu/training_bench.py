@@ -28,7 +28,7 @@ import torch
 from rich.table import Table
 
 from agos.errors import AgosError
-from agos.report.gpu import GpuAnchor, anchor_for, load_anchors, write_anchors
+from agos.gpu.anchors import GpuAnchor, anchor_for, load_anchors, write_anchors
 
 PRECISIONS = ("fp32", "bf16-autocast")
 NO_GPU_MESSAGE = (

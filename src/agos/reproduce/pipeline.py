@@ -181,14 +181,6 @@ def check_settings(settings: Settings) -> None:
         check_options(options_for(model, replace(settings, weights="imagenet")))
         check_image_size(options_for(model, settings))
     load_archs(settings.archs)
-    if settings.trajectory is not None:
-        from agos.trajectory.run import read_trajectory
-
-        read_trajectory(settings.trajectory)
-    if settings.sweep is not None:
-        from agos.sweep.spec import load_spec
-
-        load_spec(settings.sweep)  # schema errors before any capture; traces are checked when it runs
 
 
 def trace_and_verify(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from agos import __version__
 from agos.analysis.model import Analysis
+from agos.gpu.anchors import anchor_for, compare_per_image
 from agos.inputs.provenance import provenance_label
-from agos.report.gpu import anchor_for, compare_per_image
 from agos.reproduce.pipeline import ModelOutcome, Settings, read_analysis
 
 DESIGN_FIELDS = (

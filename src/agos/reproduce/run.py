@@ -17,6 +17,8 @@ from agos.report.html import render
 from agos.reproduce.pipeline import Settings, check_settings, run_model
 from agos.reproduce.results import gather, write_results
 from agos.reproduce.stages import StageCache
+from agos.sweep.spec import load_spec
+from agos.trajectory.run import read_trajectory
 
 
 def sweep_section(spec: str, out: Path, console: Console, workers: int | None = None) -> dict:
@@ -50,6 +52,10 @@ def sweep_section(spec: str, out: Path, console: Console, workers: int | None = 
 def reproduce(settings: Settings, out: Path, console: Console | None = None) -> dict:
     console = console or Console(stderr=True)
     check_settings(settings)  # fail before any long computation
+    if settings.trajectory is not None:
+        read_trajectory(settings.trajectory)
+    if settings.sweep is not None:
+        load_spec(settings.sweep)  # schema errors before any capture; traces are checked when it runs
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AgosError(f"{out} exists and is not a directory")
@@ -74,8 +80,6 @@ def _run(settings: Settings, out: Path, console: Console) -> dict:
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results = gather(outcomes, settings, time.perf_counter() - start, created, trained)
     if settings.trajectory is not None:
-        from agos.trajectory.run import read_trajectory
-
         results["trajectory"] = read_trajectory(settings.trajectory)
     if settings.sweep is not None:
         results["sweep"] = sweep_section(settings.sweep, out / "sweep", console)

@@ -222,7 +222,7 @@ def _parse(lines: Iterable[str], name: str, default_device: str, source: str) ->
 def load_anchors(path: Path | str | None = None) -> list[GpuAnchor]:
     """The shipped H200 anchors (no path), or a CSV in the same format (e.g. from gpu-bench)."""
     if path is None:
-        text = resources.files("agos.report").joinpath("data", SHIPPED_FILE).read_text(encoding="utf-8")
+        text = resources.files("agos.gpu").joinpath("data", SHIPPED_FILE).read_text(encoding="utf-8")
         return _parse(text.splitlines(), SHIPPED_FILE, SHIPPED_DEVICE, SHIPPED_SOURCE)
     path = Path(path)
     if not path.is_file():
