@@ -57,12 +57,14 @@ def _both(model, images, labels, monkeypatch):
 
 
 FAMILIES = [
-    ("alexnet", 64),
+    pytest.param(
+        "alexnet", 64, marks=[pytest.mark.slow, pytest.mark.ci]
+    ),  # its ops all occur in resnet18/mobilenet_v2
     pytest.param("vgg16", 32, marks=pytest.mark.slow),  # alexnet has the same rules, 4× faster
     ("resnet18", 64),
     ("googlenet", 64),
     ("mobilenet_v2", 64),
-    ("densenet121", 64),
+    pytest.param("densenet121", 64, marks=[pytest.mark.slow, pytest.mark.ci]),  # concat rules: googlenet
     pytest.param("resnet50", 64, marks=pytest.mark.slow),
 ]
 

@@ -130,6 +130,8 @@ def test_reproduce_checks_every_argument_before_any_work(capsys, tmp_path):
         assert not (out / "cache").exists() or not any((out / "cache").iterdir())
 
 
+@pytest.mark.slow  # 8 s: a fresh interpreter imports torch; CI runs it
+@pytest.mark.ci
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     marker = tmp_path / "marker"
     env = {**os.environ, "AGOS_TEST_MARKER": str(marker), "AGOS_PROGRESS": "0"}

@@ -26,7 +26,7 @@ def _grads(model):
         ("resnet18", 64),
         ("googlenet", 64),
         ("mobilenet_v2", 64),
-        ("densenet121", 64),
+        pytest.param("densenet121", 64, marks=[pytest.mark.slow, pytest.mark.ci]),  # concat rules: googlenet
     ],
 )
 def test_capture_is_transparent_and_masks_are_sound(name, size):

@@ -129,7 +129,8 @@ def test_layers_of_one_geometry_share_passes_that_do_not_depend_on_masks(resnet1
     assert len(shared.passes) == 2 * 3 * len(geometries)
 
 
-@pytest.mark.parametrize("density", ["real", pytest.param("uniform:0.6", marks=pytest.mark.slow)])
+@pytest.mark.slow  # 8 s of worker start-up (spawned processes import torch); CI runs the real-mask case
+@pytest.mark.parametrize("density", [pytest.param("real", marks=pytest.mark.ci), "uniform:0.6"])
 def test_worker_processes_give_the_serial_result(resnet18_trace, density):
     """Layers dealt to two processes by geometry give every cycle and joule of one process."""
     trace = load_trace(resnet18_trace)

@@ -12,6 +12,8 @@ from agos.gpu import bench
 from tests.cli_helpers import one_error_line, run_cli
 
 
+@pytest.mark.slow  # the Triton interpreter on every layer (4 s); CI runs it
+@pytest.mark.ci
 def test_rows_checked_and_labelled_on_the_interpreter(mixed_trace, tmp_path, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     rows = bench.run(

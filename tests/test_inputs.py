@@ -97,3 +97,22 @@ def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
     source = BatchSource(DataSpec("imagefolder", str(tmp_path / "folder")), 16, 0, 10)
     image, label = source._image(0)
     assert torch.equal(image, deep) and label == 0
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1.0, 2.0],
+        [float("nan"), 1.0],
+        [1.0, float("inf")],
+        [float("-inf"), float("inf")],  # sums to NaN
+        [3e38, 3e38, 3e38],  # finite, but the sum overflows: checked element by element
+        [-3e38, -3e38, float("nan")],
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_all_finite_is_isfinite_all(values, dtype):
+    from agos.inputs.training import all_finite
+
+    t = torch.tensor(values, dtype=torch.float32).to(dtype)
+    assert all_finite(t) == bool(torch.isfinite(t).all())

@@ -33,6 +33,8 @@ def tiny_report(tmp_path_factory):
     return out, args
 
 
+@pytest.mark.slow  # the whole pipeline on two models (27 s); CI runs it
+@pytest.mark.ci
 def test_results_json(tiny_report):
     out, _ = tiny_report
     results = json.loads((out / "results.json").read_text())
@@ -69,6 +71,8 @@ def test_results_json(tiny_report):
     assert (ours["systolic"]["agos_energy_vs_gpu"] is not None) == has_gpu
 
 
+@pytest.mark.slow  # the whole pipeline on two models (27 s); CI runs it
+@pytest.mark.ci
 def test_report_page(tiny_report):
     out, _ = tiny_report
     page = (out / "index.html").read_text()
@@ -84,6 +88,8 @@ def test_report_page(tiny_report):
     assert check.tables_total >= 6 and check.tables_with_rows == check.tables_total
 
 
+@pytest.mark.slow  # the whole pipeline on two models (27 s); CI runs it
+@pytest.mark.ci
 def test_a_rerun_reuses_finished_stages(tiny_report, capsys):
     out, args = tiny_report
     stages = sorted(p.name for p in (out / "cache").iterdir())
@@ -101,6 +107,8 @@ def test_bad_reproduce_options(capsys, tmp_path):
     assert "--weights PATH needs a single model" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the whole pipeline on two models (27 s); CI runs it
+@pytest.mark.ci
 def test_tile_section_matches_the_sparsity_command(tiny_report, tmp_path, capsys):
     """The report's whole-tile figures are `agos sparsity --tiles` of the same trace and masks."""
     out, _ = tiny_report

@@ -72,6 +72,8 @@ def user_model(tmp_path, monkeypatch):
     return module
 
 
+@pytest.mark.slow  # 5 s; CI runs it
+@pytest.mark.ci
 def test_an_edited_model_is_traced_again(tmp_path, user_model, capsys):
     import importlib
     import sys
@@ -91,6 +93,8 @@ def test_an_edited_model_is_traced_again(tmp_path, user_model, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.slow  # 6 s; CI runs it
+@pytest.mark.ci
 def test_replaced_images_are_read_again(tmp_path, capsys):
     folder = tmp_path / "images"
     rng = np.random.default_rng(0)

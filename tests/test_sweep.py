@@ -104,6 +104,8 @@ def test_point_equals_agos_simulate(mixed_trace, tmp_path, capsys):
     assert result.rows[0]["cycles_iteration"] != result.rows[2]["cycles_iteration"]  # the window matters
 
 
+@pytest.mark.slow  # 11 s of cluster start-up; CI runs it
+@pytest.mark.ci
 def test_example_spec_on_a_local_cluster_of_2_workers(serial_example):
     root, _, serial = serial_example
     with _in(root):
@@ -130,6 +132,7 @@ def _dask_cli(name: str) -> list[str]:
 
 
 @pytest.mark.slow  # ~17 s: three interpreters each import torch (scheduler, worker, the agos client)
+@pytest.mark.ci
 def test_sweep_through_a_separate_scheduler_and_worker(serial_example, tmp_path):
     root, _, serial = serial_example
     address_file = tmp_path / "scheduler.json"
@@ -299,6 +302,7 @@ def test_sweep_section_of_the_report(serial_example):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_reproduce_with_a_sweep_section(serial_example, tmp_path):
     root = serial_example[0]
     with _in(root):

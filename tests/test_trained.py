@@ -103,6 +103,7 @@ def test_a_trained_network_too_deep_for_the_image_size(tmp_path, capsys):
 
 
 @pytest.mark.slow  # ~13 s; CI runs it (.ci/run)
+@pytest.mark.ci
 def test_reproduce_reports_the_trained_network(tmp_path, capsys):
     out = tmp_path / "r"
     args = [

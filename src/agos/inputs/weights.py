@@ -18,6 +18,7 @@ from torch import nn
 from agos.errors import AgosError, first_line
 from agos.inputs.models import ModelSpec, build_model
 from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
+from agos.inputs.training import all_finite
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def load_model_with_weights(spec: ModelSpec, weights: str, seed: int) -> tuple[n
     model = build_model(spec, seed)
     _check_compatible(path, spec.name, model, state)
     model.load_state_dict(state, strict=False)
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [k for k, v in state.items() if v.is_floating_point() and not all_finite(v)]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise AgosError(f"weights file {path} holds NaN or inf values ({', '.join(bad[:3])}{more})")

@@ -265,12 +265,24 @@ def sections_for(density: str) -> list[str]:
     return out
 
 
-def analyse_trace(trace_dir: Path, density: str, designs: list, seed: int, out: Path) -> Analysis:
-    """The shared analysis of reproduce and trajectory: one `Analysis` of a trace under one density,
-    written into `out` as analysis.json (its dump), with its plots."""
+def analyse_trace(
+    trace_dir: Path,
+    density: str,
+    designs: list,
+    seed: int,
+    out: Path,
+    sections: list[str] | None = None,
+    plots: bool = True,
+) -> Analysis:
+    """The shared analysis of reproduce and trajectory: one `Analysis` of a trace under one density
+    (`sections`, default `sections_for(density)`), written into `out` as analysis.json (its dump),
+    with its plots unless `plots` is False."""
     trace = load_trace(trace_dir)
-    analysis = analyse(trace, resolve_density(trace, density, seed), sections_for(density), designs)
+    chosen = sections if sections is not None else sections_for(density)
+    analysis = analyse(trace, resolve_density(trace, density, seed), chosen, designs)
     analysis_model.write(analysis, out / "analysis.json")
+    if not plots:
+        return analysis
     simulate_report.plot(analysis, out / "simulate.png")
     if analysis.sparsity is not None:
         sparsity_report.plot(analysis, out / "sparsity.png")

@@ -32,6 +32,7 @@ from agos.reproduce.pipeline import analyse_trace, read_analysis, soundness_reco
 from agos.reproduce.stages import StageCache
 from agos.trajectory.checkpoints import Checkpoint, resolve_checkpoints, snapshot_steps, train_with_snapshots
 
+POINT_SECTIONS = ("realised", "bounds", "simulation")  # what a point shows; no per-point plots
 FORMAT = "agos-trajectory"
 VERSION = 1
 
@@ -129,6 +130,7 @@ def _point(
         "seed": s.seed,
         "archs": {d.name: d.sha256 for d in designs},
         "analysis": f"{analysis_model.FORMAT}/{analysis_model.VERSION}",
+        "sections": list(POINT_SECTIONS),
     }
     a_key = cache.key("point-analysis", a_inputs)
     console.print(
@@ -136,7 +138,11 @@ def _point(
         + (" [dim](cached)[/dim]" if cache.done(a_key) else " …")
     )
     analysis_stage = cache.build(
-        a_key, a_inputs, lambda out: analyse_trace(trace_stage / "trace", "real", designs, s.seed, out)
+        a_key,
+        a_inputs,
+        lambda out: analyse_trace(
+            trace_stage / "trace", "real", designs, s.seed, out, sections=list(POINT_SECTIONS), plots=False
+        ),
     )
     analysis = read_analysis(analysis_stage)
     verify = json.loads((trace_stage / "verify.json").read_text())
