@@ -111,6 +111,8 @@ def test_a_module_that_exits_on_import(capsys, tmp_path, monkeypatch):
     assert code != 0 and "called sys.exit(0)" in one_error_line(err)
 
 
+@pytest.mark.slow  # 5 s of argument probes; CI runs it
+@pytest.mark.ci
 def test_reproduce_checks_every_argument_before_any_work(capsys, tmp_path):
     out = tmp_path / "r"
     for args, message in [

@@ -21,7 +21,7 @@ def _grads(model):
 @pytest.mark.parametrize(
     "name,size",
     [
-        ("alexnet", 64),
+        pytest.param("alexnet", 64, marks=[pytest.mark.slow, pytest.mark.ci]),
         pytest.param("vgg16", 32, marks=pytest.mark.slow),  # alexnet has the same rules, 4× faster
         ("resnet18", 64),
         ("googlenet", 64),

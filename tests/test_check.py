@@ -34,9 +34,9 @@ def _assert_passes(report, graph: str = "torch.fx") -> None:
 @pytest.mark.parametrize(
     "name,size",
     [
-        ("resnet18", 64),
+        pytest.param("resnet18", 64, marks=[pytest.mark.slow, pytest.mark.ci]),  # mobilenet_v2 has BN+add
         ("mobilenet_v2", 64),
-        pytest.param("alexnet", 64, marks=pytest.mark.slow),  # its rules run in test_capture_soundness
+        pytest.param("alexnet", 64, marks=pytest.mark.slow),  # its rules: test_capture_soundness (ci)
         pytest.param(
             "googlenet", 64, marks=[pytest.mark.slow, pytest.mark.ci]
         ),  # its concat rules: test_capture_soundness

@@ -174,6 +174,8 @@ def test_trace_and_sparsity_end_to_end(capsys, tmp_path):
     assert files["png"].read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # 5 s: a fresh interpreter imports torch; CI runs it
+@pytest.mark.ci
 def test_console_script_prints_one_line_without_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "agos", "sparsity", str(tmp_path / "missing")],

@@ -114,6 +114,8 @@ def test_replaced_images_are_read_again(tmp_path, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.slow  # 3 s; CI runs it
+@pytest.mark.ci
 def test_an_interrupted_check_is_resumed_without_a_new_capture(tmp_path, capsys):
     out = tmp_path / "r"
     args = _args(out, "tests.models:mixed")

@@ -288,6 +288,8 @@ def test_a_bad_spec_is_one_line_naming_the_field(mixed_trace, tmp_path, capsys, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # 2.5 s; CI runs it
+@pytest.mark.ci
 def test_sweep_section_of_the_report(serial_example):
     root, _, serial = serial_example
     from agos.reproduce.run import sweep_section

@@ -134,6 +134,8 @@ def test_another_runs_snapshots_are_not_mixed_in(trained, capsys):
     assert code != 0 and "snapshots of another training run" in one_error_line(err)
 
 
+@pytest.mark.slow  # 2.5 s of report; CI runs it
+@pytest.mark.ci
 def test_the_report_shows_a_given_trajectory(trained, tmp_path, capsys):
     out, result = trained
     report = tmp_path / "r"
