@@ -64,6 +64,29 @@ def group_tiles(groups: int, ch: int, cols: int, b_bytes: int, limit: int, domai
     return [Tile((g,), lo * cols, min(ch, hi * cols)) for g in range(groups) for lo, hi in cuts]
 
 
+def compaction_tiles(arch: Arch, lay: PassLayout, b_bytes: int, capacity: int) -> list[Tile]:
+    """§2.3's compaction domains (one tile each), or §2.1's channel tiles without compaction."""
+    cols = arch.pe_array.cols
+    if compacts(arch, "bwd_data", lay):
+        return group_tiles(lay.groups, lay.ch, cols, b_bytes, capacity // 2, arch.skipping.compaction_domain)
+    return channel_tiles(lay.groups, lay.ch, cols)
+
+
+def compacts(arch: Arch, pass_: str, lay: PassLayout) -> bool:
+    """Compacted outputs are active: the pass skips outputs, compacted, with ch ≥ C (§2.3)."""
+    opts = arch.skipping.of(pass_)
+    return mapping(pass_).output_skip and opts.outputs == "compacted" and lay.ch >= arch.pe_array.cols
+
+
+def store_channels(arch: Arch, tiles: list[Tile], compacted: bool) -> int:
+    """§4: channels whose operands one PE store holds — ⌈w / C⌉ of the widest compaction domain w
+    (lanes modulo or matched), all w of it (lanes full), one without compaction."""
+    if not compacted:
+        return 1
+    widest = max(t.per_group for t in tiles)
+    return widest if arch.skipping.lanes == "full" else ceil_div(widest, arch.pe_array.cols)
+
+
 @dataclass
 class PassLayout:
     """One pass of one layer, in work-set order."""

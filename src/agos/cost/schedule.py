@@ -17,8 +17,8 @@ from agos.cost.items import SlotSets, TileItems
 from agos.cost.layout import output_bytes
 from agos.workload.passes import mapping
 
-# conflict bound K of a lockstep fold (§3), by the pass's features
-NO_CONFLICTS, WALK_ALL, UNBOUNDED_WINDOW, WINDOW = 0, 1, 2, 3
+# how a lockstep fold's lane load is counted (§3): no compaction, lanes c mod C, lanes balanced
+NO_CONFLICTS, MODULO, BALANCED = 0, 1, 2
 
 
 @dataclass
@@ -79,27 +79,28 @@ COUNT, LONGEST, T_MAX, READ, WRITTEN, SET = range(6)
 @numba.njit(cache=True)
 def _close_fold(
     out, j, b, longest, t_max, read, written, union, own, closed, sizes, loads, width, lanes, cols, vb, bw,
-    two_sided, conflicts, window,
+    two_sided, conflicts, rate,
 ):  # fmt: skip
     """Adds a fold of block b in stream block j to the sums `out` (§3): its time less fd is
     max(F, K, ⌈Bf / BW⌉), Bf its items' bytes (`read` + `written`) plus the column operands
-    T_max·W·vb (+ W·⌈T_max/8⌉ bitmaps for two-sided joins). W is the tile width or, with
-    conflicts, the size of the union of the items' channel sets (the bitmap `union`, measured
-    when `own`, else taken from the same fold of stream block 0: the `closed`-th), whose largest
-    lane load sets K. Returns the count of folds closed so far."""
+    T_max·W·vb (+ W·⌈T_max/8⌉ bitmaps for two-sided joins). W is the tile width or, compacted,
+    the size of the union of the items' channel sets (the bitmap `union`, measured when `own`,
+    else taken from the same fold of stream block 0: the `closed`-th), whose lane load (the
+    largest lane's count, or ⌈|U| / C⌉ balanced) sets K = ⌈T_max·load / rate⌉ (no K when
+    rate is 0). Returns the count of folds closed so far."""
     size, load = width, 0
     if conflicts != NO_CONFLICTS:
         if own:
             sizes[closed], loads[closed] = _union_size(union, cols, lanes)
         size, load = sizes[closed], loads[closed]
+        if conflicts == BALANCED:
+            load = (size + cols - 1) // cols
     column = t_max * size * vb
     if two_sided:
         column += size * ((t_max + 7) // 8)
     bound = 0
-    if conflicts == WALK_ALL:
-        bound = t_max * load
-    elif conflicts == WINDOW:
-        bound = (t_max * load + window - 1) // window
+    if conflicts != NO_CONFLICTS and rate > 0:
+        bound = (t_max * load + rate - 1) // rate
     out[COMPUTE, j, b] += max(longest, (read + written + column + bw - 1) // bw, bound)
     out[READS, j, b] += read + column
     out[WRITES, j, b] += written
@@ -111,7 +112,7 @@ def _close_fold(
 @numba.njit(cache=True)
 def _lockstep(
     d, length, stream, channels, set_id, block, a, rows, vb, ab, ob, bw, two_sided,
-    conflicts, window, width, bitmaps, cols,
+    conflicts, rate, width, bitmaps, cols,
 ):  # fmt: skip
     """§3 per (stream block j, position block): folds are R consecutive dispatched items of one
     (position block, work set) in execution order (blocks in order, items in order within each).
@@ -155,7 +156,7 @@ def _lockstep(
             if count and (set_id[i] != work_set or count == rows):
                 closed = _close_fold(
                     out, j, cur, longest, t_max, read, written, union[cur], own, closed, sizes, loads, width,
-                    lanes, cols, vb, bw, two_sided, conflicts, window,
+                    lanes, cols, vb, bw, two_sided, conflicts, rate,
                 )  # fmt: skip
                 count = longest = t_max = read = written = 0
             work_set = set_id[i]
@@ -176,10 +177,25 @@ def _lockstep(
             if held[COUNT, b]:
                 closed = _close_fold(
                     out, j, b, held[LONGEST, b], held[T_MAX, b], held[READ, b], held[WRITTEN, b], union[b],
-                    own, closed, sizes, loads, width, lanes, cols, vb, bw, two_sided, conflicts, window,
+                    own, closed, sizes, loads, width, lanes, cols, vb, bw, two_sided, conflicts, rate,
                 )  # fmt: skip
         held[:] = 0
     return out
+
+
+def lane_rule(arch: Arch, pass_: str) -> tuple[int, int]:
+    """How a compacted lockstep fold counts its lane load, and the lane rate: operands a lane
+    delivers per cycle (`lane_ports`; by default the window's L with stream skip, 1 without; 0 for
+    no bound: an unbounded window, or lanes `full`, a lane per domain channel)."""
+    sk = arch.skipping
+    if sk.lanes == "full":
+        return MODULO, 0
+    kind = BALANCED if sk.lanes == "matched" else MODULO
+    if sk.lane_ports is not None:
+        return kind, sk.lane_ports
+    if not sk.of(pass_).stream:
+        return kind, 1
+    return kind, sk.window or 0
 
 
 def lockstep(
@@ -194,19 +210,14 @@ def lockstep(
     o = arch.organisation
     m = mapping(pass_)
     opts = arch.skipping.of(pass_)
-    window = arch.skipping.window
-    if sets is None:
-        conflicts = NO_CONFLICTS
-        bitmaps = np.zeros((items.d.shape[1], 0), np.uint64)
-    else:
-        conflicts = WALK_ALL if not opts.stream else UNBOUNDED_WINDOW if window is None else WINDOW
-        bitmaps = sets.bitmaps(items.tile)
+    conflicts, rate = lane_rule(arch, pass_) if sets is not None else (NO_CONFLICTS, 0)
+    bitmaps = np.zeros((items.d.shape[1], 0), np.uint64) if sets is None else sets.bitmaps(items.tile)
     sums = _lockstep(
         items.d, items.length, items.stream_bytes, items.channels, items.set_id, block_of_row[items.row],
         a, o.pe_array.rows, o.precision.value_bytes, o.precision.accumulate_bytes,
         output_bytes(arch, m.output),
         o.memory.bandwidth_bytes_per_cycle, m.two_sided and opts.pe_operand, conflicts,
-        window or 1, items.tile.width, bitmaps, o.pe_array.cols,
+        rate, items.tile.width, bitmaps, o.pe_array.cols,
     )  # fmt: skip
     fill_drain = (o.fd if o.fill_drain == "per_fold" else 0) * sums[FOLDS]
     return BlockCompute(

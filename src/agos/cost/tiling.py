@@ -248,16 +248,19 @@ def choose_tiling(
     compute_for: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
     where: str,
     tile_overhead: int = 0,
+    extra: tuple[int, int, int] | None = None,
 ) -> Plan:
     """The fitting candidate of least pass time (§6). `stream_ranges(σ)` gives the unit range of
     each stream block; `compute_for(a, σ)` the compute cycles of every (channel tile, stream block,
     position block), and their dispatched items, each int64 [tiles, σ, a]; `tile_overhead` is paid
-    once by every buffer tile with work (fill/drain overlapped across its folds)."""
+    once by every buffer tile with work (fill/drain overlapped across its folds). `extra` is one
+    more candidate (a, b, σ), tried when it fits: a skipping design's dense twin's tiling."""
     shares = Shares(t, tiles)
     cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     streams: dict[int, _Stream] = {}
     best: Plan | None = None
     best_key = None
+    candidates: list[tuple[int, int, _Stream]] = []
     for b in _powers(len(tiles)):
         cols = shares.columns(b)
         found = None
@@ -278,9 +281,17 @@ def choose_tiling(
                     lo = mid + 1
             found = (stream, options[lo])
             break
-        if found is None:
-            continue
-        stream, a = found
+        if found is not None:
+            candidates.append((found[1], b, found[0]))
+    if extra is not None:
+        a, b, sigma = extra
+        if b <= len(tiles) and sigma <= sigma_cap and a <= t.rows:
+            if sigma not in streams:
+                streams[sigma] = shares.stream(sigma, stream_ranges(sigma))
+            if shares.grid(a, shares.columns(b), streams[sigma]).fits(capacity):
+                candidates.append((a, b, streams[sigma]))
+    for a, b, stream in candidates:
+        cols = shares.columns(b)
         if (a, stream.sigma) not in cache:
             cache[(a, stream.sigma)] = compute_for(a, stream.sigma)
         compute, items = cache[(a, stream.sigma)]
