@@ -13,11 +13,17 @@ import torch
 from agos.arch.area import design_area
 from agos.arch.load import LoadedArch, load_arch
 from agos.cost.model import LayerContext, layer_area, simulate_pass
-from agos.cost.network import equal_area_candidates, mapping_bound_violations, simulate_network, speedups
+from agos.cost.network import (
+    cycle_components,
+    equal_area_candidates,
+    mapping_bound_violations,
+    simulate_network,
+    speedups,
+)
 from agos.workload.counts import layer_work
 from agos.workload.layer import geometry_of
 from agos.workload.masks import LayerMasks
-from agos.workload.passes import PASSES
+from agos.workload.passes import LABELS, PASSES, SPANS
 from tests.cost_cases import random_layer, shrunk
 
 
@@ -156,10 +162,13 @@ def test_no_design_beats_its_mapping_bound_and_gains_beyond_the_mac_bound_are_ex
     assert mapping_bound_violations(net) == []
     for name in names:
         s = speedups(net, name)
-        for span in ("backprop", "iteration"):
+        for span in SPANS:  # every pass as well as backprop and iteration (DESIGN.md §4 "Bounds")
+            d = net.designs[name]
+            assert sum(cycle_components(d, span).values()) == d.cycles(span)  # what a flag names adds up
             over, bound = s["speedup_over_twin"][span], s["mac_bound_speedup"][span]
             if over and bound and over > bound * (1 + 1e-9) and not net.designs[name].arch.ideal:
-                assert any(span in f and "exceeds its MAC bound" in f for f in s["flags"]), (name, span)
+                flagged = [f for f in s["flags"] if f.startswith(f"{LABELS[span]} ")]
+                assert any("exceeds its MAC bound" in f for f in flagged), (name, span)
 
 
 def test_equal_area_candidates_fill_the_area_and_no_more():
@@ -189,3 +198,29 @@ def test_ideal_runs_at_the_mapping_bound():
     for p in PASSES:
         cost = _run(p, masks, _design("ideal@systolic"))
         assert cost.cycles == cost.mapping_bound
+
+
+def test_a_pass_above_its_mac_bound_is_flagged_with_its_reason():
+    """DESIGN.md §4 "Bounds": every pass, not only backprop and iteration. FWD of two layers on a
+    4×4 array: a one-position layer (rows idle in the twin, X 25% dense) and a dense 64-position
+    one. The network's MAC ratio weights the layers by MACs, the cycle ratio by cycles, so FWD
+    beats its MAC bound (legitimately: no layer does) and must say which component shrank."""
+    x = torch.zeros(1, 32, 1, 1, dtype=torch.bool)
+    x[:, ::4] = True
+    layers = [_masks(32, 8, 1, 1, x=x), _masks(4, 4, 1, 8)]
+    layers = [
+        LayerMasks(f"l{i}", m.geometry, True, m.x_nonzero, m.dy_nonzero, m.dx_needed, False)
+        for i, m in enumerate(layers)
+    ]
+    designs = [_design("input-skip@systolic", fd=0)]
+    manifest = SimpleNamespace(vector_ops=[], vector_note=None, parameters=0, logits_numel=0)
+    net = simulate_network(layers, designs, manifest, workers=1)
+    s = speedups(net, "input-skip@systolic")
+    over, bound = s["speedup_over_twin"]["fwd"], s["mac_bound_speedup"]["fwd"]
+    assert over > bound * 1.1
+    design, twin_of = net.designs["input-skip@systolic"], net.twin_of("input-skip@systolic")
+    for layer, twin in zip(design.layers, twin_of.layers, strict=True):
+        f, t = layer.passes["fwd"], twin.passes["fwd"]
+        assert t.cycles * f.design_macs <= f.cycles * t.dense_macs  # no layer beats its own bound
+    (flag,) = [f for f in s["flags"] if f.startswith("FWD ")]
+    assert "exceeds its MAC bound" in flag and "compute imbalance" in flag
