@@ -16,7 +16,9 @@ from agos.cost.model import LayerContext, layer_area, simulate_pass
 from agos.cost.network import (
     cycle_components,
     equal_area_candidates,
+    equal_area_organisations,
     mapping_bound_violations,
+    plan_designs,
     simulate_network,
     speedups,
 )
@@ -224,3 +226,47 @@ def test_a_pass_above_its_mac_bound_is_flagged_with_its_reason():
         assert t.cycles * f.design_macs <= f.cycles * t.dense_macs  # no layer beats its own bound
     (flag,) = [f for f in s["flags"] if f.startswith("FWD ")]
     assert "exceeds its MAC bound" in flag and "compute imbalance" in flag
+
+
+USER_512K = """name: mine
+organisation: {name: systolic, sync: lockstep, memory: {global_buffer_bytes: 524288}}
+skipping: {fwd: {stream: true}, bwd_data: {stream: true}, bwd_weight: {stream: true}}
+"""
+
+
+def test_equal_area_candidates_come_from_the_design_alone(tmp_path):
+    """DESIGN.md §4: a design's equal-area dense candidates derive from its own organisation and
+    memory, whatever else is simulated; a user's 512 KiB design beside agos@systolic must not
+    lend agos its buffer, and every dense design is named with its array and buffer unless it is
+    a shipped organisation as shipped."""
+    (tmp_path / "mine.yaml").write_text(USER_512K)
+    agos, mine = load_arch("agos@systolic"), load_arch(str(tmp_path / "mine.yaml"))
+    _, alone = plan_designs([agos])
+    both_planned, both = plan_designs([mine, agos])
+    assert alone["agos@systolic"] == both["agos@systolic"]
+    by_name = {d.name: d for d in both_planned}
+    for name in alone["agos@systolic"]:  # its own memory, the buffer grown at most
+        m = by_name[name].arch.memory
+        assert m.global_buffer_bytes >= agos.arch.memory.global_buffer_bytes
+        assert m.model_copy(update={"global_buffer_bytes": 0}) == agos.arch.memory.model_copy(
+            update={"global_buffer_bytes": 0}
+        )
+    assert {o.sync for o in equal_area_organisations(agos)} == {"lockstep", "independent"}
+    for d in both_planned:
+        if d.role == "design":
+            continue
+        o = d.arch.organisation
+        shipped = load_arch(f"dense@{o.name}").arch.organisation
+        if o.model_copy(update={"description": ""}) == shipped.model_copy(update={"description": ""}):
+            assert d.name == f"dense@{o.name}"
+        else:
+            tag = f"{o.pe_array.rows}x{o.pe_array.cols} PEs, {o.memory.global_buffer_bytes // 1024} KiB"
+            assert d.name.startswith(f"dense@{o.name}[") and "#" not in d.name
+            assert tag in d.name or tag.replace("2048 KiB", "2 MiB") in d.name
+    assert by_name["mine"].twin == "dense@systolic[32x32 PEs, 512 KiB]"
+    masks = _masks(8, 8, 1, 4, kernel=3)
+    manifest = SimpleNamespace(vector_ops=[], vector_note=None, parameters=0, logits_numel=0)
+    one = speedups(simulate_network([masks], [agos], manifest, workers=1), "agos@systolic")
+    two = speedups(simulate_network([masks], [mine, agos], manifest, workers=1), "agos@systolic")
+    keys = ("best_dense_equal_area", "speedup_over_best_dense_equal_area")
+    assert [one[k] for k in keys] == [two[k] for k in keys]

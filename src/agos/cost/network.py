@@ -1,7 +1,7 @@
 """Simulate every layer of a trace on a set of designs (docs/cost-model.md), with what every
 comparison needs: each design's dense twin (its organisation with skipping off) and the dense
-designs of equal area (its extra area spent on more PEs or more buffer, on every organisation in
-the run). Counts are made once per layer and shared by all designs; layers are independent, so
+designs of equal area (its extra area spent on more PEs or more buffer, on its own organisation
+and every shipped one with its own PEs and memory: from the design alone, docs/cost-model.md §1). Counts are made once per layer and shared by all designs; layers are independent, so
 large traces are split between worker processes."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import cache
 from multiprocessing import get_context
 
 from agos.arch.area import AreaReport, design_area
-from agos.arch.load import LoadedArch
-from agos.arch.schema import Arch
+from agos.arch.load import ORGANISATIONS, LoadedArch, load_organisation
+from agos.arch.schema import Arch, Organisation
 from agos.cost.model import LayerContext, PassCost, SharedPasses, simulate_layer
 from agos.cost.vector import VectorCost, vector_cost
 from agos.progress import progress_bar
@@ -97,14 +98,98 @@ class NetworkResult:
 
 # -- the designs a run needs ------------------------------------------------------------------
 
+# What a shipped organisation contributes to the equal-area candidates of a design on another one:
+# how its rows are synchronised, dispatched, filled and drained, and their operand stores. The PE
+# array, precision, clock, memory and vector unit stay the design's own.
+SYNC_FIELDS = (
+    "name",
+    "description",
+    "sync",
+    "dispatch",
+    "fill_drain",
+    "fill_drain_cycles",
+    "pe_store_entries",
+)
 
-def _with_org(loaded: LoadedArch, arch: Arch, name: str, source: str) -> LoadedArch:
-    return loaded.with_arch(arch.model_copy(update={"name": name}), source)
+
+@cache
+def shipped_organisations() -> dict[str, Organisation]:
+    return {
+        name: Organisation.model_validate(load_organisation(name, "shipped organisations")[0])
+        for name in ORGANISATIONS
+    }
+
+
+def _behaviour(org: Organisation) -> Organisation:
+    return org.model_copy(update={"description": ""})
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} B"
+
+
+def _differences(org: Organisation) -> list[str]:
+    """The fields (array and buffer aside) in which `org` differs from the shipped organisation
+    of its name, as `field=value`; none when it has no shipped namesake."""
+    shipped = shipped_organisations().get(org.name)
+    if shipped is None:
+        return []
+    mine = org.model_dump(exclude={"description"})
+    theirs = shipped.model_dump(exclude={"description"})
+
+    def walk(a: dict, b: dict, path: str) -> list[str]:
+        out = []
+        for k, v in a.items():
+            if f"{path}{k}" in ("pe_array", "memory.global_buffer_bytes"):
+                continue
+            if isinstance(v, dict):
+                out += walk(v, b.get(k, {}), f"{path}{k}.")
+            elif v != b.get(k):
+                out.append(f"{path}{k}={v}")
+        return out
+
+    return walk(mine, theirs, "")
+
+
+def dense_name(org: Organisation) -> str:
+    """The name of the dense design on `org`: `dense@systolic` for a shipped organisation as it
+    ships, else with its PE array and buffer (and any other field that differs from the shipped
+    namesake), e.g. `dense@systolic[35x34 PEs, 2 MiB]`, so that no two different dense designs
+    share a plain name."""
+    shipped = shipped_organisations().get(org.name)
+    if shipped is not None and _behaviour(org) == _behaviour(shipped):
+        return f"dense@{org.name}"
+    a = org.pe_array
+    tags = [f"{a.rows}x{a.cols} PEs", _bytes(org.memory.global_buffer_bytes), *_differences(org)]
+    return f"dense@{org.name}[{', '.join(tags)}]"
+
+
+def _dense(loaded: LoadedArch, org: Organisation, source: str) -> LoadedArch:
+    twin = loaded.arch.twin()
+    arch = twin.model_copy(update={"organisation": org, "name": dense_name(org)})
+    return loaded.with_arch(arch, source)
 
 
 def _key(arch: Arch) -> str:
-    """Identity of a design's behaviour (its name aside)."""
-    return arch.model_copy(update={"name": "", "description": "", "preset": None}).model_dump_json()
+    """Identity of a design's behaviour (its names and descriptions aside)."""
+    blank = {"name": "", "description": "", "preset": None, "organisation": _behaviour(arch.organisation)}
+    return arch.model_copy(update=blank).model_dump_json()
+
+
+def equal_area_organisations(loaded: LoadedArch) -> list[Organisation]:
+    """The organisations a design's equal-area dense candidates are built on, from the design
+    alone: its own, and every shipped organisation's synchronisation (SYNC_FIELDS) with the
+    design's PE array, precision, clock, memory and vector unit."""
+    own = loaded.arch.organisation
+    out = [own]
+    for shipped in shipped_organisations().values():
+        org = own.model_copy(update={f: getattr(shipped, f) for f in SYNC_FIELDS})
+        if all(_behaviour(org) != _behaviour(o) for o in out):
+            out.append(org)
+    return out
 
 
 def equal_area_candidates(target: float, base: LoadedArch) -> list[LoadedArch]:
@@ -137,17 +222,16 @@ def equal_area_candidates(target: float, base: LoadedArch) -> list[LoadedArch]:
     out = []
     pe_org = org.model_copy(update={"pe_array": org.pe_array.model_copy(update={"rows": rows, "cols": cols})})
     buf_org = org.model_copy(update={"memory": org.memory.model_copy(update={"global_buffer_bytes": buffer})})
-    for o, tag in ((pe_org, f"{rows}x{cols} PEs"), (buf_org, f"{buffer // 1024} KiB")):
-        arch = twin.model_copy(update={"organisation": o})
+    for o, tag in ((pe_org, f"{rows}x{cols} PEs"), (buf_org, _bytes(buffer))):
         same = o == org
-        name = twin.name if same else f"{twin.name}[{tag}]"
-        out.append(_with_org(base, arch, name, f"{base.source}, dense, {'twin' if same else tag}"))
+        out.append(_dense(base, o, f"{base.source}, dense, {'twin' if same else tag}"))
     return out
 
 
 def plan_designs(requested: list[LoadedArch]) -> tuple[list[DesignResult], dict[str, list[str]]]:
     """The requested designs, their dense twins and the equal-area dense candidates, deduplicated
-    by behaviour (a requested design that is some other's twin is that twin)."""
+    by behaviour (a requested design that is some other's twin is that twin). Each design's
+    candidates come from that design alone (`equal_area_organisations`), whatever else is run."""
     by_key: dict[str, DesignResult] = {}
     ordered: list[DesignResult] = []
     names: set[str] = set()
@@ -169,19 +253,17 @@ def plan_designs(requested: list[LoadedArch]) -> tuple[list[DesignResult], dict[
 
     for loaded in requested:
         add(loaded, "design")
-    organisations: list[LoadedArch] = []
     for loaded in requested:
-        twin = add(loaded.with_arch(loaded.arch.twin(), f"{loaded.source}, skipping off"), "twin")
+        twin = add(_dense(loaded, loaded.arch.organisation, f"{loaded.source}, skipping off"), "twin")
         by_key[_key(loaded.arch)].twin = twin.name if twin.name != loaded.name else None
-        if all(o.arch.organisation != loaded.arch.organisation for o in organisations):
-            organisations.append(loaded)
     equal: dict[str, list[str]] = {}
     for loaded in requested:
         if loaded.arch.ideal:
             continue
         target = by_key[_key(loaded.arch)].area.total_mm2
         cands = []
-        for base in organisations:
+        for org in equal_area_organisations(loaded):
+            base = _dense(loaded, org, f"{loaded.source}, on {org.name}")
             for cand in equal_area_candidates(target, base):
                 cands.append(add(cand, "equal-area").name)
         equal[by_key[_key(loaded.arch)].name] = list(dict.fromkeys(cands))
