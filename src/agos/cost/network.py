@@ -1,8 +1,9 @@
 """Simulate every layer of a trace on a set of designs (docs/cost-model.md), with what every
 comparison needs: each design's dense twin (its organisation with skipping off) and the dense
 designs of equal area (its extra area spent on more PEs or more buffer, on its own organisation
-and every shipped one with its own PEs and memory: from the design alone, docs/cost-model.md §1). Counts are made once per layer and shared by all designs; layers are independent, so
-large traces are split between worker processes."""
+and every shipped one with its own PEs and memory: from the design alone, docs/cost-model.md §1).
+Counts are made once per layer and shared by all designs; layers are independent, so large traces
+are split between worker processes."""
 
 from __future__ import annotations
 
