@@ -204,12 +204,16 @@ def test_ideal_runs_at_the_mapping_bound():
 
 def test_a_pass_above_its_mac_bound_is_flagged_with_its_reason():
     """DESIGN.md §4 "Bounds": every pass, not only backprop and iteration. FWD of two layers on a
-    4×4 array: a one-position layer (rows idle in the twin, X 25% dense) and a dense 64-position
-    one. The network's MAC ratio weights the layers by MACs, the cycle ratio by cycles, so FWD
-    beats its MAC bound (legitimately: no layer does) and must say which component shrank."""
+    4×4 array: a one-position layer (rows idle in the twin, X 25% dense) and a
+    half-dense 64-position one. The network's MAC ratio weights the layers by MACs, the cycle ratio
+    by cycles, so FWD beats its MAC bound (legitimately: no layer does) and must name the component
+    that shrank more than the MACs: the first layer's idle rows (not the larger absolute drop of the
+    MAC floor)."""
     x = torch.zeros(1, 32, 1, 1, dtype=torch.bool)
     x[:, ::4] = True
-    layers = [_masks(32, 8, 1, 1, x=x), _masks(4, 4, 1, 8)]
+    half = torch.zeros(1, 4, 8, 8, dtype=torch.bool)
+    half[:, ::2] = True  # the big layer's MAC floor shrinks most in cycles, but only as its MACs do
+    layers = [_masks(32, 8, 1, 1, x=x), _masks(4, 4, 1, 8, x=half)]
     layers = [
         LayerMasks(f"l{i}", m.geometry, True, m.x_nonzero, m.dy_nonzero, m.dx_needed, False)
         for i, m in enumerate(layers)
@@ -219,7 +223,7 @@ def test_a_pass_above_its_mac_bound_is_flagged_with_its_reason():
     net = simulate_network(layers, designs, manifest, workers=1)
     s = speedups(net, "input-skip@systolic")
     over, bound = s["speedup_over_twin"]["fwd"], s["mac_bound_speedup"]["fwd"]
-    assert over > bound * 1.1
+    assert over > bound * 1.01
     design, twin_of = net.designs["input-skip@systolic"], net.twin_of("input-skip@systolic")
     for layer, twin in zip(design.layers, twin_of.layers, strict=True):
         f, t = layer.passes["fwd"], twin.passes["fwd"]
