@@ -268,6 +268,10 @@ def simulate(
     workers: Annotated[
         int | None, typer.Option("--workers", help="processes to split the layers between (default: auto)")
     ] = None,
+    oracle: Annotated[
+        bool,
+        typer.Option("--oracle", help="also run every feature always on: the bypass rule's per-layer oracle"),
+    ] = False,
 ) -> None:
     """Cycles, area, energy and speedups of each design (over its dense twin and the best dense
     design of equal area) on a trace's layers."""
@@ -285,7 +289,7 @@ def simulate(
     designs = load_archs(arch)
     source = resolve_density(trace, density, seed)  # checks the density spec before any work
     sections = ["realised", "bounds", "simulation"]  # the counts come out of the simulation's pass
-    analysis = analyse(trace, source, sections, designs, workers=workers, lookahead=windows)
+    analysis = analyse(trace, source, sections, designs, workers=workers, lookahead=windows, oracle=oracle)
     report.print_table(analysis, per_layer=per_layer)
     if json_out:
         model.write(analysis, json_out)

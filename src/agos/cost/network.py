@@ -43,6 +43,7 @@ class DesignResult:
     layers: list[LayerResult] = field(default_factory=list)
     vector: VectorCost = field(default_factory=VectorCost)
     twin: str | None = None  # the name of its dense twin
+    always_on: str | None = None  # the name of its every-feature-on variant (the oracle's)
 
     @property
     def name(self) -> str:
@@ -229,10 +230,26 @@ def equal_area_candidates(target: float, base: LoadedArch) -> list[LoadedArch]:
     return out
 
 
-def plan_designs(requested: list[LoadedArch]) -> tuple[list[DesignResult], dict[str, list[str]]]:
+def always_on(arch: Arch) -> Arch | None:
+    """The design with every feature always on (`bypass: never`), for the oracle; None when the
+    bypass rule has nothing to decide on it."""
+    sk, st = arch.skipping, arch.storage
+    decides = sk.skips_work or "compressed" in (st.activations, st.gradients)
+    if arch.ideal or sk.bypass != "rule" or not decides:
+        return None
+    return arch.model_copy(
+        update={"name": f"{arch.name}~always-on", "skipping": sk.model_copy(update={"bypass": "never"})}
+    )
+
+
+def plan_designs(
+    requested: list[LoadedArch], oracle: bool = False
+) -> tuple[list[DesignResult], dict[str, list[str]]]:
     """The requested designs, their dense twins and the equal-area dense candidates, deduplicated
     by behaviour (a requested design that is some other's twin is that twin). Each design's
-    candidates come from that design alone (`equal_area_organisations`), whatever else is run."""
+    candidates come from that design alone (`equal_area_organisations`), whatever else is run.
+    With `oracle`, each design the bypass rule decides on also runs with every feature always on
+    (role "always-on"), for its per-layer oracle."""
     by_key: dict[str, DesignResult] = {}
     ordered: list[DesignResult] = []
     names: set[str] = set()
@@ -268,6 +285,12 @@ def plan_designs(requested: list[LoadedArch]) -> tuple[list[DesignResult], dict[
             for cand in equal_area_candidates(target, base):
                 cands.append(add(cand, "equal-area").name)
         equal[by_key[_key(loaded.arch)].name] = list(dict.fromkeys(cands))
+    if oracle:
+        for loaded in requested:
+            variant = always_on(loaded.arch)
+            if variant is not None:
+                on = add(loaded.with_arch(variant, f"{loaded.source}, every feature always on"), "always-on")
+                by_key[_key(loaded.arch)].always_on = on.name
     return ordered, equal
 
 
@@ -372,12 +395,14 @@ def simulate_network(
     summarise: Callable[[LayerMasks, LayerWork], object] | None = None,
     workers: int | None = None,
     dense_macs: float | None = None,
+    oracle: bool = False,
 ) -> NetworkResult:
     """One pass over the layers: masks → exact work counts → every design. `summarise(masks, work)`
     (a module-level function, so workers can run it) is kept per layer for other reports.
     `workers`: processes to split the layers between (default: the cores, up to 2, for traces of
-    more than PARALLEL_MACS dense MACs; else 1)."""
-    planned, equal = plan_designs(requested)
+    more than PARALLEL_MACS dense MACs; else 1). `oracle`: also every feature always on, for the
+    per-layer oracle (`oracle_cycles`)."""
+    planned, equal = plan_designs(requested, oracle)
     designs = [(d.loaded, d.area) for d in planned]
     if workers is None:
         big = dense_macs is not None and dense_macs > PARALLEL_MACS
@@ -432,13 +457,17 @@ def count_layers(source: MaskSource) -> list[LayerContext]:
 
 
 def simulate_counted(
-    contexts: list[LayerContext], requested: list[LoadedArch], manifest, equal_area: bool = True
+    contexts: list[LayerContext],
+    requested: list[LoadedArch],
+    manifest,
+    equal_area: bool = True,
+    oracle: bool = False,
 ) -> NetworkResult:
     """`simulate_network` on layers counted once: the same designs (twins and, with `equal_area`,
     the equal-area dense candidates), the same per-layer passes, the same results. Each call times
     its passes afresh (views of the contexts share only their design-independent structures), so a
     result never depends on which points ran before it."""
-    planned, equal = plan_designs(requested)
+    planned, equal = plan_designs(requested, oracle)
     if not equal_area:
         planned = [d for d in planned if d.role != "equal-area"]
         equal = {}
@@ -460,6 +489,26 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+def oracle_cycles(net: NetworkResult, name: str) -> dict[str, int] | None:
+    """The per-layer oracle of a design (docs/cost-model.md §11): in every layer and pass the best
+    of the rule's choice, every feature on and the dense twin, from their simulated cycles — an
+    upper bound on any bypass rule, never a design. None when it was not simulated."""
+    d = net.designs[name]
+    if d.always_on is None:
+        return None
+    on, twin = net.designs[d.always_on], net.twin_of(name)
+    best = {
+        p: sum(
+            min(a.passes[p].cycles, b.passes[p].cycles, c.passes[p].cycles)
+            for a, b, c in zip(d.layers, on.layers, twin.layers, strict=True)
+        )
+        for p in PASSES
+    }
+    out = {span: sum(best[p] for p in passes) for span, passes in SPANS.items()}
+    out["iteration"] += d.vector.cycles
+    return out
+
+
 def speedups(net: NetworkResult, name: str) -> dict:
     """Every figure a design's row reports: speedups over its twin, the MAC-bound ratios, the best
     equal-area dense, and the flags that explain anything above the bound."""
@@ -478,7 +527,26 @@ def speedups(net: NetworkResult, name: str) -> dict:
             _ratio(best.seconds("iteration"), d.seconds("iteration")) if best is not None else None
         ),
         "flags": flags,
+        "oracle_speedup_over_twin": _oracle_ratios(net, name),
+        "always_on_speedup_over_twin": _always_on_ratios(net, name),
+        "bypassed_passes": sum(1 for layer in d.layers for p in PASSES if layer.passes[p].bypassed),
     }
+
+
+def _oracle_ratios(net: NetworkResult, name: str) -> dict[str, float | None] | None:
+    oracle = oracle_cycles(net, name)
+    if oracle is None:
+        return None
+    twin = net.twin_of(name)
+    return {s: _ratio(twin.cycles(s), oracle[s]) for s in SPANS}
+
+
+def _always_on_ratios(net: NetworkResult, name: str) -> dict[str, float | None] | None:
+    d = net.designs[name]
+    if d.always_on is None:
+        return None
+    twin, on = net.twin_of(name), net.designs[d.always_on]
+    return {s: _ratio(twin.cycles(s), on.cycles(s)) for s in SPANS}
 
 
 COMPONENT_WORDS = {
