@@ -319,6 +319,40 @@ def sweep(
 
 
 @app.command()
+def search(
+    traces: Annotated[list[Path], typer.Argument(metavar="TRACE...", help="trace directories")],
+    out: Annotated[Path, typer.Option("--out", help="folder for designs, stages, search.json and plots")],
+    space: Annotated[
+        Path | None, typer.Option("--space", help="a search-space YAML (default: the shipped one)")
+    ] = None,
+    density: Annotated[
+        str,
+        typer.Option("--density", help="comma-separated density sources, e.g. real,profile:sparsetrain:last"),
+    ] = "real",
+    seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Dask worker processes (0: serial, default: the cores)")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="address of a running dask.distributed scheduler")
+    ] = None,
+) -> None:
+    """Per network and organisation, the fastest design with output skipping and the fastest
+    without at each area budget: Pareto fronts over the realizations, window, array and buffer."""
+    from agos.search import report
+    from agos.search.run import run_search
+    from agos.search.space import load_space
+
+    densities = [d.strip() for d in density.split(",") if d.strip()]
+    if not densities:
+        raise AgosError("--density needs at least one source")
+    result = run_search([str(t) for t in traces], out, load_space(space), densities, seed, workers, scheduler)
+    report.print_table(result)
+    for path in report.write(result, out):
+        print(f"wrote {path}")
+
+
+@app.command()
 def density(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
     spec: Annotated[
