@@ -206,7 +206,8 @@ def test_realizations_pay_for_their_hardware():
     mux_bit, reg_bit = t.mux2_bit, t.register_bit
     benes = design_area(_with(base, lanes="full").arch, t).components
     switches = (2 * 6 - 1) * 64 // 2  # N = 64 lanes: 11 stages of 32 switches
-    assert benes["compaction Benes networks"] == pytest.approx(8 * switches * (2 * 16 * mux_bit + 2 * reg_bit) / 1e6)
+    per_switch = 2 * 16 * mux_bit + 2 * reg_bit  # two 16-bit 2:1 muxes and two configuration bits
+    assert benes["compaction Benes networks"] == pytest.approx(8 * switches * per_switch / 1e6)
     assert "compaction crossbars" not in benes
     wide = design_area(_with(base, lane_ports=2).arch, t).components
     assert wide["compaction crossbars"] == pytest.approx(8 * 16 * (32 - 1) * 16 * mux_bit / 1e6)
