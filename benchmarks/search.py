@@ -60,7 +60,8 @@ def main() -> None:
         quick = {"lookahead": [3], "broadcast_width": [1], "scale": {"arrays": [[16, 16], [32, 32]],
                  "buffer_mib": [2], "store_entries": [256]}, "top": 1}  # fmt: skip
         space.write_text(yaml.safe_dump(quick))
-    cmd = [*agos, "search", *traces, "--out", str(out), "--density", args.density, "--workers", str(args.workers)]
+    cmd = [*agos, "search", *traces, "--out", str(out), "--density", args.density]
+    cmd += ["--workers", str(args.workers)]
     if space is not None:
         cmd += ["--space", str(space)]
     begin = time.perf_counter()
