@@ -244,6 +244,9 @@ def output_ratio(arch: Arch, ctx: LayerContext, stream: bool) -> float:
         on = len(tiles) * j_on * fd + max(n_on * t_mean * f_on / rows, bytes_on / bw)
         off = len(off_tiles) * j_off * fd + max(n_off * t_mean * f / rows, bytes_off / bw)
         work = n_on * f_on / (n_off * f) if f else math.inf
+    if compacted:  # a domain's weights load before its first tile computes: exposed, not overlapped
+        widest = max(t.per_group for t in tiles)
+        on += (widest - min(cols, lay.ch)) * g.w_numel * vb / (lay.ch * lay.groups) / o.dram_bytes_per_cycle
     if round(work, DIGITS) >= 1:
         return math.inf  # it removes no work: whatever else it changes is not worth the risk
     if not off:

@@ -224,6 +224,12 @@ def _predicted(masks: LayerMasks, arch: Arch, stream: bool, dy_density: float) -
         t_on = len(on.tiles) * j_on * fd + max(n_on * t_bar * f_on / R, b_on / bw)
         t_off = len(off.tiles) * j_off * fd + max(n_off * t_bar * frac / R, b_off / bw)
         work = n_on * f_on / (n_off * frac) if frac else inf
+    if on.compacted:  # the first domain's weights load exposed, before any of its compute
+        g = masks.geometry
+        widest = max(len(t.channels) for t in on.tiles)
+        weights = g.k * (g.c // g.groups) * g.r * g.s * vb
+        extra = (widest - min(C, on.ch)) * weights / (on.ch * on.G) / (org.memory.dram_gbps / org.clock_ghz)
+        t_on = t_on + extra
     if round(work, ROUND) >= 1:
         return inf
     if t_off == 0:
