@@ -353,6 +353,49 @@ def search(
 
 
 @app.command()
+def phase(
+    trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory (its geometry)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for phase.json and phase.png")],
+    structures: Annotated[
+        str, typer.Option("--structures", help="comma-separated mask structures (docs/density.md)")
+    ] = "independent,channels,planes,positions,blobs:2,blobs:4",
+    zeros: Annotated[str, typer.Option("--zeros", help="comma-separated zero fractions")] = "0.3,0.5,0.7,0.9",
+    organisation: Annotated[
+        str, typer.Option("--organisation", help="systolic, rows or both")
+    ] = "systolic,rows",
+    seed: Annotated[int, typer.Option("--seed", help="seed of the statistical masks")] = 0,
+) -> None:
+    """Where output skipping pays: per realization, backprop speedup over the best input-only design
+    of equal area, against mask structure and density (the phase diagram)."""
+    from agos.fileio import atomic_file
+    from agos.search.phase import phase as run_phase
+    from agos.search.plot import plot_phase
+
+    levels = _floats(zeros, "--zeros")
+    if any(not 0 <= z < 1 for z in levels):
+        raise AgosError("--zeros must be fractions in [0, 1)")
+    orgs = [o.strip() for o in organisation.split(",") if o.strip()]
+    if not orgs or any(o not in ("systolic", "rows") for o in orgs):
+        raise AgosError("--organisation takes systolic, rows or both")
+    kinds = [s.strip() for s in structures.split(",") if s.strip()]
+    result = run_phase(str(trace_dir), orgs, kinds, levels, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out / "phase.json") as f:
+        f.write(result.model_dump_json(indent=1))
+    plot_phase(result, out / "phase.png")
+    for p in sorted(result.points, key=lambda p: -(p.speedup or 0))[:5]:
+        print(f"{p.realization} {p.structure} zeros {p.zeros:g}: ×{p.speedup:.3f} over {p.baseline}")
+    print(f"wrote {out / 'phase.json'} and {out / 'phase.png'}")
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise AgosError(f"{option} takes comma-separated numbers, got {text!r}") from None
+
+
+@app.command()
 def density(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
     spec: Annotated[

@@ -50,3 +50,56 @@ def plot_front(front: Front, path: Path) -> Path:
         fig.savefig(f, format="png", dpi=130)
     plt.close(fig)
     return path
+
+
+def plot_phase(result, path: Path) -> Path:
+    """One row of panels per organisation, one panel per realization: speedup over the best
+    input-only design of equal area against the zero fraction, a line per mask structure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agos.fileio import atomic_file
+
+    orgs = list(dict.fromkeys(p.organisation for p in result.points))
+    reals = {
+        o: list(dict.fromkeys(p.realization for p in result.points if p.organisation == o)) for o in orgs
+    }
+    cols = max(len(v) for v in reals.values())
+    fig, axes = plt.subplots(
+        len(orgs), cols, figsize=(3.0 * cols, 2.7 * len(orgs)), sharey=True, squeeze=False
+    )
+    markers = "osD^vP*X"
+    for i, org in enumerate(orgs):
+        for j in range(cols):
+            ax = axes[i][j]
+            if j >= len(reals[org]):
+                ax.axis("off")
+                continue
+            real = reals[org][j]
+            for k, structure in enumerate(result.structures):
+                pts = sorted(
+                    (p for p in result.points if p.realization == real and p.structure == structure),
+                    key=lambda p: p.zeros,
+                )
+                ax.plot([p.zeros for p in pts], [p.speedup for p in pts], marker=markers[k % len(markers)],
+                        ms=4, lw=1.2, label=structure)  # fmt: skip
+            ax.axhline(1.0, color="black", lw=0.8, ls="--")
+            ax.set_title(real, fontsize=8)
+            ax.grid(alpha=0.3)
+            if i == len(orgs) - 1:
+                ax.set_xlabel("zero fraction of every ReLU output", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("backprop speedup over the best\ninput-only design of equal area", fontsize=8)
+            ax.tick_params(labelsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, title="mask structure",
+               title_fontsize=8)  # fmt: skip
+    note = f"{result.label} · masks seed {result.seed} · above the dashed line output skipping pays"
+    fig.text(0.01, 0.005, note, fontsize=7)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.9))
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+    return path
