@@ -26,6 +26,8 @@ STRUCTURES = (
     "independent",
     "channels",
     "channels:0.5",
+    "planes",
+    "planes:0.7",
     "positions",
     "positions:0.3",
     "blobs:3",
@@ -76,11 +78,13 @@ def test_dead_channels_and_positions_take_the_structured_share():
         # independent rest may complete a unit by chance
         chan = zero_structure(~structured_nonzero(SHAPE, s, Structure("channels", share=share), _gen()))
         pos = zero_structure(~structured_nonzero(SHAPE, s, Structure("positions", share=share), _gen()))
-        want_chan, want_pos = budget // (n * h * w), budget // c
+        plane = zero_structure(~structured_nonzero(SHAPE, s, Structure("planes", share=share), _gen()))
+        want = (budget // (n * h * w), budget // c, budget // (h * w))
+        got = (chan.dead_channels, pos.dead_positions, plane.dead_planes)
         if share == 1:
-            assert (chan.dead_channels, pos.dead_positions) == (want_chan, want_pos)
+            assert got == want
         else:
-            assert chan.dead_channels >= want_chan and pos.dead_positions >= want_pos
+            assert all(g >= w for g, w in zip(got, want, strict=True))
     # without units, dead channels/positions are as rare as independence says (none here)
     z = zero_structure(~structured_nonzero(SHAPE, 0.55, Structure("independent"), _gen()))
     assert z.dead_channels == 0 and z.dead_positions == 0
@@ -104,7 +108,7 @@ def test_each_structure_shows_where_it_puts_the_zeros():
     s = 0.5
     found = {
         text: zero_structure(~structured_nonzero(SHAPE, s, _structure(text), _gen(2)))
-        for text in ("independent", "channels", "positions", "blobs:2", "blobs:4")
+        for text in ("independent", "channels", "planes", "positions", "blobs:2", "blobs:4")
     }
     tol = _lift_tolerance(found["independent"].neighbour.slots, s)
     # blobs: spatial clustering beyond each plane's density, none across channels
@@ -115,6 +119,11 @@ def test_each_structure_shows_where_it_puts_the_zeros():
     ch = found["channels"]
     assert ch.same_plane.lift == pytest.approx(1 / s, rel=0.01)
     assert abs(ch.spatial.lift - 1) <= tol and abs(ch.aligned.lift - 1) <= tol
+    # silent planes: uneven planes, nothing else; a channel dies only when all N of its planes do
+    pl = found["planes"]
+    assert pl.same_plane.lift == pytest.approx(1 / s, rel=0.01)
+    assert pl.dead_channels <= 3 * SHAPE[1] * s ** SHAPE[0]
+    assert abs(pl.spatial.lift - 1) <= tol and abs(pl.aligned.lift - 1) <= tol
     # all-zero positions: aligned across channels, not in space
     pos = found["positions"]
     assert pos.aligned.lift == pytest.approx(1 / s, rel=0.01)
@@ -198,9 +207,10 @@ def _cases():
     yield ~structured_nonzero((2, 4, 5, 5), 0.5, Structure("blobs", 2), _gen(3))
     yield ~structured_nonzero((2, 4, 5, 5), 0.5, Structure("channels"), _gen(3))
     yield ~structured_nonzero((2, 4, 5, 5), 0.5, Structure("positions"), _gen(3))
+    yield ~structured_nonzero((2, 4, 5, 5), 0.5, Structure("planes"), _gen(3))
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(9))
 def test_measures_equal_a_brute_force_recount(case):
     zero = list(_cases())[case]
     got = zero_structure(zero)
@@ -236,10 +246,13 @@ def test_equal_density_across_structures_on_a_trace(resnet18_trace, tmp_path):
     acts = {a.name: a for a in trace.manifest.activations}
     profile = tmp_path / "p.csv"
     profile.write_text("index,zero_fraction\n" + "".join(f"{i},{0.05 * i:.2f}\n" for i in range(1, 18)))
-    for base in ("uniform:0.45", f"profile:{profile}"):
+    for base, structures in (
+        ("uniform:0.45", STRUCTURES),
+        (f"profile:{profile}", ("independent", "planes", "blobs:2:0.5")),
+    ):
         fractions = statistical_source(trace, base).fractions.activations
         counts = {}
-        for text in STRUCTURES:
+        for text in structures:
             spec = f"{base}:structure={text}"
             plans = _plans(trace, spec)
             for plan, m in zip(plans, layer_masks(trace, spec, seed=3), strict=True):
@@ -249,8 +262,13 @@ def test_equal_density_across_structures_on_a_trace(resnet18_trace, tmp_path):
                         math.floor(fractions[a] * math.prod(acts[a].shape) + 0.5) for a in plan.x.parts
                     )
                     assert x_zero == want, (spec, m.name)
+                if plan.x.kind == "draw":  # a pooled X drawn afresh: exact too, and structured
+                    assert x_zero == math.floor(plan.x.target * m.x_nonzero.numel() + 0.5), (spec, m.name)
+                    n, _, h, w = m.x_nonzero.shape
+                    if text == "channels":
+                        assert zero_structure(~m.x_nonzero).dead_channels == x_zero // (n * h * w)
                 if plan.x.kind != "real":  # the rule names the structure, or why it cannot apply
-                    flat = text.startswith("blobs") and "zeros independent (blobs need" in plan.x.rule
+                    flat = text.split(":")[0] in ("blobs", "planes") and "zeros independent (" in plan.x.rule
                     assert f"zeros: {text}" in plan.x.rule or (flat and m.x_nonzero.shape[2:] == (1, 1))
                 if plan.dx.kind == "from_x" and plan.dx.keep == 1:
                     assert torch.equal(m.dx_needed, m.x_nonzero)  # needed dX == X > 0
@@ -373,3 +391,16 @@ def test_cli_structure(mixed_trace, tmp_path, capsys):
     conservative = {x.name for x in trace.layers if x.dx_needed is None or not x.needs_bwd_data}
     assert {layer["name"] for layer in section["layers"] if layer["dx"] is None} == conservative
     assert main(["sparsity", str(mixed_trace), "--structure", "--tiles"]) == 2
+
+
+def test_tiles_see_structured_sources_as_structured(resnet18_trace):
+    """All-zero positions empty the tiles section's *channel* tiles (one position's whole channel
+    vector); independent zeros leave none, and only independent masks carry the independence note."""
+    trace = load_trace(resnet18_trace)
+
+    def tiles(spec: str):
+        return analyse(trace, resolve_density(trace, spec), ["tiles"]).tiles
+
+    ind, pos = tiles("uniform:0.5:structure=independent"), tiles("uniform:0.5:structure=positions")
+    assert ind.statistical and tiles("uniform:0.5").statistical and not pos.statistical
+    assert ind.totals["channel"].empty_fraction < 0.01 < 0.3 < pos.totals["channel"].empty_fraction

@@ -56,15 +56,18 @@ class LayerStructure(Model):
 
 
 class StructureTotals(Model):
-    """One mask kind pooled over the layers (each layer call counts, so a shared X counts per reader):
-    dead units over all units, co-zero pairs over slots, lifts over the pairs independent zeros at
-    each layer's own density would give."""
+    """One mask kind pooled over the layers with feature maps (H·W > 1; each layer call counts, so a
+    shared X counts per reader): dead units over all units, co-zero pairs over slots, lifts over the
+    pairs independent zeros at each layer's own density would give. Linear inputs and 1×1 maps are
+    left out (per layer only): their channels are features over a few rows, dead by chance at s^N,
+    and would swamp the pooled channel figures."""
 
     layers: int
+    left_out: list[str]  # layers of this mask kind with H·W = 1, not pooled
     elements: int
     zero_fraction: float
     dead_channels: float
-    dead_planes: float | None
+    dead_planes: float
     dead_positions: float
     same_position: CoZero
     same_plane: CoZero
@@ -78,7 +81,7 @@ class Structure(Model):
     density_source: str
     masks: dict[str, str]  # x, dx, dy: what each mask's zeros are
     layers: list[LayerStructure]  # in trace order
-    totals: dict[str, StructureTotals]  # by mask: x, dx, dy
+    totals: dict[str, StructureTotals]  # by mask: x, dx, dy (those with a layer of H·W > 1)
 
 
 def _co(pairs) -> CoZero:
@@ -109,7 +112,7 @@ def mask_structure(z: ZeroStructure) -> MaskStructure:
     )
 
 
-def _pooled(found: list[ZeroStructure]) -> StructureTotals:
+def _pooled(found: list[ZeroStructure], left_out: list[str]) -> StructureTotals:
     from agos.density.clustering import Pairs
 
     def pooled(attr: str) -> CoZero:
@@ -121,19 +124,18 @@ def _pooled(found: list[ZeroStructure]) -> StructureTotals:
     def lift(attr: str) -> float | None:
         return pooled(attr).lift
 
-    def dead(attr: str, unit: str, skip_flat: bool = False) -> float | None:
-        kept = [z for z in found if not (skip_flat and z.shape[2] * z.shape[3] == 1)]
-        total = sum(z.units[unit] for z in kept)
-        return sum(getattr(z, attr) for z in kept) / total if total else None
+    def dead(attr: str, unit: str) -> float:
+        return sum(getattr(z, attr) for z in found) / sum(z.units[unit] for z in found)
 
     elements = sum(z.numel for z in found)
     return StructureTotals(
         layers=len(found),
+        left_out=left_out,
         elements=elements,
-        zero_fraction=sum(z.zeros for z in found) / elements if elements else 0.0,
-        dead_channels=dead("dead_channels", "channels") or 0.0,
-        dead_planes=dead("dead_planes", "planes", skip_flat=True),
-        dead_positions=dead("dead_positions", "positions") or 0.0,
+        zero_fraction=sum(z.zeros for z in found) / elements,
+        dead_channels=dead("dead_channels", "channels"),
+        dead_planes=dead("dead_planes", "planes"),
+        dead_positions=dead("dead_positions", "positions"),
         same_position=pooled("same_position"),
         same_plane=pooled("same_plane"),
         same_channel=pooled("same_channel"),
@@ -149,15 +151,17 @@ def compute_structure(trace: Trace, source: DensitySource) -> Structure:
 
     layers: list[LayerStructure] = []
     found: dict[str, list[ZeroStructure]] = {m: [] for m in MASKS}
+    left_out: dict[str, list[str]] = {m: [] for m in MASKS}
     for masks in source.masks(trace):
         x = zero_structure(~masks.x_nonzero)
         dy = zero_structure(~masks.dy_nonzero)
         dx = None
         if masks.needs_bwd_data and not masks.dx_all_needed:
             dx = zero_structure(~masks.dx_needed)
-            found["dx"].append(dx)
-        found["x"].append(x)
-        found["dy"].append(dy)
+        for kind, z in (("x", x), ("dx", dx), ("dy", dy)):
+            if z is not None:
+                pooled = z.shape[2] * z.shape[3] > 1
+                (found[kind] if pooled else left_out[kind]).append(z if pooled else masks.name)
         layers.append(
             LayerStructure(
                 name=masks.name,
@@ -171,5 +175,5 @@ def compute_structure(trace: Trace, source: DensitySource) -> Structure:
         density_source=source.label,
         masks=dict(WHAT),
         layers=layers,
-        totals={m: _pooled(found[m]) for m in MASKS if found[m]},
+        totals={m: _pooled(found[m], left_out[m]) for m in MASKS if found[m]},
     )

@@ -10,7 +10,8 @@
   1-based integer, `first` or `last` (the default: converged).
 
 Either statistical spec may end in `:structure=STRUCTURE` — `independent`, `channels[:F]`,
-`positions[:F]` or `blobs:B[:F]` — which places exactly round(S·n) zeros per mask in that structure
+`planes[:F]`, `positions[:F]` or `blobs:B[:F]` — which places exactly round(S·n) zeros per mask in
+that structure
 (`uniform:0.6:structure=blobs:4`, `profile:sparsetrain:last:structure=channels`; `structure.py`).
 
 Statistical masks are seeded (`seed`); how they are made is in `statistical.py`.

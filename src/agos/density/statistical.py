@@ -272,7 +272,7 @@ def _structure_note(structure: Structure, layer: LayerRecord, x: XPlan, acts) ->
     shapes = [tuple(acts[a].shape) for a in x.parts] if x.kind == "reuse" else [layer.geometry.x_shape]
     flat = [s for s in shapes if not structure.spatial(s)]
     if flat:
-        return f"; zeros independent (blobs need H × W > 1; the mask is {list(flat[0])})"
+        return f"; zeros independent ({structure.kind} need H × W > 1; the mask is {list(flat[0])})"
     return f"; zeros: {structure.text}"
 
 

@@ -2,19 +2,23 @@
 
 Every structured mask has *exactly* round(S·n) zeros (S its zero fraction, n its elements), so two
 structures at one S differ in where the zeros are, never in how many. The zeros are chosen in two
-steps: first whole *units* — dead channels, all-zero positions or square blobs — in a seeded random
+steps: first whole *units* — dead channels, dead per-image channel planes, all-zero positions or
+square blobs — in a seeded random
 order, as many as fit in the structured share F of the zeros; then the rest one by one, uniformly
 among the elements still nonzero. F = 1 (the default) puts every zero it can in whole units; the
 remainder is smaller than one unit. Units of a tensor [N, C, H, W] ([N, F] for a Linear input):
 
 - `independent`: no units; exactly round(S·n) zeros at uniformly random elements;
 - `channels[:F]`: a unit is one channel over the whole batch, C[:, c] (a dead unit: it never fires);
+- `planes[:F]`: a unit is one image's channel, X[n, c] (a channel silent on that image only; what
+  trained networks show in their deep layers);
 - `positions[:F]`: a unit is one position's channel vector, X[n, :, h, w] (for [N, F]: a sample's
   whole vector);
 - `blobs:B[:F]`: a unit is a B×B square of one channel of one image, on a grid laid with a random
   offset per (image, channel) so that no blob edge lines up with a hardware tile; edge squares are
-  cut by the border. A tensor without two spatial dimensions (or of 1×1 pixels) has no blobs: its
-  zeros are independent (the density mapping's rules say so per layer).
+  cut by the border. A tensor without two spatial dimensions (or of 1×1 pixels) has no blobs and
+  no planes bigger than an element: its zeros are independent (the density mapping's rules say so
+  per layer).
 
 Without `structure=` the masks are today's Bernoulli draws (each element zero with probability S:
 the count is binomial, not exact); `structure=independent` is the exact-count twin of it.
@@ -31,14 +35,16 @@ import torch
 
 from agos.errors import AgosError
 
-KINDS = ("independent", "channels", "positions", "blobs")
-SYNTAX = "independent, channels[:F], positions[:F] or blobs:B[:F] (B ≥ 1 pixels a side, 0 ≤ F ≤ 1)"
+KINDS = ("independent", "channels", "planes", "positions", "blobs")
+SYNTAX = (
+    "independent, channels[:F], planes[:F], positions[:F] or blobs:B[:F] (B ≥ 1 pixels a side, 0 ≤ F ≤ 1)"
+)
 _SPLIT = re.compile(r"(?i):structure=")
 
 
 @dataclass(frozen=True)
 class Structure:
-    kind: Literal["independent", "channels", "positions", "blobs"]
+    kind: Literal["independent", "channels", "planes", "positions", "blobs"]
     block: int = 0  # blobs: side of a square blob in pixels
     share: float = 1.0  # F: the fraction of the zeros placed in whole units
 
@@ -53,7 +59,7 @@ class Structure:
 
     def spatial(self, shape: tuple[int, ...]) -> bool:
         """Does this structure shape a tensor of this shape, or does it fall back to independent?"""
-        return self.kind != "blobs" or (len(shape) == 4 and shape[2] * shape[3] > 1)
+        return self.kind not in ("blobs", "planes") or (len(shape) == 4 and shape[2] * shape[3] > 1)
 
     def units(
         self, shape: tuple[int, ...], generator: torch.Generator
@@ -65,6 +71,9 @@ class Structure:
         if self.kind == "channels":
             unit = torch.arange(c).view(1, c, 1).expand(n, c, rest)
             return unit.reshape(-1), torch.full((c,), n * rest, dtype=torch.long)
+        if self.kind == "planes":
+            plane = torch.arange(n * c).view(n, c, 1)
+            return plane.expand(n, c, rest).reshape(-1), torch.full((n * c,), rest, dtype=torch.long)
         if self.kind == "positions":
             position = torch.arange(n * rest).view(n, 1, rest)
             return position.expand(n, c, rest).reshape(-1), torch.full((n * rest,), c, dtype=torch.long)

@@ -81,6 +81,8 @@ def print_table(analysis: Analysis, console: Console | None = None) -> None:
             table.add_section()
             table.add_row(f"pooled ({total.layers} layers)", "", *_cells(total))
         console.print(table)
+        if total is not None and total.left_out:
+            console.print(f"pooled over maps with H·W > 1; per layer only: {', '.join(total.left_out)}")
     dy = section.totals.get("dy")
     if dy is not None:
         console.print(
