@@ -162,6 +162,12 @@ def _brute(zero: torch.Tensor) -> dict:
     )
     cells = [(i, j, y, x) for i in range(n) for j in range(c) for y in range(h) for x in range(w)]
     zs = [e for e in cells if z[e[0]][e[1]][e[2]][e[3]]]
+    dead = {
+        "channels": lambda e: all(z[i][e[1]][y][x] for i in range(n) for y in range(h) for x in range(w)),
+        "planes": lambda e: all(z[e[0]][e[1]][y][x] for y in range(h) for x in range(w)),
+        "positions": lambda e: all(z[e[0]][j][e[2]][e[3]] for j in range(c)),
+    }
+    out["in_dead"] = {unit: sum(1 for e in zs if is_dead(e)) for unit, is_dead in dead.items()}
     pairs = {"same_position": [0, 0], "same_plane": [0, 0], "same_channel": [0, 0], "neighbour": [0, 0]}
     for a in zs:
         for b in cells:
@@ -221,6 +227,7 @@ def test_measures_equal_a_brute_force_recount(case):
         want["dead_planes"],
         want["dead_positions"],
     )
+    assert got.zeros_in_dead == want["in_dead"]
     s = got.zeros / got.numel
     for name in ("same_position", "same_plane", "same_channel", "neighbour"):
         p = getattr(got, name)
@@ -340,6 +347,8 @@ def test_structure_section_sees_the_structure(resnet18_trace):
     )
     assert t["blobs"].spatial > 1.3 and abs(t["blobs"].aligned - 1) < 0.05 and t["pos"].aligned > 1.8
     assert len({x.zero_fraction for x in t.values()}) == 1  # equal density
+    half = section("planes:0.5").totals["x"]  # F comes back as the share of zeros in dead planes
+    assert 0.45 < half.zeros_in_dead_planes < 0.55 and t["ind"].zeros_in_dead_planes < 0.01
     reused = 0
     for c, p in zip(chan.layers, pos.layers, strict=True):
         if plans[c.name].x.kind != "reuse":

@@ -39,6 +39,9 @@ class MaskStructure(Model):
     independent_dead_channels: float  # what independent zeros at this density would give: s^(N·H·W)
     independent_dead_planes: float | None  # s^(H·W)
     independent_dead_positions: float  # s^C
+    zeros_in_dead_channels: float | None  # share of the zeros in dead channels (F of channels:F)
+    zeros_in_dead_planes: float | None  # … in dead planes (F of planes:F); None if H·W = 1
+    zeros_in_dead_positions: float | None  # … in dead positions (F of positions:F); None: no zeros
     same_position: CoZero  # another channel at this position
     same_plane: CoZero  # another pixel of this image's channel
     same_channel: CoZero  # another element of this channel (any image, any pixel)
@@ -69,6 +72,9 @@ class StructureTotals(Model):
     dead_channels: float
     dead_planes: float
     dead_positions: float
+    zeros_in_dead_channels: float | None
+    zeros_in_dead_planes: float | None
+    zeros_in_dead_positions: float | None
     same_position: CoZero
     same_plane: CoZero
     same_channel: CoZero
@@ -88,6 +94,10 @@ def _co(pairs) -> CoZero:
     return CoZero(probability=pairs.probability, lift=pairs.lift)
 
 
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
 def mask_structure(z: ZeroStructure) -> MaskStructure:
     h, w = z.shape[2:]
     units = z.units
@@ -103,6 +113,9 @@ def mask_structure(z: ZeroStructure) -> MaskStructure:
         independent_dead_channels=indep["channels"],
         independent_dead_planes=None if flat else indep["planes"],
         independent_dead_positions=indep["positions"],
+        zeros_in_dead_channels=_share(z.zeros_in_dead["channels"], z.zeros),
+        zeros_in_dead_planes=None if flat else _share(z.zeros_in_dead["planes"], z.zeros),
+        zeros_in_dead_positions=_share(z.zeros_in_dead["positions"], z.zeros),
         same_position=_co(z.same_position),
         same_plane=_co(z.same_plane),
         same_channel=_co(z.same_channel),
@@ -127,6 +140,9 @@ def _pooled(found: list[ZeroStructure], left_out: list[str]) -> StructureTotals:
     def dead(attr: str, unit: str) -> float:
         return sum(getattr(z, attr) for z in found) / sum(z.units[unit] for z in found)
 
+    def in_dead(unit: str) -> float | None:
+        return _share(sum(z.zeros_in_dead[unit] for z in found), sum(z.zeros for z in found))
+
     elements = sum(z.numel for z in found)
     return StructureTotals(
         layers=len(found),
@@ -136,6 +152,9 @@ def _pooled(found: list[ZeroStructure], left_out: list[str]) -> StructureTotals:
         dead_channels=dead("dead_channels", "channels"),
         dead_planes=dead("dead_planes", "planes"),
         dead_positions=dead("dead_positions", "positions"),
+        zeros_in_dead_channels=in_dead("channels"),
+        zeros_in_dead_planes=in_dead("planes"),
+        zeros_in_dead_positions=in_dead("positions"),
         same_position=pooled("same_position"),
         same_plane=pooled("same_plane"),
         same_channel=pooled("same_channel"),

@@ -77,6 +77,17 @@ class ZeroStructure:
         n, c, h, w = self.shape
         return {"channels": c, "planes": n * c, "positions": n * h * w}
 
+    @property
+    def zeros_in_dead(self) -> dict[str, int]:
+        """How many of the zeros lie in dead channels, dead planes and dead positions (the share F
+        of `structure=channels:F`, `planes:F`, `positions:F` is this over the zeros)."""
+        n, c, h, w = self.shape
+        return {
+            "channels": self.dead_channels * n * h * w,
+            "planes": self.dead_planes * h * w,
+            "positions": self.dead_positions * c,
+        }
+
     def independent_dead(self) -> dict[str, float]:
         """The expected dead fraction of each unit were the zeros independent at this density."""
         n, c, h, w = self.shape

@@ -12,16 +12,28 @@ from agos.analysis.structure import MaskStructure, Structure, StructureTotals
 from agos.report.format import wide_console
 
 TITLES = {"x": "zeros of X", "dx": "skippable dX (not needed)", "dy": "zeros of dY"}
-COLUMNS = ("zero", "dead ch", "dead planes", "dead pos", "pos", "plane", "nbr", "spatial", "aligned")
+COLUMNS = (
+    "zero",
+    "dead ch",
+    "dead planes",
+    "dead pos",
+    "F ch/planes",
+    "pos",
+    "plane",
+    "nbr",
+    "spatial",
+    "aligned",
+)
 LEGEND = (
     "dead ch: channels zero over the whole batch; dead planes: one image's channel all zero; dead pos: "
-    "an (image, pixel) zero in every channel (each over its units; in parentheses what independent zeros "
-    "at this density give, where that is 0.05% or more). pos, plane, nbr: P(partner zero | zero) for "
-    "another channel at the same position, another pixel of the same image's channel, a 4-neighbour, "
-    "as lift over independent zeros (×1.00: independent; uneven channel densities alone raise plane "
-    "and nbr). spatial: neighbour pairs over those of each plane's zeros placed at random in it "
-    "(above ×1: blobs); aligned: same-position pairs over those of each plane's zeros placed "
-    "independently (above ×1: channels zero at the same pixels)"
+    "an (image, pixel) zero in every channel (each over its units; in parentheses what independent "
+    "zeros at this density give, where that is 0.05% or more). F ch/planes: the share of the zeros in "
+    "dead channels / dead planes (the F of structure=channels:F, planes:F). pos, plane, nbr: "
+    "P(partner zero | zero) for another channel at the same position, another pixel of the same "
+    "image's channel, a 4-neighbour, as lift over independent zeros (×1.00: independent; uneven "
+    "channel densities alone raise plane and nbr). spatial: neighbour pairs over those of each "
+    "plane's zeros placed at random in it (above ×1: blobs); aligned: same-position pairs over those "
+    "of each plane's zeros placed independently (above ×1: channels zero at the same pixels)"
 )
 
 
@@ -36,6 +48,10 @@ def _dead(found: float | None, independent: float | None) -> str:
     return text
 
 
+def _f(share: float | None) -> str:
+    return "—" if share is None else f"{share:.2f}"
+
+
 def _lift(lift: float | None) -> str:
     return "—" if lift is None else f"×{lift:.2f}"
 
@@ -47,6 +63,7 @@ def _cells(m: MaskStructure | StructureTotals) -> list[str]:
         _dead(m.dead_channels, m.independent_dead_channels if indep else None),
         _dead(m.dead_planes, m.independent_dead_planes if indep else None),
         _dead(m.dead_positions, m.independent_dead_positions if indep else None),
+        f"{_f(m.zeros_in_dead_channels)}/{_f(m.zeros_in_dead_planes)}",
         _lift(m.same_position.lift),
         _lift(m.same_plane.lift),
         _lift(m.neighbour.lift),
