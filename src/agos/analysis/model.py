@@ -18,13 +18,14 @@ from agos.analysis.density_mapping import DensityMapping
 from agos.analysis.realised import Realised
 from agos.analysis.simulation import Simulation
 from agos.analysis.sparsity import Sparsity
+from agos.analysis.structure import Structure
 from agos.analysis.tiles import Tiles
 from agos.fileio import write_json
 
 FORMAT = "agos-analysis"
 VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
-SECTIONS = ("sparsity", "tiles", "density_mapping", "realised", "bounds", "simulation")
+SECTIONS = ("sparsity", "tiles", "density_mapping", "realised", "bounds", "simulation", "structure")
 __all__ = ["Analysis", "DensityInfo", "Model"]
 
 
@@ -57,6 +58,7 @@ class Analysis(Model):
     realised: Realised | None = None
     bounds: Bounds | None = None
     simulation: Simulation | None = None
+    structure: Structure | None = None
 
 
 def schema() -> dict:
