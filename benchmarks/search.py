@@ -1,5 +1,7 @@
-"""`agos search` on the issue's networks (resnet50, vgg16, mobilenet_v2 at init; real masks and
-the converged published profile), with its run time: one command reproduces the fronts.
+"""`agos search` on the issue's networks with its run time: one command reproduces the fronts.
+Real masks of resnet50, vgg16 and mobilenet_v2 at init and of the trained mobilenet_v2 (ImageNet
+weights, offline), and the converged published profile where one exists (resnet50, vgg16: the
+profile has no mobilenet_v2; its trained weights stand for its converged state).
 
     .venv/bin/python benchmarks/search.py [--batch-size 4 --image-size 96] [--workers 2] [--quick]
 
@@ -21,8 +23,9 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-MODELS = ("resnet50", "vgg16", "mobilenet_v2")
-DENSITIES = "real,profile:sparsetrain:last"
+MODELS = ("resnet50:init", "vgg16:init", "mobilenet_v2:init", "mobilenet_v2:imagenet")
+PROFILED = ("resnet50", "vgg16")  # the published profile's networks (../shared/sparsity)
+PROFILE = "profile:sparsetrain:last"
 
 
 def main() -> None:
@@ -30,7 +33,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--density", default=DENSITIES)
+    parser.add_argument("--no-profile", action="store_true", help="real masks only")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--space", type=Path, help="a search-space file (default: the shipped one)")
     parser.add_argument("--quick", action="store_true", help="one window, one broadcast width, two arrays")
@@ -43,14 +46,15 @@ def main() -> None:
     out = args.out or work / "search"
     traces = []
     start = time.perf_counter()
-    for model in args.models.split(","):
-        trace = work / "traces" / model
+    for entry in args.models.split(","):
+        model, _, weights = entry.partition(":")
+        trace = work / "traces" / f"{model}-{weights or 'init'}"
         subprocess.run(
-            [*agos, "trace", "--model", model, "--batch-size", str(args.batch_size), "--image-size",
-             str(args.image_size), "--out", str(trace)],
+            [*agos, "trace", "--model", model, "--weights", weights or "init", "--batch-size",
+             str(args.batch_size), "--image-size", str(args.image_size), "--out", str(trace)],
             check=True, capture_output=True,
         )  # fmt: skip
-        traces.append(str(trace))
+        traces.append((model, weights or "init", str(trace)))
     captured = time.perf_counter() - start
     space = args.space
     if args.quick and space is None:
@@ -60,31 +64,38 @@ def main() -> None:
         quick = {"lookahead": [3], "broadcast_width": [1], "scale": {"arrays": [[16, 16], [32, 32]],
                  "buffer_mib": [2], "store_entries": [256]}, "top": 1}  # fmt: skip
         space.write_text(yaml.safe_dump(quick))
-    cmd = [*agos, "search", *traces, "--out", str(out), "--density", args.density]
-    cmd += ["--workers", str(args.workers)]
-    if space is not None:
-        cmd += ["--space", str(space)]
-    begin = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    seconds = time.perf_counter() - begin
-    result = json.loads((out / "search.json").read_text())
+    runs = [("real", [t for _, _, t in traces])]
+    profiled = [t for m, w, t in traces if m in PROFILED and w == "init"]
+    if profiled and not args.no_profile:
+        runs.append((PROFILE, profiled))
+    commands, results, seconds = [], [], 0.0
+    for density, group in runs:
+        folder = out / density.replace(":", "-")
+        cmd = [*agos, "search", *group, "--out", str(folder), "--density", density]
+        cmd += ["--workers", str(args.workers)] + (["--space", str(space)] if space is not None else [])
+        begin = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        seconds += time.perf_counter() - begin
+        commands.append(" ".join(cmd[2:]))
+        results.append(json.loads((folder / "search.json").read_text()))
+    points = sum(r["points"] for r in results)
     figures = {
-        "command": " ".join(cmd[2:]),
+        "commands": commands,
         "models": args.models.split(","),
         "batch_size": args.batch_size,
         "image_size": args.image_size,
-        "densities": args.density.split(","),
         "workers": args.workers,
         "capture_seconds": round(captured, 1),
         "search_seconds": round(seconds, 1),
-        "points": result["points"],
-        "points_per_second": round(result["points"] / seconds, 3),
-        "fronts": len(result["fronts"]),
+        "points": points,
+        "points_per_second": round(points / seconds, 3),
+        "fronts": sum(len(r["fronts"]) for r in results),
         "cpus": os.cpu_count(),
     }
     RESULTS.mkdir(exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=1) + "\n")
-    shutil.copy(out / "search.json", args.json.with_name(args.json.stem + "-fronts.json"))
+    merged = {**results[0], "fronts": [f for r in results for f in r["fronts"]], "points": points}
+    args.json.with_name(args.json.stem + "-fronts.json").write_text(json.dumps(merged, indent=1) + "\n")
     print(json.dumps(figures, indent=1))
     if args.out is None:
         shutil.rmtree(work, ignore_errors=True)

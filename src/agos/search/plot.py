@@ -103,3 +103,49 @@ def plot_phase(result, path: Path) -> Path:
         fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_answer(fronts: list[Front], path: Path, budgets=(1.0, 1.1, 1.25, 1.5)) -> Path:
+    """The answer at a glance, one panel per organisation: per network and density source, the
+    fastest design without output skipping over the fastest with it at each area budget (above 1:
+    output skipping pays on that area)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agos.fileio import atomic_file
+
+    orgs = list(dict.fromkeys(f.organisation for f in fronts))
+    fig, axes = plt.subplots(1, len(orgs), figsize=(6.2 * len(orgs), 3.6), sharey=True, squeeze=False)
+    for ax, org in zip(axes[0], orgs, strict=True):
+        mine = [f for f in fronts if f.organisation == org]
+        width = 0.8 / len(budgets)
+        for k, factor in enumerate(budgets):
+            values = []
+            for f in mine:
+                b = next((b for b in f.budgets if abs(b.budget - factor) < 1e-9), None)
+                values.append(b.with_over_without if b and b.with_over_without else 0.0)
+            xs = [i + (k - (len(budgets) - 1) / 2) * width for i in range(len(mine))]
+            bars = ax.bar(xs, values, width, label=f"{factor:g}× dense area")
+            ax.bar_label(bars, labels=[f"{v:.2f}" if v else "—" for v in values], fontsize=6, padding=1)
+        ax.axhline(1.0, color="black", lw=0.8, ls="--")
+        ax.set_ylim(0, 1.35)
+        ax.set_xticks(range(len(mine)))
+        ax.set_xticklabels([_short(f) for f in mine], fontsize=7, rotation=20, ha="right")
+        ax.set_title(org, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("backprop: best without / best with\n(above 1: output skipping pays)", fontsize=8)
+    axes[0][0].legend(fontsize=7, title="area budget", title_fontsize=7)
+    fig.tight_layout()
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _short(front: Front) -> str:
+    """model · weights · batch · px · density, from the front's label."""
+    parts = [p.strip() for p in front.label.split("·")]
+    keep = [parts[0]] + [p for p in parts[1:] if p.startswith("weights") or "px" in p or "batch" in p]
+    return " · ".join(keep) + "\n" + front.density
