@@ -218,6 +218,10 @@ def arch_show(
         typer.echo(f"# {loaded.name}  ({loaded.source})  sha256 {loaded.sha256}")
         dumped = yaml.safe_dump(loaded.arch.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
         typer.echo(dumped.rstrip())
+        if loaded.overrides:
+            typer.echo(f"# overridden ({len(loaded.overrides)}), inherited → given:")
+            for line in loaded.overrides:
+                typer.echo(f"#   {line}")
         typer.echo(
             f"# area {area.total_mm2:.3f} mm² ("
             + ", ".join(f"{k} {v:.3f}" for k, v in area.components.items())
