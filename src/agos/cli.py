@@ -35,6 +35,10 @@ StepsOpt = Annotated[int, typer.Option("--train-steps", help="SGD warm-up steps 
 LrOpt = Annotated[float, typer.Option("--lr", help="warm-up learning rate")]
 MomentumOpt = Annotated[float, typer.Option("--momentum", help="warm-up SGD momentum")]
 WdOpt = Annotated[float, typer.Option("--weight-decay", help="warm-up weight decay")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="write into --out even if it is not empty and holds another run"),
+]
 
 
 def _run_options(model, weights, data, batch_size, image_size, seed, device, train_steps, lr, momentum, wd):
@@ -70,14 +74,22 @@ def trace(
     save_weights: Annotated[
         str | None, typer.Option("--save-weights", help="keep the warmed-up weights here")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Capture the masks of one real training step into a trace directory."""
+    from dataclasses import asdict
+
     from agos.capture.pipeline import capture_trace
+    from agos.fileio import claim_output
 
     options = _run_options(
         model, weights, data, batch_size, image_size, seed, device, train_steps, lr, momentum, weight_decay
     )
-    manifest = capture_trace(options, out, save_weights)
+    run = {k: v for k, v in asdict(options).items() if k != "device"}
+    label = f"{model}, weights {weights}, data {data}, batch {batch_size}, {image_size} px, seed {seed}"
+    with claim_output(out, "trace", run, label, force, make=False) as claim:
+        manifest = capture_trace(options, out, save_weights)
+        claim.mark()
     for note in manifest.notes:
         typer.echo(f"warning: {note}", err=True)
     typer.echo(
@@ -311,11 +323,14 @@ def sweep(
     plot: Annotated[
         bool, typer.Option("--plot", help="draw the Pareto front and sensitivity curves")
     ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Sweep designs over axes of any arch field, densities and traces, on Dask; one row per point."""
+    from agos.fileio import claim_output
     from agos.sweep.run import run_sweep
 
-    run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot)
+    with claim_output(out, "sweep", {"spec": str(spec.resolve())}, f"spec {spec}", force):
+        run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot)
 
 
 @app.command()
@@ -475,8 +490,12 @@ def trajectory(
     check: Annotated[
         bool, typer.Option("--check/--no-check", help="prove every point lossless (a masked step)")
     ] = True,
+    force: ForceOpt = False,
 ) -> None:
     """Sparsity, MAC bounds and design speedups at every checkpoint of a training run."""
+    from dataclasses import asdict
+
+    from agos.fileio import claim_output
     from agos.inputs.training import WarmUp
     from agos.trajectory.report import print_table
     from agos.trajectory.run import TrajectorySettings
@@ -497,7 +516,12 @@ def trajectory(
         weights=weights,
         check=check,
     )
-    result = run(settings, out)
+    run_id = {k: v for k, v in asdict(settings).items() if k != "device"}
+    label = f"{model}, " + (
+        f"checkpoints {checkpoints}" if checkpoints else f"{train_steps} steps every {every}"
+    )
+    with claim_output(out, "trajectory", run_id, label, force):
+        result = run(settings, out)
     print_table(result)
     lost = [p["step"] for p in result["points"] if p["lossless"] is False]
     typer.echo(f"wrote {out}: {len(result['points'])} points, {result['wall_seconds']:.0f} s", err=True)
@@ -548,8 +572,10 @@ def reproduce(
     sweep: Annotated[
         Path | None, typer.Option("--sweep", help="also run this sweep spec and add a sweep section")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
+    from agos.fileio import claim_output
     from agos.inputs.offline_weights import available
     from agos.inputs.training import WarmUp
     from agos.reproduce.pipeline import FULL, QUICK, Settings, runs_at
@@ -579,7 +605,10 @@ def reproduce(
         trajectory=None if trajectory_dir is None else str(trajectory_dir),
         sweep=str(sweep) if sweep is not None else None,
     )
-    run(settings, out)
+    run_id = {k: v for k, v in settings.describe().items() if k != "device"}
+    label = f"models {','.join(settings.models)}, batch {settings.batch_size}, {settings.image_size} px"
+    with claim_output(out, "reproduce", run_id, label + (", quick" if quick else ""), force):
+        run(settings, out)
 
 
 @app.command()
