@@ -118,3 +118,47 @@ def test_bad_input_is_one_line(resnet18_trace, capsys, args, message):
     assert main(["simulate", str(resnet18_trace), *args]) != 0
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_a_profile_that_leaves_activations_real_is_noted_by_every_command(mixed_trace, tmp_path, capsys):
+    """A 2-row profile on a trace with more ReLUs leaves the others real: `density` said so, while
+    `simulate` (and `sparsity --tiles`) accepted it without a word."""
+    from agos.capture.trace import load_trace
+
+    acts = len(load_trace(mixed_trace).manifest.activations)
+    assert acts > 2
+    profile = tmp_path / "two.csv"
+    profile.write_text("index,zero_fraction\n1,0.7\n2,0.6\n")
+    note = f"{acts - 2} activation(s) without a row keep their real masks"
+    density = f"profile:{profile}"
+    out = tmp_path / "s.json"
+    assert (
+        main(
+            [
+                "simulate",
+                str(mixed_trace),
+                "--arch",
+                "agos@systolic",
+                "--density",
+                density,
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert note in capsys.readouterr().out
+    assert note in json.loads(out.read_text())["density"]["notes"][0]
+    assert main(["sparsity", str(mixed_trace), "--tiles", "--density", density]) == 0
+    assert note in capsys.readouterr().out
+    assert main(["density", str(mixed_trace), "--density", density]) == 0
+    assert note in capsys.readouterr().out
+    import yaml
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump({"traces": [str(mixed_trace)], "archs": ["agos@systolic"], "densities": [density]})
+    )
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "sweep"), "--workers", "0"]) == 0
+    assert note in capsys.readouterr().err
+    assert note in (tmp_path / "sweep" / "results.csv").read_text()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from agos.report.format import wide_console
+from agos.report.format import print_density_notes, wide_console
 from agos.workload.passes import LABELS, PASSES, SPANS
 
 if TYPE_CHECKING:
@@ -83,3 +83,4 @@ def print_table(analysis: Analysis, console: Console | None = None) -> None:
     console.print(short)
     for policy in b.policies:
         console.print(f"{policy}: {b.notes[policy]}")
+    print_density_notes(analysis, console)

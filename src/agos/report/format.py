@@ -11,6 +11,14 @@ def wide_console() -> Console:
     return probe if probe.is_terminal else Console(width=max(180, probe.width))
 
 
+def print_density_notes(analysis, console: Console) -> None:
+    """The density source's notes (a profile that leaves activations real, …) under every table
+    computed on it."""
+    density = analysis.density
+    for note in density.notes if density is not None else []:
+        console.print(f"note: density {density.spec}: {note}", markup=False, highlight=False, soft_wrap=True)
+
+
 def pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:5.1f}%"
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from agos.analysis.model import Analysis
 from agos.fileio import atomic_file
-from agos.report.format import wide_console
+from agos.report.format import print_density_notes, wide_console
 
 
 def _x(v) -> str:
@@ -74,6 +74,7 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
         console.print(f"note: {sim.vector_note}")
     for note in analysis.capture_notes:
         console.print(f"warning: {note}", markup=False, highlight=False)
+    print_density_notes(analysis, console)
     sens = sim.lookahead_sensitivity
     if sens:
         windows = list(next(iter(sens.values())))

@@ -84,6 +84,7 @@ def _density_entry(analysis: Analysis) -> dict:
         "ideal_bounds": {k: v.model_dump(mode="json") for k, v in analysis.bounds.speedups.items()},
         "designs": designs,
         "vector_note": sim.vector_note,
+        "density_notes": analysis.density.notes,
         "tiles": None
         if tiles is None
         else {
