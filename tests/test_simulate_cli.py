@@ -162,3 +162,35 @@ def test_a_profile_that_leaves_activations_real_is_noted_by_every_command(mixed_
     assert main(["sweep", str(spec), "--out", str(tmp_path / "sweep"), "--workers", "0"]) == 0
     assert note in capsys.readouterr().err
     assert note in (tmp_path / "sweep" / "results.csv").read_text()
+
+
+def test_csv_outputs_are_plain_csv_with_their_provenance_in_columns(mixed_trace, tmp_path, capsys):
+    """`sparsity --csv` once began with a `# …` provenance line, which `pandas.read_csv` silently
+    read as a one-column frame; `simulate` and `bounds` had no CSV at all."""
+    pd = pytest.importorskip("pandas")
+    files = {name: tmp_path / f"{name}.csv" for name in ("sparsity", "bounds", "simulate")}
+    assert main(["sparsity", str(mixed_trace), "--csv", str(files["sparsity"])]) == 0
+    assert main(["bounds", str(mixed_trace), "--csv", str(files["bounds"])]) == 0
+    args = [
+        "simulate",
+        str(mixed_trace),
+        "--arch",
+        "agos@systolic,input-skip@rows",
+        "--csv",
+        str(files["simulate"]),
+    ]
+    assert main([*args, "--json", str(tmp_path / "s.json")]) == 0
+    capsys.readouterr()
+    frames = {name: pd.read_csv(path) for name, path in files.items()}
+    layers = json.loads((tmp_path / "s.json").read_text())["simulation"]["designs"]["agos@systolic"]["layers"]
+    for name, frame in frames.items():
+        assert frame["model"].eq("tests.models:mixed").all() and frame["image_size"].eq(16).all(), name
+        assert frame["density"].eq("real masks").all() and frame["seed"].eq(3).all(), name
+    sparsity = frames["sparsity"]
+    assert len(sparsity) == len(layers) and list(sparsity["name"]) == [layer["name"] for layer in layers]
+    assert sparsity["dx_skip_frac"].isna().tolist() == (~sparsity["needs_bwd_data"]).tolist()  # no dX, no 0
+    assert len(frames["bounds"]) == 3 * len(layers)
+    sim = frames["simulate"]
+    assert len(sim) == 2 * 3 * len(layers)  # design × layer × pass
+    agos = sim[(sim["design"] == "agos@systolic") & (sim["pass"] == "bwd_weight")]
+    assert agos["cycles"].tolist() == [layer["bwd_weight"]["cycles"] for layer in layers]

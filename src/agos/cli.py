@@ -275,6 +275,9 @@ def simulate(
     ] = "real",
     seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write every figure as JSON")] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="write one row per design × layer × pass as CSV")
+    ] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="also print per-layer speedups")] = False,
     lookahead: Annotated[
@@ -305,6 +308,8 @@ def simulate(
     report.print_table(analysis, per_layer=per_layer)
     if json_out:
         model.write(analysis, json_out)
+    if csv_out:
+        report.write_csv(analysis, csv_out)
     if plot_out:
         report.plot(analysis, plot_out)
 
@@ -364,6 +369,9 @@ def density(
 def bounds(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
     json_out: Annotated[Path | None, typer.Option("--json", help="write every count as JSON")] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="write one row per layer × pass (MACs per policy) as CSV")
+    ] = None,
 ) -> None:
     """Exact MACs per layer and pass under each skipping policy, and the ideal speedups they bound."""
     from agos.analysis import model
@@ -377,6 +385,8 @@ def bounds(
     report.print_table(analysis)
     if json_out:
         model.write(analysis, json_out)
+    if csv_out:
+        report.write_csv(analysis, csv_out)
 
 
 @app.command("gpu-bench")

@@ -84,3 +84,31 @@ def print_table(analysis: Analysis, console: Console | None = None) -> None:
     for policy in b.policies:
         console.print(f"{policy}: {b.notes[policy]}")
     print_density_notes(analysis, console)
+
+
+def csv_rows(analysis: Analysis) -> list[dict]:
+    """One row per layer × pass: its MACs under each policy and the ideal speedup of each sparse
+    policy (dense MACs / its MACs; empty where undefined)."""
+    b = analysis.bounds
+    rows = []
+    for layer in b.layers:
+        for pass_ in PASSES:
+            macs = getattr(layer, pass_)
+            rows.append(
+                {
+                    "layer_index": layer.index,
+                    "layer": layer.name,
+                    "kind": layer.kind,
+                    "needs_bwd_data": layer.needs_bwd_data,
+                    "pass": pass_,
+                    **{f"macs_{policy}": macs[policy] for policy in b.policies},
+                    **{f"speedup_{policy}": getattr(s, pass_) for policy, s in layer.speedups.items()},
+                }
+            )
+    return rows
+
+
+def write_csv(analysis: Analysis, path) -> None:
+    from agos.report import csvfile
+
+    csvfile.write_csv(analysis, csv_rows(analysis), path)

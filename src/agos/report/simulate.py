@@ -12,7 +12,9 @@ from rich.table import Table
 
 from agos.analysis.model import Analysis
 from agos.fileio import atomic_file
+from agos.report import csvfile
 from agos.report.format import print_density_notes, wide_console
+from agos.workload.passes import PASSES
 
 
 def _x(v) -> str:
@@ -100,6 +102,52 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
                 *(_x(sim.designs[n].layers[i].speedup_over_twin.backprop) for n in names),
             )
         console.print(layers)
+
+
+def csv_rows(analysis: Analysis) -> list[dict]:
+    """One row per requested design × layer × pass: cycles and where they go, MACs, bounds, DRAM
+    bytes, energy, utilisation, and the pass's speedup over the design's twin."""
+    sim = analysis.simulation
+    rows = []
+    for name in sim.requested:
+        d = sim.designs[name]
+        for index, layer in enumerate(d.layers or []):
+            for pass_ in PASSES:
+                f = getattr(layer, pass_)
+                rows.append(
+                    {
+                        "design": name,
+                        "organisation": d.organisation,
+                        "preset": d.preset,
+                        "twin": d.twin,
+                        "design_sha256": d.sha256,
+                        "layer_index": index,
+                        "layer": layer.name,
+                        "kind": layer.kind,
+                        "pass": pass_,
+                        "cycles": f.cycles,
+                        "compute_cycles": f.compute_cycles,
+                        **{f"cycles_{k}": v for k, v in f.components.items()},
+                        "speedup_over_twin": getattr(layer.speedup_over_twin, pass_),
+                        "dense_macs": f.dense_macs,
+                        "effective_macs": f.effective_macs,
+                        "design_macs": f.design_macs,
+                        "mapping_bound_cycles": f.mapping_bound_cycles,
+                        "mac_bound_cycles": f.mac_bound_cycles,
+                        "items": f.items,
+                        "tiles": f.tiles,
+                        "dram_bytes_a": f.dram_bytes.a,
+                        "dram_bytes_b": f.dram_bytes.b,
+                        "dram_bytes_o": f.dram_bytes.o,
+                        "energy_pj": f.energy_pj,
+                        "utilisation": f.utilisation,
+                    }
+                )
+    return rows
+
+
+def write_csv(analysis: Analysis, path: Path) -> None:
+    csvfile.write_csv(analysis, csv_rows(analysis), path)
 
 
 def plot(analysis: Analysis, path: Path) -> None:

@@ -3,7 +3,6 @@ as a table, CSV and plots."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from rich.console import Console
@@ -12,6 +11,7 @@ from rich.table import Table
 from agos.analysis.model import Analysis
 from agos.analysis.sparsity import Sparsity
 from agos.fileio import atomic_file
+from agos.report import csvfile
 from agos.report.format import macs as _macs
 from agos.report.format import pct as _pct
 from agos.report.format import wide_console
@@ -77,12 +77,13 @@ def print_table(analysis: Analysis, console: Console | None = None) -> None:
 
 
 def write_csv(analysis: Analysis, path: Path) -> None:
+    """One row per layer, led by the provenance columns (`report.csvfile`); a layer that runs no
+    BWD-D has no dX, so its dx_skip_frac is empty, not 0."""
     rows = [s.model_dump() for s in _section(analysis).layers]
-    with atomic_file(path, "w") as f:
-        f.write(f"# {analysis.label}\n")
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["name"])
-        writer.writeheader()
-        writer.writerows(rows)
+    for row in rows:
+        if not row["needs_bwd_data"]:
+            row["dx_skip_frac"] = None
+    csvfile.write_csv(analysis, rows, path)
 
 
 def plot(analysis: Analysis, path: Path) -> None:
