@@ -20,6 +20,25 @@ app = typer.Typer(
     help="agos: capture, prove and simulate activation-based gradient sparsity in CNN training.",
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from agos import __version__
+
+        typer.echo(f"agos {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print agos's version and exit"),
+    ] = False,
+) -> None:
+    """agos: capture, prove and simulate activation-based gradient sparsity in CNN training."""
+
+
 ModelOpt = Annotated[
     str, typer.Option("--model", help="torchvision classifier name, timm:NAME, or pkg.module:factory")
 ]

@@ -73,6 +73,7 @@ def _density_entry(analysis: Analysis) -> dict:
                 "pe_array": list(b.pe_array),
                 "global_buffer_bytes": b.global_buffer_bytes,
                 "iteration_ms": b.time_ms.iteration,
+                "backprop_ms": b.time_ms.backprop,  # the report's first figure: backprop over it too
             }
         designs[name] = entry
     tiles = analysis.tiles
