@@ -58,13 +58,23 @@ def caption(results: dict) -> str:
 
 def plot_organisation(results: dict, org: str, path: Path) -> Path:
     """The figure of one organisation, written to `path` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    from agos.fileio import atomic_file
+
+    fig = figure(results, org)
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def figure(results: dict, org: str):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
-    from agos.fileio import atomic_file
 
     nets = networks(results)
     presets = [p for p in SKIPPERS if any(p in _designs_on(m, org) for _, m in nets)]
@@ -112,7 +122,4 @@ def plot_organisation(results: dict, org: str, path: Path) -> Path:
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.935), ncol=len(labels), fontsize=8,
                frameon=False)  # fmt: skip
     fig.tight_layout(rect=(0, 0, 1, 0.88))
-    with atomic_file(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return fig
