@@ -111,7 +111,7 @@ def test_first_figure_shows_every_design_over_its_twin_and_equal_area_dense(mixe
         "models": {"mixed": {"designs": entry["designs"]}},
         "settings": {"weights": "init", "data": "samples", "batch_size": 4, "image_size": 16, "seed": 3},
     }
-    assert summary.organisations(results) == ["rows", "systolic"]
+    assert summary.organisations(results) == ["systolic", "rows"]
     fig = summary.figure(results, "systolic")
     twin_ax, area_ax = fig.axes[:2]
     d = {

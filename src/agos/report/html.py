@@ -195,7 +195,9 @@ def render(results: dict, out_dir: Path) -> Path:
                     masks = "real" if d["density"] == "real" else f"converged profile ({d['density']})"
                     tile_rows.append((name, weights, masks, d["tiles"]))
     tile_shapes = list(tile_rows[0][3]["shapes"]) if tile_rows else []
-    orgs = sorted({d["organisation"] for m in results["models"].values() for d in m["designs"].values()})
+    found = {d["organisation"] for m in results["models"].values() for d in m["designs"].values()}
+    first = summary.organisations(results)  # systolic, rows, then others: the figures' order
+    orgs = [o for o in first if o in found] + sorted(found - set(first))
     profiles = [
         (name, label, d)
         for name, m in results["models"].items()

@@ -38,14 +38,16 @@ def networks(results: dict) -> list[tuple[str, dict]]:
 
 
 def organisations(results: dict) -> list[str]:
-    return sorted(
-        {
-            d["organisation"]
-            for _, m in networks(results)
-            for d in m["designs"].values()
-            if d["preset"] in SKIPPERS
-        }
-    )
+    """The shipped organisations first, in their order (systolic, rows), then any others by name."""
+    from agos.arch.load import ORGANISATIONS
+
+    found = {
+        d["organisation"]
+        for _, m in networks(results)
+        for d in m["designs"].values()
+        if d["preset"] in SKIPPERS
+    }
+    return [o for o in ORGANISATIONS if o in found] + sorted(found - set(ORGANISATIONS))
 
 
 def caption(results: dict) -> str:
@@ -78,7 +80,7 @@ def figure(results: dict, org: str):
 
     nets = networks(results)
     presets = [p for p in SKIPPERS if any(p in _designs_on(m, org) for _, m in nets)]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.7), sharey=True)
     xs = np.arange(len(nets))
     width = 0.8 / max(1, len(presets))
     top, low = 1.0, 1.0
@@ -119,7 +121,7 @@ def figure(results: dict, org: str):
     handles, labels = axes[0].get_legend_handles_labels()
     labels = [f"{label} (bar: iteration)" if label in presets else "backprop" for label in labels]
     fig.suptitle(f"{org}: speedup of each design, per network — {caption(results)}", fontsize=10, y=0.99)
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.935), ncol=len(labels), fontsize=8,
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.945), ncol=len(labels), fontsize=8,
                frameon=False)  # fmt: skip
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig
