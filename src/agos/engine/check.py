@@ -299,9 +299,10 @@ def _rel(numerator: float, scale: float) -> str:
 
 
 def _console() -> Console:
-    """The terminal's own width; 200 columns when writing to a file or pipe (the table is wide)."""
+    """The terminal's own width; written to a file or pipe, as wide as the table needs (as
+    `agos.report.format.wide_console`, which this layer cannot import)."""
     probe = Console()
-    return probe if probe.is_terminal else Console(width=max(200, probe.width))
+    return probe if probe.is_terminal else Console(width=max(1000, probe.width))
 
 
 def print_report(report: CheckReport, console: Console | None = None) -> None:
