@@ -61,7 +61,7 @@ def test_json_gives_every_design_its_twin_area_energy_and_flags(resnet18_sim):
     roles = {a["role"] for a in summary["designs"].values()}
     assert roles == {"design", "equal-area"}  # every twin here is a requested dense design
     assert "resnet18" in data["label"] and "real masks" in data["label"]
-    assert data["density"] == {"spec": "real", "kind": "real", "seed": 0, "label": "real masks"}
+    assert data["density"] == {"spec": "real", "kind": "real", "seed": 0, "label": "real masks", "notes": []}
 
 
 def test_figures_have_the_properties_of_the_model(resnet18_sim):
