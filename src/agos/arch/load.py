@@ -236,16 +236,13 @@ def _organisation(spec, org_ref: str, where: str, design_ref: str) -> tuple[dict
         over.pop("name", None)  # named only to inherit from it
     merged = _merge(base, over)
     try:
-        org = Organisation.model_validate(merged)
+        # keeps the name it inherits: dense designs on it are named with what differs from the
+        # shipped one (cost.network.dense_name: dense@systolic[16x16 PEs, 2 MiB]), never as it
+        Organisation.model_validate(merged)
     except ValidationError as exc:
         raise AgosError(
             validation_message(f"{where} (organisation {base_ref} with overrides)", exc)
         ) from None
-    if "name" not in over and org != Organisation.model_validate(base):
-        # another organisation than the one it inherits from: never under that one's name, so that
-        # its dense twin and equal-area designs are not taken for the shipped ones
-        digest = hashlib.sha256(org.model_dump_json().encode()).hexdigest()[:6]
-        merged["name"] = f"{base['name']}~{digest}"
     return merged, f"{base_origin} with overrides from {where}", base
 
 
