@@ -28,7 +28,13 @@ def test_tiles_json_is_an_analysis(tiles_json, mixed_trace):
     analysis = Analysis.model_validate(tiles_json)
     assert [name for name in SECTIONS if getattr(analysis, name, None) is not None] == ["tiles"]
     assert set(tiles_json) & set(SECTIONS) == {"tiles"}
-    assert analysis.density.model_dump() == {"spec": "real", "kind": "real", "seed": 0, "label": "real masks"}
+    assert analysis.density.model_dump() == {
+        "spec": "real",
+        "kind": "real",
+        "seed": 0,
+        "label": "real masks",
+        "notes": [],
+    }
     assert analysis.label.endswith("real masks") and analysis.trace == str(mixed_trace)
     assert analysis.tiles.density_source == "real masks" and not analysis.tiles.statistical
     assert model.dump(analysis) == tiles_json

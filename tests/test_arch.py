@@ -5,10 +5,11 @@ import math
 import pytest
 
 from agos.arch.area import design_area
-from agos.arch.load import ORGANISATIONS, PRESETS, all_designs, load_arch, load_archs
+from agos.arch.load import ORGANISATIONS, PRESETS, all_designs, behaviour_key, load_arch, load_archs
 from agos.arch.schema import DEFAULT_LOOKAHEAD
 from agos.cli import main
 from agos.errors import AgosError
+from tests.cli_helpers import one_error_line
 
 
 def test_every_preset_on_every_organisation_with_equal_resources():
@@ -126,3 +127,60 @@ def test_arch_show_and_list(capsys):
     assert all(d in listed for d in all_designs())
     assert main(["arch", "show", "nope"]) != 0
     assert "no preset or design file" in capsys.readouterr().err
+
+
+def test_a_design_file_inherits_a_preset_and_overrides_by_path(tmp_path, capsys):
+    """`preset:` takes effect (it was once accepted and ignored: a dense design resulted), and any
+    field, the organisation's included, can be overridden alone."""
+    agos = load_arch("agos@systolic")
+    same = load_arch(_write(tmp_path, "name: mine\npreset: agos\norganisation: systolic\n"))
+    assert same.arch.skipping == agos.arch.skipping and same.arch.storage == agos.arch.storage
+    assert same.arch.preset == "agos" and same.overrides == ()
+    assert behaviour_key(same.arch) == behaviour_key(agos.arch)  # the same design, another name
+    with pytest.raises(AgosError, match="same design as agos@systolic"):
+        load_archs(f"agos@systolic,{tmp_path / 'arch.yaml'}")
+    small = _write(
+        tmp_path,
+        "name: small\npreset: agos\norganisation: {name: systolic, pe_array: {rows: 16, cols: 16}}\n"
+        "skipping: {bwd_weight: {pe_operand: false}}\n",
+    )
+    loaded = load_arch(small)
+    arch = loaded.arch
+    assert (arch.pe_array.rows, arch.pe_array.cols) == (16, 16)
+    assert arch.organisation.sync == "lockstep" and arch.memory == agos.arch.memory  # the rest inherited
+    assert arch.skipping.bwd_data == agos.arch.skipping.bwd_data and not arch.skipping.bwd_weight.pe_operand
+    # its dense twin is never taken for the shipped dense@systolic: it is named with what differs
+    from agos.cost.network import plan_designs
+
+    planned, _ = plan_designs([loaded])
+    assert planned[0].twin == "dense@systolic[16x16 PEs, 2 MiB]"
+    assert loaded.overrides == (
+        "skipping.bwd_weight.pe_operand: True → False",
+        "organisation.pe_array.rows: 32 → 16",
+        "organisation.pe_array.cols: 32 → 16",
+    )
+    on_rows = load_arch(f"{small}@rows")  # @ORG replaces what the organisation inherits from
+    assert on_rows.arch.organisation.sync == "independent" and on_rows.arch.pe_array.rows == 16
+    assert main(["arch", "show", small]) == 0
+    out = capsys.readouterr().out
+    assert "preset: agos" in out and "organisation.pe_array.rows: 32 → 16" in out
+    named = load_arch(
+        _write(
+            tmp_path, "name: n\npreset: dense\norganisation: {base: rows, name: wide, pe_array: {cols: 64}}\n"
+        )
+    )
+    assert named.arch.organisation.name == "wide" and named.arch.organisation.sync == "independent"
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("name: x\npreset: agoss\norganisation: systolic\n", "field 'preset': no preset 'agoss'"),
+        ("name: x\npreset: agos\norganisation: {name: systolic, pe_array: {rows: 0}}\n", "pe_array.rows"),
+        ("name: x\npreset: agos\norganisation: systolic\nskipping: {fwd: {x: 1}}\n", "skipping.fwd.x"),
+    ],
+)  # fmt: skip
+def test_inheritance_mistakes_are_one_line(tmp_path, capsys, text, message):
+    path = _write(tmp_path, text)
+    assert main(["arch", "show", path]) == 2
+    assert message in one_error_line(capsys.readouterr().err)

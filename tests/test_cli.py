@@ -42,6 +42,33 @@ def test_wrong_weights_files(capsys, tmp_path):
     assert code != 0 and "does not exist" in one_error_line(err)
 
 
+def test_a_whole_pickled_model_as_weights_says_a_state_dict_is_expected(capsys, tmp_path):
+    """It once quoted torch's message cut mid-sentence with raw terminal codes (`^[[1mdo those
+    steps only…`) and never said what --weights takes."""
+    from tests.models import Mixed
+
+    whole = tmp_path / "whole.pt"
+    torch.save(Mixed(), whole)
+    code, _, err = run_cli(
+        capsys,
+        "trace",
+        "--out",
+        str(tmp_path / "t"),
+        "--model",
+        "tests.models:mixed",
+        "--weights",
+        str(whole),
+    )
+    line = one_error_line(err)
+    assert code != 0 and "\x1b" not in line
+    assert "holds a pickled tests.models.Mixed" in line and "not a state_dict" in line
+    assert "torch.save(model.state_dict(), 'weights.pt')" in line
+    listed = tmp_path / "list.pt"
+    torch.save({"weights": [1, 2]}, listed)
+    code, _, err = run_cli(capsys, "trace", "--out", str(tmp_path / "t"), "--weights", str(listed))
+    assert code != 0 and "torch.save(model.state_dict()" in one_error_line(err)
+
+
 def test_missing_hub_weights_say_where_to_put_them(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     code, _, err = run_cli(
@@ -170,7 +197,7 @@ def test_trace_and_sparsity_end_to_end(capsys, tmp_path):
         for key in ("x_zero_frac", "dy_zero_frac", "dx_skip_frac"):
             assert 0.0 <= layer[key] <= 1.0
     assert set(summary["totals"]) >= {"x_zero_frac", "dy_zero_frac", "dx_skip_frac", "macs_per_pass"}
-    assert files["csv"].read_text().count("\n") == len(summary["layers"]) + 2
+    assert files["csv"].read_text().count("\n") == len(summary["layers"]) + 1  # a header, no comment line
     assert files["png"].read_bytes()[:4] == b"\x89PNG"
 
 

@@ -75,6 +75,47 @@ def test_user_factories_build_their_model_seeded_and_others_are_refused(tmp_path
         build_model(resolve_model("not_models:missing"), seed=0)
 
 
+TINYNET = """\
+from torch import nn
+from tinynet_helpers import WIDTH  # a file beside it, imported as a script would
+
+
+def make_net():
+    return nn.Sequential(nn.Conv2d(3, WIDTH, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
+"""
+
+
+def test_own_models_from_the_current_folder_and_by_file_path(tmp_path, monkeypatch):
+    """`--model tinynet:make_net` with tinynet.py in the current folder, and `./tinynet.py:make_net`
+    or `sub/tinynet.py:make_net`, as a user types them (the `agos` console script has no current
+    folder on sys.path; a file path once failed with "the 'package' argument is required")."""
+    import os
+    import sys
+
+    from agos.inputs.models import model_fingerprint
+
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    for folder, width in ((tmp_path, 5), (sub, 7)):
+        (folder / "tinynet_i22.py").write_text(TINYNET.replace("tinynet_helpers", f"helpers_i22_{width}"))
+        (folder / f"helpers_i22_{width}.py").write_text(f"WIDTH = {width}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", os.getcwd(), str(tmp_path))])
+    for name in [m for m in sys.modules if "i22" in m]:
+        monkeypatch.delitem(sys.modules, name)
+    for ref, width in (
+        ("tinynet_i22:make_net", 5),
+        ("./tinynet_i22.py:make_net", 5),
+        ("sub/tinynet_i22.py:make_net", 7),
+        (f"{sub}/tinynet_i22.py:make_net", 7),
+    ):
+        model = build_model(resolve_model(ref), seed=0)
+        assert model[0].out_channels == width, ref
+        assert "sha256:" in model_fingerprint(ref)  # an edited file is a new model for the caches
+    with pytest.raises(AgosError, match=r"model file nowhere\.py does not exist"):
+        build_model(resolve_model("nowhere.py:make_net"), seed=0)
+
+
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
     import numpy as np
     from PIL import Image

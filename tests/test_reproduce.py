@@ -77,14 +77,20 @@ def test_report_page(tiny_report):
     out, _ = tiny_report
     page = (out / "index.html").read_text()
     assert "Sarma et al. 2021" in page and "resnet34" in page and "agos-selfcheck" in page
-    assert len(list((out / "plots").glob("*.png"))) == 6
+    # the first screen: one figure per organisation, before every table; no markup shown as text
+    assert page.index('id="at-a-glance"') < page.index("<table") and "&lt;span" not in page
+    assert sorted(p.name for p in (out / "plots").glob("summary-*.png")) == [
+        "summary-rows.png",
+        "summary-systolic.png",
+    ]
+    assert len(list((out / "plots").glob("*.png"))) == 8
     if not chromium_available():
         pytest.skip("chromium is not installed: the page cannot be opened in a browser here")
     from agos.validate.browser import check_page
 
     check = check_page(out / "index.html")
     assert check.ok, check.problems
-    assert check.images_total == check.images_loaded == 6
+    assert check.images_total == check.images_loaded == 8
     assert check.tables_total >= 6 and check.tables_with_rows == check.tables_total
 
 

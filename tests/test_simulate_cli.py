@@ -61,7 +61,7 @@ def test_json_gives_every_design_its_twin_area_energy_and_flags(resnet18_sim):
     roles = {a["role"] for a in summary["designs"].values()}
     assert roles == {"design", "equal-area"}  # every twin here is a requested dense design
     assert "resnet18" in data["label"] and "real masks" in data["label"]
-    assert data["density"] == {"spec": "real", "kind": "real", "seed": 0, "label": "real masks"}
+    assert data["density"] == {"spec": "real", "kind": "real", "seed": 0, "label": "real masks", "notes": []}
 
 
 def test_figures_have_the_properties_of_the_model(resnet18_sim):
@@ -118,3 +118,79 @@ def test_bad_input_is_one_line(resnet18_trace, capsys, args, message):
     assert main(["simulate", str(resnet18_trace), *args]) != 0
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_a_profile_that_leaves_activations_real_is_noted_by_every_command(mixed_trace, tmp_path, capsys):
+    """A 2-row profile on a trace with more ReLUs leaves the others real: `density` said so, while
+    `simulate` (and `sparsity --tiles`) accepted it without a word."""
+    from agos.capture.trace import load_trace
+
+    acts = len(load_trace(mixed_trace).manifest.activations)
+    assert acts > 2
+    profile = tmp_path / "two.csv"
+    profile.write_text("index,zero_fraction\n1,0.7\n2,0.6\n")
+    note = f"{acts - 2} activation(s) without a row keep their real masks"
+    density = f"profile:{profile}"
+    out = tmp_path / "s.json"
+    assert (
+        main(
+            [
+                "simulate",
+                str(mixed_trace),
+                "--arch",
+                "agos@systolic",
+                "--density",
+                density,
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert note in capsys.readouterr().out
+    assert note in json.loads(out.read_text())["density"]["notes"][0]
+    assert main(["sparsity", str(mixed_trace), "--tiles", "--density", density]) == 0
+    assert note in capsys.readouterr().out
+    assert main(["density", str(mixed_trace), "--density", density]) == 0
+    assert note in capsys.readouterr().out
+    import yaml
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump({"traces": [str(mixed_trace)], "archs": ["agos@systolic"], "densities": [density]})
+    )
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "sweep"), "--workers", "0"]) == 0
+    assert note in capsys.readouterr().err
+    assert note in (tmp_path / "sweep" / "results.csv").read_text()
+
+
+def test_csv_outputs_are_plain_csv_with_their_provenance_in_columns(mixed_trace, tmp_path, capsys):
+    """`sparsity --csv` once began with a `# …` provenance line, which `pandas.read_csv` silently
+    read as a one-column frame; `simulate` and `bounds` had no CSV at all."""
+    pd = pytest.importorskip("pandas")
+    files = {name: tmp_path / f"{name}.csv" for name in ("sparsity", "bounds", "simulate")}
+    assert main(["sparsity", str(mixed_trace), "--csv", str(files["sparsity"])]) == 0
+    assert main(["bounds", str(mixed_trace), "--csv", str(files["bounds"])]) == 0
+    args = [
+        "simulate",
+        str(mixed_trace),
+        "--arch",
+        "agos@systolic,input-skip@rows",
+        "--csv",
+        str(files["simulate"]),
+    ]
+    assert main([*args, "--json", str(tmp_path / "s.json")]) == 0
+    capsys.readouterr()
+    frames = {name: pd.read_csv(path) for name, path in files.items()}
+    layers = json.loads((tmp_path / "s.json").read_text())["simulation"]["designs"]["agos@systolic"]["layers"]
+    for name, frame in frames.items():
+        assert frame["model"].eq("tests.models:mixed").all() and frame["image_size"].eq(16).all(), name
+        assert frame["density"].eq("real masks").all() and frame["seed"].eq(3).all(), name
+    sparsity = frames["sparsity"]
+    assert len(sparsity) == len(layers) and list(sparsity["name"]) == [layer["name"] for layer in layers]
+    assert sparsity["dx_skip_frac"].isna().tolist() == (~sparsity["needs_bwd_data"]).tolist()  # no dX, no 0
+    assert len(frames["bounds"]) == 3 * len(layers)
+    sim = frames["simulate"]
+    assert len(sim) == 2 * 3 * len(layers)  # design × layer × pass
+    agos = sim[(sim["design"] == "agos@systolic") & (sim["pass"] == "bwd_weight")]
+    assert agos["cycles"].tolist() == [layer["bwd_weight"]["cycles"] for layer in layers]

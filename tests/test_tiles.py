@@ -150,7 +150,7 @@ def test_cli_tiles_table_and_json(resnet18_trace, tmp_path, capsys):
     assert code == 0, err
     assert "All-masked dX tiles" in stdout and "resnet18" in stdout and "real masks" in stdout
     data = json.loads(out.read_text())
-    assert data["density"] == {"spec": "real", "kind": "real", "seed": 0, "label": "real masks"}
+    assert data["density"] == {"spec": "real", "kind": "real", "seed": 0, "label": "real masks", "notes": []}
     summary = data["tiles"]
     assert summary["density_source"] == "real masks"
     assert set(summary["totals"]) == {s.name for s in TILE_SHAPES}

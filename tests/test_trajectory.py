@@ -128,9 +128,10 @@ def test_bad_arguments_are_one_line_before_any_work(capsys, tmp_path, args, mess
 
 def test_another_runs_snapshots_are_not_mixed_in(trained, capsys):
     out, _ = trained
-    code, _, err = run_cli(
-        capsys, "trajectory", "--out", str(out), "--train-steps", "4", "--every", "2", *SMALL, "--lr", "0.02"
-    )
+    args = ("trajectory", "--out", str(out), "--train-steps", "4", "--every", "2", *SMALL, "--lr", "0.02")
+    code, _, err = run_cli(capsys, *args)
+    assert code != 0 and "holds another agos trajectory run" in one_error_line(err)
+    code, _, err = run_cli(capsys, *args, "--force")  # forced into the folder: still never mixed
     assert code != 0 and "snapshots of another training run" in one_error_line(err)
 
 

@@ -20,6 +20,25 @@ app = typer.Typer(
     help="agos: capture, prove and simulate activation-based gradient sparsity in CNN training.",
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from agos import __version__
+
+        typer.echo(f"agos {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print agos's version and exit"),
+    ] = False,
+) -> None:
+    """agos: capture, prove and simulate activation-based gradient sparsity in CNN training."""
+
+
 ModelOpt = Annotated[
     str, typer.Option("--model", help="torchvision classifier name, timm:NAME, or pkg.module:factory")
 ]
@@ -35,6 +54,10 @@ StepsOpt = Annotated[int, typer.Option("--train-steps", help="SGD warm-up steps 
 LrOpt = Annotated[float, typer.Option("--lr", help="warm-up learning rate")]
 MomentumOpt = Annotated[float, typer.Option("--momentum", help="warm-up SGD momentum")]
 WdOpt = Annotated[float, typer.Option("--weight-decay", help="warm-up weight decay")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="write into --out even if it is not empty and holds another run"),
+]
 
 
 def _run_options(model, weights, data, batch_size, image_size, seed, device, train_steps, lr, momentum, wd):
@@ -70,14 +93,22 @@ def trace(
     save_weights: Annotated[
         str | None, typer.Option("--save-weights", help="keep the warmed-up weights here")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Capture the masks of one real training step into a trace directory."""
+    from dataclasses import asdict
+
     from agos.capture.pipeline import capture_trace
+    from agos.fileio import claim_output
 
     options = _run_options(
         model, weights, data, batch_size, image_size, seed, device, train_steps, lr, momentum, weight_decay
     )
-    manifest = capture_trace(options, out, save_weights)
+    run = {k: v for k, v in asdict(options).items() if k != "device"}
+    label = f"{model}, weights {weights}, data {data}, batch {batch_size}, {image_size} px, seed {seed}"
+    with claim_output(out, "trace", run, label, force, make=False) as claim:
+        manifest = capture_trace(options, out, save_weights)
+        claim.mark()
     for note in manifest.notes:
         typer.echo(f"warning: {note}", err=True)
     typer.echo(
@@ -238,6 +269,10 @@ def arch_show(
         typer.echo(f"# {loaded.name}  ({loaded.source})  sha256 {loaded.sha256}")
         dumped = yaml.safe_dump(loaded.arch.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
         typer.echo(dumped.rstrip())
+        if loaded.overrides:
+            typer.echo(f"# overridden ({len(loaded.overrides)}), inherited → given:")
+            for line in loaded.overrides:
+                typer.echo(f"#   {line}")
         typer.echo(
             f"# area {area.total_mm2:.3f} mm² ("
             + ", ".join(f"{k} {v:.3f}" for k, v in area.components.items())
@@ -279,6 +314,9 @@ def simulate(
     ] = "real",
     seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write every figure as JSON")] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="write one row per design × layer × pass as CSV")
+    ] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="also print per-layer speedups")] = False,
     lookahead: Annotated[
@@ -313,6 +351,8 @@ def simulate(
     report.print_table(analysis, per_layer=per_layer)
     if json_out:
         model.write(analysis, json_out)
+    if csv_out:
+        report.write_csv(analysis, csv_out)
     if plot_out:
         report.plot(analysis, plot_out)
 
@@ -331,11 +371,14 @@ def sweep(
     plot: Annotated[
         bool, typer.Option("--plot", help="draw the Pareto front and sensitivity curves")
     ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Sweep designs over axes of any arch field, densities and traces, on Dask; one row per point."""
+    from agos.fileio import claim_output
     from agos.sweep.run import run_sweep
 
-    run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot)
+    with claim_output(out, "sweep", {"spec": str(spec.resolve())}, f"spec {spec}", force):
+        run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot)
 
 
 @app.command()
@@ -446,6 +489,9 @@ def density(
 def bounds(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
     json_out: Annotated[Path | None, typer.Option("--json", help="write every count as JSON")] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="write one row per layer × pass (MACs per policy) as CSV")
+    ] = None,
 ) -> None:
     """Exact MACs per layer and pass under each skipping policy, and the ideal speedups they bound."""
     from agos.analysis import model
@@ -459,6 +505,8 @@ def bounds(
     report.print_table(analysis)
     if json_out:
         model.write(analysis, json_out)
+    if csv_out:
+        report.write_csv(analysis, csv_out)
 
 
 @app.command("gpu-bench")
@@ -572,8 +620,12 @@ def trajectory(
     check: Annotated[
         bool, typer.Option("--check/--no-check", help="prove every point lossless (a masked step)")
     ] = True,
+    force: ForceOpt = False,
 ) -> None:
     """Sparsity, MAC bounds and design speedups at every checkpoint of a training run."""
+    from dataclasses import asdict
+
+    from agos.fileio import claim_output
     from agos.inputs.training import WarmUp
     from agos.trajectory.report import print_table
     from agos.trajectory.run import TrajectorySettings
@@ -594,7 +646,12 @@ def trajectory(
         weights=weights,
         check=check,
     )
-    result = run(settings, out)
+    run_id = {k: v for k, v in asdict(settings).items() if k != "device"}
+    label = f"{model}, " + (
+        f"checkpoints {checkpoints}" if checkpoints else f"{train_steps} steps every {every}"
+    )
+    with claim_output(out, "trajectory", run_id, label, force):
+        result = run(settings, out)
     print_table(result)
     lost = [p["step"] for p in result["points"] if p["lossless"] is False]
     typer.echo(f"wrote {out}: {len(result['points'])} points, {result['wall_seconds']:.0f} s", err=True)
@@ -645,8 +702,10 @@ def reproduce(
     sweep: Annotated[
         Path | None, typer.Option("--sweep", help="also run this sweep spec and add a sweep section")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
+    from agos.fileio import claim_output
     from agos.inputs.offline_weights import available
     from agos.inputs.training import WarmUp
     from agos.reproduce.pipeline import FULL, QUICK, Settings, runs_at
@@ -676,7 +735,10 @@ def reproduce(
         trajectory=None if trajectory_dir is None else str(trajectory_dir),
         sweep=str(sweep) if sweep is not None else None,
     )
-    run(settings, out)
+    run_id = {k: v for k, v in settings.describe().items() if k != "device"}
+    label = f"models {','.join(settings.models)}, batch {settings.batch_size}, {settings.image_size} px"
+    with claim_output(out, "reproduce", run_id, label + (", quick" if quick else ""), force):
+        run(settings, out)
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -103,3 +104,93 @@ def output_lock(out: Path, command: str) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+OUTPUT_MARKER = ".agos-output"  # written by agos into every folder a command makes
+_OURS = {OUTPUT_MARKER, ".agos-lock"}
+
+
+def _run_id(run: dict) -> str:
+    return hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class OutputClaim:
+    """A command's right to write its folder, checked by `claim_output`. Used as a context: the
+    folder is made and marked on entry (unless `make` is off: a trace folder is swapped into
+    place whole, so the trace marks it after the swap). When the run fails, a folder it made that
+    holds nothing but the marker is removed again (no half-made output), and a folder it found
+    gets its previous marker back (a failed forced run does not take over another run's folder)."""
+
+    def __init__(self, out: Path, command: str, run: dict, label: str, make: bool) -> None:
+        self.out, self.command, self.run, self.label, self.make = out, command, run, label, make
+        self.created = not out.exists()
+        marker = out / OUTPUT_MARKER
+        self.previous = marker.read_bytes() if marker.is_file() else None
+
+    def mark(self) -> None:
+        record = {"command": self.command, "run": _run_id(self.run), "label": self.label}
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AgosError(f"cannot write to {self.out}: {exc.strerror or exc}") from None
+        write_json(record, self.out / OUTPUT_MARKER)
+
+    def __enter__(self) -> OutputClaim:
+        if self.make:
+            self.mark()
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None or not self.out.is_dir():
+            return
+        if not self.created:
+            with contextlib.suppress(OSError):
+                if self.previous is None:
+                    (self.out / OUTPUT_MARKER).unlink(missing_ok=True)
+                else:
+                    with atomic_file(self.out / OUTPUT_MARKER, "wb") as f:
+                        f.write(self.previous)
+            return
+        with contextlib.suppress(OSError):
+            if {p.name for p in self.out.iterdir()} <= _OURS:
+                for name in _OURS:
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.out / name).unlink()
+                self.out.rmdir()
+
+
+def claim_output(
+    out: Path | str, command: str, run: dict, label: str, force: bool, make: bool = True
+) -> OutputClaim:
+    """The one rule for every command that writes a folder (`--out DIR`): DIR may be missing or
+    empty, or hold this same run of this command (the same settings: it is continued or redone);
+    a folder agos did not make, or one holding another run, is refused in one line unless `force`.
+    `run`: what identifies the run (its settings); `label`: how the refusal names it. Use the
+    result as a context around the command's work (`OutputClaim`)."""
+    out = Path(out)
+    claim = OutputClaim(out, command, run, label, make)
+    if out.exists() and not out.is_dir():
+        raise AgosError(f"--out {out} exists and is not a folder; name a folder")
+    try:
+        entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    except OSError as exc:
+        raise AgosError(f"cannot read --out {out}: {exc.strerror or exc}") from None
+    if entries - _OURS and not force:
+        marker = out / OUTPUT_MARKER
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            record = None
+        other = record.get("command") if isinstance(record, dict) else None
+        if other != command:
+            held = f" (it holds an agos {other} output)" if other else ""
+            raise AgosError(
+                f"--out {out} is not empty and was not made by agos {command}{held}; choose another "
+                "--out, or add --force to write into it"
+            )
+        if record.get("run") != _run_id(run):
+            raise AgosError(
+                f"--out {out} holds another agos {command} run ({record.get('label') or 'other settings'}), "
+                f"not this one ({label}); choose another --out, or add --force to replace it"
+            )
+    return claim

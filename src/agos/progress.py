@@ -8,7 +8,14 @@ import sys
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 _console = Console(stderr=True)
 
@@ -37,3 +44,17 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int, str], None]]
             progress.update(task, advance=n, note=note)
 
         yield advance
+
+
+@contextlib.contextmanager
+def progress_status(label: str) -> Iterator[None]:
+    """A spinner with the elapsed time for a phase whose length is not counted (building a model,
+    one captured training step, writing or checking a trace); it stays, with its time, when done."""
+    if not _enabled():
+        yield
+        return
+    columns = (SpinnerColumn(finished_text="✓"), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=_console, transient=False) as progress:
+        task = progress.add_task(label, total=None)
+        yield
+        progress.update(task, total=1, completed=1)

@@ -5,6 +5,8 @@ its schema is `analysis.schema.json` (regenerate with `make schema` after changi
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -36,10 +38,13 @@ class DensityInfo(Model):
     kind: Literal["real", "uniform", "profile"]
     seed: int
     label: str  # "real masks", "uniform:0.6 (seed 0)", …
+    notes: list[str] = Field(default_factory=list)  # what the source leaves real or assumes
 
     @classmethod
     def of(cls, source) -> DensityInfo:  # a density.select.DensitySource
-        return cls(spec=source.text, kind=source.kind, seed=source.seed, label=source.label)
+        return cls(
+            spec=source.text, kind=source.kind, seed=source.seed, label=source.label, notes=list(source.notes)
+        )
 
 
 class Analysis(Model):
@@ -69,6 +74,13 @@ def schema() -> dict:
 
 def schema_text() -> str:
     return json.dumps(schema(), indent=2, sort_keys=True) + "\n"
+
+
+@functools.cache
+def format_id() -> str:
+    """What an analysis.json holds, for the keys of cached stages: the format, its version and a
+    hash of its schema, so that a field added to the model is never served from an older cache."""
+    return f"{FORMAT}/{VERSION}/{hashlib.sha256(schema_text().encode()).hexdigest()[:12]}"
 
 
 def dump(analysis: Analysis) -> dict:

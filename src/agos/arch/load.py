@@ -29,6 +29,7 @@ class LoadedArch:
     energy: EnergyTable
     area: AreaTable
     source: str  # "preset:agos@organisation:rows" or a file path
+    overrides: tuple[str, ...] = ()  # "path: inherited → given", for a file that inherits
 
     @property
     def name(self) -> str:
@@ -144,43 +145,153 @@ def load_organisation(ref: str | dict, where: str) -> tuple[dict, str]:
     return data, origin
 
 
-def _design(ref: str) -> tuple[dict, str, bool]:
-    """(design fields, origin, is a preset)."""
+def _merge(base: dict, over: dict) -> dict:
+    """`over` laid on `base` field by field: a mapping merges into a mapping, anything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def _leaves(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def _changes(base: dict, resolved: dict, prefix: str, skip: tuple[str, ...]) -> list[str]:
+    """'path base → resolved' for every field that differs."""
+    was, now = _leaves(base), _leaves(resolved)
+    return [
+        f"{prefix}{k}: {was.get(k, '(unset)')} → {v}"
+        for k, v in now.items()
+        if k.split(".")[0] not in skip and was.get(k) != v
+    ]
+
+
+@dataclass(frozen=True)
+class _Design:
+    data: dict  # the design's own fields (a preset's fields with the file's laid over them)
+    origin: str  # where it came from: "preset:agos" or the file's path
+    preset: str | None  # the preset it is or inherits from
+    is_preset: bool  # named as a preset (`agos@rows`), not a file
+
+
+def _preset_fields(name: str) -> dict:
+    text, origin = _packaged("presets", name)  # type: ignore[misc]
+    return _parse(text, origin)
+
+
+def _design(ref: str) -> _Design:
     if ref in PRESETS:
-        text, origin = _packaged("presets", ref)  # type: ignore[misc]
-        return _parse(text, origin), origin, True
+        return _Design(_preset_fields(ref), f"preset:{ref}", ref, True)
     path = Path(ref)
     if path.suffix not in (".yaml", ".yml") and not path.is_file():
         raise AgosError(f"no preset or design file named '{ref}' (presets: {', '.join(PRESETS)})")
     if not path.is_file():
         raise AgosError(f"design file {ref} does not exist")
-    return _parse(_read(path), str(path)), str(path), False
+    origin = str(path)
+    data = _parse(_read(path), origin)
+    preset = data.pop("preset", None)
+    if preset is None:
+        return _Design(data, origin, None, False)
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise AgosError(f"{origin}: field 'preset': no preset '{preset}' (presets: {', '.join(PRESETS)})")
+    base = {k: v for k, v in _preset_fields(preset).items() if k not in ("name", "description")}
+    return _Design(_merge(base, data), origin, preset, False)
+
+
+def _organisation(spec, org_ref: str, where: str, design_ref: str) -> tuple[dict, str, dict | None]:
+    """(organisation fields, origin, the fields of the organisation it inherits from). `spec` is
+    the design's `organisation` field: a name, a file, or a mapping that either names a shipped
+    organisation (`name: systolic`) or a `base:` and overrides any of its fields, or gives every
+    field itself. `org_ref` (the `@ORG` of `FILE@ORG`) replaces what the design inherits from."""
+    if spec is None or isinstance(spec, str):
+        ref = org_ref or spec
+        if ref is None:
+            raise AgosError(
+                f"{where}: a design needs an organisation: write '{design_ref}@systolic' or "
+                f"'{design_ref}@rows', or give the file an 'organisation' field"
+            )
+        data, origin = load_organisation(ref, where)
+        return data, origin, None
+    if not isinstance(spec, dict):
+        raise AgosError(f"{where}: field 'organisation': a name, a file or a mapping")
+    over = dict(spec)
+    base_ref = org_ref or over.pop("base", None)
+    if base_ref is None and over.get("name") in ORGANISATIONS:
+        base_ref = over["name"]
+    if base_ref is None:  # a whole organisation, every required field given
+        data, origin = load_organisation(over, where)
+        return data, origin, None
+    if not isinstance(base_ref, str):
+        raise AgosError(f"{where}: field 'organisation.base': the name or file of an organisation")
+    base, base_origin = load_organisation(base_ref, where)
+    if org_ref or over.get("name") == base.get("name"):
+        over.pop("name", None)  # named only to inherit from it
+    merged = _merge(base, over)
+    try:
+        # keeps the name it inherits: dense designs on it are named with what differs from the
+        # shipped one (cost.network.dense_name: dense@systolic[16x16 PEs, 2 MiB]), never as it
+        Organisation.model_validate(merged)
+    except ValidationError as exc:
+        raise AgosError(
+            validation_message(f"{where} (organisation {base_ref} with overrides)", exc)
+        ) from None
+    return merged, f"{base_origin} with overrides from {where}", base
 
 
 def load_arch(ref: str) -> LoadedArch:
     """`PRESET@ORG`, `FILE@ORG` or `FILE` (a design file naming its organisation). ORG is a shipped
-    organisation or an organisation file."""
+    organisation or an organisation file. A design file may inherit: `preset: agos` takes that
+    preset's fields, and the file's own fields override any of them by path (`skipping: {fwd:
+    {stream: false}}`); its `organisation` may name a shipped one and override its fields
+    (`{name: systolic, pe_array: {rows: 16, cols: 16}}`). What differs from the inherited design is
+    listed in `LoadedArch.overrides`."""
     ref = ref.strip()
     design_ref, _, org_ref = ref.rpartition("@") if "@" in ref else (ref, "", "")
-    data, origin, preset = _design(design_ref)
-    if org_ref:
-        org_data, org_origin = load_organisation(org_ref, origin)
-    elif "organisation" in data:
-        org_data, org_origin = load_organisation(data["organisation"], origin)
-    else:
-        raise AgosError(
-            f"{origin}: a design needs an organisation: write '{design_ref}@systolic' or "
-            f"'{design_ref}@rows', or give the file an 'organisation' field"
-        )
-    fields = {k: v for k, v in data.items() if k != "organisation"}
-    base = str(fields.get("name", design_ref))
-    fields["name"] = f"{base}@{org_data.get('name', org_ref)}" if (preset or org_ref) else base
-    if preset:
-        fields["preset"] = design_ref
+    design = _design(design_ref)
+    origin = design.origin
+    org_data, org_origin, org_base = _organisation(
+        design.data.get("organisation"), org_ref, origin, design_ref
+    )
+    fields = {k: v for k, v in design.data.items() if k != "organisation"}
+    base_name = design_ref if design.is_preset else str(fields.get("name") or Path(design_ref).stem)
+    fields["name"] = (
+        f"{base_name}@{org_data.get('name', org_ref)}" if (design.is_preset or org_ref) else base_name
+    )
+    if design.preset is not None:
+        fields["preset"] = design.preset
     try:
         arch = Arch.model_validate({**fields, "organisation": org_data})
     except ValidationError as exc:
         raise AgosError(validation_message(origin, exc)) from None
+    overrides: list[str] = []
+    if design.preset is not None and not design.is_preset:
+        preset = Arch.model_validate({**_preset_fields(design.preset), "organisation": org_data})
+        overrides += _changes(
+            preset.model_dump(mode="json"),
+            arch.model_dump(mode="json"),
+            "",
+            ("name", "description", "preset", "organisation"),
+        )
+        if not arch.description:
+            what = f" with {len(overrides)} override(s)" if overrides else ""
+            arch = arch.model_copy(
+                update={"description": f"preset {design.preset}{what}: {preset.description}"}
+            )
+    if org_base is not None:
+        overrides += _changes(
+            Organisation.model_validate(org_base).model_dump(mode="json"),
+            arch.organisation.model_dump(mode="json"),
+            "organisation.",
+            ("name", "description"),
+        )
     energy = load_energy(arch.energy, origin)
     area = load_area(arch.area, origin)
     p = arch.precision
@@ -192,10 +303,14 @@ def load_arch(ref: str) -> LoadedArch:
         area.mac_um2(p.multiply, p.accumulate)
     except KeyError as missing:
         raise AgosError(f"{origin}: area table '{area.name}' has no MAC area for {missing}") from None
-    source = (
-        f"preset:{design_ref}@{org_origin}" if preset else (f"{origin}@{org_origin}" if org_ref else origin)
-    )
-    return LoadedArch(arch, energy, area, source)
+    if design.is_preset:
+        source = f"{origin}@{org_origin}"
+    else:
+        inherits = f" (preset {design.preset})" if design.preset and not design.is_preset else ""
+        source = (
+            f"{origin}{inherits}@{org_origin}" if (org_ref or org_base is not None) else origin + inherits
+        )
+    return LoadedArch(arch, energy, area, source, tuple(overrides))
 
 
 def expand(spec: str) -> list[str]:
@@ -216,7 +331,21 @@ def load_archs(spec: str) -> list[LoadedArch]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise AgosError(f"--arch names the same design twice: {', '.join(dupes)}")
+    seen: dict[str, str] = {}
+    for a in loaded:
+        twin = seen.setdefault(behaviour_key(a.arch), a.name)
+        if twin != a.name:
+            raise AgosError(
+                f"--arch: {a.name} ({a.source}) is the same design as {twin} (every field but its name "
+                "agrees); give one of them"
+            )
     return loaded
+
+
+def behaviour_key(arch: Arch) -> str:
+    """What a design does, its labels (name, description, preset) aside: two designs with the same
+    key give the same figures (cost.network deduplicates the designs of a run by the same rule)."""
+    return arch.model_copy(update={"name": "", "description": "", "preset": None}).model_dump_json()
 
 
 def dense_twin(loaded: LoadedArch) -> LoadedArch:

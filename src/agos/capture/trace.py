@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from agos import __version__
 from agos.capture.recorder import CaptureResult
 from agos.errors import AgosError
+from agos.progress import progress_status
 from agos.workload.bits import PackedMask, packed_nbytes
 from agos.workload.layer import LayerGeometry
 
@@ -339,8 +341,13 @@ def load_trace(path: Path | str, verify: bool = True) -> Trace:
     if verify:
         digest = hashlib.sha256()
         step = 1 << 26
-        for start in range(0, size, step):
-            digest.update(memoryview(np.ascontiguousarray(blob[start : start + step])))
+        with (
+            progress_status(f"checking {masks_path} ({size / 2**20:.0f} MiB)")
+            if size > 4 * step
+            else nullcontext()
+        ):
+            for start in range(0, size, step):
+                digest.update(memoryview(np.ascontiguousarray(blob[start : start + step])))
         if digest.hexdigest() != manifest.masks_sha256:
             raise AgosError(f"{masks_path} does not match its checksum (corrupt)")
     return Trace(path, manifest, blob)

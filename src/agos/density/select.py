@@ -165,6 +165,13 @@ class DensitySource:
     def text(self) -> str:
         return self.spec.text
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the source leaves real or assumes (a profile's activations without a row keep
+        their real masks, a profile of another model): every command that uses it says so."""
+        mapping = self.statistical.mapping if self.statistical is not None else None
+        return mapping.notes if mapping is not None else ()
+
     def masks(self, trace: Trace) -> Iterator[LayerMasks]:
         """Every layer's masks from this source, in trace order."""
         if self.statistical is None:

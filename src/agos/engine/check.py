@@ -51,6 +51,7 @@ from agos.errors import AgosError
 from agos.inputs.provenance import provenance_label
 from agos.inputs.session import RunOptions, prepare
 from agos.inputs.training import plain_step
+from agos.progress import progress_bar, progress_status
 
 TOLERANCE = 1e-6
 NOISE_FACTOR = 10.0
@@ -255,7 +256,8 @@ def run_check(
     """Train on the sparse engine and on plain autograd; `on_step(StepResult)` after each step."""
     if steps < 1:
         raise AgosError(f"--steps must be at least 1 (got {steps})")
-    run = prepare(options)
+    with progress_status(f"building {options.model} and its data"):
+        run = prepare(options)
     plain = run.model
     sparse = copy.deepcopy(plain)
     twin32 = copy.deepcopy(plain)  # float32 autograd, reloaded with the sparse run's state at every step
@@ -268,18 +270,20 @@ def run_check(
     provenance["check"] = {"steps": steps, "lr": lr, "momentum": momentum, "weight_decay": weight_decay}
     with float64_backward(twin64), sparse_training(sparse, sparse_forward=sparse_forward) as engine:
         report = CheckReport(provenance, engine.graph, sparse_forward)
-        for i in range(steps):
-            images, labels = run.batch(i)
-            seed = options.seed + 1_000 + i  # the same dropout in every run of the step
-            loss_plain = float(plain_step(plain, images, labels, seed))
-            result = _judged_step(
-                i + 1, sparse, twin32, twin64, engine, images, labels, seed, loss_plain, sparse_forward
-            )
-            report.steps.append(result)
-            if on_step is not None:
-                on_step(result)
-            for optimizer in optimizers:
-                optimizer.step()
+        with progress_bar("check: autograd and the sparse engine", steps) as advance:
+            for i in range(steps):
+                images, labels = run.batch(i)
+                seed = options.seed + 1_000 + i  # the same dropout in every run of the step
+                loss_plain = float(plain_step(plain, images, labels, seed))
+                result = _judged_step(
+                    i + 1, sparse, twin32, twin64, engine, images, labels, seed, loss_plain, sparse_forward
+                )
+                report.steps.append(result)
+                if on_step is not None:
+                    on_step(result)
+                for optimizer in optimizers:
+                    optimizer.step()
+                advance(1, f"step {i + 1}: {'ok' if result.problem is None else 'FAILED'}")
     return report
 
 
@@ -295,9 +299,10 @@ def _rel(numerator: float, scale: float) -> str:
 
 
 def _console() -> Console:
-    """The terminal's own width; 200 columns when writing to a file or pipe (the table is wide)."""
+    """The terminal's own width; written to a file or pipe, as wide as the table needs (as
+    `agos.report.format.wide_console`, which this layer cannot import)."""
     probe = Console()
-    return probe if probe.is_terminal else Console(width=max(200, probe.width))
+    return probe if probe.is_terminal else Console(width=max(1000, probe.width))
 
 
 def print_report(report: CheckReport, console: Console | None = None) -> None:

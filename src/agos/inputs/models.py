@@ -5,6 +5,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import importlib.util
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,14 +40,49 @@ def _build_torchvision(name: str) -> nn.Module:
         return tvm.get_model(name, weights=None)
 
 
-def import_user_module(module_name: str):
-    """Import the module of a `pkg.module:factory` reference; its failures are the user's."""
+def _is_file_ref(module_ref: str) -> bool:
+    """`path/to/file.py` or `./file.py` (a file), not `pkg.module` (an importable module)."""
+    return module_ref.endswith(".py") or "/" in module_ref or "\\" in module_ref
+
+
+def _import_file(module_ref: str):
+    path = Path(module_ref).expanduser()
+    if not path.is_file():
+        raise AgosError(f"model file {module_ref} does not exist")
+    path = path.resolve()
+    name = f"agos_user_model_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise AgosError(f"cannot import model file {module_ref}: not a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.parent)
+    if folder not in sys.path:  # its own imports of files beside it work, as when run as a script
+        sys.path.append(folder)
+    sys.modules[name] = module
     try:
-        return importlib.import_module(module_name)
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def import_user_module(module_ref: str):
+    """Import the module of a `pkg.module:factory` or `path/to/file.py:factory` reference; a module
+    is looked for in the current folder too (as `python -c` would); its failures are the user's."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:  # `agos` as a console script lacks it
+        sys.path.append(cwd)
+    try:
+        return _import_file(module_ref) if _is_file_ref(module_ref) else importlib.import_module(module_ref)
+    except AgosError:
+        raise
     except SystemExit as exc:  # a script-like module: exiting on import must not end agos with 0
-        raise AgosError(f"importing model module '{module_name}' called sys.exit({exc.code})") from None
+        raise AgosError(f"importing model module '{module_ref}' called sys.exit({exc.code})") from None
     except Exception as exc:  # any import-time failure is the user's module's problem
-        raise AgosError(f"cannot import model module '{module_name}': {exc}") from None
+        raise AgosError(f"cannot import model module '{module_ref}': {exc}") from None
 
 
 def model_fingerprint(ref: str) -> str:
@@ -133,7 +171,10 @@ def resolve_model(ref: str) -> ModelSpec:
     if ":" in ref:
         module_name, _, attr = ref.partition(":")
         if not module_name or not attr:
-            raise AgosError(f"model reference '{ref}' must look like 'package.module:factory'")
+            raise AgosError(
+                f"model reference '{ref}' must look like 'package.module:factory' or "
+                "'path/to/file.py:factory'"
+            )
         return ModelSpec(name=ref, origin="user", build=lambda: _build_user(ref))
     if ref in EXTRA_MODELS:
         origin, build = EXTRA_MODELS[ref]
@@ -144,7 +185,7 @@ def resolve_model(ref: str) -> ModelSpec:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise AgosError(
             f"unknown model '{ref}'{hint} (any torchvision classification model, "
-            f"or 'package.module:factory' for your own)"
+            f"or 'package.module:factory' / 'path/to/file.py:factory' for your own)"
         )
     return ModelSpec(name=ref, origin="torchvision", build=lambda: _build_torchvision(ref))
 

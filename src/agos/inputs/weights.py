@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import pickletools
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -81,19 +82,59 @@ def _load_imagenet(spec: ModelSpec, seed: int) -> tuple[nn.Module, Path]:
     return model, offline
 
 
+HOW_TO_SAVE = "save one with torch.save(model.state_dict(), 'weights.pt')"
+
+
+def _pickled_class(path: Path) -> str | None:
+    """The first class a torch.save file's pickle names (`torch.nn.modules.container.Sequential`),
+    read from its opcodes without running them; None when that cannot be told."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
+            if name is None:
+                return None
+            data = archive.read(name)
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("GLOBAL", "INST"):
+                return ".".join(str(arg).split(" ", 1))
+            if opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                return f"{strings[-2]}.{strings[-1]}"
+            if isinstance(arg, str):
+                strings.append(arg)
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return None
+    return None
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise AgosError(f"weights file {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        held = _pickled_class(path)
+        pickled = held is not None or path.read_bytes()[:1] == b"\x80"  # a pickle's PROTO opcode
+        if "weights only load failed" not in str(exc).lower() or not pickled:
+            why = first_line(exc) if pickled else "neither a torch.save archive nor a pickle"
+            raise AgosError(f"weights file {path} is not a readable PyTorch file: {why}") from None
+        what = f"a pickled {held}" if held else "pickled Python objects"
+        hint = " (a whole model?)" if held and ".nn.modules." in held else ""
+        raise AgosError(
+            f"weights file {path} holds {what}{hint}, not a state_dict: --weights takes a state_dict "
+            f"(agos never unpickles code); {HOW_TO_SAVE}"
+        ) from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as exc:
         raise AgosError(f"weights file {path} is not a readable PyTorch file: {first_line(exc)}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise AgosError(f"weights file {path} does not hold a state_dict (a mapping of tensors)")
+        raise AgosError(
+            f"weights file {path} does not hold a state_dict (a mapping of parameter names to tensors); "
+            + HOW_TO_SAVE
+        )
     if obj and all(k.startswith("module.") for k in obj):  # saved from DataParallel
         obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from agos.report.format import wide_console
+from agos.report.format import print_density_notes, wide_console
 from agos.workload.passes import LABELS, PASSES, SPANS
 
 if TYPE_CHECKING:
@@ -83,3 +83,32 @@ def print_table(analysis: Analysis, console: Console | None = None) -> None:
     console.print(short)
     for policy in b.policies:
         console.print(f"{policy}: {b.notes[policy]}")
+    print_density_notes(analysis, console)
+
+
+def csv_rows(analysis: Analysis) -> list[dict]:
+    """One row per layer × pass: its MACs under each policy and the ideal speedup of each sparse
+    policy (dense MACs / its MACs; empty where undefined)."""
+    b = analysis.bounds
+    rows = []
+    for layer in b.layers:
+        for pass_ in PASSES:
+            macs = getattr(layer, pass_)
+            rows.append(
+                {
+                    "layer_index": layer.index,
+                    "layer": layer.name,
+                    "kind": layer.kind,
+                    "needs_bwd_data": layer.needs_bwd_data,
+                    "pass": pass_,
+                    **{f"macs_{policy}": macs[policy] for policy in b.policies},
+                    **{f"speedup_{policy}": getattr(s, pass_) for policy, s in layer.speedups.items()},
+                }
+            )
+    return rows
+
+
+def write_csv(analysis: Analysis, path) -> None:
+    from agos.report import csvfile
+
+    csvfile.write_csv(analysis, csv_rows(analysis), path)

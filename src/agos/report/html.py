@@ -10,8 +10,10 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 
 from agos.fileio import atomic_file
+from agos.report import summary
 from agos.validate.browser import SELF_CHECK_SCRIPT
 
 PLOTS = (
@@ -40,11 +42,12 @@ def _rng(span) -> str:
     return f"{low:.2f}×" if abs(high - low) < 5e-3 else f"{low:.2f}×–{high:.2f}×"
 
 
-def _lossless(verify: dict) -> str:
+def _lossless(verify: dict) -> Markup:
+    """Markup, so that every use renders it (a plain string was shown as literal `<span …>`)."""
     sound = verify["soundness"]["bit_identical"]
     engine = verify.get("engine")
     ok = sound and (engine is None or engine["passed"])
-    return '<span class="ok">yes</span>' if ok else '<span class="bad">NO</span>'
+    return Markup('<span class="ok">yes</span>' if ok else '<span class="bad">NO</span>')
 
 
 def _verify_text(verify: dict) -> str:
@@ -83,13 +86,13 @@ def _mean(values: list[float]) -> float | None:
 
 
 def differences(results: dict) -> list[str]:
-    """The honest sentences on where and why this run differs from the seed, and where agos's
+    """The honest sentences on where and why this run differs from the paper, and where agos's
     remaining gain comes from."""
     s = results["settings"]
     ours = results["seed_comparison"]["ours"]
     models = ", ".join(s["models"])
     out = [
-        "The seed's abstract reports five ImageNet CNNs it does not name, trained ImageNet weights and a "
+        "The paper's abstract reports five ImageNet CNNs it does not name, trained ImageNet weights and a "
         "micro-architecture whose parameters are not public; agos reconstructs that design (preset agos) and "
         "places it, like every rival, on the same organisations with the same PEs, buffer and "
         "memory. This run "
@@ -144,7 +147,7 @@ def differences(results: dict) -> list[str]:
         out.append(
             "With the published converged sparsity, agos's backpropagation speedup over its dense twin is "
             + "; ".join(f"{_rng(v)} on {org}" for org, v in conv.items())
-            + " (seed: 1.69×–5.43×)."
+            + " (the paper: 1.69×–5.43×)."
         )
     out.append(
         "Energy against the GPU sets a 45 nm action-level model (Horowitz, ISSCC 2014, with static "
@@ -165,6 +168,10 @@ def render(results: dict, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
+    at_a_glance = []
+    for org in summary.organisations(results):
+        figure = summary.plot_organisation(results, org, plot_dir / f"summary-{org}.png")
+        at_a_glance.append((org, _image_src(figure)))
     plots: dict[str, list[tuple[str, str]]] = {}
     for name, m in results["models"].items():
         plots[name] = []
@@ -188,7 +195,9 @@ def render(results: dict, out_dir: Path) -> Path:
                     masks = "real" if d["density"] == "real" else f"converged profile ({d['density']})"
                     tile_rows.append((name, weights, masks, d["tiles"]))
     tile_shapes = list(tile_rows[0][3]["shapes"]) if tile_rows else []
-    orgs = sorted({d["organisation"] for m in results["models"].values() for d in m["designs"].values()})
+    found = {d["organisation"] for m in results["models"].values() for d in m["designs"].values()}
+    first = summary.organisations(results)  # systolic, rows, then others: the figures' order
+    orgs = [o for o in first if o in found] + sorted(found - set(first))
     profiles = [
         (name, label, d)
         for name, m in results["models"].items()
@@ -217,6 +226,8 @@ def render(results: dict, out_dir: Path) -> Path:
     )
     page = template.render(
         r=results,
+        at_a_glance=at_a_glance,
+        glance_caption=summary.caption(results),
         orgs=orgs,
         design=design_of,
         profiles=profiles,

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.table import Table
-
 from agos.analysis.model import Analysis
-from agos.fileio import atomic_file
-from agos.report.format import wide_console
+from agos.report import csvfile
+from agos.report.format import Col, print_density_notes, print_fitted, wide_console
+from agos.workload.passes import PASSES
 
 
 def _x(v) -> str:
@@ -43,44 +42,39 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
     lookahead sensitivity when computed and, with `per_layer`, each layer's backprop speedup."""
     sim = analysis.simulation
     console = console or wide_console()
-    table = Table(title=f"Simulated training step — {analysis.label}", title_justify="left")
-    cols = (
-        "design", "mm²", "FWD Mc", "BWD-D Mc", "BWD-W Mc", "iter ms",
-        "×bp twin", "×iter twin", "MAC bound", "×iter eq-area", "best equal-area dense",
-        "mJ", "E/E twin", "util", "flags",
-    )  # fmt: skip
-    for col in cols:
-        names = col == "best equal-area dense"  # dense@systolic[35x34 PEs, 2 MiB] folds, never cut
-        table.add_column(
-            col,
-            justify="left" if col == "design" or names else "right",
-            no_wrap=not names,
-            overflow="fold" if names else "ellipsis",
-        )
+    cols = [Col("design", "left"), *map(Col, ("mm²", "FWD Mc", "BWD-D Mc", "BWD-W Mc", "iter ms"))]
+    cols += [
+        *map(Col, ("×bp twin", "×iter twin", "MAC bound", "×iter eq-area")),
+        Col("best equal-area dense", "left"),
+    ]
+    cols += [*map(Col, ("mJ", "E/E twin", "util", "flags"))]
+    rows = []
     flagged = []
     for name in sim.requested:
         a = sim.designs[name]
         c = a.cycles
         s, bound = a.speedup_over_twin, a.mac_bound_speedup
-        table.add_row(
-            name,
-            f"{a.area_mm2:.2f}",
-            f"{c.fwd / 1e6:.2f}",
-            f"{c.bwd_data / 1e6:.2f}",
-            f"{c.bwd_weight / 1e6:.2f}",
-            f"{a.time_ms.iteration:.2f}",
-            _x(s.backprop if s else None),
-            _x(s.iteration if s else None),
-            _x(bound.iteration if bound else None),
-            _x(a.speedup_over_best_dense_equal_area),
-            (a.best_dense_equal_area or "—").replace("[", "[\n"),  # its array and buffer below
-            f"{a.energy_j * 1e3:.2f}",
-            _x(a.energy_vs_twin),
-            f"{100 * (a.utilisation or 0):.0f}%",
-            str(len(a.flags)) if a.flags else "",
+        rows.append(
+            [
+                name,
+                f"{a.area_mm2:.2f}",
+                f"{c.fwd / 1e6:.2f}",
+                f"{c.bwd_data / 1e6:.2f}",
+                f"{c.bwd_weight / 1e6:.2f}",
+                f"{a.time_ms.iteration:.2f}",
+                _x(s.backprop if s else None),
+                _x(s.iteration if s else None),
+                _x(bound.iteration if bound else None),
+                _x(a.speedup_over_best_dense_equal_area),
+                a.best_dense_equal_area or "—",
+                f"{a.energy_j * 1e3:.2f}",
+                _x(a.energy_vs_twin),
+                f"{100 * (a.utilisation or 0):.0f}%",
+                str(len(a.flags)) if a.flags else "",
+            ]
         )
         flagged += [(name, f) for f in a.flags or []]
-    console.print(table)
+    print_fitted(console, f"Simulated training step — {analysis.label}", cols, rows)
     console.print(
         *[
             "×: over the design's dense twin (same organisation, skipping off); MAC bound = dense MACs / the "
@@ -99,80 +93,167 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
         console.print(f"note: {sim.vector_note}")
     for note in analysis.capture_notes:
         console.print(f"warning: {note}", markup=False, highlight=False)
+    print_density_notes(analysis, console)
     sens = sim.lookahead_sensitivity
     if sens:
         windows = list(next(iter(sens.values())))
-        t = Table(
-            title="Lookahead window sensitivity: iteration (backprop) speedup over the twin",
-            title_justify="left",
+        print_fitted(
+            console,
+            "Lookahead window sensitivity: iteration (backprop) speedup over the twin",
+            [Col("design", "left"), *(Col(f"L={w}") for w in windows)],
+            [
+                [name, *(f"{_x(row[w].iteration)} ({_x(row[w].backprop)})" for w in windows)]
+                for name, row in sens.items()
+            ],
         )
-        t.add_column("design")
-        for w in windows:
-            t.add_column(f"L={w}", justify="right")
-        for name, row in sens.items():
-            t.add_row(name, *(f"{_x(row[w].iteration)} ({_x(row[w].backprop)})" for w in windows))
-        console.print(t)
     if per_layer:
-        layers = Table(title="Per-layer backprop speedup over each design's twin", title_justify="left")
-        layers.add_column("layer")
         names = sim.requested
-        for name in names:
-            layers.add_column(name, justify="right")
-        for i, layer in enumerate(sim.designs[names[0]].layers):
-            layers.add_row(
-                layer.name,
-                *(_x(sim.designs[n].layers[i].speedup_over_twin.backprop) for n in names),
-            )
-        console.print(layers)
+        print_fitted(
+            console,
+            "Per-layer backprop speedup over each design's twin",
+            [Col("layer", "left"), *(Col(n) for n in names)],
+            [
+                [layer.name, *(_x(sim.designs[n].layers[i].speedup_over_twin.backprop) for n in names)]
+                for i, layer in enumerate(sim.designs[names[0]].layers)
+            ],
+        )
 
 
-def plot(analysis: Analysis, path: Path) -> None:
-    """Per-layer iteration speedup of each skipping design over its twin, and each requested
-    design's energy per iteration by component, as a PNG."""
+def csv_rows(analysis: Analysis) -> list[dict]:
+    """One row per requested design × layer × pass: cycles and where they go, MACs, bounds, DRAM
+    bytes, energy, utilisation, and the pass's speedup over the design's twin."""
+    sim = analysis.simulation
+    rows = []
+    for name in sim.requested:
+        d = sim.designs[name]
+        for index, layer in enumerate(d.layers or []):
+            for pass_ in PASSES:
+                f = getattr(layer, pass_)
+                rows.append(
+                    {
+                        "design": name,
+                        "organisation": d.organisation,
+                        "preset": d.preset,
+                        "twin": d.twin,
+                        "design_sha256": d.sha256,
+                        "layer_index": index,
+                        "layer": layer.name,
+                        "kind": layer.kind,
+                        "pass": pass_,
+                        "cycles": f.cycles,
+                        "compute_cycles": f.compute_cycles,
+                        **{f"cycles_{k}": v for k, v in f.components.items()},
+                        "speedup_over_twin": getattr(layer.speedup_over_twin, pass_),
+                        "dense_macs": f.dense_macs,
+                        "effective_macs": f.effective_macs,
+                        "design_macs": f.design_macs,
+                        "mapping_bound_cycles": f.mapping_bound_cycles,
+                        "mac_bound_cycles": f.mac_bound_cycles,
+                        "items": f.items,
+                        "tiles": f.tiles,
+                        "dram_bytes_a": f.dram_bytes.a,
+                        "dram_bytes_b": f.dram_bytes.b,
+                        "dram_bytes_o": f.dram_bytes.o,
+                        "energy_pj": f.energy_pj,
+                        "utilisation": f.utilisation,
+                    }
+                )
+    return rows
+
+
+def write_csv(analysis: Analysis, path: Path) -> None:
+    csvfile.write_csv(analysis, csv_rows(analysis), path)
+
+
+def figure(analysis: Analysis):
+    """Per-layer iteration speedup of each skipping design over its twin (bars, panels of at most
+    30 layers; the `ideal` bound as a black tick on the same axis, drawn at the top edge with its
+    value where it lies above the real designs' range, so that its 35–50× never flattens their
+    1–2×), and each requested design's energy per iteration by component."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from agos.report import layerplot
+
     sim = analysis.simulation
     designs = sim.designs
-    names = [n for n in sim.requested if designs[n].twin not in (None, n)]
-    names = [n for n in names if designs[n].layers is not None]
-    if not names:
-        names = sim.requested
-    layers = designs[names[0]].layers
-    xs = np.arange(len(layers))
-    fig, (ax, ax_e) = plt.subplots(
-        2, 1, figsize=(max(9, min(26, 0.25 * len(xs) + 5)), 8), gridspec_kw={"height_ratios": [3, 2]}
+    skippers = [
+        n for n in sim.requested if designs[n].twin not in (None, n) and designs[n].layers is not None
+    ]
+    bound = [n for n in skippers if designs[n].preset == "ideal" or n.startswith("ideal")]
+    real = [n for n in skippers if n not in bound] or [
+        n for n in sim.requested if designs[n].layers is not None
+    ]
+    layers = designs[real[0]].layers
+    names = [layer.name for layer in layers]
+
+    def values(name: str) -> np.ndarray:
+        return np.array(
+            [
+                np.nan if (v := layer.speedup_over_twin.iteration) is None else v
+                for layer in designs[name].layers
+            ]
+        )
+
+    shown = np.concatenate([values(n) for n in real] + [np.array([1.0])])
+    top = float(np.nanmax(shown)) * 1.12 + 0.05
+    bottom = min(0.0, float(np.nanmin(shown)))
+    chunks = layerplot.panels(len(layers))
+    fig = plt.figure(figsize=(12, 4.6 * len(chunks) + 5.2), layout="constrained")
+    head, *rest, energy = fig.subfigures(
+        len(chunks) + 2, 1, height_ratios=[0.6] + [4.6] * len(chunks) + [4.6]
     )
-    width = 0.8 / max(1, len(names))
-    for i, name in enumerate(names):
-        values = [layer.speedup_over_twin.iteration or 0.0 for layer in designs[name].layers]
-        ax.bar(xs + (i - (len(names) - 1) / 2) * width, values, width, label=name)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_ylabel("per-layer speedup over the dense twin (×)")
-    step = max(1, len(xs) // 40)
-    ax.set_xticks(xs[::step])
-    ax.set_xticklabels([layers[i].name for i in xs[::step]], rotation=90, fontsize=6)
-    ax.legend(fontsize=7, ncol=min(6, len(names)))
-    ax.set_title(analysis.label, fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
+    width = 0.8 / max(1, len(real))
+    for k, (sub, chunk) in enumerate(zip(rest, chunks, strict=True)):
+        ax = sub.subplots()
+        xs = np.array(list(chunk))
+        for i, name in enumerate(real):
+            ax.bar(xs + (i - (len(real) - 1) / 2) * width, values(name)[xs], width, label=name)
+        for j, name in enumerate(bound):
+            v = values(name)[xs]
+            inside = np.where(v <= top, v, np.nan)
+            ax.scatter(xs, inside, marker="_", s=160, linewidths=2, color=("black", "dimgrey")[j % 2],
+                       label=f"{name} (the bound; ▲ n×: above the axis)", zorder=4)  # fmt: skip
+            colour = ("black", "dimgrey")[j % 2]
+            for x, value in zip(xs, v, strict=True):
+                if value > top:
+                    at = {"xytext": (0, -2 - 9 * j), "textcoords": "offset points"}
+                    ax.annotate(
+                        f"▲{value:.0f}×", (x, top), **at, ha="center", va="top", fontsize=6, color=colour
+                    )
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_ylim(bottom, top)
+        ax.set_ylabel("iteration speedup\nover the dense twin (×)", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        layerplot.layer_ticks(ax, chunk, names)
+        if k == 0:
+            handles, labels = ax.get_legend_handles_labels()
+    head.suptitle(analysis.label, fontsize=9)
+    head.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=7, frameon=False)
+    ax_e = energy.subplots()
     all_names = sim.requested
-    parts = {}
+    parts: dict[str, dict[str, float]] = {}
     for n in all_names:
-        for k, v in designs[n].energy_breakdown_j.items():
-            parts.setdefault(k, {})[n] = v
+        for key, v in designs[n].energy_breakdown_j.items():
+            parts.setdefault(key, {})[n] = v
     bottoms = np.zeros(len(all_names))
     for part, by in parts.items():
-        values = np.array([by.get(n, 0.0) * 1e3 for n in all_names])
-        ax_e.bar(all_names, values, bottom=bottoms, label=part)
-        bottoms += values
-    ax_e.set_ylabel("energy per iteration (mJ)")
-    ax_e.tick_params(axis="x", labelrotation=45, labelsize=7)
-    ax_e.legend(fontsize=7, ncol=4)
+        vals = np.array([by.get(n, 0.0) * 1e3 for n in all_names])
+        ax_e.bar(all_names, vals, bottom=bottoms, label=part)
+        bottoms += vals
+    ax_e.set_ylabel("energy per iteration (mJ)", fontsize=8)
+    ax_e.tick_params(axis="x", labelrotation=30, labelsize=7)
+    for label in ax_e.get_xticklabels():
+        label.set_horizontalalignment("right")
     ax_e.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    with atomic_file(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=130)
-    plt.close(fig)
+    ax_e.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return fig
+
+
+def plot(analysis: Analysis, path: Path) -> None:
+    from agos.report import layerplot
+
+    layerplot.save(figure(analysis), path, dpi=120)

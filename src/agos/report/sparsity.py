@@ -3,7 +3,6 @@ as a table, CSV and plots."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from rich.console import Console
@@ -12,6 +11,7 @@ from rich.table import Table
 from agos.analysis.model import Analysis
 from agos.analysis.sparsity import Sparsity
 from agos.fileio import atomic_file
+from agos.report import csvfile
 from agos.report.format import macs as _macs
 from agos.report.format import pct as _pct
 from agos.report.format import wide_console
@@ -77,53 +77,81 @@ def print_table(analysis: Analysis, console: Console | None = None) -> None:
 
 
 def write_csv(analysis: Analysis, path: Path) -> None:
+    """One row per layer, led by the provenance columns (`report.csvfile`); a layer that runs no
+    BWD-D has no dX, so its dx_skip_frac is empty, not 0."""
     rows = [s.model_dump() for s in _section(analysis).layers]
-    with atomic_file(path, "w") as f:
-        f.write(f"# {analysis.label}\n")
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["name"])
-        writer.writeheader()
-        writer.writerows(rows)
+    for row in rows:
+        if not row["needs_bwd_data"]:
+            row["dx_skip_frac"] = None
+    csvfile.write_csv(analysis, rows, path)
 
 
-def plot(analysis: Analysis, path: Path) -> None:
+SERIES = (
+    # key, label, marker, style: X is drawn over dX (they coincide wherever X comes from a ReLU, and
+    # the dX line once hid the X line), dX as a broad light band under it
+    ("dx_skip_frac", "dX skippable (output sparsity)", "^", {"linewidth": 5, "alpha": 0.35, "zorder": 2}),
+    ("dy_zero_frac", "dY zero (BWD input sparsity)", "s", {"linewidth": 1, "zorder": 3}),
+    ("x_zero_frac", "X zero (FWD input sparsity)", "o", {"linewidth": 1.2, "mfc": "none", "zorder": 4}),
+)
+
+
+def figure(analysis: Analysis):
+    """The per-layer sparsity figure: X, dY and skippable dX (none plotted for a layer that runs
+    no BWD-D, marked "no BWD-D"), and each layer's MACs; panels of at most 30 layers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from agos.report import layerplot
+
     layers = _section(analysis).layers
-    xs = list(range(len(layers)))
-    fig, (ax, ax_macs) = plt.subplots(
-        2,
-        1,
-        figsize=(max(8, min(24, 0.22 * len(xs) + 4)), 6.5),
-        sharex=True,
-        gridspec_kw={"height_ratios": [3, 1]},
+    names = [s.name for s in layers]
+    chunks = layerplot.panels(len(layers))
+    fig = plt.figure(figsize=(12, 5.8 * len(chunks) + 0.5), layout="constrained")
+    top, *rest = fig.subfigures(len(chunks) + 1, 1, height_ratios=[0.5] + [5.8] * len(chunks))
+    for k, (sub, chunk) in enumerate(zip(rest, chunks, strict=True)):
+        ax, ax_macs = sub.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+        xs = list(chunk)
+        for key, label, marker, style in SERIES:
+            values = [
+                getattr(layers[i], key) if key != "dx_skip_frac" or layers[i].needs_bwd_data else float("nan")
+                for i in xs
+            ]
+            ax.plot(xs, values, marker=marker, markersize=4, label=label, **style)
+        for i in xs:
+            if not layers[i].needs_bwd_data:
+                ax.annotate(
+                    "no BWD-D", (i, 0.5), ha="center", va="center", rotation=90, fontsize=7, color="grey"
+                )
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel("fraction")
+        ax.grid(alpha=0.3)
+        ax_macs.bar(xs, [layers[i].macs for i in xs], color="grey")
+        layerplot.decades(ax_macs)
+        ax_macs.set_ylabel("MACs/pass", fontsize=8)
+        layerplot.layer_ticks(ax_macs, chunk, names)
+        if k == len(chunks) - 1:
+            ax_macs.set_xlabel("layer (network order)")
+        if k == 0:
+            handles, labels = ax.get_legend_handles_labels()
+    top.suptitle(analysis.label, fontsize=9)
+    order = [2, 1, 0]  # X, dY, dX
+    top.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        loc="lower center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
     )
-    series = (
-        ("x_zero_frac", "X zero (FWD input sparsity)", "o"),
-        ("dy_zero_frac", "dY zero (BWD input sparsity)", "s"),
-        ("dx_skip_frac", "dX skippable (output sparsity)", "^"),
-    )
-    for key, label, marker in series:
-        values = [getattr(s, key) for s in layers]
-        ax.plot(xs, values, marker=marker, markersize=3.5, linewidth=1, label=label)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("fraction")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(analysis.label, fontsize=9)
-    ax_macs.bar(xs, [s.macs for s in layers], color="grey")
-    ax_macs.set_yscale("log")
-    ax_macs.set_ylabel("MACs/pass")
-    step = max(1, len(xs) // 40)
-    ax_macs.set_xticks(xs[::step])
-    ax_macs.set_xticklabels([layers[i].name for i in xs[::step]], rotation=90, fontsize=6)
-    ax_macs.set_xlabel("layer (network order)")
-    fig.tight_layout()
-    with atomic_file(path, "wb") as f:
-        fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=130)
-    plt.close(fig)
+    return fig
+
+
+def plot(analysis: Analysis, path: Path) -> None:
+    from agos.report import layerplot
+
+    layerplot.save(figure(analysis), path, dpi=120)
 
 
 def plot_correlation(analysis: Analysis, path: Path) -> None:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from agos.analysis.model import Analysis
 from agos.analysis.tiles import Tiles
-from agos.report.format import wide_console
+from agos.report.format import print_density_notes, wide_console
 
 INDEPENDENT_NOTE = (
     "statistical masks are drawn independently per element, so their empty-tile fractions are the "
@@ -69,3 +69,4 @@ def print_table(analysis: Analysis, console: Console | None = None) -> None:
     )
     if section.statistical:
         console.print(f"note: {INDEPENDENT_NOTE}")
+    print_density_notes(analysis, console)

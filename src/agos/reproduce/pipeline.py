@@ -310,7 +310,7 @@ def analysis_stage(
         "density": density,
         "seed": settings.seed,
         "archs": {d.name: d.sha256 for d in designs},
-        "analysis": f"{analysis_model.FORMAT}/{analysis_model.VERSION}",  # what analysis.json holds
+        "analysis": analysis_model.format_id(),  # what analysis.json holds
     }
     key = cache.key("analysis", inputs)
     _stage(console, model, f"counts and simulation, {density}", cache.done(key))

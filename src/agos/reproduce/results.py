@@ -74,6 +74,7 @@ def _density_entry(analysis: Analysis) -> dict:
                 "pe_array": list(b.pe_array),
                 "global_buffer_bytes": b.global_buffer_bytes,
                 "iteration_ms": b.time_ms.iteration,
+                "backprop_ms": b.time_ms.backprop,  # the report's first figure: backprop over it too
             }
         designs[name] = entry
     tiles = analysis.tiles
@@ -85,6 +86,7 @@ def _density_entry(analysis: Analysis) -> dict:
         "ideal_bounds": {k: v.model_dump(mode="json") for k, v in analysis.bounds.speedups.items()},
         "designs": designs,
         "vector_note": sim.vector_note,
+        "density_notes": analysis.density.notes,
         "tiles": None
         if tiles is None
         else {

@@ -85,6 +85,7 @@ class Plan:
     skipped: list[dict] = field(default_factory=list)  # {design, trace, axes, density, area_mm2, reason}
     axes: list[str] = field(default_factory=list)
     grid_size: int = 0  # axis combinations before sampling
+    density_notes: dict[tuple[int, str], str] = field(default_factory=dict)  # (trace, density) → notes
 
 
 def axis_path(key: str, where: str) -> tuple[str, ...]:
@@ -305,13 +306,16 @@ def build_plan(spec: SweepSpec, where: str, extra_traces: list[str] = ()) -> Pla
 
     traces = [trace_ref(p, where) for p in dict.fromkeys([*spec.traces, *extra_traces])]
     densities = spec.density_specs()
-    for t in traces:
+    notes: dict[tuple[int, str], str] = {}
+    for ti, t in enumerate(traces):
         loaded_trace = load_trace(t.path, verify=False)
         for d in densities:
             try:
-                resolve_density(loaded_trace, d, spec.density_seed)
+                source = resolve_density(loaded_trace, d, spec.density_seed)
             except AgosError as exc:
                 raise AgosError(f"{where}: field 'densities': {d} on {t.path}: {exc}") from None
+            if source.notes:
+                notes[(ti, d)] = "; ".join(source.notes)
     placed = _designs(spec, where)
     field_of = {ref: ("axes.organisation" if org is not None else "archs") for ref, org in placed}
     designs = [_load(ref, where, field_of[ref]) for ref, _ in placed]
@@ -328,7 +332,7 @@ def build_plan(spec: SweepSpec, where: str, extra_traces: list[str] = ()) -> Pla
             _check_path(dump, paths[k], k, where)
     combos, grid = combinations(spec)
     reference = _reference_area(spec, where)
-    plan = Plan(traces, [], [], list(spec.axes), grid)
+    plan = Plan(traces, [], [], list(spec.axes), grid, notes)
     seen: set[str] = set()
     for combo, design in itertools.product(combos, designs):
         loaded = apply_axes(design, combo, paths, where)

@@ -36,41 +36,89 @@ def _uniform_level(density: str) -> float | None:
     return float(density.split(":", 1)[1]) if density.startswith("uniform:") else None
 
 
+def _bytes(v: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(v) >= scale:
+            return f"{v / scale:g} {unit}"
+    return f"{v:g} B"
+
+
+def front_2d(points: list[tuple[float, float]]) -> list[int]:
+    """The staircase of (cost ↓, gain ↑): indices by increasing cost, each gaining more than every
+    cheaper one (the front of one plane; the three-way front projected on it zigzags)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    out: list[int] = []
+    for i in order:
+        if not out or points[i][1] > points[out[-1]][1]:
+            out.append(i)
+    return out
+
+
+MARKERS = "osD^vP*Xh<>"
+
+
+def pareto_figure(ok: list[dict], label: str):
+    """Speedup against area (left) and energy against area (right), one colour per design and one
+    marker per density; each panel's front as a staircase; points on the three-way front (speedup ↑,
+    area ↓, energy ↓) ringed."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax_e) = plt.subplots(1, 2, figsize=(13, 5.5))
+    if not ok:
+        ax.text(0.5, 0.5, "no successful points", ha="center", transform=ax.transAxes)
+        return fig
+    designs = list(dict.fromkeys(r["design"] for r in ok))
+    densities = list(dict.fromkeys(r["density"] for r in ok))
+    colours = {d: plt.cm.tab10(i % 10) for i, d in enumerate(designs)}
+    markers = {d: MARKERS[i % len(MARKERS)] for i, d in enumerate(densities)}
+    three = set(pareto([(r["speedup_iteration"], r["area_mm2"], r["energy_j"]) for r in ok]))
+    for i, r in enumerate(ok):
+        for axis, y in ((ax, r["speedup_iteration"]), (ax_e, r["energy_j"] * 1e3)):
+            axis.scatter(r["area_mm2"], y, color=colours[r["design"]], marker=markers[r["density"]], s=34,
+                         edgecolors="black" if i in three else "none", linewidths=1.2, zorder=3)  # fmt: skip
+    for axis, key, sign, what in (
+        (ax, "speedup_iteration", 1, "speedup↑ area↓"),
+        (ax_e, "energy_j", -1, "energy↓ area↓"),
+    ):
+        pts = [(r["area_mm2"], sign * r[key]) for r in ok]
+        front = front_2d(pts)
+        xs = [pts[i][0] for i in front]
+        ys = [sign * pts[i][1] * (1e3 if key == "energy_j" else 1) for i in front]
+        axis.step(xs, ys, where="post", color="red", linewidth=1, zorder=2,
+                  label=f"front ({what}): {len(front)} points")  # fmt: skip
+        axis.set_xlabel("area (mm²)")
+        axis.grid(alpha=0.3)
+    ax.set_ylabel("iteration speedup over the dense twin (×)")
+    ax_e.set_ylabel("energy per iteration (mJ)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[d], marker="o", linestyle="", label=d) for d in designs]
+    handles += [Line2D([], [], color="grey", marker=markers[d], linestyle="", label=d) for d in densities]
+    handles += [Line2D([], [], color="white", marker="o", markeredgecolor="black", linestyle="",
+                       label=f"ringed: on the three-way front ({len(three)} of {len(ok)})")]  # fmt: skip
+    handles += [Line2D([], [], color="red", label="each panel's front (staircase)")]
+    fig.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8, frameon=False
+    )
+    fig.suptitle(label, fontsize=7, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
 def plot_sweep(rows: list[dict], plan: Plan, out: Path, where: str) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     from agos.fileio import atomic_file
 
     ok = [r for r in rows if r["error"] is None and r["speedup_iteration"] is not None]
     written: list[Path] = []
     label = _label(plan, where)
-    # Pareto front
-    fig, ax = plt.subplots(figsize=(9, 6))
-    if ok:
-        triples = [(r["speedup_iteration"], r["area_mm2"], r["energy_j"]) for r in ok]
-        front = set(pareto(triples))
-        sc = ax.scatter(
-            [t[1] for t in triples],
-            [t[0] for t in triples],
-            c=[t[2] * 1e3 for t in triples],
-            cmap="viridis",
-            s=[60 if i in front else 18 for i in range(len(triples))],
-            edgecolors=["red" if i in front else "none" for i in range(len(triples))],
-        )
-        fig.colorbar(sc, ax=ax, label="energy per iteration (mJ)")
-        fr = sorted(front, key=lambda i: triples[i][1])
-        ax.plot([triples[i][1] for i in fr], [triples[i][0] for i in fr], "r--", linewidth=0.8,
-                label=f"Pareto front ({len(front)} of {len(ok)} points; speedup↑ area↓ energy↓)")  # fmt: skip
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no successful points", ha="center", transform=ax.transAxes)
-    ax.set_xlabel("area (mm²)")
-    ax.set_ylabel("iteration speedup over the dense twin (×)")
-    ax.set_title(label, fontsize=7, wrap=True)
-    ax.grid(alpha=0.3)
+    # Pareto fronts: speedup against area, and energy against area; colour = design, marker = density
+    fig = pareto_figure(ok, label)
     path = out / "pareto.png"
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
@@ -103,6 +151,10 @@ def plot_sweep(rows: list[dict], plan: Plan, out: Path, where: str) -> list[Path
                 ax.plot(keys, mean, marker="o", label=design)
                 ax.fill_between(keys, [min(by[k]) for k in keys], [max(by[k]) for k in keys], alpha=0.15)
             ax.set_xlabel(name + (" ('inf' at the right end)" if any(get(r) == "inf" for r in ok) else ""))
+            if name.endswith("_bytes"):  # ticks at the swept sizes, in KiB/MiB, not raw bytes
+                ax.set_xticks(sorted({pos(v) for v in finite}))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _bytes(v)))
+                ax.tick_params(axis="x", labelrotation=30)
             ax.set_ylabel("iteration speedup over the dense twin (×)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)

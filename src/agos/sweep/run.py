@@ -190,6 +190,13 @@ def run_sweep(
         highlight=False,
         soft_wrap=True,
     )
+    for (ti, density), note in plan.density_notes.items():
+        console.print(
+            f"note: density {density} on {plan.traces[ti].path}: {note}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     enabled = sys.stderr.isatty() or os.environ.get("AGOS_PROGRESS") == "1"
     start = time.perf_counter()
     try:

@@ -70,6 +70,7 @@ def row(plan: Plan, point: Point, record: dict | None) -> dict:
         "density": point.density,
         "density_seed": point.seed,
         "density_label": (record or {}).get("density_label"),
+        "density_notes": plan.density_notes.get((point.trace, point.density)),
         "design": point.design,
         "preset": point.loaded.arch.preset,
         "organisation": point.organisation,

@@ -6,9 +6,9 @@ import csv
 import io
 
 from rich.console import Console
-from rich.table import Table
 
 from agos.fileio import atomic_file
+from agos.report.format import Col, print_fitted, wide_console
 
 SPARSITY = (("x_zero_frac", "X zero"), ("dy_zero_frac", "dY zero"), ("dx_skip_frac", "dX skip"))
 
@@ -54,23 +54,19 @@ def write_csv(result: dict, path) -> None:
 
 def print_table(result: dict, console: Console | None = None) -> None:
     """Backprop speedups only, so that the table fits a terminal; the CSV and JSON have the rest."""
-    console = console or Console()
-    table = Table(
-        title="Sparsity along training (backprop speedup over the dense twin)", caption=_label(result)
-    )
-    for column in ("step", "loss", "X zero", "dY zero", "dX skip", "MAC bound"):
-        table.add_column(column, justify="right")
-    for name in _designs(result):
-        table.add_column(name, justify="right")
-    table.add_column("lossless", justify="center")
+    console = console or wide_console()
+    cols = [Col(c) for c in ("step", "loss", "X zero", "dY zero", "dX skip", "MAC bound")]
+    cols += [*(Col(name) for name in _designs(result)), Col("lossless", "center")]
+    rows = []
     for p in result["points"]:
         cells = [str(p["step"]), f"{p['loss']:.3f}"]
         cells += [f"{100 * p['sparsity'][key]:.1f}%" for key, _ in SPARSITY]
         cells.append(f"{p['mac_bounds']['input+output']['backprop']:.2f}×")
         cells += [f"{d['speedup_over_twin']['backprop']:.2f}×" for d in p["designs"].values()]
         cells.append({True: "yes", False: "NO", None: "not checked"}[p["lossless"]])
-        table.add_row(*cells)
-    console.print(table)
+        rows.append(cells)
+    print_fitted(console, "Sparsity along training (backprop speedup over the dense twin)", cols, rows)
+    console.print(_label(result), markup=False, highlight=False)
     console.print("twin: the same organisation with skipping off; MAC bound: skipping every zero operand")
 
 

@@ -129,7 +129,7 @@ def _point(
         "trace": t_key,
         "seed": s.seed,
         "archs": {d.name: d.sha256 for d in designs},
-        "analysis": f"{analysis_model.FORMAT}/{analysis_model.VERSION}",
+        "analysis": analysis_model.format_id(),
         "sections": list(POINT_SECTIONS),
     }
     a_key = cache.key("point-analysis", a_inputs)
