@@ -399,9 +399,11 @@ def search(
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="address of a running dask.distributed scheduler")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Per network and organisation, the fastest design with output skipping and the fastest
     without at each area budget: Pareto fronts over the realizations, window, array and buffer."""
+    from agos.fileio import claim_output
     from agos.search import report
     from agos.search.run import run_search
     from agos.search.space import load_space
@@ -409,10 +411,14 @@ def search(
     densities = [d.strip() for d in density.split(",") if d.strip()]
     if not densities:
         raise AgosError("--density needs at least one source")
-    result = run_search([str(t) for t in traces], out, load_space(space), densities, seed, workers, scheduler)
-    report.print_table(result)
-    for path in report.write(result, out):
-        print(f"wrote {path}")
+    chosen = load_space(space)
+    names = [str(t.resolve()) for t in traces]
+    run = {"traces": names, "space": chosen.model_dump(mode="json"), "densities": densities, "seed": seed}
+    with claim_output(out, "search", run, f"search of {len(names)} traces", force):
+        result = run_search([str(t) for t in traces], out, chosen, densities, seed, workers, scheduler)
+        report.print_table(result)
+        for path in report.write(result, out):
+            print(f"wrote {path}")
 
 
 @app.command()
@@ -427,10 +433,11 @@ def phase(
         str, typer.Option("--organisation", help="systolic, rows or both")
     ] = "systolic,rows",
     seed: Annotated[int, typer.Option("--seed", help="seed of the statistical masks")] = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Where output skipping pays: per realization, backprop speedup over the best input-only design
     of equal area, against mask structure and density (the phase diagram)."""
-    from agos.fileio import atomic_file
+    from agos.fileio import atomic_file, claim_output
     from agos.search.phase import phase as run_phase
     from agos.search.plot import plot_phase
 
@@ -441,11 +448,13 @@ def phase(
     if not orgs or any(o not in ("systolic", "rows") for o in orgs):
         raise AgosError("--organisation takes systolic, rows or both")
     kinds = [s.strip() for s in structures.split(",") if s.strip()]
-    result = run_phase(str(trace_dir), orgs, kinds, levels, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_file(out / "phase.json") as f:
-        f.write(result.model_dump_json(indent=1))
-    plot_phase(result, out / "phase.png")
+    run = {"trace": str(trace_dir.resolve()), "structures": kinds, "zeros": levels, "orgs": orgs}
+    run["seed"] = seed
+    with claim_output(out, "phase", run, f"phase diagram of {trace_dir}", force):
+        result = run_phase(str(trace_dir), orgs, kinds, levels, seed)
+        with atomic_file(out / "phase.json") as f:
+            f.write(result.model_dump_json(indent=1))
+        plot_phase(result, out / "phase.png")
     for p in sorted(result.points, key=lambda p: -(p.speedup or 0))[:5]:
         print(f"{p.realization} {p.structure} zeros {p.zeros:g}: ×{p.speedup:.3f} over {p.baseline}")
     print(f"wrote {out / 'phase.json'} and {out / 'phase.png'}")
