@@ -157,14 +157,16 @@ def test_compaction_that_loses_is_switched_off_and_one_that_pays_stays_on():
     assert on.cycles < dense.cycles  # and the one kept on gains
 
 
-def test_the_window_lanes_stay_when_the_stream_is_bypassed():
-    """agos on a BN layer: the rule stops skipping dense dY, but the compaction lanes keep the
-    window's width (hardware does not vanish with the behaviour)."""
+def test_a_stream_window_does_not_widen_the_compaction_lanes():
+    """agos on a BN layer (dense dY): the window stages operands for the PEs, it does not widen the
+    crossbar (docs/rtl.md: the RTL row takes λ·s), so c mod C lanes lose and the rule turns
+    compaction off; lanes two operands wide (priced as two crossbars) pay, and stay on."""
     masks = _layer(dy=1.0, needed=0.4)
     ctx = LayerContext(masks, layer_work(masks))
-    d = decide(_small("agos@systolic", compaction_domain=64).arch, "bwd_data", ctx)
-    assert not d.arch.skipping.bwd_data.stream
-    assert d.arch.skipping.lane_ports == 3 and d.arch.skipping.bwd_data.outputs == "compacted"
+    narrow = decide(_small("agos@systolic", compaction_domain=32).arch, "bwd_data", ctx)
+    wide = decide(_small("agos@systolic", compaction_domain=32, lane_ports=2).arch, "bwd_data", ctx)
+    assert narrow.arch.skipping.bwd_data.outputs == "none" and narrow.arch.skipping.lane_ports is None
+    assert wide.arch.skipping.bwd_data.outputs == "compacted"
 
 
 def test_a_join_with_one_broadcast_entry_per_cycle_is_off():

@@ -25,6 +25,7 @@ class AreaTable(BaseModel):
     register_bit: float = Field(gt=0)
     mux2_bit: float = Field(gt=0)
     and2: float = Field(gt=0)
+    xnor2: float = Field(gt=0)
     full_adder: float = Field(gt=0)
     clock_gate: float = Field(gt=0)
     logic_leakage_mw_per_mm2: float = Field(ge=0)
@@ -127,8 +128,22 @@ def _compaction(arch: Arch, t: AreaTable) -> dict[str, float]:
         # (q-ported lanes: q networks)
         out["compaction Benes routing"] = rows * n * _log2(n) * t.full_adder
     elif s.lanes != "full":
-        # a C×C crossbar per row (C·q inputs with q-ported lanes or stores)
+        # per row a C×C crossbar (C·q inputs with q-ported lanes or stores), each lane's pick of
+        # its ⌈w/C⌉ channels, ranks over the whole domain and each slot matching the lanes'
+        # destination ranks (synthesised in docs/rtl.md)
+        per_lane = -(-domain // cols)
         out["compaction crossbars"] = rows * cols * _mux(cols * ports, vbits, t)
+        out["compaction lane picks"] = rows * (
+            cols * _mux(per_lane, vbits, t) + cols * cols * _log2(cols) * t.xnor2
+        )
+        out["compaction prefix sums"] = rows * domain * _log2(cols) * t.full_adder
+        if s.bwd_data.stream and o.sync == "lockstep":
+            # the slot's channel changes per item: every lane stages ⌈w/C⌉ channels' windows
+            window = s.window if s.window is not None else cols
+            out["compaction staged windows"] = rows * (
+                (domain - cols) * window * vbits * (t.register_bit + t.mux2_bit)
+                + cols * (_mux(per_lane * window, vbits, t) - _mux(window, vbits, t))
+            )
     if s.lanes == "matched":
         if o.sync == "lockstep":  # per array: the fold's union spread over the lanes, and the lane table
             out["compaction lane assignment"] = (
@@ -158,22 +173,27 @@ def design_area(arch: Arch, t: AreaTable) -> AreaReport:
             ports = s.lane_ports or 1  # a store with q read ports is priced as q single-ported copies
         sram_bytes["pe operand stores"] = (2 * o.pe_store_entries * o.precision.value_bytes, pes * ports)
     window = s.window
+    depth = window if window is not None else cols  # an unbounded window: priced as C entries
+    entry = t.register_bit + t.mux2_bit  # a staged bit with its load enable (docs/rtl.md)
     if s.any_stream and not arch.ideal:
-        depth = window if window is not None else cols  # an unbounded window: priced as C entries
-        logic["stream-skip scanners"] = rows * (_encoder(depth, t) + depth * vbits * t.register_bit)
-        if o.sync == "lockstep":  # the window of column operands each PE picks from
-            logic["stream-skip operand windows"] = pes * (
-                (depth - 1) * vbits * t.register_bit + _mux(depth, vbits, t)
-            )
+        # per row: the window's values and bits with enables, two encoders, the front's position
+        # compare and advance (synthesised in docs/rtl.md: within 25 % of the RTL row)
+        logic["stream-skip scanners"] = rows * (
+            depth * (vbits + 1) * entry + 2 * _encoder(depth, t) + (depth + 1) * 16 * t.full_adder
+        )
+        if o.sync == "lockstep":  # the L staged column operands each PE picks from, with enables
+            logic["stream-skip operand windows"] = pes * (depth * vbits * entry + _mux(depth, vbits, t))
     if s.bwd_weight.pe_operand and not arch.ideal:
         bw = s.broadcast_width
-        logic["two-sided joins"] = pes * (bw * t.register_bit + _encoder(bw, t) + _mux(bw, vbits, t))
-        if bw > 1:
+        if bw == 1:  # an L-bit window of the PE's own bits (docs/rtl.md)
+            logic["two-sided joins"] = pes * (depth * entry + _mux(depth, 1, t) + t.and2)
+        else:
+            logic["two-sided joins"] = pes * (bw * t.register_bit + _encoder(bw, t) + _mux(bw, vbits, t))
             logic["wide broadcast"] = rows * (bw - 1) * vbits * t.register_bit * cols
     if s.bwd_data.outputs == "compacted" and not arch.ideal:
         logic.update(_compaction(arch, t))
     if s.bwd_data.outputs == "static" and not arch.ideal:
-        logic["static output masks"] = rows * cols * t.and2
+        logic["static output masks"] = rows * cols * (t.and2 + entry)  # the slot mask register
     if s.zero_gating and not arch.ideal:
         logic["zero gates"] = pes * (2 * vbits * t.and2 + t.clock_gate)
     if s.bypass == "rule" and (s.skips_work or _compresses(arch)) and not arch.ideal:

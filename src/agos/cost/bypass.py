@@ -107,11 +107,7 @@ def decide(arch: Arch, pass_: str, ctx: LayerContext) -> Decision:
     new_opts = PassSkipping(stream=stream, pe_operand=join, outputs=outputs)
     if new_opts == opts and storage == arch.storage:
         return Decision(arch, (), predicted, 1, bits)
-    update: dict = {pass_: new_opts}
-    if outputs == "compacted" and opts.stream and not stream and sk.lane_ports is None:
-        # the window's wide lanes are hardware: they stay when the rule stops skipping the stream
-        update["lane_ports"] = sk.window or min(64, arch.pe_array.cols)
-    skipping = sk.model_copy(update=update)
+    skipping = sk.model_copy(update={pass_: new_opts})
     running = arch.model_copy(update={"skipping": skipping, "storage": storage})
     return Decision(running, tuple(off), predicted, 1, bits)
 
@@ -141,15 +137,9 @@ def join_ratio(arch: Arch, ctx: LayerContext, rho_x: float, rho_dy: float) -> fl
     return max(t_mean * two, (base + bitmaps) / bw) / before
 
 
-def lane_rate(arch: Arch) -> float:
-    """Operands a compaction lane delivers per cycle on `systolic` (§3): `lane_ports`, else the
-    window's L where BWD-D has stream-skip hardware (unbounded with an unbounded window), else 1."""
-    sk = arch.skipping
-    if sk.lane_ports is not None:
-        return sk.lane_ports
-    if sk.bwd_data.stream:
-        return sk.window or math.inf
-    return 1
+def lane_rate(arch: Arch) -> int:
+    """Operands a compaction lane delivers per cycle on `systolic` (§3): `lane_ports`, default 1."""
+    return arch.skipping.lane_ports or 1
 
 
 def _popcount_bits(arch: Arch, pass_: str, ctx: LayerContext) -> int:

@@ -185,17 +185,12 @@ def _lockstep(
 
 def lane_rule(arch: Arch, pass_: str) -> tuple[int, int]:
     """How a compacted lockstep fold counts its lane load, and the lane rate: operands a lane
-    delivers per cycle (`lane_ports`; by default the window's L with stream skip, 1 without; 0 for
-    no bound: an unbounded window, or lanes `full`, a lane per domain channel)."""
+    delivers per cycle through the crossbar (`lane_ports`, default 1: a stream window does not
+    widen the crossbar, docs/rtl.md); 0 for no bound: lanes `full`, a lane per domain channel."""
     sk = arch.skipping
     if sk.lanes == "full":
         return MODULO, 0
-    kind = BALANCED if sk.lanes == "matched" else MODULO
-    if sk.lane_ports is not None:
-        return kind, sk.lane_ports
-    if not sk.of(pass_).stream:
-        return kind, 1
-    return kind, sk.window or 0
+    return (BALANCED if sk.lanes == "matched" else MODULO), sk.lane_ports or 1
 
 
 def lockstep(

@@ -229,13 +229,10 @@ def tally_macs(mp: PassMapping, work: RowWork, tally: Tally) -> None:
 # ---- §3: lockstep ----------------------------------------------------------------------------------
 
 
-def lanes_per_cycle(mp: PassMapping) -> int | None:
-    """Operands one compaction lane delivers per cycle: `lane_ports` if set, else L where the
-    pass skips its stream (the window's lanes are L wide; None: unbounded), else 1."""
-    ports = mp.arch.skipping.lane_ports
-    if ports is not None:
-        return ports
-    return mp.L if mp.stream_skip else 1
+def lanes_per_cycle(mp: PassMapping) -> int:
+    """Operands one compaction lane delivers per cycle through the crossbar: `lane_ports`, else 1
+    (a stream window stages operands for the PEs; it does not widen the crossbar)."""
+    return mp.arch.skipping.lane_ports or 1
 
 
 def lockstep_tile(
@@ -269,9 +266,7 @@ def lockstep_tile(
                         load = ceil_div(len(union), mp.C)
                     else:  # channel c on lane c mod C
                         load = max(sum(1 for c in union if c % mp.C == lane) for lane in range(mp.C))
-                    rate = lanes_per_cycle(mp)
-                    if rate is not None:
-                        K = ceil_div(t_max * load, rate)
+                    K = ceil_div(t_max * load, lanes_per_cycle(mp))
                 # the fold's buffer bytes Bf (§5)
                 width = len(union) if mp.compacted else tile.width
                 columns = t_max * width * mp.vb + (width * ceil_div(t_max, 8) if mp.two_sided else 0)

@@ -110,9 +110,6 @@ def rule(pass_: str, masks: LayerMasks, arch: Arch) -> RuleOutcome:
     }:
         return RuleOutcome(arch, [], 1, bits)
     new_skipping = sk.model_copy(update={pass_: opts.model_copy(update=changed)})
-    if outputs == "compacted" and opts.stream and not stream and sk.lane_ports is None:
-        window = sk.window if sk.window is not None else min(64, arch.organisation.pe_array.cols)
-        new_skipping = new_skipping.model_copy(update={"lane_ports": window})
     running = arch.model_copy(
         update={"skipping": new_skipping, "storage": st.model_copy(update=storage)}
     )
@@ -182,12 +179,7 @@ def _predicted(masks: LayerMasks, arch: Arch, stream: bool, dy_density: float) -
                 load = max(1.0, union / C)
             else:
                 load = 0.0
-            if sk.lane_ports is not None:
-                rate = sk.lane_ports
-            elif sk.bwd_data.stream:
-                rate = L if L is not None else inf
-            else:
-                rate = 1
+            rate = sk.lane_ports if sk.lane_ports is not None else 1
             per_entry = max(frac, load / rate)
         fold_on = R * (entry_bytes + on_width * vb) + t_bar * union * vb
         fold_off = R * (entry_bytes + off_width * vb) + t_bar * off_width * vb
