@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.exceptions import Abort, Exit, TyperException
 
-from agos.errors import AgosError
+from agos.errors import AgosError, first_line
 
 app = typer.Typer(
     add_completion=False,
@@ -19,6 +23,18 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="agos: capture, prove and simulate activation-based gradient sparsity in CNN training.",
 )
+
+
+def _output(flag: str, folder: bool) -> Callable[[str], Path]:
+    """An output folder or file, checked when the command line is read (agos.fileio), before any work."""
+
+    def parse(text: str) -> Path:
+        from agos.fileio import check_output_path
+
+        return check_output_path(text, flag, folder)
+
+    return parse
+
 
 ModelOpt = Annotated[
     str, typer.Option("--model", help="torchvision classifier name, timm:NAME, or pkg.module:factory")
@@ -55,7 +71,12 @@ def _run_options(model, weights, data, batch_size, image_size, seed, device, tra
 
 @app.command()
 def trace(
-    out: Annotated[Path, typer.Option("--out", help="trace directory to write")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", parser=_output("--out", folder=True), metavar="DIR", help="trace directory to write"
+        ),
+    ],
     model: ModelOpt = "resnet18",
     weights: WeightsOpt = "init",
     data: DataOpt = "samples",
@@ -126,9 +147,24 @@ def check(
 @app.command()
 def sparsity(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the summary as JSON")] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="write per-layer rows as CSV")] = None,
-    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", parser=_output("--json", folder=False), metavar="FILE", help="write the summary as JSON"
+        ),
+    ] = None,
+    csv_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", parser=_output("--csv", folder=False), metavar="FILE", help="write per-layer rows as CSV"
+        ),
+    ] = None,
+    plot_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", parser=_output("--plot", folder=False), metavar="FILE", help="write a PNG plot"
+        ),
+    ] = None,
     tiles: Annotated[
         bool,
         typer.Option("--tiles", help="all-masked dX tiles in a GPU kernel's implicit-GEMM layout instead"),
@@ -258,8 +294,21 @@ def simulate(
         str, typer.Option("--density", help="real | uniform:S | profile:FILE[:CHECKPOINT]")
     ] = "real",
     seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write every figure as JSON")] = None,
-    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            parser=_output("--json", folder=False),
+            metavar="FILE",
+            help="write every figure as JSON",
+        ),
+    ] = None,
+    plot_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", parser=_output("--plot", folder=False), metavar="FILE", help="write a PNG plot"
+        ),
+    ] = None,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="also print per-layer speedups")] = False,
     lookahead: Annotated[
         str | None,
@@ -296,7 +345,15 @@ def simulate(
 @app.command()
 def sweep(
     spec: Annotated[Path, typer.Argument(metavar="SPEC", help="a sweep spec (YAML)")],
-    out: Annotated[Path, typer.Option("--out", help="output directory (points/, results.parquet, .csv)")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=True),
+            metavar="DIR",
+            help="output directory (points/, results.parquet, .csv)",
+        ),
+    ],
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="address of a dask.distributed scheduler to use")
     ] = None,
@@ -323,7 +380,13 @@ def density(
     ],
     seed: Annotated[int, typer.Option("--seed", help="seed of the statistical masks")] = 0,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="write the mapping and figures as JSON")
+        Path | None,
+        typer.Option(
+            "--json",
+            parser=_output("--json", folder=False),
+            metavar="FILE",
+            help="write the mapping and figures as JSON",
+        ),
     ] = None,
 ) -> None:
     """Statistical masks on a trace: profile row → activation → layers, and per layer the real, target
@@ -344,7 +407,12 @@ def density(
 @app.command()
 def bounds(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
-    json_out: Annotated[Path | None, typer.Option("--json", help="write every count as JSON")] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", parser=_output("--json", folder=False), metavar="FILE", help="write every count as JSON"
+        ),
+    ] = None,
 ) -> None:
     """Exact MACs per layer and pass under each skipping policy, and the ideal speedups they bound."""
     from agos.analysis import model
@@ -376,7 +444,13 @@ def gpu_bench(
     warmup: Annotated[int, typer.Option("--warmup", help="untimed steps first (cuDNN autotuning)")] = 5,
     device: Annotated[str, typer.Option("--device", help="cuda or cuda:N")] = "cuda",
     out: Annotated[
-        Path | None, typer.Option("--out", help="write the rows as CSV (the anchors' format)")
+        Path | None,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=False),
+            metavar="FILE",
+            help="write the rows as CSV (the anchors' format)",
+        ),
     ] = None,
     bwd_data: Annotated[
         bool,
@@ -444,7 +518,15 @@ def _bwd_data_bench(traces, density, block, repeats, warmup, device, out) -> Non
 
 @app.command()
 def trajectory(
-    out: Annotated[Path, typer.Option("--out", help="output folder (trajectory.json/.csv/.png, cache/)")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=True),
+            metavar="DIR",
+            help="output folder (trajectory.json/.csv/.png, cache/)",
+        ),
+    ],
     checkpoints: Annotated[
         str | None,
         typer.Option("--checkpoints", help="checkpoint files of a training run: a comma list or a glob"),
@@ -504,7 +586,15 @@ def trajectory(
 
 @app.command()
 def reproduce(
-    out: Annotated[Path, typer.Option("--out", help="report directory (index.html, results.json, cache/)")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=True),
+            metavar="DIR",
+            help="report directory (index.html, results.json, cache/)",
+        ),
+    ],
     models: Annotated[str, typer.Option("--models", help="comma-separated models")] = (
         "alexnet,vgg16,resnet18,resnet50,googlenet,mobilenet_v2"
     ),
@@ -580,7 +670,15 @@ def reproduce(
 
 @app.command()
 def schema(
-    out: Annotated[Path | None, typer.Option("--out", help="write it to FILE instead of stdout")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=False),
+            metavar="FILE",
+            help="write it to FILE instead of stdout",
+        ),
+    ] = None,
 ) -> None:
     """The JSON Schema of every --json output (the versioned Analysis model)."""
     from agos.analysis.model import schema_text
@@ -593,33 +691,102 @@ def schema(
         f.write(schema_text())
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C so that every `finally` runs: no half-built stage is left."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[None]:
+    """SIGTERM unwinds the stack as Ctrl-C does (in the main thread; elsewhere it is left alone)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _deferred_warnings() -> Iterator[list[str]]:
+    """A library's warning (a torch UserWarning, a user model's own) becomes one line, printed once
+    the command has finished, so that an error is always the only line of a failed run."""
+    seen: list[str] = []
+
+    def keep(message, category, filename, lineno, file=None, line=None) -> None:
+        text = f"agos: warning: {first_line(Warning(str(message)))} ({category.__name__})"
+        if text not in seen:
+            seen.append(text)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = keep
+        yield seen
+
+
+def _quiet_stdout() -> None:
+    """Standard output is gone (a closed pipe, a full disk): stop the interpreter's own flush at
+    exit from printing a traceback about it."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr for every user error, never a traceback."""
+    with _signals(), _deferred_warnings() as warned:
+        code = _main(argv)
+        if code == 0:
+            for text in warned:
+                print(text, file=sys.stderr)
+        return code
+
+
+def _main(argv: list[str] | None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(
             args=argv if argv is not None else sys.argv[1:], prog_name="agos", standalone_mode=False
         )
+        sys.stdout.flush()  # a full disk or closed pipe is this command's failure, not the exit's
         if result == 130:  # typer turns Ctrl-C into Exit(130), which click returns when not standalone
             print("agos: interrupted", file=sys.stderr)
         return result if isinstance(result, int) else 0
     except AgosError as exc:
-        print(f"agos: error: {exc}", file=sys.stderr)
+        print(f"agos: error: {first_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except Abort:  # click turns Ctrl-C into Abort
         print("agos: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("agos: terminated", file=sys.stderr)
+        return 143
     except Exit as exc:
         return exc.exit_code
     except TyperException as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             print(command.get_help(typer.Context(command, info_name="agos")), file=sys.stderr)
             return 2
-        print(f"agos: error: {exc.format_message()}", file=sys.stderr)
+        print(f"agos: error: {first_line(Exception(exc.format_message()))}", file=sys.stderr)
         return getattr(exc, "exit_code", 2) or 2
     except KeyboardInterrupt:
         print("agos: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `agos … | head`: the reader has what it wanted
+        _quiet_stdout()
+        return 141
+    except OSError as exc:  # the file system refused (a full disk, no permission, a name too long)
+        if os.environ.get("AGOS_DEBUG"):
+            raise
+        where = exc.filename if exc.filename is not None else "standard output"
+        if exc.filename is None:
+            _quiet_stdout()
+        print(f"agos: error: cannot use {where}: {exc.strerror or first_line(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:
         if os.environ.get("AGOS_DEBUG"):
             raise

@@ -49,7 +49,7 @@ from torch import nn
 from agos.engine.training import LayerProducts, float64_backward, sparse_training
 from agos.errors import AgosError
 from agos.inputs.provenance import provenance_label
-from agos.inputs.session import RunOptions, prepare
+from agos.inputs.session import MAX_STEPS, RunOptions, check_sgd, prepare
 from agos.inputs.training import plain_step
 
 TOLERANCE = 1e-6
@@ -253,8 +253,9 @@ def run_check(
     on_step=None,
 ) -> CheckReport:
     """Train on the sparse engine and on plain autograd; `on_step(StepResult)` after each step."""
-    if steps < 1:
-        raise AgosError(f"--steps must be at least 1 (got {steps})")
+    if not 1 <= steps <= MAX_STEPS:
+        raise AgosError(f"--steps must be between 1 and {MAX_STEPS:,} (got {steps})")
+    check_sgd(lr, momentum, weight_decay)
     run = prepare(options)
     plain = run.model
     sparse = copy.deepcopy(plain)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -86,8 +84,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise AgosError(f"weights file {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as exc:
-        raise AgosError(f"weights file {path} is not a readable PyTorch file: {first_line(exc)}") from None
+    except Exception as exc:  # arbitrary bytes fail anywhere in the unpickler (KeyError, IndexError, …)
+        what = "not a torch.save file" if isinstance(exc, KeyError | IndexError) else first_line(exc)
+        raise AgosError(f"weights file {path} is not a readable PyTorch file: {what}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

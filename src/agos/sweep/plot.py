@@ -42,7 +42,7 @@ def plot_sweep(rows: list[dict], plan: Plan, out: Path, where: str) -> list[Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from agos.fileio import atomic_file
+    from agos.fileio import owned_file
 
     ok = [r for r in rows if r["error"] is None and r["speedup_iteration"] is not None]
     written: list[Path] = []
@@ -72,7 +72,7 @@ def plot_sweep(rows: list[dict], plan: Plan, out: Path, where: str) -> list[Path
     ax.set_title(label, fontsize=7, wrap=True)
     ax.grid(alpha=0.3)
     path = out / "pareto.png"
-    with atomic_file(path, "wb") as f:
+    with owned_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     written.append(path)
@@ -108,7 +108,7 @@ def plot_sweep(rows: list[dict], plan: Plan, out: Path, where: str) -> list[Path
             ax.legend(fontsize=7)
         fig.suptitle(label + " · mean over the other axes, band min–max", fontsize=7, wrap=True)
         path = out / "sensitivity.png"
-        with atomic_file(path, "wb") as f:
+        with owned_file(path, "wb") as f:
             fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
