@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from typer.exceptions import Abort, Exit, TyperException
 
+from agos.analysis.work import MAX_FOLDS
 from agos.errors import AgosError, first_line
 
 app = typer.Typer(
@@ -317,11 +318,15 @@ def simulate(
     workers: Annotated[
         int | None, typer.Option("--workers", help="processes to split the layers between (default: auto)")
     ] = None,
+    max_folds: Annotated[
+        int, typer.Option("--max-folds", help="refuse a run of more PE-array folds (docs/limits.md)")
+    ] = MAX_FOLDS,
 ) -> None:
     """Cycles, area, energy and speedups of each design (over its dense twin and the best dense
     design of equal area) on a trace's layers."""
     from agos.analysis import model
     from agos.analysis.analyse import analyse
+    from agos.analysis.work import check_work, simulation_work
     from agos.arch.load import load_archs
     from agos.capture.trace import load_trace
     from agos.density.select import resolve_density
@@ -333,6 +338,9 @@ def simulate(
     trace = load_trace(trace_dir)
     designs = load_archs(arch)
     source = resolve_density(trace, density, seed)  # checks the density spec before any work
+    note = check_work(simulation_work(trace, designs), max_folds)  # hours are refused, minutes announced
+    if note:
+        typer.echo(note, err=True)
     sections = ["realised", "bounds", "simulation"]  # the counts come out of the simulation's pass
     analysis = analyse(trace, source, sections, designs, workers=workers, lookahead=windows)
     report.print_table(analysis, per_layer=per_layer)

@@ -8,7 +8,14 @@ import sys
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 _console = Console(stderr=True)
 
@@ -29,6 +36,7 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int, str], None]]
         MofNCompleteColumn(),
         TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),  # the estimate: elapsed per item × items left
     )
     with Progress(*columns, console=_console, transient=False) as progress:
         task = progress.add_task(label, total=total, note="")

@@ -79,6 +79,11 @@ def resolve_checkpoints(text: str) -> list[Checkpoint]:
     found = []
     for i, path in enumerate(_expand(text)):
         step, source = _step_of(path)
+        if step is not None and not 0 <= step <= MAX_STEPS:
+            raise AgosError(
+                f"--checkpoints: {path} is at step {step} (its {source}); a training step is between 0 "
+                f"and {MAX_STEPS:,}"
+            )
         found.append(Checkpoint(path, i if step is None else step, source, file_sha256(path)))
     if any(c.step_source == "order" for c in found) and len({c.step_source for c in found}) > 1:
         raise AgosError("--checkpoints: some files carry a step and some do not; name them all alike")

@@ -25,9 +25,10 @@ from agos.capture.trace import SCHEMA_VERSION, write_trace
 from agos.errors import AgosError
 from agos.fileio import output_lock, write_json
 from agos.inputs.data import data_fingerprint, parse_data
-from agos.inputs.models import model_fingerprint
+from agos.inputs.models import model_fingerprint, resolve_model
 from agos.inputs.session import RunOptions, check_image_size, check_options, prepare
 from agos.inputs.training import WarmUp
+from agos.inputs.weights import check_weights_files
 from agos.reproduce.pipeline import analyse_trace, read_analysis, soundness_record
 from agos.reproduce.stages import StageCache
 from agos.trajectory.checkpoints import Checkpoint, resolve_checkpoints, snapshot_steps, train_with_snapshots
@@ -192,6 +193,8 @@ def trajectory(s: TrajectorySettings, out: Path, console: Console | None = None)
     console = console or Console(stderr=True)
     check_settings(s)
     checkpoints = resolve_checkpoints(s.checkpoints) if s.checkpoints is not None else None
+    if checkpoints is not None:  # every file readable, matching the model and finite, before any point
+        check_weights_files([c.path for c in checkpoints], resolve_model(s.model), s.seed)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AgosError(f"{out} exists and is not a directory")
