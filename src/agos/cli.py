@@ -90,7 +90,13 @@ def trace(
     momentum: MomentumOpt = 0.9,
     weight_decay: WdOpt = 1e-4,
     save_weights: Annotated[
-        str | None, typer.Option("--save-weights", help="keep the warmed-up weights here")
+        Path | None,
+        typer.Option(
+            "--save-weights",
+            parser=_output("--save-weights", folder=False),
+            metavar="FILE",
+            help="keep the warmed-up weights here",
+        ),
     ] = None,
 ) -> None:
     """Capture the masks of one real training step into a trace directory."""
@@ -99,7 +105,7 @@ def trace(
     options = _run_options(
         model, weights, data, batch_size, image_size, seed, device, train_steps, lr, momentum, weight_decay
     )
-    manifest = capture_trace(options, out, save_weights)
+    manifest = capture_trace(options, out, None if save_weights is None else str(save_weights))
     for note in manifest.notes:
         typer.echo(f"warning: {note}", err=True)
     typer.echo(
@@ -263,6 +269,9 @@ def arch_show(
         )
 
 
+MAX_WINDOW = 1 << 20  # the schema's largest lookahead (arch.schema.Skipping)
+
+
 def _windows(text: str) -> list[int | str]:
     out: list[int | str] = []
     for part in text.split(","):
@@ -274,8 +283,8 @@ def _windows(text: str) -> list[int | str]:
             value = int(part)
         except ValueError:
             raise AgosError(f"--lookahead: '{part}' is not a window (positive integers or inf)") from None
-        if value < 1:
-            raise AgosError(f"--lookahead: windows are ≥ 1, got {value}")
+        if not 1 <= value <= MAX_WINDOW:
+            raise AgosError(f"--lookahead: windows are between 1 and {MAX_WINDOW:,} (or inf), got {value}")
         out.append(value)
     if not out:
         raise AgosError("--lookahead needs at least one window")
