@@ -191,6 +191,7 @@ def sparsity(
     if tiles:
         _tiles(trace_dir, density, seed, json_out, csv_out, plot_out)
         return
+    _plot_format(plot_out, ("png", "svg", "pdf"))  # before any work: no JSON and CSV left without the plot
     if density != "real":
         raise AgosError("--density applies to --tiles only (agos density shows statistical masks)")
     trace = load_trace(trace_dir)
@@ -202,6 +203,14 @@ def sparsity(
         report.write_csv(analysis, csv_out)
     if plot_out:
         report.plot(analysis, plot_out)
+
+
+def _plot_format(path: Path | None, formats: tuple[str, ...]) -> None:
+    """A plot's file type, from its suffix (none: PNG), checked before the command does any work."""
+    suffix = path.suffix.lstrip(".").lower() if path is not None else ""
+    if suffix and suffix not in formats:
+        names = ", ".join(f".{f}" for f in formats)
+        raise AgosError(f"--plot {path}: this plot is written as {names}; name a file with that suffix")
 
 
 def _tiles(trace_dir: Path, density: str, seed: int, json_out, csv_out, plot_out) -> None:
@@ -343,6 +352,7 @@ def simulate(
 
     if workers is not None and not 1 <= workers <= 64:
         raise AgosError(f"--workers must be between 1 and 64, got {workers}")
+    _plot_format(plot_out, ("png",))
     windows = _windows(lookahead) if lookahead is not None else None
     trace = load_trace(trace_dir)
     designs = load_archs(arch)

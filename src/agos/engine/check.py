@@ -50,7 +50,7 @@ from agos.engine.training import LayerProducts, float64_backward, sparse_trainin
 from agos.errors import AgosError
 from agos.inputs.provenance import provenance_label
 from agos.inputs.session import MAX_STEPS, RunOptions, check_sgd, prepare
-from agos.inputs.training import plain_step
+from agos.inputs.training import model_errors, plain_step
 
 TOLERANCE = 1e-6
 NOISE_FACTOR = 10.0
@@ -205,7 +205,8 @@ def _judged_step(
     start = time.perf_counter()
     loss_autograd = float(plain_step(twin32, images, labels, seed))
     mid = time.perf_counter()
-    loss_sparse = float(plain_step(sparse, images, labels, seed))
+    with model_errors(f"check step {step}, on the sparse engine", images, (ValueError, RuntimeError)):
+        loss_sparse = float(plain_step(sparse, images, labels, seed))
     end = time.perf_counter()
     loss_float64 = float(plain_step(twin64, images, labels, seed))
     params = compare_parameters(sparse, twin32, twin64)
