@@ -763,6 +763,20 @@ def _quiet_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+class StdoutError(Exception):
+    """Standard output refused what the command printed (a full disk)."""
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _quiet_stdout()
+        raise StdoutError(exc.strerror or first_line(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr for every user error, never a traceback."""
     with _signals(), _deferred_warnings() as warned:
@@ -779,7 +793,7 @@ def _main(argv: list[str] | None) -> int:
         result = command.main(
             args=argv if argv is not None else sys.argv[1:], prog_name="agos", standalone_mode=False
         )
-        sys.stdout.flush()  # a full disk or closed pipe is this command's failure, not the exit's
+        _flush_stdout()  # a full disk or closed pipe is this command's failure, not the exit's
         if result == 130:  # typer turns Ctrl-C into Exit(130), which click returns when not standalone
             print("agos: interrupted", file=sys.stderr)
         return result if isinstance(result, int) else 0
@@ -806,13 +820,21 @@ def _main(argv: list[str] | None) -> int:
     except BrokenPipeError:  # `agos … | head`: the reader has what it wanted
         _quiet_stdout()
         return 141
+    except StdoutError as exc:
+        print(f"agos: error: cannot write to standard output: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # the file system refused (a full disk, no permission, a name too long)
         if os.environ.get("AGOS_DEBUG"):
             raise
-        where = exc.filename if exc.filename is not None else "standard output"
-        if exc.filename is None:
+        try:  # what was printed before still goes out; a stdout that is gone stays quiet at exit
+            sys.stdout.flush()
+        except OSError:
             _quiet_stdout()
-        print(f"agos: error: cannot use {where}: {exc.strerror or first_line(exc)}", file=sys.stderr)
+        problem = exc.strerror or first_line(exc)
+        where = exc.filename if exc.filename is not None else exc.filename2
+        print(
+            f"agos: error: {f'cannot use {where}: ' if where is not None else ''}{problem}", file=sys.stderr
+        )
         return 2
     except Exception as exc:
         if os.environ.get("AGOS_DEBUG"):
