@@ -712,7 +712,14 @@ def schema(
     from agos.fileio import atomic_file
 
     if out is None:
-        sys.stdout.write(schema_text())
+        try:
+            sys.stdout.write(schema_text())
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            _quiet_stdout()
+            raise StdoutError(exc.strerror or first_line(exc)) from None
         return
     with atomic_file(out) as f:
         f.write(schema_text())
@@ -826,14 +833,16 @@ def _main(argv: list[str] | None) -> int:
     except OSError as exc:  # the file system refused (a full disk, no permission, a name too long)
         if os.environ.get("AGOS_DEBUG"):
             raise
+        problem = exc.strerror or first_line(exc)
+        where = exc.filename if exc.filename is not None else exc.filename2
         try:  # what was printed before still goes out; a stdout that is gone stays quiet at exit
             sys.stdout.flush()
         except OSError:
             _quiet_stdout()
-        problem = exc.strerror or first_line(exc)
-        where = exc.filename if exc.filename is not None else exc.filename2
+            where = "standard output" if where is None else where
         print(
-            f"agos: error: {f'cannot use {where}: ' if where is not None else ''}{problem}", file=sys.stderr
+            f"agos: error: {f'cannot write to {where}: ' if where is not None else ''}{problem}",
+            file=sys.stderr,
         )
         return 2
     except Exception as exc:

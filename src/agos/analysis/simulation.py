@@ -14,6 +14,7 @@ from agos.workload.passes import PASSES, SPANS
 if TYPE_CHECKING:  # the cost model is imported where it is used: reading an Analysis needs none of it
     from agos.cost.network import DesignResult, NetworkResult
 
+
 class SpanRatios(Model):
     """A ratio per span (speedup over the twin, MAC bound, lookahead sensitivity)."""
 
