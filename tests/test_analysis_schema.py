@@ -29,6 +29,7 @@ def outputs(mixed_trace, tmp_path_factory) -> dict[str, dict]:
     runs = {
         "sparsity": ["sparsity", t],
         "tiles": ["sparsity", t, "--tiles"],
+        "structure": ["sparsity", t, "--structure", "--density", "uniform:0.5:structure=blobs:2"],
         "density_mapping": ["density", t, "--density", "uniform:0.5"],
         "bounds": ["bounds", t],
         "simulation": ["simulate", t, "--arch", "dense@systolic,agos@systolic"],
@@ -45,6 +46,7 @@ def outputs(mixed_trace, tmp_path_factory) -> dict[str, dict]:
 COMPUTED = {
     "sparsity": {"sparsity"},
     "tiles": {"tiles"},
+    "structure": {"structure"},
     "density_mapping": {"density_mapping"},
     "bounds": {"realised", "bounds"},
     "simulation": {"realised", "bounds", "simulation"},

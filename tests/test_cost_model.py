@@ -13,11 +13,19 @@ import torch
 from agos.arch.area import design_area
 from agos.arch.load import LoadedArch, load_arch
 from agos.cost.model import LayerContext, layer_area, simulate_pass
-from agos.cost.network import equal_area_candidates, mapping_bound_violations, simulate_network, speedups
+from agos.cost.network import (
+    cycle_components,
+    equal_area_candidates,
+    equal_area_organisations,
+    mapping_bound_violations,
+    plan_designs,
+    simulate_network,
+    speedups,
+)
 from agos.workload.counts import layer_work
 from agos.workload.layer import geometry_of
 from agos.workload.masks import LayerMasks
-from agos.workload.passes import PASSES
+from agos.workload.passes import LABELS, PASSES, SPANS
 from tests.cost_cases import random_layer, shrunk
 
 
@@ -156,10 +164,13 @@ def test_no_design_beats_its_mapping_bound_and_gains_beyond_the_mac_bound_are_ex
     assert mapping_bound_violations(net) == []
     for name in names:
         s = speedups(net, name)
-        for span in ("backprop", "iteration"):
+        for span in SPANS:  # every pass as well as backprop and iteration (DESIGN.md §4 "Bounds")
+            d = net.designs[name]
+            assert sum(cycle_components(d, span).values()) == d.cycles(span)  # what a flag names adds up
             over, bound = s["speedup_over_twin"][span], s["mac_bound_speedup"][span]
             if over and bound and over > bound * (1 + 1e-9) and not net.designs[name].arch.ideal:
-                assert any(span in f and "exceeds its MAC bound" in f for f in s["flags"]), (name, span)
+                flagged = [f for f in s["flags"] if f.startswith(f"{LABELS[span]} ")]
+                assert any("exceeds its MAC bound" in f for f in flagged), (name, span)
 
 
 def test_equal_area_candidates_fill_the_area_and_no_more():
@@ -189,3 +200,77 @@ def test_ideal_runs_at_the_mapping_bound():
     for p in PASSES:
         cost = _run(p, masks, _design("ideal@systolic"))
         assert cost.cycles == cost.mapping_bound
+
+
+def test_a_pass_above_its_mac_bound_is_flagged_with_its_reason():
+    """DESIGN.md §4 "Bounds": every pass, not only backprop and iteration. FWD of two layers on a
+    4×4 array: a one-position layer (rows idle in the twin, X 25% dense) and a
+    half-dense 64-position one. The network's MAC ratio weights the layers by MACs, the cycle ratio
+    by cycles, so FWD beats its MAC bound (legitimately: no layer does) and must name the component
+    that shrank more than the MACs: the first layer's idle rows (not the larger absolute drop of the
+    MAC floor)."""
+    x = torch.zeros(1, 32, 1, 1, dtype=torch.bool)
+    x[:, ::4] = True
+    half = torch.zeros(1, 4, 8, 8, dtype=torch.bool)
+    half[:, ::2] = True  # the big layer's MAC floor shrinks most in cycles, but only as its MACs do
+    layers = [_masks(32, 8, 1, 1, x=x), _masks(4, 4, 1, 8, x=half)]
+    layers = [
+        LayerMasks(f"l{i}", m.geometry, True, m.x_nonzero, m.dy_nonzero, m.dx_needed, False)
+        for i, m in enumerate(layers)
+    ]
+    designs = [_design("input-skip@systolic", fd=0)]
+    manifest = SimpleNamespace(vector_ops=[], vector_note=None, parameters=0, logits_numel=0)
+    net = simulate_network(layers, designs, manifest, workers=1)
+    s = speedups(net, "input-skip@systolic")
+    over, bound = s["speedup_over_twin"]["fwd"], s["mac_bound_speedup"]["fwd"]
+    assert over > bound * 1.01
+    design, twin_of = net.designs["input-skip@systolic"], net.twin_of("input-skip@systolic")
+    for layer, twin in zip(design.layers, twin_of.layers, strict=True):
+        f, t = layer.passes["fwd"], twin.passes["fwd"]
+        assert t.cycles * f.design_macs <= f.cycles * t.dense_macs  # no layer beats its own bound
+    (flag,) = [f for f in s["flags"] if f.startswith("FWD ")]
+    assert "exceeds its MAC bound" in flag and "compute imbalance" in flag
+
+
+USER_512K = """name: mine
+organisation: {name: systolic, sync: lockstep, memory: {global_buffer_bytes: 524288}}
+skipping: {fwd: {stream: true}, bwd_data: {stream: true}, bwd_weight: {stream: true}}
+"""
+
+
+def test_equal_area_candidates_come_from_the_design_alone(tmp_path):
+    """DESIGN.md §4: a design's equal-area dense candidates derive from its own organisation and
+    memory, whatever else is simulated; a user's 512 KiB design beside agos@systolic must not
+    lend agos its buffer, and every dense design is named with its array and buffer unless it is
+    a shipped organisation as shipped."""
+    (tmp_path / "mine.yaml").write_text(USER_512K)
+    agos, mine = load_arch("agos@systolic"), load_arch(str(tmp_path / "mine.yaml"))
+    _, alone = plan_designs([agos])
+    both_planned, both = plan_designs([mine, agos])
+    assert alone["agos@systolic"] == both["agos@systolic"]
+    by_name = {d.name: d for d in both_planned}
+    for name in alone["agos@systolic"]:  # its own memory, the buffer grown at most
+        m = by_name[name].arch.memory
+        assert m.global_buffer_bytes >= agos.arch.memory.global_buffer_bytes
+        assert m.model_copy(update={"global_buffer_bytes": 0}) == agos.arch.memory.model_copy(
+            update={"global_buffer_bytes": 0}
+        )
+    assert {o.sync for o in equal_area_organisations(agos)} == {"lockstep", "independent"}
+    for d in both_planned:
+        if d.role == "design":
+            continue
+        o = d.arch.organisation
+        shipped = load_arch(f"dense@{o.name}").arch.organisation
+        if o.model_copy(update={"description": ""}) == shipped.model_copy(update={"description": ""}):
+            assert d.name == f"dense@{o.name}"
+        else:
+            tag = f"{o.pe_array.rows}x{o.pe_array.cols} PEs, {o.memory.global_buffer_bytes // 1024} KiB"
+            assert d.name.startswith(f"dense@{o.name}[") and "#" not in d.name
+            assert tag in d.name or tag.replace("2048 KiB", "2 MiB") in d.name
+    assert by_name["mine"].twin == "dense@systolic[32x32 PEs, 512 KiB]"
+    masks = _masks(8, 8, 1, 4, kernel=3)
+    manifest = SimpleNamespace(vector_ops=[], vector_note=None, parameters=0, logits_numel=0)
+    one = speedups(simulate_network([masks], [agos], manifest, workers=1), "agos@systolic")
+    two = speedups(simulate_network([masks], [mine, agos], manifest, workers=1), "agos@systolic")
+    keys = ("best_dense_equal_area", "speedup_over_best_dense_equal_area")
+    assert [one[k] for k in keys] == [two[k] for k in keys]

@@ -7,6 +7,7 @@ import math
 import stat
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from agos.gpu.anchors import (
     compare_per_image,
     joules_per_image,
     load_anchors,
+    mac_scale,
     ms_per_image,
     write_anchors,
 )
@@ -73,16 +75,55 @@ def test_shipped_copy_is_the_shared_file():
 
 def test_compare_per_image_states_the_scaling():
     r50 = anchor_for("resnet50")
-    cmp = compare_per_image(sim_iter_ms=10.0, sim_joules_per_iter=0.8, sim_batch=16, anchor=r50)
+    assert r50.px == 224 and anchor_for("inception_v3").px == 299
+    cmp = compare_per_image(
+        sim_iter_ms=10.0, sim_joules_per_iter=0.8, sim_batch=16, sim_image_size=224, anchor=r50
+    )
     assert cmp.sim_ms_per_image == pytest.approx(0.625)
     assert cmp.gpu_ms_per_image == pytest.approx(32.15 / 64)
     assert cmp.speedup == pytest.approx((32.15 / 64) / 0.625)
     assert cmp.energy_ratio == pytest.approx((16.37 / 64) / 0.05)
-    assert "batch 16" in cmp.note and "batch 64" in cmp.note and "NVIDIA H200" in cmp.note
-    assert cmp.to_dict()["gpu_batch"] == 64
-    assert "per image" in cmp.note
-    no_power = GpuAnchor("m", 8, "fp32", 4.0, 2000.0, None, None, "GPU", "test")
-    assert compare_per_image(2.0, 1.0, 8, no_power).energy_ratio is None
+    assert "batch 16, 224 px" in cmp.note and "batch 64, 224 px" in cmp.note and "NVIDIA H200" in cmp.note
+    assert cmp.to_dict()["gpu_batch"] == 64 and cmp.to_dict()["gpu_image_size"] == 224
+    assert "per image at 224 px" in cmp.note
+    no_power = GpuAnchor("m", 8, "fp32", 4.0, 2000.0, None, None, "GPU", "test", image_size=32)
+    assert compare_per_image(2.0, 1.0, 8, 32, no_power).energy_ratio is None
+
+
+def test_gpu_comparison_sets_per_image_work_at_the_gpus_image_size():
+    """DESIGN.md §4 "GPU comparison": a 160-px simulation is not set against a GPU measured at
+    224 px per image as it is; its per-image figures are scaled by the MACs at 224 over those at
+    160, or the comparison is refused (one line), and the note names both sides' batch and size."""
+    r18 = anchor_for("resnet18")
+    with pytest.raises(AgosError, match=r"160 px.*224 px.*refused"):
+        compare_per_image(10.0, 0.8, 8, 160, r18)
+    cmp = compare_per_image(10.0, 0.8, 8, 160, r18, scale=2.0)
+    assert cmp.sim_ms_per_image == pytest.approx(2 * 10.0 / 8)
+    assert cmp.sim_joules_per_image == pytest.approx(2 * 0.8 / 8)
+    assert cmp.energy_ratio == pytest.approx((5.99 / 64) / (2 * 0.8 / 8))
+    assert "batch 8, 160 px" in cmp.note and "batch 64, 224 px" in cmp.note and "× 2.000" in cmp.note
+    d = cmp.to_dict()
+    assert (d["sim_image_size"], d["gpu_image_size"], d["mac_scale"]) == (160, 224, 2.0)
+
+
+def test_mac_scale_counts_the_model_at_both_sizes(resnet18_trace):
+    """The shape pass on the meta device gives the trace's own dense MACs at the trace's size (so
+    it can be trusted at the GPU's), and refuses, in one line, a count it cannot reproduce."""
+    from agos.capture.shapes import dense_macs_per_image
+    from agos.capture.trace import load_trace
+
+    trace = load_trace(resnet18_trace)
+    n = trace.manifest.layers[0].geometry.n
+    traced = sum(layer.geometry.macs * (3 if layer.needs_bwd_data else 2) for layer in trace.manifest.layers)
+    assert dense_macs_per_image("resnet18", 64) * n == traced
+    at_224 = dense_macs_per_image("resnet18", 224)
+    assert mac_scale("resnet18", 64, traced / n, 224) == pytest.approx(at_224 / (traced / n))
+    assert 12.25 < at_224 / (traced / n) < 16  # above (224 / 64)²: at 64 px more taps fall on padding
+    assert mac_scale("resnet18", 224, 1.0, 224) == 1.0
+    with pytest.raises(AgosError, match="cannot set resnet18's work at 224 px"):
+        mac_scale("resnet18", 64, traced / n + 1, 224)
+    with pytest.raises(AgosError, match="cannot count the MACs of inception_v3 at 64 px"):
+        dense_macs_per_image("inception_v3", 64)
 
 
 def _row(model: str, power: float | None) -> GpuAnchor:
@@ -144,6 +185,12 @@ def test_anchor_csv_without_device_column_is_labelled_by_file(tmp_path):
     )
     (row,) = load_anchors(path)
     assert row.device == "GPU of a100.csv" and row.ms_per_image == pytest.approx(80 / 64)
+    assert row.px == 224 and "no image_size column" in row.image_size_note  # assumed, and said so
+    assert "no image_size column" in compare_per_image(8.0, 1.0, 8, 224, row).note
+    sized = tmp_path / "sized.csv"
+    write_anchors([replace(row, image_size=128, image_size_note=None)], sized)
+    (back,) = load_anchors(sized)
+    assert back.px == 128 and back.image_size_note is None and "128 px" in back.label
 
 
 @pytest.mark.parametrize(
@@ -380,3 +427,35 @@ def test_gpu_bench_on_a_real_gpu(tmp_path, capsys):
     (row,) = load_anchors(out)
     assert row.model == "resnet18" and row.iter_ms > 0 and not math.isnan(row.img_per_s)
     assert row.device == torch.cuda.get_device_name(0) and row.cuda == torch.version.cuda
+
+
+def test_report_gpu_rows_are_at_the_gpus_image_size(resnet18_trace):
+    """`agos reproduce`'s GPU rows: a 64-px run of resnet18 against the H200's 224-px rows, per
+    image scaled by dense MACs (the twin's ratio likewise); a trace whose MACs the shape pass
+    cannot reproduce gets no rows and one line saying why."""
+    from agos.capture.shapes import dense_macs_per_image
+    from agos.capture.trace import load_trace
+    from agos.reproduce.results import _gpu
+
+    layers = load_trace(resnet18_trace).manifest.layers
+    traced = sum(layer.geometry.macs * (3 if layer.needs_bwd_data else 2) for layer in layers)
+    entry = {
+        "designs": {
+            "agos@systolic": {"time_ms": {"iteration": 4.0}, "energy_j": 0.02, "twin": "dense@systolic"},
+            "dense@systolic": {"time_ms": {"iteration": 5.0}, "energy_j": 0.03, "twin": None},
+        },
+        "dense_macs_per_iteration": traced,
+    }
+    prov = {"model": "resnet18", "batch_size": 2, "image_size": 64}
+    rows, note = _gpu("resnet18", entry, prov, {"agos@systolic": "bf16", "dense@systolic": "bf16"})
+    scale = dense_macs_per_image("resnet18", 224) / (traced / 2)
+    gpu = anchor_for("resnet18", "bf16-autocast")
+    assert note is None and set(rows) == {"agos@systolic", "dense@systolic"}
+    a = rows["agos@systolic"]
+    assert (a["sim_image_size"], a["gpu_image_size"], a["gpu_batch"]) == (64, 224, 64)
+    assert a["sim_joules_per_image"] == pytest.approx(0.02 / 2 * scale)
+    assert a["energy_ratio"] == pytest.approx(gpu.joules_per_image / (0.02 / 2 * scale))
+    assert a["twin_energy_ratio"] == pytest.approx(gpu.joules_per_image / (0.03 / 2 * scale))
+    assert "64 px" in a["note"] and "224 px" in a["note"]
+    rows, note = _gpu("resnet18", {**entry, "dense_macs_per_iteration": traced + 2}, prov, {})
+    assert rows == {} and note.startswith("resnet18: no GPU comparison: cannot set resnet18's work at 224 px")

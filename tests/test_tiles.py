@@ -167,7 +167,7 @@ def test_cli_tiles_table_and_json(resnet18_trace, tmp_path, capsys):
     "args, text",
     [
         (["--tiles", "--density", "uniform:2"], "outside [0, 1]"),
-        (["--density", "uniform:0.5"], "--tiles only"),
+        (["--density", "uniform:0.5"], "--tiles and --structure only"),
         (["--tiles", "--csv", "x.csv"], "JSON only"),
     ],
 )

@@ -176,10 +176,22 @@ def sparsity(
         bool,
         typer.Option("--tiles", help="all-masked dX tiles in a GPU kernel's implicit-GEMM layout instead"),
     ] = False,
+    structure: Annotated[
+        bool,
+        typer.Option(
+            "--structure", help="where the zeros lie (dead channels, positions, clustering) instead"
+        ),
+    ] = False,
     density: Annotated[
-        str, typer.Option("--density", help="with --tiles: real | uniform:S | profile:FILE[:CHECKPOINT]")
+        str,
+        typer.Option(
+            "--density",
+            help="with --tiles or --structure: real | uniform:S | profile:FILE[:CHECKPOINT] [:structure=…]",
+        ),
     ] = "real",
-    seed: Annotated[int, typer.Option("--seed", help="with --tiles: seed of statistical masks")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="with --tiles or --structure: seed of statistical masks")
+    ] = 0,
 ) -> None:
     """Per-layer sparsity of a trace: X, dY, skippable dX, and the forward/backward correlation."""
     from agos.analysis import model as analysis_model
@@ -188,12 +200,17 @@ def sparsity(
     from agos.density.select import resolve_density
     from agos.report import sparsity as report
 
-    if tiles:
-        _tiles(trace_dir, density, seed, json_out, csv_out, plot_out)
+    if tiles and structure:
+        raise AgosError("--tiles and --structure are separate tables: give one")
+    if tiles or structure:
+        section = "tiles" if tiles else "structure"
+        _mask_section(section, trace_dir, density, seed, json_out, csv_out, plot_out)
         return
     _plot_format(plot_out, ("png", "svg", "pdf"))  # before any work: no JSON and CSV left without the plot
     if density != "real":
-        raise AgosError("--density applies to --tiles only (agos density shows statistical masks)")
+        raise AgosError(
+            "--density applies to --tiles and --structure only (agos density shows statistical masks)"
+        )
     trace = load_trace(trace_dir)
     analysis = analyse(trace, resolve_density(trace, "real"), ["sparsity"])
     report.print_table(analysis)
@@ -213,19 +230,22 @@ def _plot_format(path: Path | None, formats: tuple[str, ...]) -> None:
         raise AgosError(f"--plot {path}: this plot is written as {names}; name a file with that suffix")
 
 
-def _tiles(trace_dir: Path, density: str, seed: int, json_out, csv_out, plot_out) -> None:
+def _mask_section(
+    section: str, trace_dir: Path, density: str, seed: int, json_out, csv_out, plot_out
+) -> None:
+    """`sparsity --tiles` or `--structure`: one section of any density source's masks."""
     from agos.analysis import model as analysis_model
     from agos.analysis.analyse import analyse
     from agos.capture.trace import load_trace
     from agos.density.select import parse_density, resolve_density
-    from agos.report import tiles as report
+    from agos.report import structure, tiles
 
     if csv_out or plot_out:
-        raise AgosError("--tiles writes JSON only (--json)")
+        raise AgosError(f"--{section} writes JSON only (--json)")
     parse_density(density)  # a bad spec is refused before the trace is read
     trace = load_trace(trace_dir)
-    analysis = analyse(trace, resolve_density(trace, density, seed), ["tiles"])
-    report.print_table(analysis)
+    analysis = analyse(trace, resolve_density(trace, density, seed), [section])
+    (tiles if section == "tiles" else structure).print_table(analysis)
     if json_out:
         analysis_model.write(analysis, json_out)
 

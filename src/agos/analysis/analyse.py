@@ -68,6 +68,10 @@ def analyse(
         from agos.analysis.tiles import compute_tiles
 
         out["tiles"] = compute_tiles(trace, source)
+    if "structure" in wanted:
+        from agos.analysis.structure import compute_structure
+
+        out["structure"] = compute_structure(trace, source)
     if "density_mapping" in wanted:
         from agos.analysis.density_mapping import compute_density_mapping
 

@@ -13,12 +13,13 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from agos import __version__
-from agos.analysis.base import Model
+from agos.analysis.base import Count, Model
 from agos.analysis.bounds import Bounds
 from agos.analysis.density_mapping import DensityMapping
 from agos.analysis.realised import Realised
 from agos.analysis.simulation import Simulation
 from agos.analysis.sparsity import Sparsity
+from agos.analysis.structure import Structure
 from agos.analysis.tiles import Tiles
 from agos.errors import AgosError, first_line
 from agos.fileio import write_json
@@ -26,7 +27,7 @@ from agos.fileio import write_json
 FORMAT = "agos-analysis"
 VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
-SECTIONS = ("sparsity", "tiles", "density_mapping", "realised", "bounds", "simulation")
+SECTIONS = ("sparsity", "tiles", "density_mapping", "realised", "bounds", "simulation", "structure")
 __all__ = ["Analysis", "DensityInfo", "Model"]
 
 
@@ -35,7 +36,7 @@ class DensityInfo(Model):
 
     spec: str  # the --density text: real, uniform:S, profile:FILE[:CHECKPOINT]
     kind: Literal["real", "uniform", "profile"]
-    seed: int
+    seed: Count
     label: str  # "real masks", "uniform:0.6 (seed 0)", …
 
     @classmethod
@@ -59,6 +60,7 @@ class Analysis(Model):
     realised: Realised | None = None
     bounds: Bounds | None = None
     simulation: Simulation | None = None
+    structure: Structure | None = None
 
 
 def schema() -> dict:

@@ -61,7 +61,8 @@ class TileTotals(Model):
 
 class Tiles(Model):
     density_source: str  # the mask source's label ("real masks", "uniform:0.6 (seed 0)", …)
-    statistical: bool  # statistical masks: the empty fractions are the independence prediction
+    statistical: bool  # statistical masks drawn independently per element (no structure= but
+    # independent): the empty fractions are the independence prediction
     layout: str
     tile_shapes: list[TileShapeInfo]
     layers: list[LayerTileStats]  # BWD-D layers only, in trace order
@@ -106,7 +107,8 @@ def compute_tiles(trace: Trace, source: DensitySource) -> Tiles:
     work = sum(t.work_dense for t in layers)
     return Tiles(
         density_source=source.label,
-        statistical=source.kind != "real",
+        statistical=source.kind != "real"
+        and (source.spec.structure is None or source.spec.structure.kind == "independent"),
         layout=LAYOUT,
         tile_shapes=[
             TileShapeInfo(name=s.name, rows=s.rows, cols=s.cols if s.cols is not None else "C")

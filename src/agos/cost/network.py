@@ -1,8 +1,9 @@
 """Simulate every layer of a trace on a set of designs (docs/cost-model.md), with what every
 comparison needs: each design's dense twin (its organisation with skipping off) and the dense
-designs of equal area (its extra area spent on more PEs or more buffer, on every organisation in
-the run). Counts are made once per layer and shared by all designs; layers are independent, so
-large traces are split between worker processes."""
+designs of equal area (its extra area spent on more PEs or more buffer, on its own organisation
+and every shipped one with its own PEs and memory: from the design alone, docs/cost-model.md §1).
+Counts are made once per layer and shared by all designs; layers are independent, so large traces
+are split between worker processes."""
 
 from __future__ import annotations
 
@@ -10,17 +11,18 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import cache
 from multiprocessing import get_context
 
 from agos.arch.area import AreaReport, design_area
-from agos.arch.load import LoadedArch
-from agos.arch.schema import Arch
+from agos.arch.load import ORGANISATIONS, LoadedArch, load_organisation
+from agos.arch.schema import Arch, Organisation
 from agos.cost.model import LayerContext, PassCost, SharedPasses, simulate_layer
 from agos.cost.vector import VectorCost, vector_cost
 from agos.progress import progress_bar
 from agos.workload.counts import LayerWork, layer_work
 from agos.workload.masks import LayerMasks
-from agos.workload.passes import PASSES, SPANS
+from agos.workload.passes import LABELS, PASSES, SPANS
 
 BUFFER_STEP = 64 * 1024  # bytes added per step when equal-area area goes to the buffer
 PARALLEL_MACS = 20e9  # traces with more dense MACs per step than this use worker processes
@@ -97,14 +99,98 @@ class NetworkResult:
 
 # -- the designs a run needs ------------------------------------------------------------------
 
+# What a shipped organisation contributes to the equal-area candidates of a design on another one:
+# how its rows are synchronised, dispatched, filled and drained, and their operand stores. The PE
+# array, precision, clock, memory and vector unit stay the design's own.
+SYNC_FIELDS = (
+    "name",
+    "description",
+    "sync",
+    "dispatch",
+    "fill_drain",
+    "fill_drain_cycles",
+    "pe_store_entries",
+)
 
-def _with_org(loaded: LoadedArch, arch: Arch, name: str, source: str) -> LoadedArch:
-    return loaded.with_arch(arch.model_copy(update={"name": name}), source)
+
+@cache
+def shipped_organisations() -> dict[str, Organisation]:
+    return {
+        name: Organisation.model_validate(load_organisation(name, "shipped organisations")[0])
+        for name in ORGANISATIONS
+    }
+
+
+def _behaviour(org: Organisation) -> Organisation:
+    return org.model_copy(update={"description": ""})
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} B"
+
+
+def _differences(org: Organisation) -> list[str]:
+    """The fields (array and buffer aside) in which `org` differs from the shipped organisation
+    of its name, as `field=value`; none when it has no shipped namesake."""
+    shipped = shipped_organisations().get(org.name)
+    if shipped is None:
+        return []
+    mine = org.model_dump(exclude={"description"})
+    theirs = shipped.model_dump(exclude={"description"})
+
+    def walk(a: dict, b: dict, path: str) -> list[str]:
+        out = []
+        for k, v in a.items():
+            if f"{path}{k}" in ("pe_array", "memory.global_buffer_bytes"):
+                continue
+            if isinstance(v, dict):
+                out += walk(v, b.get(k, {}), f"{path}{k}.")
+            elif v != b.get(k):
+                out.append(f"{path}{k}={v}")
+        return out
+
+    return walk(mine, theirs, "")
+
+
+def dense_name(org: Organisation) -> str:
+    """The name of the dense design on `org`: `dense@systolic` for a shipped organisation as it
+    ships, else with its PE array and buffer (and any other field that differs from the shipped
+    namesake), e.g. `dense@systolic[35x34 PEs, 2 MiB]`, so that no two different dense designs
+    share a plain name."""
+    shipped = shipped_organisations().get(org.name)
+    if shipped is not None and _behaviour(org) == _behaviour(shipped):
+        return f"dense@{org.name}"
+    a = org.pe_array
+    tags = [f"{a.rows}x{a.cols} PEs", _bytes(org.memory.global_buffer_bytes), *_differences(org)]
+    return f"dense@{org.name}[{', '.join(tags)}]"
+
+
+def _dense(loaded: LoadedArch, org: Organisation, source: str) -> LoadedArch:
+    twin = loaded.arch.twin()
+    arch = twin.model_copy(update={"organisation": org, "name": dense_name(org)})
+    return loaded.with_arch(arch, source)
 
 
 def _key(arch: Arch) -> str:
-    """Identity of a design's behaviour (its name aside)."""
-    return arch.model_copy(update={"name": "", "description": "", "preset": None}).model_dump_json()
+    """Identity of a design's behaviour (its names and descriptions aside)."""
+    blank = {"name": "", "description": "", "preset": None, "organisation": _behaviour(arch.organisation)}
+    return arch.model_copy(update=blank).model_dump_json()
+
+
+def equal_area_organisations(loaded: LoadedArch) -> list[Organisation]:
+    """The organisations a design's equal-area dense candidates are built on, from the design
+    alone: its own, and every shipped organisation's synchronisation (SYNC_FIELDS) with the
+    design's PE array, precision, clock, memory and vector unit."""
+    own = loaded.arch.organisation
+    out = [own]
+    for shipped in shipped_organisations().values():
+        org = own.model_copy(update={f: getattr(shipped, f) for f in SYNC_FIELDS})
+        if all(_behaviour(org) != _behaviour(o) for o in out):
+            out.append(org)
+    return out
 
 
 def _furthest(fits) -> int:
@@ -156,17 +242,16 @@ def equal_area_candidates(target: float, base: LoadedArch) -> list[LoadedArch]:
     out = []
     pe_org = org.model_copy(update={"pe_array": org.pe_array.model_copy(update={"rows": rows, "cols": cols})})
     buf_org = org.model_copy(update={"memory": org.memory.model_copy(update={"global_buffer_bytes": buffer})})
-    for o, tag in ((pe_org, f"{rows}x{cols} PEs"), (buf_org, f"{buffer // 1024} KiB")):
-        arch = twin.model_copy(update={"organisation": o})
+    for o, tag in ((pe_org, f"{rows}x{cols} PEs"), (buf_org, _bytes(buffer))):
         same = o == org
-        name = twin.name if same else f"{twin.name}[{tag}]"
-        out.append(_with_org(base, arch, name, f"{base.source}, dense, {'twin' if same else tag}"))
+        out.append(_dense(base, o, f"{base.source}, dense, {'twin' if same else tag}"))
     return out
 
 
 def plan_designs(requested: list[LoadedArch]) -> tuple[list[DesignResult], dict[str, list[str]]]:
     """The requested designs, their dense twins and the equal-area dense candidates, deduplicated
-    by behaviour (a requested design that is some other's twin is that twin)."""
+    by behaviour (a requested design that is some other's twin is that twin). Each design's
+    candidates come from that design alone (`equal_area_organisations`), whatever else is run."""
     by_key: dict[str, DesignResult] = {}
     ordered: list[DesignResult] = []
     names: set[str] = set()
@@ -188,19 +273,17 @@ def plan_designs(requested: list[LoadedArch]) -> tuple[list[DesignResult], dict[
 
     for loaded in requested:
         add(loaded, "design")
-    organisations: list[LoadedArch] = []
     for loaded in requested:
-        twin = add(loaded.with_arch(loaded.arch.twin(), f"{loaded.source}, skipping off"), "twin")
+        twin = add(_dense(loaded, loaded.arch.organisation, f"{loaded.source}, skipping off"), "twin")
         by_key[_key(loaded.arch)].twin = twin.name if twin.name != loaded.name else None
-        if all(o.arch.organisation != loaded.arch.organisation for o in organisations):
-            organisations.append(loaded)
     equal: dict[str, list[str]] = {}
     for loaded in requested:
         if loaded.arch.ideal:
             continue
         target = by_key[_key(loaded.arch)].area.total_mm2
         cands = []
-        for base in organisations:
+        for org in equal_area_organisations(loaded):
+            base = _dense(loaded, org, f"{loaded.source}, on {org.name}")
             for cand in equal_area_candidates(target, base):
                 cands.append(add(cand, "equal-area").name)
         equal[by_key[_key(loaded.arch)].name] = list(dict.fromkeys(cands))
@@ -418,14 +501,54 @@ def speedups(net: NetworkResult, name: str) -> dict:
 
 
 COMPONENT_WORDS = {
+    "floor": "MAC floor (its MACs over its PEs)",
+    "imbalance": "compute imbalance (PEs the mapping or the schedule leaves idle)",
     "fill_drain": "pipeline fill/drain",
     "delivery": "buffer-delivery stalls",
     "exposed": "exposed DRAM transfers",
-    "work": "compute imbalance",
+    "vector": "vector-unit work",
 }
 
 
+def cycle_components(d: DesignResult, span: str) -> dict[str, int]:
+    """A span's cycles split into what a flag can name: the MAC floor (⌈design MACs / PEs⌉ per
+    layer and pass), the imbalance above it, fill/drain, delivery stalls, exposed DRAM transfers
+    (and, in iteration, the vector unit). They add up to `d.cycles(span)`."""
+    out = dict.fromkeys(COMPONENT_WORDS, 0)
+    pes = d.arch.pes
+    for layer in d.layers:
+        for p in SPANS[span]:
+            cost = layer.passes[p]
+            c = cost.components
+            floor = -(-int(cost.design_macs) // pes)
+            out["floor"] += floor
+            out["imbalance"] += cost.cycles - floor
+            for k in ("fill_drain", "delivery", "exposed"):
+                out[k] += c.get(k, 0)
+                out["imbalance"] -= c.get(k, 0)
+    if span == "iteration":
+        out["vector"] = d.vector.cycles
+    return out
+
+
+def above_bound_flag(net: NetworkResult, name: str, span: str, speedup: float, bound: float) -> str:
+    """Why a span beats its MAC-bound ratio B (docs/cost-model.md §10): the twin's cycles T and the
+    design's D split into components t_c, d_c; T / D > B means Σ (t_c / B − d_c) > 0, and the
+    component with the largest t_c / B − d_c is the one that shrank more than the work."""
+    twin = cycle_components(net.twin_of(name), span)
+    mine = cycle_components(net.designs[name], span)
+    comp = max(COMPONENT_WORDS, key=lambda k: twin[k] / bound - mine[k])
+    t, m = twin[comp], mine[comp]
+    return (
+        f"{LABELS[span]} {speedup:.2f}× over the twin exceeds its MAC bound {bound:.2f}×: the twin's "
+        f"{COMPONENT_WORDS[comp]} shrinks from {t / 1e6:.3f} to {m / 1e6:.3f} Mcycles, not to the "
+        f"{t / bound / 1e6:.3f} of the MAC ratio"
+    )
+
+
 def flags_of(net: NetworkResult, name: str, over_twin: dict, mac_bound: dict) -> list[str]:
+    """One line per thing a reader must know about a design's figures; every span (FWD, BWD-D,
+    BWD-W, backprop, iteration) above its MAC-bound ratio is one of them."""
     d = net.designs[name]
     twin = net.twin_of(name)
     out: list[str] = []
@@ -433,21 +556,11 @@ def flags_of(net: NetworkResult, name: str, over_twin: dict, mac_bound: dict) ->
         out.append("the mapping bound: no memory, no fill/drain, perfect balance (not a design)")
     elif d.arch.skipping.any_stream and d.arch.skipping.window is None:
         out.append("unbounded lookahead: no published design skips without a window")
-    for span in ("backprop", "iteration"):
+    for span in SPANS:
         s, bound = over_twin.get(span), mac_bound.get(span)
         if s is None or bound is None or s <= bound * (1 + 1e-9) or d.arch.ideal or twin is d:
             continue
-        passes = SPANS[span]
-        shrink = {}
-        for comp in COMPONENT_WORDS:
-            t = sum(layer.passes[p].components.get(comp, 0) for layer in twin.layers for p in passes)
-            m = sum(layer.passes[p].components.get(comp, 0) for layer in d.layers for p in passes)
-            shrink[comp] = (t - m, t, m)
-        comp, (_saved, t, m) = max(shrink.items(), key=lambda kv: kv[1][0])
-        out.append(
-            f"{span} {s:.2f}× over the twin exceeds its MAC bound {bound:.2f}×: the twin's "
-            f"{COMPONENT_WORDS[comp]} ({t / 1e6:.2f} Mcycles) shrink to {m / 1e6:.2f} Mcycles"
-        )
+        out.append(above_bound_flag(net, name, span, s, bound))
     for p in PASSES:
         compute = d.total("compute_cycles", (p,))
         stall = sum(layer.passes[p].components.get("delivery", 0) for layer in d.layers)

@@ -9,6 +9,11 @@
   (a published model named explicitly), or a CSV file (formats in `profiles.py`). CHECKPOINT is a
   1-based integer, `first` or `last` (the default: converged).
 
+Either statistical spec may end in `:structure=STRUCTURE` — `independent`, `channels[:F]`,
+`planes[:F]`, `positions[:F]` or `blobs:B[:F]` — which places exactly round(S·n) zeros per mask in
+that structure
+(`uniform:0.6:structure=blobs:4`, `profile:sparsetrain:last:structure=channels`; `structure.py`).
+
 Statistical masks are seeded (`seed`); how they are made is in `statistical.py`.
 """
 
@@ -17,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,10 +30,11 @@ from agos.capture.trace import Trace
 from agos.density.profiles import PUBLISHED, ProfileMapping, map_profile, resolve_profile
 from agos.density.real import iter_real_masks
 from agos.density.statistical import Fractions, statistical_masks, uniform_fractions
+from agos.density.structure import Structure, split_structure
 from agos.errors import AgosError
 from agos.workload.masks import REAL, LayerMasks
 
-SYNTAX = "real, uniform:S (0 ≤ S ≤ 1) or profile:FILE[:CHECKPOINT]"
+SYNTAX = "real, uniform:S (0 ≤ S ≤ 1) or profile:FILE[:CHECKPOINT], either with an optional :structure=…"
 _CHECKPOINT = re.compile(r"(?i)^(\d+|first|last)$")
 
 
@@ -39,12 +45,26 @@ class DensitySpec:
     zero_fraction: float | None = None  # uniform
     file: str | None = None  # profile
     checkpoint: str | None = None  # profile: as given; None = last
+    structure: Structure | None = None  # statistical: where the zeros lie; None: Bernoulli per element
 
 
 def parse_density(text: str) -> DensitySpec:
     """Parse a --density string; every problem is one AgosError line."""
     spec = (text or "").strip()
-    kind, _, rest = spec.partition(":")
+    base, structure = split_structure(spec, spec)
+    parsed = _parse_base(spec, base)
+    if structure is None:
+        return parsed
+    if parsed.kind == "real":
+        raise AgosError(
+            f"--density {spec}: real masks have their own structure; structure= applies to uniform:S "
+            "and profile:FILE"
+        )
+    return replace(parsed, structure=structure)
+
+
+def _parse_base(spec: str, base: str) -> DensitySpec:
+    kind, _, rest = base.partition(":")
     kind = kind.lower()
     if kind == "real" and not rest:
         return DensitySpec(spec, "real")
@@ -98,17 +118,24 @@ def statistical_source(trace: Trace, density: str | DensitySpec) -> StatisticalS
             f"statistical masks need the ReLU activations of a traced graph; trace {trace.path}: {why}"
         )
     if spec.kind == "uniform":
-        return StatisticalSource(spec, uniform_fractions(trace, spec.zero_fraction), None)
+        fractions = uniform_fractions(trace, spec.zero_fraction)
+        if spec.structure is not None:
+            label = f"{fractions.label}:structure={spec.structure.text}"
+            fractions = replace(fractions, label=label, structure=spec.structure)
+        return StatisticalSource(spec, fractions, None)
     model = str(trace.provenance.get("model", "?"))
     profile = resolve_profile(spec.file, spec.checkpoint, model)
     mapping = map_profile(trace, profile)
     cp = profile.checkpoint
     head = f"profile:{spec.file}" + (f":{_checkpoint_word(spec.checkpoint, cp)}" if cp is not None else "")
+    if spec.structure is not None:
+        head += f":structure={spec.structure.text}"
     fractions = Fractions(
         label=f"{head} ({profile.description})",
         activations=mapping.activation_fractions,
         pooled=mapping.pooled_fractions,
         pooled_labels=mapping.pooled_labels,
+        structure=spec.structure,
     )
     return StatisticalSource(spec, fractions, mapping)
 
@@ -126,7 +153,8 @@ class DensitySource:
 
     spec: DensitySpec
     seed: int
-    label: str  # "real masks", "uniform:0.6 (seed 0)", "profile:sparsetrain:last (…) (seed 0)"
+    label: str  # "real masks", "uniform:0.6 (seed 0)", "profile:sparsetrain:last (…) (seed 0)",
+    # "uniform:0.6:structure=blobs:4 (seed 0)"
     statistical: StatisticalSource | None  # None for real masks
 
     @property

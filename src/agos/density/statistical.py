@@ -5,6 +5,9 @@ of them S; a profile: its rows, see `profiles.py`). From them, for every layer:
 
 - **activation masks.** One Bernoulli mask per ReLU/ReLU6 activation (shape from the manifest),
   seeded by (seed, activation name): deterministic, and independent of the order layers are read in.
+  With a `structure=` (`structure.py`) the mask has exactly round(S·n) zeros placed by that
+  structure instead; so has a drawn X (below). Everything else follows the same rules either way,
+  so X, needed dX and dY carry the activation's structure.
   For ReLU6 the fraction is the fraction of zero outputs, like ReLU's; its saturated outputs come
   back through the trace's rates below.
 - **X.** Element by element the activation mask where X is that activation (through dropout,
@@ -33,7 +36,7 @@ import hashlib
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -42,6 +45,7 @@ import torch
 from agos.capture.trace import ActivationRecord, LayerRecord, Trace
 from agos.density.profiles import has_max_pool
 from agos.density.real import real_masks
+from agos.density.structure import Structure, structured_nonzero
 from agos.workload.masks import LayerMasks
 
 GENERATED_OPS = ("ReLU", "ReLU6")  # ReLU-like ops whose zeros a profile describes
@@ -57,6 +61,7 @@ class Fractions:
     activations: Mapping[str, float]
     pooled: Mapping[str, float] = field(default_factory=dict)
     pooled_labels: Mapping[str, str] = field(default_factory=dict)  # activation -> row label (pool0)
+    structure: Structure | None = None  # where the zeros lie (`structure.py`); None: Bernoulli per element
 
 
 def uniform_fractions(trace: Trace, zero_fraction: float) -> Fractions:
@@ -257,8 +262,18 @@ def plan_layers(trace: Trace, fractions: Fractions) -> list[LayerPlan]:
     plans = []
     for layer in trace.layers:
         x = _plan_x(trace, layer, acts, fractions)
+        if fractions.structure is not None and x.kind != "real":
+            x = replace(x, rule=x.rule + _structure_note(fractions.structure, layer, x, acts))
         plans.append(LayerPlan(layer.name, x, _plan_dy(layer, acts, fractions), _plan_dx(layer, x)))
     return plans
+
+
+def _structure_note(structure: Structure, layer: LayerRecord, x: XPlan, acts) -> str:
+    shapes = [tuple(acts[a].shape) for a in x.parts] if x.kind == "reuse" else [layer.geometry.x_shape]
+    flat = [s for s in shapes if not structure.spatial(s)]
+    if flat:
+        return f"; zeros independent ({structure.kind} need H × W > 1; the mask is {list(flat[0])})"
+    return f"; zeros: {structure.text}"
 
 
 # -- drawing ------------------------------------------------------------------------------------
@@ -276,6 +291,16 @@ def bernoulli_nonzero(shape, zero_fraction: float, seed: int, *parts: str) -> to
     if zero_fraction >= 1:
         return torch.zeros(shape, dtype=torch.bool)
     return torch.rand(shape, generator=_generator(seed, *parts)) >= zero_fraction
+
+
+def draw_nonzero(
+    shape, zero_fraction: float, structure: Structure | None, seed: int, *parts: str
+) -> torch.Tensor:
+    """A generated mask: Bernoulli per element without a structure, else exactly round(S·n) zeros
+    placed by the structure; seeded by (seed, parts) either way."""
+    if structure is None:
+        return bernoulli_nonzero(shape, zero_fraction, seed, *parts)
+    return structured_nonzero(tuple(shape), zero_fraction, structure, _generator(seed, *parts))
 
 
 def _thin(mask: torch.Tensor, keep: float, seed: int, *parts: str) -> torch.Tensor:
@@ -303,8 +328,8 @@ def statistical_masks(
         key = ("act", name)
         if key not in cache:
             record = acts[name]
-            cache[key] = bernoulli_nonzero(
-                tuple(record.shape), fractions.activations[name], seed, "act", name
+            cache[key] = draw_nonzero(
+                tuple(record.shape), fractions.activations[name], fractions.structure, seed, "act", name
             )
         return cache[key]
 
@@ -316,7 +341,7 @@ def statistical_masks(
                 joined = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
                 cache[key] = _thin(joined.reshape(shape), plan.keep, seed, "x-keep", plan.key)
             else:
-                cache[key] = bernoulli_nonzero(shape, plan.target, seed, "x-draw", plan.key)
+                cache[key] = draw_nonzero(shape, plan.target, fractions.structure, seed, "x-draw", plan.key)
         return cache[key]
 
     for i, (layer, plan) in enumerate(zip(trace.layers, plans, strict=True)):

@@ -3,6 +3,10 @@
 The report compares a simulated accelerator with a real GPU. The two run different batches (a
 trace is usually batch 32 or less, the GPU figures batch 64), so every comparison is made *per
 image*: time and energy of one iteration divided by that iteration's batch, and stated as such.
+They may also run different image sizes (a quick trace at 64 or 160 px, the GPU at 224 px), so the
+per-image work is set at the size the GPU was measured at: the accelerator's per-image figures are
+scaled by the model's dense MACs per image at the GPU's size over those at the trace's size
+(DESIGN.md §4 "GPU comparison"), or the comparison is refused when that cannot be done.
 
 Two sources, one format (the columns of `REQUIRED_COLUMNS`, optionally `EXTRA_COLUMNS`):
 - the shipped anchors: dense training on one NVIDIA H200, `data/gpu_dense_training_h200.csv`
@@ -31,7 +35,7 @@ REQUIRED_COLUMNS = (
     "avg_power_w",
     "joules_per_iter",
 )
-EXTRA_COLUMNS = ("device", "torch", "cuda", "steps", "seconds", "power_source")
+EXTRA_COLUMNS = ("device", "torch", "cuda", "steps", "seconds", "power_source", "image_size")
 
 SHIPPED_FILE = "gpu_dense_training_h200.csv"
 SHIPPED_DEVICE = "NVIDIA H200"
@@ -39,6 +43,12 @@ SHIPPED_SOURCE = (
     "shipped anchors: NVIDIA H200, driver 580, PyTorch 2.11 + cu130, cuDNN benchmark, "
     "measured 2026-11-27, one run per row (±10%)"
 )
+
+
+def image_size_for(model: str) -> int:
+    """The image size the shipped anchors were measured at, and `agos gpu-bench` measures at:
+    224 px, 299 for inception_v3 (data/gpu_dense_training_h200.md)."""
+    return 299 if model.rsplit(":", 1)[-1] == "inception_v3" else 224
 
 
 def ms_per_image(iter_ms: float, batch: int) -> float:
@@ -73,6 +83,13 @@ class GpuAnchor:
     steps: int | None = None  # timed steps behind iter_ms (gpu-bench rows)
     seconds: float | None = None  # length of the timed window (gpu-bench rows)
     power_source: str | None = None  # nvidia-smi | pynvml | why power is missing
+    image_size: int | None = None  # px of the measured images; None: `image_size_for(model)`, assumed
+    image_size_note: str | None = None  # where the image size came from, when the row does not say
+
+    @property
+    def px(self) -> int:
+        """The image size the row was measured at."""
+        return self.image_size if self.image_size is not None else image_size_for(self.model)
 
     @property
     def ms_per_image(self) -> float:
@@ -84,17 +101,20 @@ class GpuAnchor:
 
     @property
     def label(self) -> str:
-        return f"{self.device}, {self.model}, batch {self.batch}, {self.precision}"
+        return f"{self.device}, {self.model}, batch {self.batch}, {self.px} px, {self.precision}"
 
 
 @dataclass(frozen=True)
 class PerImageComparison:
-    """A simulated iteration against a measured GPU iteration, both divided by their own batch."""
+    """A simulated iteration against a measured GPU iteration, both divided by their own batch and
+    both at the GPU's image size (the simulated figures scaled by `mac_scale`)."""
 
     model: str
     sim_batch: int
-    sim_ms_per_image: float
-    sim_joules_per_image: float | None
+    sim_image_size: int
+    mac_scale: float  # dense MACs per image at the GPU's size / at the simulated size (1 when equal)
+    sim_ms_per_image: float  # at the GPU's image size
+    sim_joules_per_image: float | None  # at the GPU's image size
     gpu: GpuAnchor
     gpu_ms_per_image: float
     gpu_joules_per_image: float | None
@@ -106,10 +126,13 @@ class PerImageComparison:
         return {
             "model": self.model,
             "sim_batch": self.sim_batch,
+            "sim_image_size": self.sim_image_size,
+            "mac_scale": self.mac_scale,
             "sim_ms_per_image": self.sim_ms_per_image,
             "sim_joules_per_image": self.sim_joules_per_image,
             "gpu_device": self.gpu.device,
             "gpu_batch": self.gpu.batch,
+            "gpu_image_size": self.gpu.px,
             "gpu_precision": self.gpu.precision,
             "gpu_ms_per_image": self.gpu_ms_per_image,
             "gpu_joules_per_image": self.gpu_joules_per_image,
@@ -120,21 +143,64 @@ class PerImageComparison:
         }
 
 
+def mac_scale(model_ref: str, sim_image_size: int, sim_macs_per_image: float, gpu_image_size: int) -> float:
+    """Dense MACs per image at the GPU's size over those at the simulated size, from the model's
+    geometry (a shape pass on the meta device, `agos.capture.shapes`). The shape pass must first
+    give the simulated trace's own MACs at its own size; otherwise it cannot be trusted at another
+    size and the comparison is refused (AgosError, one line)."""
+    from agos.capture.shapes import dense_macs_per_image
+
+    if sim_image_size == gpu_image_size:
+        return 1.0
+    here = dense_macs_per_image(model_ref, sim_image_size)
+    if here != sim_macs_per_image:
+        raise AgosError(
+            f"cannot set {model_ref}'s work at {gpu_image_size} px: a shape pass at {sim_image_size} px "
+            f"counts {here} MACs per image, the trace {sim_macs_per_image:.0f}"
+        )
+    return dense_macs_per_image(model_ref, gpu_image_size) / here
+
+
 def compare_per_image(
-    sim_iter_ms: float, sim_joules_per_iter: float | None, sim_batch: int, anchor: GpuAnchor
+    sim_iter_ms: float,
+    sim_joules_per_iter: float | None,
+    sim_batch: int,
+    sim_image_size: int,
+    anchor: GpuAnchor,
+    scale: float | None = None,
 ) -> PerImageComparison:
-    """Per-image time and energy of a simulated iteration against a GPU anchor, with the statement
-    of the scaling that the report must print next to the numbers."""
-    sim_ms = ms_per_image(sim_iter_ms, sim_batch)
-    sim_j = None if sim_joules_per_iter is None else joules_per_image(sim_joules_per_iter, sim_batch)
+    """Per-image time and energy of a simulated iteration against a GPU anchor, at the GPU's image
+    size: the simulated figures times `scale` (`mac_scale`), which must be given when the sizes
+    differ (else AgosError: the comparison is refused). The note states the scaling, batches and
+    image sizes of both sides, as the report must print them beside the numbers."""
+    gpu_px = anchor.px
+    if scale is None:
+        if sim_image_size != gpu_px:
+            raise AgosError(
+                f"{anchor.model}: simulated at {sim_image_size} px, {anchor.device} measured at {gpu_px} px, "
+                "and no MAC scale between them: GPU comparison refused"
+            )
+        scale = 1.0
+    sim_ms = ms_per_image(sim_iter_ms, sim_batch) * scale
+    sim_j = None if sim_joules_per_iter is None else joules_per_image(sim_joules_per_iter, sim_batch) * scale
     gpu_j = anchor.joules_per_image
+    scaled = (
+        ""
+        if sim_image_size == gpu_px
+        else f" × {scale:.3f} (dense MACs per image at {gpu_px} px / at {sim_image_size} px; all of it "
+        "scaled, the optimizer update and weight traffic too, which do not grow with the image: the "
+        "accelerator's side is overstated, never flattered)"
+    )
     note = (
-        f"per image: simulated iteration at batch {sim_batch} ÷ {sim_batch}; {anchor.device} "
-        f"{anchor.precision} iteration at batch {anchor.batch} ÷ {anchor.batch}"
+        f"per image at {gpu_px} px: simulated iteration at batch {sim_batch}, {sim_image_size} px ÷ "
+        f"{sim_batch}{scaled}; {anchor.device} {anchor.precision} iteration at batch {anchor.batch}, "
+        f"{gpu_px} px ÷ {anchor.batch}" + (f" ({anchor.image_size_note})" if anchor.image_size_note else "")
     )
     return PerImageComparison(
         model=anchor.model,
         sim_batch=sim_batch,
+        sim_image_size=sim_image_size,
+        mac_scale=scale,
         sim_ms_per_image=sim_ms,
         sim_joules_per_image=sim_j,
         gpu=anchor,
@@ -169,7 +235,11 @@ def _text(raw: str | None) -> str | None:
     return text or None
 
 
-def _parse(lines: Iterable[str], name: str, default_device: str, source: str) -> list[GpuAnchor]:
+def _parse(
+    lines: Iterable[str], name: str, default_device: str, source: str, size_note: str | None
+) -> list[GpuAnchor]:
+    """Rows of a CSV; a row without `image_size` was measured at `image_size_for(model)` (the
+    shipped anchors say so in their provenance; for a user's file `size_note` says it is assumed)."""
     rows = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not rows:
         raise AgosError(f"{name}: no GPU figures (empty file)")
@@ -196,6 +266,9 @@ def _parse(lines: Iterable[str], name: str, default_device: str, source: str) ->
         joules = _number(row["joules_per_iter"], "joules_per_iter", where, optional=True)
         if (power is not None and power < 0) or (joules is not None and joules < 0):
             raise AgosError(f"{where}: avg_power_w and joules_per_iter must not be negative")
+        size = _number(row.get("image_size", ""), "image_size", where, int, optional=True)
+        if size is not None and size < 1:
+            raise AgosError(f"{where}: image_size must be positive")
         anchors.append(
             GpuAnchor(
                 model=model,
@@ -212,6 +285,8 @@ def _parse(lines: Iterable[str], name: str, default_device: str, source: str) ->
                 steps=_number(row.get("steps", ""), "steps", where, int, optional=True),
                 seconds=_number(row.get("seconds", ""), "seconds", where, optional=True),
                 power_source=_text(row.get("power_source")),
+                image_size=size if size is not None else image_size_for(model),
+                image_size_note=None if size is not None else size_note,
             )
         )
     if not anchors:
@@ -223,7 +298,7 @@ def load_anchors(path: Path | str | None = None) -> list[GpuAnchor]:
     """The shipped H200 anchors (no path), or a CSV in the same format (e.g. from gpu-bench)."""
     if path is None:
         text = resources.files("agos.gpu").joinpath("data", SHIPPED_FILE).read_text(encoding="utf-8")
-        return _parse(text.splitlines(), SHIPPED_FILE, SHIPPED_DEVICE, SHIPPED_SOURCE)
+        return _parse(text.splitlines(), SHIPPED_FILE, SHIPPED_DEVICE, SHIPPED_SOURCE, None)
     path = Path(path)
     if not path.is_file():
         raise AgosError(f"GPU figures file {path} does not exist")
@@ -231,7 +306,8 @@ def load_anchors(path: Path | str | None = None) -> list[GpuAnchor]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise AgosError(f"cannot read GPU figures file {path}: {exc}") from None
-    return _parse(text.splitlines(), str(path), f"GPU of {path.name}", f"measured: {path}")
+    assumed = f"{path.name} has no image_size column: gpu-bench's size assumed (224 px, 299 for inception_v3)"
+    return _parse(text.splitlines(), str(path), f"GPU of {path.name}", f"measured: {path}", assumed)
 
 
 def anchor_for(
@@ -277,5 +353,6 @@ def write_anchors(anchors: Iterable[GpuAnchor], path: Path | str) -> None:
                     _fmt(a.steps, 0),
                     _fmt(a.seconds, 3),
                     a.power_source or "",
+                    a.px,
                 ]
             )

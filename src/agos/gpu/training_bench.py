@@ -28,7 +28,7 @@ import torch
 from rich.table import Table
 
 from agos.errors import AgosError
-from agos.gpu.anchors import GpuAnchor, anchor_for, load_anchors, write_anchors
+from agos.gpu.anchors import GpuAnchor, anchor_for, image_size_for, load_anchors, write_anchors
 
 PRECISIONS = ("fp32", "bf16-autocast")
 NO_GPU_MESSAGE = (
@@ -47,10 +47,6 @@ class NoGpuError(AgosError):
 def default_models() -> list[str]:
     """The models of the shipped anchors, in their order."""
     return list(dict.fromkeys(a.model for a in load_anchors()))
-
-
-def image_size_for(model: str) -> int:
-    return 299 if model.rsplit(":", 1)[-1] == "inception_v3" else 224
 
 
 # ---------------------------------------------------------------- power samplers
@@ -374,6 +370,7 @@ def bench_model(
         steps=timing.steps,
         seconds=timing.seconds,
         power_source=power_source,
+        image_size=size,
     )
 
 

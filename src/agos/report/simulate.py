@@ -31,8 +31,12 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
         "mJ", "E/E twin", "util", "flags",
     )  # fmt: skip
     for col in cols:
+        names = col == "best equal-area dense"  # dense@systolic[35x34 PEs, 2 MiB] folds, never cut
         table.add_column(
-            col, justify="left" if col in ("design", "best equal-area dense") else "right", no_wrap=True
+            col,
+            justify="left" if col == "design" or names else "right",
+            no_wrap=not names,
+            overflow="fold" if names else "ellipsis",
         )
     flagged = []
     for name in sim.requested:
@@ -50,7 +54,7 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
             _x(s.iteration if s else None),
             _x(bound.iteration if bound else None),
             _x(a.speedup_over_best_dense_equal_area),
-            a.best_dense_equal_area or "—",
+            (a.best_dense_equal_area or "—").replace("[", "[\n"),  # its array and buffer below
             f"{a.energy_j * 1e3:.2f}",
             _x(a.energy_vs_twin),
             f"{100 * (a.utilisation or 0):.0f}%",

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from agos import __version__
 from agos.analysis.model import Analysis
-from agos.gpu.anchors import anchor_for, compare_per_image
+from agos.errors import AgosError
+from agos.gpu.anchors import anchor_for, compare_per_image, mac_scale
 from agos.inputs.provenance import provenance_label
 from agos.reproduce.pipeline import ModelOutcome, Settings, read_analysis
 
@@ -97,21 +98,33 @@ def _density_entry(analysis: Analysis) -> dict:
     }
 
 
-def _gpu(model: str, entry: dict, batch: int, precisions: dict[str, str]) -> dict:
-    """Each design against the GPU row of its own precision, with its dense twin's ratio beside."""
+def _gpu(model: str, entry: dict, provenance: dict, precisions: dict[str, str]) -> tuple[dict, str | None]:
+    """Each design against the GPU row of its own precision, with its dense twin's ratio beside, per
+    image at the GPU's image size (the trace's per-image work scaled by dense MACs); (comparisons,
+    None), or ({}, the one line saying why there is none) when the sizes cannot be bridged."""
     out = {}
+    batch, size = provenance["batch_size"], provenance["image_size"]
+    scales: dict[int, float] = {}
     for name, d in entry["designs"].items():
         precision = GPU_PRECISION.get(precisions.get(name, "bf16"), "fp32")
         anchor = anchor_for(model, precision)
         if anchor is None:
             continue
-        cmp = compare_per_image(d["time_ms"]["iteration"], d["energy_j"], batch, anchor).to_dict()
-        out[name] = cmp
+        try:
+            if anchor.px not in scales:
+                per_image = entry["dense_macs_per_iteration"] / batch
+                scales[anchor.px] = mac_scale(provenance["model"], size, per_image, anchor.px)
+            cmp = compare_per_image(
+                d["time_ms"]["iteration"], d["energy_j"], batch, size, anchor, scales[anchor.px]
+            )
+        except AgosError as exc:
+            return {}, f"{model}: no GPU comparison: {exc}"
+        out[name] = cmp.to_dict()
     for name, cmp in out.items():
         twin = entry["designs"][name].get("twin")
         cmp["twin_energy_ratio"] = out.get(twin, {}).get("energy_ratio") if twin else cmp["energy_ratio"]
         cmp["twin_speedup"] = out.get(twin, {}).get("speedup") if twin else cmp["speedup"]
-    return out
+    return out, None
 
 
 def model_results(outcome: ModelOutcome) -> dict:
@@ -119,6 +132,7 @@ def model_results(outcome: ModelOutcome) -> dict:
     real = _density_entry(analyses["real"])
     provenance = analyses["real"].provenance
     precisions = {n: d["precision"] for n, d in real["designs"].items()}
+    gpu, gpu_note = _gpu(outcome.model, real, provenance, precisions)
     return {
         "provenance": provenance,
         "label": provenance_label(provenance),
@@ -126,7 +140,8 @@ def model_results(outcome: ModelOutcome) -> dict:
         "capture_notes": json.loads((outcome.trace_dir / "manifest.json").read_text()).get("notes", []),
         **{k: v for k, v in real.items() if k not in ("density", "density_label", "label")},
         "densities": {entry["density_label"]: entry for entry in map(_density_entry, analyses.values())},
-        "gpu": _gpu(outcome.model, real, provenance["batch_size"], precisions),
+        "gpu": gpu,
+        "gpu_note": gpu_note,
         "seconds": outcome.seconds,
         "compute_seconds": outcome.compute_seconds,
         "files": {d: str(path) for d, path in outcome.analyses.items()},

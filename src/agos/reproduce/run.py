@@ -79,6 +79,9 @@ def _run(settings: Settings, out: Path, console: Console) -> dict:
         trained.append(run_model(model, imagenet, designs, cache, console, densities=["real"]))
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results = gather(outcomes, settings, time.perf_counter() - start, created, trained)
+    for m in results["models"].values():
+        if m.get("gpu_note"):
+            console.print(f"note: {m['gpu_note']}", markup=False, highlight=False)
     if settings.trajectory is not None:
         results["trajectory"] = read_trajectory(settings.trajectory)
     if settings.sweep is not None:
