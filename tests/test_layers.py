@@ -26,6 +26,7 @@ ORDER = [
     "analysis",
     "reference",
     "validate",
+    "rtl",
     "report",
     "gpu",
     "reproduce",

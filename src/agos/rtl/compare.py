@@ -115,7 +115,9 @@ class PassComparison:
     walks: list[Walk]
     reference: list[int]
     spec: list[int]
-    fast_compute: int
+    fast_compute: int  # the fast model's compute cycles of the whole pass
+    reference_total: int  # Σ of the reference's fold times over the whole pass
+    dispatched: int  # the pass's dispatched items (the row ran `count` of them: all, or a sample)
     results_ok: list[bool]
     items: list[RtlItem] = field(repr=False, default_factory=list)
 
@@ -188,8 +190,11 @@ def compare_pass(
     broadcast: int = 1,
     domain: int = 64,
     seed: int = 0,
+    sample: int | None = None,
 ) -> PassComparison | None:
-    """One pass of one layer: the row, the reference and the fast model (None: nothing dispatched)."""
+    """One pass of one layer: the row, the reference and the fast model (None: nothing dispatched).
+    `sample`: run the row on that many of the dispatched items, evenly spaced in execution order
+    (the reference and the fast model still cover the whole pass)."""
     if pass_ == "bwd_data" and not masks.needs_bwd_data:
         return None
     loaded = one_row(feature, cols, lookahead, broadcast, domain)
@@ -200,8 +205,12 @@ def compare_pass(
     items = rtl_items(mp, cfg, feature, rng)
     if not items:
         return None
-    run = run_row(cfg, items)
     folds = lockstep_tile(mp, mp.tiles, range(mp.position_rows), [range(0, mp.units)], 0).folds
+    reference_total, dispatched = sum(folds), len(items)
+    if sample is not None and dispatched > sample:
+        keep = np.linspace(0, dispatched - 1, sample).round().astype(int)
+        items, folds = [items[i] for i in keep], [folds[i] for i in keep]
+    run = run_row(cfg, items)
     ctx = LayerContext(masks, layer_work(masks))
     fast = simulate_pass(pass_, ctx, loaded, layer_area(loaded))
     return PassComparison(
@@ -214,6 +223,8 @@ def compare_pass(
         reference=list(folds),
         spec=[model_duration(cfg, it) for it in items],
         fast_compute=fast.compute_cycles,
+        reference_total=reference_total,
+        dispatched=dispatched,
         results_ok=[got == expected_results(cfg, it) for got, it in zip(run.results, items, strict=True)],
         items=items,
     )

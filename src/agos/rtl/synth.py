@@ -137,7 +137,8 @@ def rtlil_text(cfg: RowConfig) -> tuple[str, str]:
 def _script(top: str, flatten: str = "") -> str:
     return (
         f"hierarchy -top {top}\n{flatten}hierarchy -top {top}\nsynth -top {top}\n"
-        f"dfflegalize -cell $_DFF_P_ 01\nabc -g {GATES}\nopt_clean\ntee -q -o stat.json stat -json -tech cmos\n"
+        f"dfflegalize -cell $_DFF_P_ 01\nabc -g {GATES}\nopt_clean\n"
+        "tee -q -o stat.json stat -json -tech cmos\n"
     )
 
 
@@ -151,7 +152,8 @@ def verilog(cfg: RowConfig, yosys: str | None = None) -> str:
 def synthesize(cfg: RowConfig, yosys: str | None = None) -> RowSynthesis:
     """The row's own logic, its PEs left as instances (checked: C of them)."""
     pe, row = rtlil_text(cfg)
-    stat = json.loads(_yosys(yosys, {"pe.il": pe, "row.il": row}, _script("row", "blackbox agos_pe\n"), "stat.json"))
+    script = _script("row", "blackbox agos_pe\n")  # the PE is measured on its own
+    stat = json.loads(_yosys(yosys, {"pe.il": pe, "row.il": row}, script, "stat.json"))
     mods = {k.lstrip("\\"): v for k, v in stat["modules"].items()}
     types = {k.lstrip("\\"): v for k, v in mods["row"]["num_cells_by_type"].items()}
     if int(types.get("agos_pe", 0)) != cfg.cols:

@@ -129,3 +129,21 @@ def model_duration(cfg: RowConfig, item: RtlItem) -> int:
         k = -(-T * lam // L) if stream else T * lam
         d = max(d, k)
     return d
+
+
+def decoupled_cycles(bits: np.ndarray, lookahead: int, queue: int) -> int:
+    """A what-if front end, not in the RTL: a scanner that reads one aligned block of L bits per
+    cycle into a queue of at most `queue` waiting nonzero entries (a block waits while it would
+    overflow), the row multiplying the queue's head each cycle (a block's entries can issue in the
+    cycle it is read). It passes empty windows without costing an issue cycle, so it comes closer
+    to the model's max(s, ⌈T/L⌉); its operand windows must hold every queued entry."""
+    T, L = len(bits), lookahead
+    blocks = [int(np.count_nonzero(bits[i : i + L])) for i in range(0, T, L)]
+    k = waiting = cycles = 0
+    while k < len(blocks) or waiting:
+        if k < len(blocks) and (waiting == 0 or waiting + blocks[k] <= queue + 1):
+            waiting += blocks[k]
+            k += 1
+        waiting = max(0, waiting - 1)
+        cycles += 1
+    return cycles
