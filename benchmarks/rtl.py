@@ -5,7 +5,8 @@
 2. Cycle equality (agos.rtl.compare, docs/rtl.md):
    - the row alone on random items, per feature: its cycles against its own rules
      (agos.rtl.timing.walk) and its results against the dense dot products;
-   - random small layers, per feature (C = 4; L, B_w and the compaction domain drawn per layer):
+   - random small layers (≤ 8 channels, ≤ 4 × 4 pixels), per feature (C = 4; L, B_w and the
+     compaction domain drawn per layer):
      the row against the reference and the fast model on a one-row array, item by item;
    - a real trace (resnet18, 32 px, batch 2, seed 0, init weights, unless --trace): nine of its
      layers (--layers) cut to 1 image and 16 in / 16 out channels, C = 8, L = 3, B_w = 1, domain
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import json
 import platform
 import random
 import subprocess
@@ -131,7 +133,7 @@ def random_layers(items: int) -> dict:
             seed += 1
             r = random.Random(seed)
             lookahead, broadcast = r.choice([1, 2, 3, 4]), r.choice([1, 2]) if f.join else 1
-            masks = random_layer(seed, 4)
+            masks = random_layer(seed, 4, small=True)
             for pass_ in f.passes:
                 res = compare_pass(masks, pass_, f, 4, lookahead, broadcast, r.choice([4, 8, 16]), seed)
                 if res is not None:
@@ -262,6 +264,54 @@ def _ratios(rows: dict, pe, C: int) -> dict:
     return out
 
 
+def markdown(figures: dict) -> str:
+    """The tables of docs/rtl.md, from a results file."""
+    lines = [
+        "| feature | items (of dispatched) | equal | row cycles | model cycles | row / model |"
+        " empty-window cycles | held cycles |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for part, key in (("random layers", "random_layers"), ("resnet18 cuts", "real_trace")):
+        feats = figures[key]["features"] if key == "real_trace" else figures[key]
+        for name, s in feats.items():
+            lines.append(
+                f"| {name} ({part}) | {s['items']:,} ({s['dispatched']:,}) | {s['equal']:,} |"
+                f" {s['rtl_cycles']:,} | {s['model_cycles']:,} | {s['rtl_over_model']:.3f} |"
+                f" {s['empty_window_cycles']:,} | {s['held_cycles']:,} |"
+            )
+    lines += [
+        "",
+        "| layer | pass | feature | row / model | decoupled what-if / model |",
+        "| --- | --- | --- | ---: | ---: |",
+    ]
+    for row in figures["real_trace"]["per_pass"]:
+        if row["feature"] in ("stream", "join", "stream+compacted") and row["rtl_over_model"] != 1.0:
+            what_if = row.get("decoupled_queue_L_cycles")
+            ratio = f"{what_if / row['model_cycles']:.3f}" if what_if else ""
+            ratio_row = row["rtl_over_model"]
+            lines.append(f"| {row['layer']} | {row['pass']} | {row['feature']} | {ratio_row:.3f} | {ratio} |")
+    syn = figures["synthesis"]
+    if "rows" in syn:
+        lines += ["", "| feature | C | added µm² synthesis | added µm² table | synthesis / table |"
+                  " ratio synthesis (cells, transistors, µm²) | ratio table |",
+                  "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+        for C, block in syn["rows"].items():
+            for name, r in block["ratios"].items():
+                if name == "dense row":
+                    continue
+                added, table = r["added_um2_synthesis"], r["added_um2_table"]
+                rel = f"{added / table:.2f}" if table else "—"
+                cells, trans, um2 = r["synthesis_cells"], r["synthesis_transistors"], r["synthesis_um2"]
+                lines.append(
+                    f"| {name} | {C} | {added:,.0f} | {table:,.0f} | {rel} |"
+                    f" {cells:.3f}, {trans:.3f}, {um2:.3f} | {r['table_um2']:.3f} |"
+                )
+            d = block["ratios"]["dense row"]
+            syn_um2, tab_um2 = d["synthesis_um2"], d["table_um2"]
+            lines.append(f"| dense row, whole (µm²) | {C} | {syn_um2:,.0f} | {tab_um2:,.0f} | | | |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trace", type=Path, help="a trace to cut layers from (default: capture resnet18)")
@@ -273,7 +323,11 @@ def main() -> None:
     ap.add_argument("--no-synthesis", action="store_true")
     ap.add_argument("--verilog", type=Path, default=VERILOG)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--markdown", type=Path, help="print the tables of docs/rtl.md from this results file")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return
 
     import amaranth
 
