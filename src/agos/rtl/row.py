@@ -90,17 +90,6 @@ class RowConfig:
     def banks(self) -> int:
         return max(1, self.domain // self.cols) if self.outputs == "compacted" else 1
 
-    @property
-    def modes(self) -> int:
-        """The mode bits the row has."""
-        if not self.bypass:
-            return 0
-        return (
-            (MODE_STREAM if self.stream else 0)
-            | (MODE_JOIN if self.join else 0)
-            | (MODE_COMPACT if self.outputs == "compacted" else 0)
-        )
-
 
 class Row(Elaboratable):
     def __init__(self, cfg: RowConfig):
