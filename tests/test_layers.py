@@ -27,6 +27,7 @@ ORDER = [
     "analysis",
     "reference",
     "validate",
+    "rtl",
     "report",
     "gpu",
     "reproduce",
