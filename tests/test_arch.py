@@ -79,7 +79,7 @@ ENERGY = (
         ("name: x\n" + ORG + "bogus: 1\n", "field 'bogus'"),
         ("pe_array: [1, 2\n", "not valid YAML"),
         ("name: x\n" + ORG + "energy: nowhere.yaml\n", "no shipped table or file"),
-        ("name: x\n" + ORG + ENERGY.format(mac=-1, buf=1), "finite and ≥ 0"),
+        ("name: x\n" + ORG + ENERGY.format(mac=-1, buf=1), "field 'mac.bf16_fp32'"),
         ("name: x\n" + ORG + ENERGY.format(mac=1, buf=-1), "buffer_read_per_byte"),
         ("name: x\n", "needs an organisation"),
         ("- just a list\n", "expected a mapping"),

@@ -40,7 +40,7 @@ def _trace(capsys, out, *args):
         (("--image-size", "100000"), "--image-size must be between 8"),
         (("--lr", "-0.5"), "--lr must be a finite number"),
         (("--momentum", "inf"), "--momentum must be a finite number"),
-        (("--train-steps", "-2"), "--train-steps must be 0 or more"),
+        (("--train-steps", "-2"), "--train-steps must be between 0 and"),
         (("--device", "tpu"), "unknown device"),
         (("--data", "imagefolder:/no/such/folder"), "does not exist"),
         (("--data", "pictures"), "unknown data source"),
@@ -75,13 +75,13 @@ def test_unwritable_outputs(capsys, tmp_path, mixed_trace):
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
     code, _, err = _trace(capsys, blocker / "trace")
-    assert code != 0 and "cannot write the trace" in one_error_line(err)
+    assert code != 0 and "is a file, so nothing can be made below it" in one_error_line(err)
     folder = tmp_path / "folder"
     folder.mkdir()
     code, _, err = run_cli(capsys, "sparsity", str(mixed_trace), "--json", str(folder))
-    assert code != 0 and "it is a directory" in one_error_line(err)
+    assert code != 0 and "is a folder; name a file" in one_error_line(err)
     code, _, err = run_cli(capsys, "sparsity", str(mixed_trace), "--csv", str(blocker / "x.csv"))
-    assert code != 0 and "cannot write" in one_error_line(err)
+    assert code != 0 and "is a file, so nothing can be made below it" in one_error_line(err)
 
 
 def test_bad_arch_files(capsys, tmp_path, mixed_trace):

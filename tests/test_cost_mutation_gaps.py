@@ -261,7 +261,8 @@ def test_lockstep_lane_conflicts_round_up_over_the_window():
     with all dY zero, on 2 × 2 PEs, stream skip with L = 2, compacted outputs. Two positions need
     dX channels {0, 2} and {4}: one slot each, one fold of both; each item lasts ⌈T / L⌉ = 2, but
     the fold's channel union {0, 2, 4} puts 3 channels on lane 0 (c mod 2), so
-    K = ⌈T_max · load / q⌉ = ⌈3 · 3 / 2⌉ = 5 with lanes two operands wide (not ⌊9 / 2⌋ = 4). Bytes: stream 0·vb + ⌈3/8⌉ = 1 per
+    K = ⌈T_max · load / q⌉ = ⌈3 · 3 / 2⌉ = 5 with lanes two operands wide
+    (not ⌊9 / 2⌋ = 4). Bytes: stream 0·vb + ⌈3/8⌉ = 1 per
     item, outputs |S|·vb = 4 + 2, columns T_max·|U|·vb = 18: 26 bytes, one cycle at 512 per cycle.
     FD = 0: the pass's compute is 5, and the independent reference agrees."""
     conv = torch.nn.Conv2d(6, 3, 1)

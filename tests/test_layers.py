@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "agos"
 ORDER = [
     "errors",
     "fileio",
+    "yamlio",
     "progress",
     "inputs",
     "workload",
@@ -26,6 +27,7 @@ ORDER = [
     "analysis",
     "reference",
     "validate",
+    "rtl",
     "report",
     "gpu",
     "reproduce",

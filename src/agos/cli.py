@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.exceptions import Abort, Exit, TyperException
 
-from agos.errors import AgosError
+from agos.analysis.work import MAX_FOLDS
+from agos.errors import AgosError, first_line
 
 app = typer.Typer(
     add_completion=False,
@@ -37,6 +42,17 @@ def _options(
     ] = False,
 ) -> None:
     """agos: capture, prove and simulate activation-based gradient sparsity in CNN training."""
+
+
+def _output(flag: str, folder: bool) -> Callable[[str], Path]:
+    """An output folder or file, checked when the command line is read (agos.fileio), before any work."""
+
+    def parse(text: str) -> Path:
+        from agos.fileio import check_output_path
+
+        return check_output_path(text, flag, folder)
+
+    return parse
 
 
 ModelOpt = Annotated[
@@ -78,7 +94,12 @@ def _run_options(model, weights, data, batch_size, image_size, seed, device, tra
 
 @app.command()
 def trace(
-    out: Annotated[Path, typer.Option("--out", help="trace directory to write")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", parser=_output("--out", folder=True), metavar="DIR", help="trace directory to write"
+        ),
+    ],
     model: ModelOpt = "resnet18",
     weights: WeightsOpt = "init",
     data: DataOpt = "samples",
@@ -91,7 +112,13 @@ def trace(
     momentum: MomentumOpt = 0.9,
     weight_decay: WdOpt = 1e-4,
     save_weights: Annotated[
-        str | None, typer.Option("--save-weights", help="keep the warmed-up weights here")
+        Path | None,
+        typer.Option(
+            "--save-weights",
+            parser=_output("--save-weights", folder=False),
+            metavar="FILE",
+            help="keep the warmed-up weights here",
+        ),
     ] = None,
     force: ForceOpt = False,
 ) -> None:
@@ -107,7 +134,7 @@ def trace(
     run = {k: v for k, v in asdict(options).items() if k != "device"}
     label = f"{model}, weights {weights}, data {data}, batch {batch_size}, {image_size} px, seed {seed}"
     with claim_output(out, "trace", run, label, force, make=False) as claim:
-        manifest = capture_trace(options, out, save_weights)
+        manifest = capture_trace(options, out, None if save_weights is None else str(save_weights))
         claim.mark()
     for note in manifest.notes:
         typer.echo(f"warning: {note}", err=True)
@@ -157,9 +184,24 @@ def check(
 @app.command()
 def sparsity(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the summary as JSON")] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="write per-layer rows as CSV")] = None,
-    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", parser=_output("--json", folder=False), metavar="FILE", help="write the summary as JSON"
+        ),
+    ] = None,
+    csv_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", parser=_output("--csv", folder=False), metavar="FILE", help="write per-layer rows as CSV"
+        ),
+    ] = None,
+    plot_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", parser=_output("--plot", folder=False), metavar="FILE", help="write a PNG plot"
+        ),
+    ] = None,
     tiles: Annotated[
         bool,
         typer.Option("--tiles", help="all-masked dX tiles in a GPU kernel's implicit-GEMM layout instead"),
@@ -194,6 +236,7 @@ def sparsity(
         section = "tiles" if tiles else "structure"
         _mask_section(section, trace_dir, density, seed, json_out, csv_out, plot_out)
         return
+    _plot_format(plot_out, ("png", "svg", "pdf"))  # before any work: no JSON and CSV left without the plot
     if density != "real":
         raise AgosError(
             "--density applies to --tiles and --structure only (agos density shows statistical masks)"
@@ -207,6 +250,14 @@ def sparsity(
         report.write_csv(analysis, csv_out)
     if plot_out:
         report.plot(analysis, plot_out)
+
+
+def _plot_format(path: Path | None, formats: tuple[str, ...]) -> None:
+    """A plot's file type, from its suffix (none: PNG), checked before the command does any work."""
+    suffix = path.suffix.lstrip(".").lower() if path is not None else ""
+    if suffix and suffix not in formats:
+        names = ", ".join(f".{f}" for f in formats)
+        raise AgosError(f"--plot {path}: this plot is written as {names}; name a file with that suffix")
 
 
 def _mask_section(
@@ -281,6 +332,9 @@ def arch_show(
         )
 
 
+MAX_WINDOW = 1 << 20  # the schema's largest lookahead (arch.schema.Skipping)
+
+
 def _windows(text: str) -> list[int | str]:
     out: list[int | str] = []
     for part in text.split(","):
@@ -292,8 +346,8 @@ def _windows(text: str) -> list[int | str]:
             value = int(part)
         except ValueError:
             raise AgosError(f"--lookahead: '{part}' is not a window (positive integers or inf)") from None
-        if value < 1:
-            raise AgosError(f"--lookahead: windows are ≥ 1, got {value}")
+        if not 1 <= value <= MAX_WINDOW:
+            raise AgosError(f"--lookahead: windows are between 1 and {MAX_WINDOW:,} (or inf), got {value}")
         out.append(value)
     if not out:
         raise AgosError("--lookahead needs at least one window")
@@ -313,11 +367,30 @@ def simulate(
         str, typer.Option("--density", help="real | uniform:S | profile:FILE[:CHECKPOINT]")
     ] = "real",
     seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write every figure as JSON")] = None,
-    csv_out: Annotated[
-        Path | None, typer.Option("--csv", help="write one row per design × layer × pass as CSV")
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            parser=_output("--json", folder=False),
+            metavar="FILE",
+            help="write every figure as JSON",
+        ),
     ] = None,
-    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a PNG plot")] = None,
+    csv_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            parser=_output("--csv", folder=False),
+            metavar="FILE",
+            help="write one row per design × layer × pass as CSV",
+        ),
+    ] = None,
+    plot_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", parser=_output("--plot", folder=False), metavar="FILE", help="write a PNG plot"
+        ),
+    ] = None,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="also print per-layer speedups")] = False,
     lookahead: Annotated[
         str | None,
@@ -330,11 +403,15 @@ def simulate(
         bool,
         typer.Option("--oracle", help="also run every feature always on: the bypass rule's per-layer oracle"),
     ] = False,
+    max_folds: Annotated[
+        int, typer.Option("--max-folds", help="refuse a run of more PE-array folds (docs/limits.md)")
+    ] = MAX_FOLDS,
 ) -> None:
     """Cycles, area, energy and speedups of each design (over its dense twin and the best dense
     design of equal area) on a trace's layers."""
     from agos.analysis import model
     from agos.analysis.analyse import analyse
+    from agos.analysis.work import check_work, simulation_work
     from agos.arch.load import load_archs
     from agos.capture.trace import load_trace
     from agos.density.select import resolve_density
@@ -342,10 +419,14 @@ def simulate(
 
     if workers is not None and not 1 <= workers <= 64:
         raise AgosError(f"--workers must be between 1 and 64, got {workers}")
+    _plot_format(plot_out, ("png",))
     windows = _windows(lookahead) if lookahead is not None else None
     trace = load_trace(trace_dir)
     designs = load_archs(arch)
     source = resolve_density(trace, density, seed)  # checks the density spec before any work
+    note = check_work(simulation_work(trace, designs), max_folds)  # hours are refused, minutes announced
+    if note:
+        typer.echo(note, err=True)
     sections = ["realised", "bounds", "simulation"]  # the counts come out of the simulation's pass
     analysis = analyse(trace, source, sections, designs, workers=workers, lookahead=windows, oracle=oracle)
     report.print_table(analysis, per_layer=per_layer)
@@ -360,7 +441,15 @@ def simulate(
 @app.command()
 def sweep(
     spec: Annotated[Path, typer.Argument(metavar="SPEC", help="a sweep spec (YAML)")],
-    out: Annotated[Path, typer.Option("--out", help="output directory (points/, results.parquet, .csv)")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=True),
+            metavar="DIR",
+            help="output directory (points/, results.parquet, .csv)",
+        ),
+    ],
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="address of a dask.distributed scheduler to use")
     ] = None,
@@ -476,7 +565,13 @@ def density(
     ],
     seed: Annotated[int, typer.Option("--seed", help="seed of the statistical masks")] = 0,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="write the mapping and figures as JSON")
+        Path | None,
+        typer.Option(
+            "--json",
+            parser=_output("--json", folder=False),
+            metavar="FILE",
+            help="write the mapping and figures as JSON",
+        ),
     ] = None,
 ) -> None:
     """Statistical masks on a trace: profile row → activation → layers, and per layer the real, target
@@ -497,9 +592,20 @@ def density(
 @app.command()
 def bounds(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
-    json_out: Annotated[Path | None, typer.Option("--json", help="write every count as JSON")] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", parser=_output("--json", folder=False), metavar="FILE", help="write every count as JSON"
+        ),
+    ] = None,
     csv_out: Annotated[
-        Path | None, typer.Option("--csv", help="write one row per layer × pass (MACs per policy) as CSV")
+        Path | None,
+        typer.Option(
+            "--csv",
+            parser=_output("--csv", folder=False),
+            metavar="FILE",
+            help="write one row per layer × pass (MACs per policy) as CSV",
+        ),
     ] = None,
 ) -> None:
     """Exact MACs per layer and pass under each skipping policy, and the ideal speedups they bound."""
@@ -534,7 +640,13 @@ def gpu_bench(
     warmup: Annotated[int, typer.Option("--warmup", help="untimed steps first (cuDNN autotuning)")] = 5,
     device: Annotated[str, typer.Option("--device", help="cuda or cuda:N")] = "cuda",
     out: Annotated[
-        Path | None, typer.Option("--out", help="write the rows as CSV (the anchors' format)")
+        Path | None,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=False),
+            metavar="FILE",
+            help="write the rows as CSV (the anchors' format)",
+        ),
     ] = None,
     bwd_data: Annotated[
         bool,
@@ -602,7 +714,15 @@ def _bwd_data_bench(traces, density, block, repeats, warmup, device, out) -> Non
 
 @app.command()
 def trajectory(
-    out: Annotated[Path, typer.Option("--out", help="output folder (trajectory.json/.csv/.png, cache/)")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=True),
+            metavar="DIR",
+            help="output folder (trajectory.json/.csv/.png, cache/)",
+        ),
+    ],
     checkpoints: Annotated[
         str | None,
         typer.Option("--checkpoints", help="checkpoint files of a training run: a comma list or a glob"),
@@ -671,7 +791,15 @@ def trajectory(
 
 @app.command()
 def reproduce(
-    out: Annotated[Path, typer.Option("--out", help="report directory (index.html, results.json, cache/)")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=True),
+            metavar="DIR",
+            help="report directory (index.html, results.json, cache/)",
+        ),
+    ],
     models: Annotated[str, typer.Option("--models", help="comma-separated models")] = (
         "alexnet,vgg16,resnet18,resnet50,googlenet,mobilenet_v2"
     ),
@@ -752,46 +880,154 @@ def reproduce(
 
 @app.command()
 def schema(
-    out: Annotated[Path | None, typer.Option("--out", help="write it to FILE instead of stdout")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=False),
+            metavar="FILE",
+            help="write it to FILE instead of stdout",
+        ),
+    ] = None,
 ) -> None:
     """The JSON Schema of every --json output (the versioned Analysis model)."""
     from agos.analysis.model import schema_text
     from agos.fileio import atomic_file
 
     if out is None:
-        sys.stdout.write(schema_text())
+        try:
+            sys.stdout.write(schema_text())
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            _quiet_stdout()
+            raise StdoutError(exc.strerror or first_line(exc)) from None
         return
     with atomic_file(out) as f:
         f.write(schema_text())
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C so that every `finally` runs: no half-built stage is left."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[None]:
+    """SIGTERM unwinds the stack as Ctrl-C does (in the main thread; elsewhere it is left alone)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _deferred_warnings() -> Iterator[list[str]]:
+    """A library's warning (a torch UserWarning, a user model's own) becomes one line, printed once
+    the command has finished, so that an error is always the only line of a failed run."""
+    seen: list[str] = []
+
+    def keep(message, category, filename, lineno, file=None, line=None) -> None:
+        text = f"agos: warning: {first_line(Warning(str(message)))} ({category.__name__})"
+        if text not in seen:
+            seen.append(text)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = keep
+        yield seen
+
+
+def _quiet_stdout() -> None:
+    """Standard output is gone (a closed pipe, a full disk): stop the interpreter's own flush at
+    exit from printing a traceback about it."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class StdoutError(Exception):
+    """Standard output refused what the command printed (a full disk)."""
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _quiet_stdout()
+        raise StdoutError(exc.strerror or first_line(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr for every user error, never a traceback."""
+    with _signals(), _deferred_warnings() as warned:
+        code = _main(argv)
+        if code == 0:
+            for text in warned:
+                print(text, file=sys.stderr)
+        return code
+
+
+def _main(argv: list[str] | None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(
             args=argv if argv is not None else sys.argv[1:], prog_name="agos", standalone_mode=False
         )
+        _flush_stdout()  # a full disk or closed pipe is this command's failure, not the exit's
         if result == 130:  # typer turns Ctrl-C into Exit(130), which click returns when not standalone
             print("agos: interrupted", file=sys.stderr)
         return result if isinstance(result, int) else 0
     except AgosError as exc:
-        print(f"agos: error: {exc}", file=sys.stderr)
+        print(f"agos: error: {first_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except Abort:  # click turns Ctrl-C into Abort
         print("agos: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("agos: terminated", file=sys.stderr)
+        return 143
     except Exit as exc:
         return exc.exit_code
     except TyperException as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             print(command.get_help(typer.Context(command, info_name="agos")), file=sys.stderr)
             return 2
-        print(f"agos: error: {exc.format_message()}", file=sys.stderr)
+        print(f"agos: error: {first_line(Exception(exc.format_message()))}", file=sys.stderr)
         return getattr(exc, "exit_code", 2) or 2
     except KeyboardInterrupt:
         print("agos: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `agos … | head`: the reader has what it wanted
+        _quiet_stdout()
+        return 141
+    except StdoutError as exc:
+        print(f"agos: error: cannot write to standard output: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused (a full disk, no permission, a name too long)
+        if os.environ.get("AGOS_DEBUG"):
+            raise
+        problem = exc.strerror or first_line(exc)
+        where = exc.filename if exc.filename is not None else exc.filename2
+        try:  # what was printed before still goes out; a stdout that is gone stays quiet at exit
+            sys.stdout.flush()
+        except OSError:
+            _quiet_stdout()
+            where = "standard output" if where is None else where
+        print(
+            f"agos: error: {f'cannot write to {where}: ' if where is not None else ''}{problem}",
+            file=sys.stderr,
+        )
+        return 2
     except Exception as exc:
         if os.environ.get("AGOS_DEBUG"):
             raise

@@ -34,17 +34,29 @@ def writable_target(path: Path | str) -> Path:
     return path
 
 
+def owned_target(path: Path | str) -> Path:
+    """Where writing a file agos owns lands: `path` itself. A symlink planted there is replaced,
+    never written through (it may point out of the output folder); a directory is refused."""
+    path = Path(path)
+    if not path.is_symlink() and path.exists() and not path.is_file():
+        raise AgosError(f"cannot write {path}: something that is not a file is in the way; remove it")
+    return path
+
+
 @contextlib.contextmanager
-def atomic_file(path: Path | str, mode: str = "w") -> Iterator[IO]:
+def atomic_file(path: Path | str, mode: str = "w", owned: bool = False) -> Iterator[IO]:
     """Write a temporary sibling, then rename it over the target: a reader never sees half a file.
-    An existing file keeps its permissions; a new one gets the umask's."""
-    path = writable_target(path)
+    A path the user named is written through a symlink to the file it names (`writable_target`);
+    a file agos owns inside its output folder (`owned`, see `owned_file`) replaces whatever is
+    there. An existing file keeps its permissions; a new one gets the umask's."""
+    path = owned_target(path) if owned else writable_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", dir=path.parent)
     except OSError as exc:
         raise AgosError(f"cannot write {path}: {exc.strerror or exc}") from None
-    permissions = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
+    regular = path.is_file() and not path.is_symlink()
+    permissions = path.stat().st_mode & 0o7777 if regular else 0o666 & ~_umask()
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -56,6 +68,49 @@ def atomic_file(path: Path | str, mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def owned_file(path: Path | str, mode: str = "w") -> contextlib.AbstractContextManager[IO]:
+    """Write a file that agos owns inside an output folder it writes (results.csv, trajectory.json,
+    index.html, a snapshot): atomically, and by replacing — a symlink planted in the folder is
+    unlinked by the rename, so nothing outside the folder is ever written."""
+    return atomic_file(path, mode, owned=True)
+
+
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+PATH_MAX = 4095
+
+
+def check_output_path(path: Path | str, what: str, folder: bool) -> Path:
+    """An output path checked before any work: not empty, names not too long, not below a file, in
+    a folder this user may write, and not something of the other kind (a folder where a file goes,
+    or a file where a folder goes). Each problem is one AgosError line naming `what` (the option)."""
+    text = str(path)
+    if not text.strip():
+        raise AgosError(f"{what} is empty: name a {'folder' if folder else 'file'}")
+    path = Path(text).expanduser()
+    long = next((p for p in path.parts if len(os.fsencode(p)) > NAME_MAX), None)
+    if long is not None:
+        size = len(os.fsencode(long))
+        raise AgosError(f"{what}: the name '{long[:40]}…' is {size} bytes long; at most {NAME_MAX}")
+    if len(os.fsencode(str(path.absolute()))) > PATH_MAX:
+        raise AgosError(f"{what}: the path is longer than {PATH_MAX} bytes")
+    existing = path
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path:
+        if folder and not path.is_dir():
+            raise AgosError(f"{what} {path} exists and is not a folder")
+        if not folder and path.is_dir():
+            raise AgosError(f"{what} {path} is a folder; name a file")
+        writable = path if folder else Path(os.path.realpath(path)).parent
+    else:
+        if not existing.is_dir():
+            raise AgosError(f"{what} {path}: {existing} is a file, so nothing can be made below it")
+        writable = existing
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise AgosError(f"{what} {path}: the folder {writable} is not writable")
+    return path
 
 
 def finite_json(value):
@@ -74,8 +129,9 @@ def json_text(value) -> str:
     return json.dumps(finite_json(value), indent=1, allow_nan=False) + "\n"
 
 
-def write_json(value, path: Path | str) -> None:
-    with atomic_file(path) as f:
+def write_json(value, path: Path | str, owned: bool = False) -> None:
+    """Strict JSON, atomically; `owned`: a file in agos's own output folder (`owned_file`)."""
+    with atomic_file(path, owned=owned) as f:
         f.write(json_text(value))
 
 

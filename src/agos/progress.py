@@ -15,6 +15,7 @@ from rich.progress import (
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
 _console = Console(stderr=True)
@@ -36,6 +37,7 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int, str], None]]
         MofNCompleteColumn(),
         TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),  # the estimate: elapsed per item × items left
     )
     with Progress(*columns, console=_console, transient=False) as progress:
         task = progress.add_task(label, total=total, note="")

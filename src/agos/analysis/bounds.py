@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agos.analysis.base import Model
+from agos.analysis.base import Count, Model, Ratio
 from agos.progress import progress_bar
 from agos.workload.counts import POLICIES, LayerWork, layer_work
 from agos.workload.masks import LayerMasks
@@ -30,11 +30,11 @@ NOTES = {
 class SpanSpeedups(Model):
     """Dense MACs / effective MACs of one policy over each span of passes (None: undefined)."""
 
-    fwd: float | None
-    bwd_data: float | None
-    bwd_weight: float | None
-    backprop: float | None
-    iteration: float | None
+    fwd: Ratio
+    bwd_data: Ratio
+    bwd_weight: Ratio
+    backprop: Ratio
+    iteration: Ratio
 
 
 class _Spans:
@@ -47,19 +47,19 @@ class _Spans:
 class PassMacs(_Spans, Model):
     """MACs of each pass, {policy: MACs} per pass."""
 
-    fwd: dict[str, int]
-    bwd_data: dict[str, int]
-    bwd_weight: dict[str, int]
+    fwd: dict[str, Count]
+    bwd_data: dict[str, Count]
+    bwd_weight: dict[str, Count]
 
 
 class LayerBounds(_Spans, Model):
-    index: int
+    index: Count
     name: str
     kind: str
     needs_bwd_data: bool
-    fwd: dict[str, int]  # {policy: MACs}
-    bwd_data: dict[str, int]
-    bwd_weight: dict[str, int]
+    fwd: dict[str, Count]  # {policy: MACs}
+    bwd_data: dict[str, Count]
+    bwd_weight: dict[str, Count]
     speedups: dict[str, SpanSpeedups]  # {sparse policy: speedups}
 
 

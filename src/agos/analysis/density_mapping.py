@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from agos.analysis.base import Model
+from agos.analysis.base import Count, Fraction, Model
 from agos.capture.trace import Trace
 from agos.density.select import DensitySource
 from agos.density.statistical import plan_layers, statistical_masks
@@ -18,7 +18,7 @@ class ProfileInfo(Model):
     source: str  # "sparsetrain", "sparsetrain/MODEL" or the file as the user gave it
     model: str | None  # the network the profile was measured on, where it says
     checkpoint: int | None
-    checkpoints: int  # how many the profile holds
+    checkpoints: Count  # how many the profile holds
     trace_model: str
     unmatched_rows: list[str]
     unmapped_activations: list[str]
@@ -27,9 +27,9 @@ class ProfileInfo(Model):
 class ProfileRowMatch(Model):
     """One profile row and the activation and layers it reaches."""
 
-    row: int  # 1-based order in the profile
+    row: Count  # 1-based order in the profile
     label: str
-    zero_fraction: float
+    zero_fraction: Fraction
     pooled: bool
     activation: str | None
     x_layers: list[str]
@@ -40,13 +40,13 @@ class ProfileRowMatch(Model):
 class ActivationMapping(Model):
     """One ReLU activation of the trace: its real clamped fraction and the target it is drawn at."""
 
-    index: int  # 1-based
+    index: Count  # 1-based
     name: str
     op: str
-    shape: list[int]
+    shape: list[Count]
     row: str | None  # the label of the profile row that sets it
-    real_clamped_frac: float
-    target: float | None  # None: keeps its real mask
+    real_clamped_frac: Fraction
+    target: Fraction | None  # None: keeps its real mask
     x_reused_by: list[str]
     dy_drawn_for: list[str]
 
@@ -54,16 +54,16 @@ class ActivationMapping(Model):
 class ZeroFractions(Model):
     """Zero (or, for dX, skippable) fraction of one tensor: real, target (None: real) and realised."""
 
-    real: float
-    target: float | None
-    realised: float
+    real: Fraction
+    target: Fraction | None
+    realised: Fraction
     rule: str
 
 
 class LayerMapping(Model):
-    index: int
+    index: Count
     name: str
-    macs: int  # per pass
+    macs: Count  # per pass
     needs_bwd_data: bool
     x: ZeroFractions
     dy: ZeroFractions
@@ -72,12 +72,12 @@ class LayerMapping(Model):
 
 class MappingTotals(Model):
     weighting: str
-    x_real: float
-    x_realised: float
-    dy_real: float
-    dy_realised: float
-    dx_skip_real: float
-    dx_skip_realised: float
+    x_real: Fraction
+    x_realised: Fraction
+    dy_real: Fraction
+    dy_realised: Fraction
+    dx_skip_real: Fraction
+    dx_skip_realised: Fraction
 
 
 class DensityMapping(Model):

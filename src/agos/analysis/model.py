@@ -8,13 +8,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from agos import __version__
-from agos.analysis.base import Model
+from agos.analysis.base import Count, Model
 from agos.analysis.bounds import Bounds
 from agos.analysis.density_mapping import DensityMapping
 from agos.analysis.realised import Realised
@@ -22,6 +23,7 @@ from agos.analysis.simulation import Simulation
 from agos.analysis.sparsity import Sparsity
 from agos.analysis.structure import Structure
 from agos.analysis.tiles import Tiles
+from agos.errors import AgosError, first_line
 from agos.fileio import write_json
 
 FORMAT = "agos-analysis"
@@ -36,7 +38,7 @@ class DensityInfo(Model):
 
     spec: str  # the --density text: real, uniform:S, profile:FILE[:CHECKPOINT]
     kind: Literal["real", "uniform", "profile"]
-    seed: int
+    seed: Count
     label: str  # "real masks", "uniform:0.6 (seed 0)", …
     notes: list[str] = Field(default_factory=list)  # what the source leaves real or assumes
 
@@ -95,4 +97,57 @@ def write(analysis: Analysis, path: Path | str) -> None:
 
 
 def load(path: Path | str) -> Analysis:
-    return Analysis.model_validate_json(Path(path).read_text())
+    """An Analysis file read back strictly: its format and version present and this agos's, every
+    field typed without coercion, every number finite and in range. A file that is not one is one
+    AgosError line naming the file and the first field that is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AgosError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    return parse(text, str(path))
+
+
+def parse(text: str, where: str) -> Analysis:
+    head = read_head(text, where)
+    if head.get("format") != FORMAT or head.get("version") != VERSION:
+        raise AgosError(
+            f"{where}: not an agos analysis of format {FORMAT} version {VERSION} "
+            f"(format {head.get('format')!r}, version {head.get('version')!r})"
+        )
+    try:
+        return Analysis.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        raise AgosError(f"{where}: {validation_line(exc)}") from None
+
+
+def read_head(text: str, where: str) -> dict:
+    """The top-level mapping of a JSON file, parsed as strict JSON (NaN, Infinity and numbers that
+    overflow refused); any problem one line."""
+
+    def refuse(token: str):
+        raise ValueError(f"{token} is not a number JSON allows")
+
+    def finite(token: str) -> float:
+        value = float(token)
+        if math.isinf(value):
+            raise ValueError(f"{token[:20]} overflows a float")
+        return value
+
+    try:
+        data = json.loads(text, parse_constant=refuse, parse_float=finite)
+    except RecursionError:
+        raise AgosError(f"{where}: nested too deeply to read") from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, a number of more than 4300 digits
+        raise AgosError(f"{where}: not valid JSON ({first_line(exc).split(';')[0]})") from None
+    if not isinstance(data, dict):
+        raise AgosError(f"{where}: expected a JSON object at the top level")
+    return data
+
+
+def validation_line(exc: ValidationError) -> str:
+    """The first problem of a validation error as one line: the field's path, what is wrong."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"field '{field}': {first['msg']}{extra}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agos.analysis.base import Model
+from agos.analysis.base import Count, Fraction, Model
 from agos.workload.masks import LayerMasks
 
 WEIGHTING = "MAC-weighted means over layers (dX skip over layers that run BWD-D)"
@@ -16,12 +16,12 @@ WEIGHTING = "MAC-weighted means over layers (dX skip over layers that run BWD-D)
 class LayerZeros(Model):
     """One layer's mask counts: enough to weight and add up layers (picklable for workers)."""
 
-    macs: int
-    x_numel: int
-    y_numel: int
-    x_count: int  # nonzero X
-    dy_count: int  # nonzero dY
-    dx_count: int | None  # needed dX; None where the layer runs no BWD-D
+    macs: Count
+    x_numel: Count
+    y_numel: Count
+    x_count: Count  # nonzero X
+    dy_count: Count  # nonzero dY
+    dx_count: Count | None  # needed dX; None where the layer runs no BWD-D
 
     @classmethod
     def of(cls, masks: LayerMasks) -> LayerZeros:
@@ -38,9 +38,9 @@ class LayerZeros(Model):
 
 class Realised(Model):
     weighting: str = WEIGHTING
-    x_zero_frac: float
-    dy_zero_frac: float
-    dx_skip_frac: float
+    x_zero_frac: Fraction
+    dy_zero_frac: Fraction
+    dx_skip_frac: Fraction
 
 
 def realised_of(layers: Iterable[LayerZeros]) -> Realised:

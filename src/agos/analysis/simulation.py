@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from agos.analysis.base import Model
+from agos.analysis.base import Count, Model, NonNegative, Ratio
+from agos.errors import AgosError
 from agos.workload.passes import PASSES, SPANS
 
 if TYPE_CHECKING:  # the cost model is imported where it is used: reading an Analysis needs none of it
     from agos.cost.network import DesignResult, NetworkResult
-
-Ratio = float | None  # an undefined ratio (a zero denominator) is None
 
 
 class SpanRatios(Model):
@@ -29,35 +28,35 @@ class SpanRatios(Model):
 
 
 class SpanCycles(Model):
-    fwd: int
-    bwd_data: int
-    bwd_weight: int
-    backprop: int
-    iteration: int
+    fwd: Count
+    bwd_data: Count
+    bwd_weight: Count
+    backprop: Count
+    iteration: Count
 
 
 class Cycles(SpanCycles):
     """Cycles per span and of the vector unit (the iteration includes it)."""
 
-    vector: int
+    vector: Count
 
 
 class TimeMs(Model):
-    fwd: float
-    bwd_data: float
-    bwd_weight: float
-    backprop: float
-    iteration: float
-    vector: float
+    fwd: NonNegative
+    bwd_data: NonNegative
+    bwd_weight: NonNegative
+    backprop: NonNegative
+    iteration: NonNegative
+    vector: NonNegative
 
 
 class Components(Model):
     """Where a span's cycles go."""
 
-    work: int
-    fill_drain: int
-    delivery: int
-    exposed: int
+    work: Count
+    fill_drain: Count
+    delivery: Count
+    exposed: Count
 
 
 class SpanComponents(Model):
@@ -71,45 +70,45 @@ class SpanComponents(Model):
 class Vector(Model):
     """The vector unit's non-convolution work."""
 
-    cycles: int
-    by_class: dict[str, int]  # cycles per op class
+    cycles: Count
+    by_class: dict[str, Count]  # cycles per op class
     note: str | None  # what was left out, when anything was
 
 
 class Tiling(Model):
     order: str
-    position_blocks: int
-    channel_blocks: int
-    stream_blocks: int
+    position_blocks: Count
+    channel_blocks: Count
+    stream_blocks: Count
 
 
 class DramBytes(Model):
-    a: int
-    b: int
-    o: int
+    a: Count
+    b: Count
+    o: Count
 
 
 class PassFigures(Model):
     """One pass of one layer on one design."""
 
-    cycles: int
-    compute_cycles: int
-    tiles: int
+    cycles: Count
+    compute_cycles: Count
+    tiles: Count
     tiling: Tiling
-    items: int
+    items: Count
     dram_bytes: DramBytes
-    dense_macs: int
-    effective_macs: int
-    design_macs: int
-    mapping_bound_cycles: int
-    mac_bound_cycles: int
-    components: dict[str, int]
-    actions: dict[str, float]
-    energy_pj: float
-    energy_breakdown_pj: dict[str, float]
+    dense_macs: Count
+    effective_macs: Count
+    design_macs: Count
+    mapping_bound_cycles: Count
+    mac_bound_cycles: Count
+    components: dict[str, Count]
+    actions: dict[str, NonNegative]
+    energy_pj: NonNegative
+    energy_breakdown_pj: dict[str, NonNegative]
     utilisation: Ratio
     bypassed: list[str] = Field(default_factory=list)  # what the bypass rule switched off (§11)
-    decision_cycles: int = 0  # the rule's own cycles, in `cycles`
+    decision_cycles: Count = 0  # the rule's own cycles, in `cycles`
 
 
 class LayerFigures(Model):
@@ -131,18 +130,18 @@ class DesignFigures(Model):
     description: str
     source: str
     sha256: str
-    pe_array: tuple[int, int]  # rows, cols
+    pe_array: tuple[Count, Count]  # rows, cols
     precision: str
-    global_buffer_bytes: int
-    area_mm2: float
-    area_breakdown_mm2: dict[str, float]
-    static_mw: float
+    global_buffer_bytes: Count
+    area_mm2: NonNegative
+    area_breakdown_mm2: dict[str, NonNegative]
+    static_mw: NonNegative
     cycles: Cycles
     time_ms: TimeMs
-    energy_j: float
-    energy_breakdown_j: dict[str, float]
+    energy_j: NonNegative
+    energy_breakdown_j: dict[str, NonNegative]
     energy_vs_twin: Ratio
-    dram_bytes: int
+    dram_bytes: Count
     utilisation: Ratio
     components: SpanComponents
     mapping_bound_cycles: SpanCycles
@@ -155,7 +154,7 @@ class DesignFigures(Model):
     flags: list[str] | None = None
     speedup_per_area_over_twin: Ratio = None
     bypass: Literal["rule", "never"] = "never"
-    bypassed_passes: int | None = None  # layer passes in which the rule switched anything off
+    bypassed_passes: Count | None = None  # layer passes in which the rule switched anything off
     always_on_speedup_over_twin: SpanRatios | None = None  # every feature on (`bypass: never`)
     oracle_speedup_over_twin: SpanRatios | None = None  # per layer and pass the best of the three
     layers: list[LayerFigures] | None = None
@@ -236,12 +235,45 @@ def _pass_figures(cost, pes: int) -> PassFigures:
     )
 
 
+# which prices of the energy table (arch/energy.py) each part of the energy breakdown multiplies
+PRICES = {
+    "mac": ("mac", "mac_gated"),
+    "buffer": ("buffer_read_per_byte", "buffer_write_per_byte"),
+    "store": ("store_read_per_byte", "store_write_per_byte"),
+    "metadata": ("metadata_read_per_bit",),
+    "crossbar": ("crossbar_per_byte_mm",),
+    "dram": ("dram_per_byte",),
+    "vector": ("vector_add", "vector_multiply"),
+    "vector_memory": ("dram_per_byte", "buffer_read_per_byte", "buffer_write_per_byte"),
+}
+
+
+def require_finite_energy(d: DesignResult, name: str) -> None:
+    """A total that overflowed (inf, or NaN from inf − inf) is an error naming the design and the
+    prices it multiplied — never an `inf` in a table or a null in the JSON."""
+    import math
+
+    energy = d.energy_pj()
+    if math.isfinite(energy):
+        return
+    table = d.loaded.energy
+    bad = [k for k, v in d.energy_breakdown().items() if not math.isfinite(v)] or ["total"]
+    prices = ", ".join(
+        f"{p} {getattr(table, p) if p != 'mac' else table.mac}" for k in bad for p in PRICES.get(k, ())
+    )
+    raise AgosError(
+        f"design {name}: its energy is not a finite number ({', '.join(bad)} overflowed) with energy table "
+        f"'{table.name}'" + (f" ({prices} pJ)" if prices else "") + "; check the table's prices and units"
+    )
+
+
 def design_figures(net: NetworkResult, name: str, layers: bool) -> DesignFigures:
     """One design's entry: its identity, area, cycles, energy and (a requested design) its
     speedups; with `layers`, its figures per layer and pass."""
     from agos.cost.network import speedups
 
     d = net.designs[name]
+    require_finite_energy(d, name)
     arch = d.arch
     pes = arch.pes
     twin = net.twin_of(name)

@@ -6,44 +6,44 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agos.analysis.base import Model
+from agos.analysis.base import Count, Fraction, Model, NonNegative
 
 if TYPE_CHECKING:
     from agos.capture.trace import LayerRecord, Trace
 
 
 class LayerSparsity(Model):
-    index: int
+    index: Count
     name: str
     kind: str
-    macs: int  # dense MACs of one pass
-    x_zero_frac: float
-    dy_zero_frac: float
-    dx_skip_frac: float  # share of dX that need not be computed (0 where no BWD-D runs)
+    macs: Count  # dense MACs of one pass
+    x_zero_frac: Fraction
+    dy_zero_frac: Fraction
+    dx_skip_frac: Fraction  # share of dX that need not be computed (0 where no BWD-D runs)
     needs_bwd_data: bool
     dx_reason: str | None
     x_producer: str
     y_consumer: str
     act_direct: bool  # Y goes straight into a ReLU-like op
-    act_zero_frac: float | None  # share of Y's elements whose activation (ReLU output) is zero
-    agreement: float | None  # P[(activation zero) == (dY zero)] over Y's elements
-    dy_zero_given_act_zero: float | None
+    act_zero_frac: Fraction | None  # share of Y's elements whose activation (ReLU output) is zero
+    agreement: Fraction | None  # P[(activation zero) == (dY zero)] over Y's elements
+    dy_zero_given_act_zero: Fraction | None
 
 
 class SparsityTotals(Model):
-    layers: int
-    macs_per_pass: int
-    bwd_data_macs: int
+    layers: Count
+    macs_per_pass: Count
+    bwd_data_macs: Count
     weighting: str
-    x_zero_frac: float
-    dy_zero_frac: float
-    dx_skip_frac: float
-    layers_with_dx_mask: int
-    layers_act_direct: int
+    x_zero_frac: Fraction
+    dy_zero_frac: Fraction
+    dx_skip_frac: Fraction
+    layers_with_dx_mask: Count
+    layers_act_direct: Count
 
 
 class Sparsity(Model):
-    loss: float  # the captured step's loss
+    loss: NonNegative  # the captured step's loss (cross-entropy)
     graph: str  # how the trace's graph was read (fx, autograd)
     layers: list[LayerSparsity]
     totals: SparsityTotals

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agos.analysis.base import Model
+from agos.analysis.base import Count, Fraction, Model, Ratio
 
 if TYPE_CHECKING:
     from agos.capture.trace import Trace
@@ -25,34 +25,34 @@ WHAT = {
 class CoZero(Model):
     """P(another element of the group is zero | a zero), and its lift over independent zeros."""
 
-    probability: float | None  # None: the group has one element (no partner)
-    lift: float | None  # probability / s; 1 for independent zeros; None without zeros
+    probability: Fraction | None  # None: the group has one element (no partner)
+    lift: Ratio  # probability / s; 1 for independent zeros; None without zeros
 
 
 class MaskStructure(Model):
-    elements: int
-    zeros: int
-    zero_fraction: float
-    dead_channels: float  # channels zero over the whole batch, over all channels
-    dead_planes: float | None  # (image, channel) planes all zero, over all planes; None if H·W = 1
-    dead_positions: float  # (image, h, w) positions zero in every channel, over all positions
-    independent_dead_channels: float  # what independent zeros at this density would give: s^(N·H·W)
-    independent_dead_planes: float | None  # s^(H·W)
-    independent_dead_positions: float  # s^C
-    zeros_in_dead_channels: float | None  # share of the zeros in dead channels (F of channels:F)
-    zeros_in_dead_planes: float | None  # … in dead planes (F of planes:F); None if H·W = 1
-    zeros_in_dead_positions: float | None  # … in dead positions (F of positions:F); None: no zeros
+    elements: Count
+    zeros: Count
+    zero_fraction: Fraction
+    dead_channels: Fraction  # channels zero over the whole batch, over all channels
+    dead_planes: Fraction | None  # (image, channel) planes all zero, over all planes; None if H·W = 1
+    dead_positions: Fraction  # (image, h, w) positions zero in every channel, over all positions
+    independent_dead_channels: Fraction  # what independent zeros at this density would give: s^(N·H·W)
+    independent_dead_planes: Fraction | None  # s^(H·W)
+    independent_dead_positions: Fraction  # s^C
+    zeros_in_dead_channels: Fraction | None  # share of the zeros in dead channels (F of channels:F)
+    zeros_in_dead_planes: Fraction | None  # … in dead planes (F of planes:F); None if H·W = 1
+    zeros_in_dead_positions: Fraction | None  # … in dead positions (F of positions:F); None: no zeros
     same_position: CoZero  # another channel at this position
     same_plane: CoZero  # another pixel of this image's channel
     same_channel: CoZero  # another element of this channel (any image, any pixel)
     neighbour: CoZero  # a 4-neighbour in this image's channel; None without spatial extent
-    spatial: float | None  # neighbour pairs over those of each plane's zeros placed at random in it
-    aligned: float | None  # same-position pairs over those of the planes' zeros placed independently
+    spatial: Ratio  # neighbour pairs over those of each plane's zeros placed at random in it
+    aligned: Ratio  # same-position pairs over those of the planes' zeros placed independently
 
 
 class LayerStructure(Model):
     name: str
-    shape: list[int]  # X's [N, C, H, W]; dY's is [N, K, P, Q]
+    shape: list[Count]  # X's [N, C, H, W]; dY's is [N, K, P, Q]
     x: MaskStructure
     dx: MaskStructure | None  # None: no BWD-D, or all of dX needed (no output mask)
     dy: MaskStructure
@@ -65,22 +65,22 @@ class StructureTotals(Model):
     left out (per layer only): their channels are features over a few rows, dead by chance at s^N,
     and would swamp the pooled channel figures."""
 
-    layers: int
+    layers: Count
     left_out: list[str]  # layers of this mask kind with H·W = 1, not pooled
-    elements: int
-    zero_fraction: float
-    dead_channels: float
-    dead_planes: float
-    dead_positions: float
-    zeros_in_dead_channels: float | None
-    zeros_in_dead_planes: float | None
-    zeros_in_dead_positions: float | None
+    elements: Count
+    zero_fraction: Fraction
+    dead_channels: Fraction
+    dead_planes: Fraction
+    dead_positions: Fraction
+    zeros_in_dead_channels: Fraction | None
+    zeros_in_dead_planes: Fraction | None
+    zeros_in_dead_positions: Fraction | None
     same_position: CoZero
     same_plane: CoZero
     same_channel: CoZero
     neighbour: CoZero
-    spatial: float | None
-    aligned: float | None
+    spatial: Ratio
+    aligned: Ratio
 
 
 class Structure(Model):

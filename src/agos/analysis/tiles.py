@@ -4,9 +4,10 @@ layer and over the network (`agos sparsity --tiles`; the counting rules are in `
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Literal
 
-from agos.analysis.base import Model
+from agos.analysis.base import Count, Fraction, Model, Ratio
 
 if TYPE_CHECKING:
     from agos.capture.trace import Trace
@@ -18,29 +19,29 @@ LAYOUT = "implicit GEMM: rows = N·H·W input positions (n, h, w), columns = C i
 
 class TileShapeInfo(Model):
     name: str
-    rows: int  # positions per tile (BLOCK_M)
-    cols: int | Literal["C"]  # channels per tile (BLOCK_N); "C": all of the layer's channels
+    rows: Count  # positions per tile (BLOCK_M)
+    cols: Count | Literal["C"]  # channels per tile (BLOCK_N); "C": all of the layer's channels
 
 
 class ShapeTiles(Model):
     """One layer's tiles of one shape."""
 
-    tiles: int
-    empty_tiles: int
-    empty_fraction: float
-    work_skipped: int  # BWD-D MACs inside empty tiles
-    work_skipped_fraction: float
-    independent_empty: float  # expected empty fraction were the needed elements independent
+    tiles: Count
+    empty_tiles: Count
+    empty_fraction: Fraction
+    work_skipped: Count  # BWD-D MACs inside empty tiles
+    work_skipped_fraction: Fraction
+    independent_empty: Fraction  # expected empty fraction were the needed elements independent
 
 
 class LayerTileStats(Model):
     name: str
-    rows: int  # N·H·W
-    cols: int  # C
-    needed_fraction: float  # share of dX elements the mask keeps
+    rows: Count  # N·H·W
+    cols: Count  # C
+    needed_fraction: Fraction  # share of dX elements the mask keeps
     all_needed: bool  # the conservative mask (no output sparsity recorded)
-    work_dense: int  # BWD-D MACs, valid taps
-    work_element_skip: int  # MACs of every masked element: the element-level output-skip bound
+    work_dense: Count  # BWD-D MACs, valid taps
+    work_element_skip: Count  # MACs of every masked element: the element-level output-skip bound
     shapes: dict[str, ShapeTiles]  # by tile shape name
 
 
@@ -48,14 +49,14 @@ class TileTotals(Model):
     """The network's tiles of one shape: empty tiles over all tiles, skipped work over BWD-D work."""
 
     shape: str
-    tiles: int
-    empty_tiles: int
-    empty_fraction: float
-    work_dense: int
-    work_skipped: int
-    work_skipped_fraction: float
-    share_of_element_skip: float | None  # None: no masked element at all
-    max_speedup: float | None  # inf (null in JSON) when every BWD-D MAC sits in an empty tile
+    tiles: Count
+    empty_tiles: Count
+    empty_fraction: Fraction
+    work_dense: Count
+    work_skipped: Count
+    work_skipped_fraction: Fraction
+    share_of_element_skip: Fraction | None  # None: no masked element at all
+    max_speedup: Ratio  # None (unbounded) when every BWD-D MAC sits in an empty tile
 
 
 class Tiles(Model):
@@ -66,7 +67,7 @@ class Tiles(Model):
     tile_shapes: list[TileShapeInfo]
     layers: list[LayerTileStats]  # BWD-D layers only, in trace order
     totals: dict[str, TileTotals]  # by tile shape name
-    element_skip_fraction: float  # element-level bound: masked BWD-D work over all BWD-D work
+    element_skip_fraction: Fraction  # element-level bound: masked BWD-D work over all BWD-D work
 
 
 def _layer(t: LayerTiles) -> LayerTileStats:
@@ -92,6 +93,12 @@ def _layer(t: LayerTiles) -> LayerTileStats:
     )
 
 
+def _bounded(figures: dict) -> dict:
+    """An unbounded speedup (every BWD-D MAC in an empty tile) is None, as in the JSON."""
+    unbounded = figures["max_speedup"] is not None and math.isinf(figures["max_speedup"])
+    return {**figures, "max_speedup": None if unbounded else figures["max_speedup"]}
+
+
 def compute_tiles(trace: Trace, source: DensitySource) -> Tiles:
     """Per-layer and network tile statistics of the masks `source` gives this trace."""
     from agos.density.tiles import TILE_SHAPES, network_tiles, totals
@@ -108,6 +115,6 @@ def compute_tiles(trace: Trace, source: DensitySource) -> Tiles:
             for s in TILE_SHAPES
         ],
         layers=[_layer(t) for t in layers],
-        totals={s.name: TileTotals(**totals(layers, s.name)) for s in TILE_SHAPES},
+        totals={s.name: TileTotals(**_bounded(totals(layers, s.name))) for s in TILE_SHAPES},
         element_skip_fraction=sum(t.work_element_skip for t in layers) / work if work else 0.0,
     )

@@ -6,38 +6,42 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agos.arch.schema import Arch
 
 UM2_PER_MM2 = 1e6
+# The largest figure a table may give: a cell of 1e9 µm² (1000 mm²), an SRAM of 2^40 bytes and
+# 1e6 mm², 1e9 mW of leakage — anything larger is a unit slip, and totals near 1e308 overflow.
+CellUm2 = Annotated[float, Field(gt=0, le=1e9)]
 
 
 class AreaTable(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    """µm² per cell (finite, > 0, at most 1e9) and SRAM area and leakage by size."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     name: str
-    node_nm: int = Field(gt=0)
-    mac: dict[str, float]
-    fp32_add: float = Field(gt=0)
-    fp32_multiply: float = Field(gt=0)
-    register_bit: float = Field(gt=0)
-    mux2_bit: float = Field(gt=0)
-    and2: float = Field(gt=0)
-    xnor2: float = Field(gt=0)
-    full_adder: float = Field(gt=0)
-    clock_gate: float = Field(gt=0)
-    logic_leakage_mw_per_mm2: float = Field(ge=0)
+    node_nm: int = Field(gt=0, le=1000)
+    mac: dict[str, CellUm2]
+    fp32_add: CellUm2
+    fp32_multiply: CellUm2
+    register_bit: CellUm2
+    mux2_bit: CellUm2
+    and2: CellUm2
+    xnor2: CellUm2
+    full_adder: CellUm2
+    clock_gate: CellUm2
+    logic_leakage_mw_per_mm2: float = Field(ge=0, le=1e6)
     sram: dict[int, tuple[float, float]] = Field(description="bytes → (mm², leakage mW)")
 
-    @field_validator("mac")
+    @field_validator("sram", mode="before")
     @classmethod
-    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
-        for key, value in v.items():
-            if not value > 0:
-                raise ValueError(f"{key}: an area must be finite and > 0")
-        return v
+    def _pairs(cls, v):
+        """YAML writes each pair as a list."""
+        return {k: tuple(p) if isinstance(p, list) else p for k, p in v.items()} if isinstance(v, dict) else v
 
     @field_validator("sram")
     @classmethod
@@ -45,8 +49,11 @@ class AreaTable(BaseModel):
         if not v:
             raise ValueError("needs at least one SRAM size")
         for size, (mm2, mw) in v.items():
-            if size <= 0 or not mm2 > 0 or not mw >= 0:
-                raise ValueError(f"{size}: sizes, areas and leakage must be positive")
+            if not 0 < size <= 2**40 or not 0 < mm2 <= 1e6 or not 0 <= mw <= 1e9:
+                raise ValueError(
+                    f"{size}: sizes (1 to 2^40 bytes), areas (> 0, ≤ 1e6 mm²) and leakage (0 to 1e9 mW) "
+                    "must be in range"
+                )
         return dict(sorted(v.items()))
 
     def mac_um2(self, multiply: str, accumulate: str) -> float:

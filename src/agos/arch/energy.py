@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
+
+# The largest price a table may give one action: 1 µJ, 4000× a DRAM byte (horowitz45: 244 pJ). A
+# larger one is a unit slip, and near 1e308 the totals overflow to inf.
+MAX_PJ = 1e6
+Price = Annotated[float, Field(ge=0, le=MAX_PJ)]
 
 
 class EnergyTable(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    """Picojoules per action; every price finite, ≥ 0 and at most MAX_PJ."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     name: str
-    mac: dict[str, float] = Field(description="per MAC, keyed '<multiply>_<accumulate>', e.g. bf16_fp32")
-    mac_gated: float = Field(ge=0)
-    buffer_read_per_byte: float = Field(ge=0)
-    buffer_write_per_byte: float = Field(ge=0)
-    store_read_per_byte: float = Field(ge=0)
-    store_write_per_byte: float = Field(ge=0)
-    metadata_read_per_bit: float = Field(ge=0)
-    crossbar_per_byte_mm: float = Field(ge=0, description="per byte moved one millimetre")
-    dram_per_byte: float = Field(ge=0)
-    vector_add: float = Field(ge=0)
-    vector_multiply: float = Field(ge=0)
-
-    def model_post_init(self, _context) -> None:
-        for key, value in self.mac.items():
-            if not value >= 0:
-                raise ValueError(f"mac.{key}: a price must be finite and ≥ 0")
+    mac: dict[str, Price] = Field(description="per MAC, keyed '<multiply>_<accumulate>', e.g. bf16_fp32")
+    mac_gated: Price
+    buffer_read_per_byte: Price
+    buffer_write_per_byte: Price
+    store_read_per_byte: Price
+    store_write_per_byte: Price
+    metadata_read_per_bit: Price
+    crossbar_per_byte_mm: Price = Field(description="per byte moved one millimetre")
+    dram_per_byte: Price
+    vector_add: Price
+    vector_multiply: Price
 
     def mac_pj(self, multiply: str, accumulate: str) -> float:
         key = f"{multiply}_{accumulate}"

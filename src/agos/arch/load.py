@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from agos.arch.area import AreaTable
 from agos.arch.energy import EnergyTable
 from agos.arch.schema import Arch, Organisation
 from agos.errors import AgosError
+from agos.yamlio import load_yaml
 
 PRESETS = ("dense", "zero-gate", "input-skip", "output-skip", "agos", "ideal")
 ORGANISATIONS = ("systolic", "rows")
@@ -69,13 +69,9 @@ def _packaged(kind: str, name: str) -> tuple[str, str] | None:
 
 
 def yaml_text(text: str, where: str):
-    """The YAML document in `text`; a syntax error is one line with its line number."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise AgosError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    """The YAML document in `text`, read strictly (agos.yamlio: duplicate keys refused); every
+    problem is one line naming the file."""
+    return load_yaml(text, where)
 
 
 def _parse(text: str, where: str) -> dict:

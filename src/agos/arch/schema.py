@@ -22,7 +22,9 @@ DEFAULT_LOOKAHEAD = 3
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    """Unknown fields refused, and no coercion: YAML `true` is not 1 PE row, "32" is not 32."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class PEArray(_Strict):
@@ -47,7 +49,7 @@ class Memory(_Strict):
     global_buffer_bytes: int = Field(2 * 2**20, ge=64, le=2**40, description="on-chip global buffer")
     buffer_banks: int = Field(32, ge=1, le=65536, description="independently addressed buffer banks")
     bank_width_bytes: int = Field(8, ge=1, le=4096, description="bytes a bank reads or writes per cycle")
-    dram_gbps: float = Field(256.0, gt=0, le=1e6, description="DRAM bandwidth, GB/s")
+    dram_gbps: float = Field(256.0, ge=0.01, le=1e6, description="DRAM bandwidth, GB/s (10 MB/s to 1 PB/s)")
     double_buffering: bool = Field(True, description="a tile's transfers overlap the previous tile's compute")
 
     @property
@@ -66,7 +68,7 @@ class Organisation(_Strict):
     description: str = ""
     pe_array: PEArray = PEArray()
     precision: Precision = Precision()
-    clock_ghz: float = Field(1.0, gt=0, le=100)
+    clock_ghz: float = Field(1.0, ge=0.01, le=100, description="clock, GHz (10 MHz to 100 GHz)")
     memory: Memory = Memory()
     vector: VectorUnit = VectorUnit()
     sync: Literal["lockstep", "independent"] = Field(

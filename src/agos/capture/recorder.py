@@ -256,7 +256,7 @@ def capture_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     with (
         step_rng(seed, images.device),
         watching_unmodelled(model, unmodelled),
-        model_errors("the captured step", images),
+        model_errors("the captured step", images, (ValueError, RuntimeError)),
     ):
         if plan is not None:
             recorder = _Recorder(plan, layers)

@@ -281,17 +281,33 @@ def write_trace(out: Path, result: CaptureResult, provenance: dict, created: str
     try:
         _fsync_write(tmp / MASKS, chunks=(memoryview(b) for b in blobs))
         _fsync_write(tmp / MANIFEST, manifest.model_dump_json(indent=1).encode())
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.rename(out, old / "trace")
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _swap_in(tmp, out)
+    except OSError as exc:
+        raise AgosError(f"cannot write the trace {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the swap succeeded
     return manifest
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put the directory `new` at `out`, replacing an old trace there; on any failure the old trace
+    is back where it was and no `.old-*` folder is left."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    try:
+        os.rename(out, old / "trace")
+    except BaseException:
+        old.rmdir()
+        raise
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old / "trace", out)  # should this fail too, `old` keeps the trace: never deleted
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # -- reading ----------------------------------------------------------------------------------

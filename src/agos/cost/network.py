@@ -194,6 +194,20 @@ def equal_area_organisations(loaded: LoadedArch) -> list[Organisation]:
     return out
 
 
+def _furthest(fits) -> int:
+    """The largest k ≥ 0 with fits(k), for fits true at 0 and monotone (area grows with every step):
+    doubling, then bisection — a few dozen area evaluations, where walking one step at a time
+    took millions for a large target (a 4096×4096 array with a compaction crossbar)."""
+    hi = 1
+    while fits(hi):
+        hi *= 2
+    lo = hi // 2 if hi > 1 else 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
 def equal_area_candidates(target: float, base: LoadedArch) -> list[LoadedArch]:
     """Dense designs on `base`'s organisation whose area is at most `target`: more PEs (one row or
     column at a time, the smaller side first) or more buffer (64 KiB at a time), each as far as
@@ -206,21 +220,26 @@ def equal_area_candidates(target: float, base: LoadedArch) -> list[LoadedArch]:
     def area(o) -> float:
         return design_area(twin.model_copy(update={"organisation": o}), base.area).total_mm2
 
-    rows, cols = org.pe_array.rows, org.pe_array.cols
-    while True:
-        nr, nc = (rows + 1, cols) if rows <= cols else (rows, cols + 1)
-        grown = org.model_copy(update={"pe_array": org.pe_array.model_copy(update={"rows": nr, "cols": nc})})
-        if area(grown) > target:
-            break
-        rows, cols = nr, nc
-    buffer = org.memory.global_buffer_bytes
-    while True:
-        grown = org.model_copy(
-            update={"memory": org.memory.model_copy(update={"global_buffer_bytes": buffer + BUFFER_STEP})}
-        )
-        if area(grown) > target:
-            break
-        buffer += BUFFER_STEP
+    r0, c0 = org.pe_array.rows, org.pe_array.cols
+
+    def pes(k: int) -> tuple[int, int]:  # rows, cols after k steps of one row or column, smaller first
+        lo, hi = min(r0, c0), max(r0, c0)
+        if k <= hi - lo:
+            return (r0 + k, c0) if r0 <= c0 else (r0, c0 + k)
+        j = k - (hi - lo)
+        return hi + (j + 1) // 2, hi + j // 2
+
+    def with_pes(k: int):
+        r, c = pes(k)
+        return org.model_copy(update={"pe_array": org.pe_array.model_copy(update={"rows": r, "cols": c})})
+
+    def with_buffer(k: int):
+        size = org.memory.global_buffer_bytes + k * BUFFER_STEP
+        return org.model_copy(update={"memory": org.memory.model_copy(update={"global_buffer_bytes": size})})
+
+    rows, cols = pes(_furthest(lambda k: area(with_pes(k)) <= target))
+    steps = _furthest(lambda k: area(with_buffer(k)) <= target)
+    buffer = org.memory.global_buffer_bytes + steps * BUFFER_STEP
     out = []
     pe_org = org.model_copy(update={"pe_array": org.pe_array.model_copy(update={"rows": rows, "cols": cols})})
     buf_org = org.model_copy(update={"memory": org.memory.model_copy(update={"global_buffer_bytes": buffer})})

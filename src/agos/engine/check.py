@@ -49,8 +49,8 @@ from torch import nn
 from agos.engine.training import LayerProducts, float64_backward, sparse_training
 from agos.errors import AgosError
 from agos.inputs.provenance import provenance_label
-from agos.inputs.session import RunOptions, prepare
-from agos.inputs.training import plain_step
+from agos.inputs.session import MAX_STEPS, RunOptions, check_sgd, prepare
+from agos.inputs.training import model_errors, plain_step
 from agos.progress import progress_bar, progress_status
 
 TOLERANCE = 1e-6
@@ -206,7 +206,8 @@ def _judged_step(
     start = time.perf_counter()
     loss_autograd = float(plain_step(twin32, images, labels, seed))
     mid = time.perf_counter()
-    loss_sparse = float(plain_step(sparse, images, labels, seed))
+    with model_errors(f"check step {step}, on the sparse engine", images, (ValueError, RuntimeError)):
+        loss_sparse = float(plain_step(sparse, images, labels, seed))
     end = time.perf_counter()
     loss_float64 = float(plain_step(twin64, images, labels, seed))
     params = compare_parameters(sparse, twin32, twin64)
@@ -254,8 +255,9 @@ def run_check(
     on_step=None,
 ) -> CheckReport:
     """Train on the sparse engine and on plain autograd; `on_step(StepResult)` after each step."""
-    if steps < 1:
-        raise AgosError(f"--steps must be at least 1 (got {steps})")
+    if not 1 <= steps <= MAX_STEPS:
+        raise AgosError(f"--steps must be between 1 and {MAX_STEPS:,} (got {steps})")
+    check_sgd(lr, momentum, weight_decay)
     with progress_status(f"building {options.model} and its data"):
         run = prepare(options)
     plain = run.model

@@ -49,6 +49,11 @@ def load_image(path: str) -> torch.Tensor:
         img.load()
         if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
             values = np.asarray(img, dtype=np.float64)
+            if values.size and (values.min() < 0 or values.max() > 65535):
+                raise AgosError(
+                    f"{path} is a 32-bit integer image with values outside 0…65535 "
+                    f"({values.min():.0f}…{values.max():.0f}); agos reads 8- and 16-bit images"
+                )
             top = 65535.0 if img.mode.startswith("I;16") or values.max() > 255 else 255.0
             grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
             return torch.from_numpy(np.ascontiguousarray(grey)).expand(3, *grey.shape).contiguous()

@@ -46,6 +46,8 @@ class RunOptions:
 MAX_SEED = 2**63 - 1
 MAX_IMAGE_SIZE = 4096
 BATCH_MEMORY_SHARE = 0.25  # of the machine's memory that the input batch alone may take
+MAX_STEPS = 10_000_000  # SGD steps one command may train: more would not finish in days
+MAX_SGD_VALUE = float(torch.finfo(torch.float32).max)  # SGD settings are float32 tensors' factors
 
 
 def _memory_bytes() -> int:
@@ -71,11 +73,9 @@ def check_options(options: RunOptions) -> None:
         )
     if not 0 <= o.seed <= MAX_SEED:
         raise AgosError(f"--seed must be between 0 and 2**63 - 1 (got {o.seed})")
-    if w.steps < 0:
-        raise AgosError(f"--train-steps must be 0 or more (got {w.steps})")
-    for flag, value in (("--lr", w.lr), ("--momentum", w.momentum), ("--weight-decay", w.weight_decay)):
-        if not math.isfinite(value) or value < 0:
-            raise AgosError(f"{flag} must be a finite number ≥ 0 (got {value})")
+    if not 0 <= w.steps <= MAX_STEPS:
+        raise AgosError(f"--train-steps must be between 0 and {MAX_STEPS:,} (got {w.steps})")
+    check_sgd(w.lr, w.momentum, w.weight_decay)
     resolve_device(o.device)
     data = parse_data(o.data)
     if data.kind == "imagefolder" and not Path(data.path or "").is_dir():
@@ -85,6 +85,13 @@ def check_options(options: RunOptions) -> None:
     spec = resolve_model(o.model)
     if spec.origin == "user":
         import_user_module(o.model.partition(":")[0])
+
+
+def check_sgd(lr: float, momentum: float, weight_decay: float) -> None:
+    """SGD settings torch can apply to float32 weights (1e308 overflows inside the optimizer)."""
+    for flag, value in (("--lr", lr), ("--momentum", momentum), ("--weight-decay", weight_decay)):
+        if not math.isfinite(value) or not 0 <= value <= MAX_SGD_VALUE:
+            raise AgosError(f"{flag} must be a finite number between 0 and {MAX_SGD_VALUE:.3g} (got {value})")
 
 
 def check_image_size(options: RunOptions) -> None:

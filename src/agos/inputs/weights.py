@@ -124,8 +124,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"weights file {path} holds {what}{hint}, not a state_dict: --weights takes a state_dict "
             f"(agos never unpickles code); {HOW_TO_SAVE}"
         ) from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as exc:
-        raise AgosError(f"weights file {path} is not a readable PyTorch file: {first_line(exc)}") from None
+    except Exception as exc:  # arbitrary bytes fail anywhere in the unpickler (KeyError, IndexError, …)
+        what = "not a torch.save file" if isinstance(exc, KeyError | IndexError) else first_line(exc)
+        raise AgosError(f"weights file {path} is not a readable PyTorch file: {what}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -165,6 +166,23 @@ def _check_compatible(path: Path, model_name: str, model: nn.Module, state: dict
         raise AgosError(f"weights file {path} does not match {model_name}: {'; '.join(problems)}")
 
 
+def check_state(path: Path, model_name: str, model: nn.Module, state: dict) -> None:
+    """A state dict that can go into `model`: the same keys and shapes, and no NaN or inf."""
+    _check_compatible(path, model_name, model, state)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not all_finite(v)]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise AgosError(f"weights file {path} holds NaN or inf values ({', '.join(bad[:3])}{more})")
+
+
+def check_weights_files(paths: list[Path], spec: ModelSpec, seed: int) -> None:
+    """Every file checked before any work (readable, matching the model, finite): a bad checkpoint
+    is refused at the start, not after the points before it have run."""
+    model = build_model(spec, seed)
+    for path in paths:
+        check_state(path, spec.name, model, _read_state_dict(path))
+
+
 def load_model_with_weights(spec: ModelSpec, weights: str, seed: int) -> tuple[nn.Module, WeightsInfo]:
     """Build the model and put the requested weights in it."""
     if weights == "init":
@@ -176,10 +194,6 @@ def load_model_with_weights(spec: ModelSpec, weights: str, seed: int) -> tuple[n
     path = Path(weights).expanduser()
     state = _read_state_dict(path)
     model = build_model(spec, seed)
-    _check_compatible(path, spec.name, model, state)
+    check_state(path, spec.name, model, state)
     model.load_state_dict(state, strict=False)
-    bad = [k for k, v in state.items() if v.is_floating_point() and not all_finite(v)]
-    if bad:
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise AgosError(f"weights file {path} holds NaN or inf values ({', '.join(bad[:3])}{more})")
     return model, WeightsInfo(source=str(path), sha256=state_dict_sha256(model), file=str(path.resolve()))

@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from agos.fileio import atomic_file
+from agos.fileio import owned_file
 from agos.report import summary
 from agos.validate.browser import SELF_CHECK_SCRIPT
 
@@ -250,6 +250,6 @@ def render(results: dict, out_dir: Path) -> Path:
         verify_text=_verify_text,
     )
     path = out_dir / "index.html"
-    with atomic_file(path) as f:
+    with owned_file(path) as f:
         f.write(page)
     return path

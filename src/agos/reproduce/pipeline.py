@@ -167,8 +167,20 @@ def check_settings(settings: Settings) -> None:
     """Every argument of a reproduce run, for every model, before any work starts."""
     if not settings.models:
         raise AgosError("--models needs at least one model")
-    if settings.check_images < 0:
-        raise AgosError(f"--check-images must be 0 or more (got {settings.check_images})")
+    if not 0 <= settings.check_images <= settings.batch_size:
+        raise AgosError(
+            f"--check-images must be between 0 and the batch size {settings.batch_size} "
+            f"(got {settings.check_images})"
+        )
+    if "=" in settings.weights:  # model=PATH,…: every pair well formed and naming a model of the run
+        for pair in (p for p in settings.weights.split(",") if p):
+            model, _, path = pair.partition("=")
+            if not model or not path:
+                raise AgosError(f"--weights: '{pair}' is not MODEL=PATH")
+            if model not in settings.models:
+                raise AgosError(
+                    f"--weights {pair}: {model} is not among --models ({', '.join(settings.models)})"
+                )
     for model in settings.models:
         check_options(options_for(model, settings))
         check_image_size(options_for(model, settings))

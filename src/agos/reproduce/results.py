@@ -248,4 +248,4 @@ def gather(
 def write_results(results: dict, path: Path) -> None:
     from agos.fileio import write_json
 
-    write_json(results, path)
+    write_json(results, path, owned=True)

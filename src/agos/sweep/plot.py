@@ -112,7 +112,7 @@ def plot_sweep(rows: list[dict], plan: Plan, out: Path, where: str) -> list[Path
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    from agos.fileio import atomic_file
+    from agos.fileio import owned_file
 
     ok = [r for r in rows if r["error"] is None and r["speedup_iteration"] is not None]
     written: list[Path] = []
@@ -120,7 +120,7 @@ def plot_sweep(rows: list[dict], plan: Plan, out: Path, where: str) -> list[Path
     # Pareto fronts: speedup against area, and energy against area; colour = design, marker = density
     fig = pareto_figure(ok, label)
     path = out / "pareto.png"
-    with atomic_file(path, "wb") as f:
+    with owned_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     written.append(path)
@@ -160,7 +160,7 @@ def plot_sweep(rows: list[dict], plan: Plan, out: Path, where: str) -> list[Path
             ax.legend(fontsize=7)
         fig.suptitle(label + " · mean over the other axes, band min–max", fontsize=7, wrap=True)
         path = out / "sensitivity.png"
-        with atomic_file(path, "wb") as f:
+        with owned_file(path, "wb") as f:
             fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         written.append(path)

@@ -223,10 +223,14 @@ def run_sweep(
             parquet, csv_path = write_tables(result.rows, out)
             result.files.update(parquet=parquet, csv=csv_path)
     rate = f", {result.rate:.2f} points/s" if result.rate else ""
+    written = (
+        f"{result.files['parquet']}, {result.files['csv']}"
+        if result.files
+        else "no results table: every point was left out by the constraints"
+    )
     console.print(
         f"swept {len(plan.points)} points in {result.seconds:.1f} s{rate}: {result.computed} computed, "
-        f"{result.cached} cached, {result.failed} failed · {result.files.get('parquet')}, "
-        f"{result.files.get('csv')}",
+        f"{result.cached} cached, {result.failed} failed · {written}",
         highlight=False,
         soft_wrap=True,
     )

@@ -18,7 +18,7 @@ Scalar = int | float | str | bool
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class Range(_Strict):
@@ -29,9 +29,14 @@ class Range(_Strict):
     step: float = Field(gt=0)
 
     def values(self) -> list[int | float]:
-        n = math.floor((self.stop - self.start) / self.step + 1e-9) + 1
-        if n < 1:
+        if self.stop < self.start:
             raise ValueError("stop is below start")
+        if self.stop > self.start and self.step > self.stop - self.start:
+            raise ValueError(
+                f"step {self.step:g} is larger than stop − start ({self.stop - self.start:g}): the range has "
+                f"one value; list it instead ([{self.start:g}])"
+            )
+        n = math.floor((self.stop - self.start) / self.step + 1e-9) + 1
         if n > 10_000:
             raise ValueError(f"{n} values: at most 10000 per axis")
         out = [self.start + i * self.step for i in range(n)]

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from agos import __version__
-from agos.fileio import atomic_file, write_json
+from agos.fileio import owned_file, write_json
 from agos.sweep.plan import ORG_AXIS, Plan, Point
 
 FIGURES = (
@@ -58,7 +58,7 @@ class PointCache:
         return record is not None and record.get("error") is None and record.get("result") is not None
 
     def put(self, record: dict) -> None:
-        write_json(record, self.path(record["key"]))
+        write_json(record, self.path(record["key"]), owned=True)
 
 
 def row(plan: Plan, point: Point, record: dict | None) -> dict:
@@ -132,9 +132,9 @@ def write_tables(rows: list[dict], out: Path) -> tuple[Path, Path]:
     parquet, csv_path = out / "results.parquet", out / "results.csv"
     table = pa.Table.from_pylist(rows)
     table = table.replace_schema_metadata({"agos": __version__, "format": "agos-sweep"})
-    with atomic_file(parquet, "wb") as f:
+    with owned_file(parquet, "wb") as f:
         pq.write_table(table, f)
-    with atomic_file(csv_path, "w") as f:
+    with owned_file(csv_path, "w") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["point"])
         writer.writeheader()
         writer.writerows(rows)
@@ -143,5 +143,5 @@ def write_tables(rows: list[dict], out: Path) -> tuple[Path, Path]:
 
 def write_skipped(plan: Plan, out: Path) -> Path:
     path = out / "skipped.json"
-    write_json({"count": len(plan.skipped), "points": plan.skipped}, path)
+    write_json({"count": len(plan.skipped), "points": plan.skipped}, path, owned=True)
     return path

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from agos.errors import AgosError
-from agos.fileio import atomic_file
-from agos.inputs.session import PreparedRun, train_steps
+from agos.fileio import owned_file
+from agos.inputs.session import MAX_STEPS, PreparedRun, train_steps
 
 STEP_KEYS = ("step", "global_step", "iteration", "epoch")
 
@@ -79,6 +79,11 @@ def resolve_checkpoints(text: str) -> list[Checkpoint]:
     found = []
     for i, path in enumerate(_expand(text)):
         step, source = _step_of(path)
+        if step is not None and not 0 <= step <= MAX_STEPS:
+            raise AgosError(
+                f"--checkpoints: {path} is at step {step} (its {source}); a training step is between 0 "
+                f"and {MAX_STEPS:,}"
+            )
         found.append(Checkpoint(path, i if step is None else step, source, file_sha256(path)))
     if any(c.step_source == "order" for c in found) and len({c.step_source for c in found}) > 1:
         raise AgosError("--checkpoints: some files carry a step and some do not; name them all alike")
@@ -90,8 +95,8 @@ def resolve_checkpoints(text: str) -> list[Checkpoint]:
 
 
 def snapshot_steps(steps: int, every: int) -> list[int]:
-    if steps < 1:
-        raise AgosError(f"--train-steps must be at least 1 for a trajectory (got {steps})")
+    if not 1 <= steps <= MAX_STEPS:
+        raise AgosError(f"--train-steps must be between 1 and {MAX_STEPS:,} for a trajectory (got {steps})")
     if not 1 <= every <= steps:
         raise AgosError(f"--every must be between 1 and --train-steps ({steps}) (got {every})")
     return sorted({*range(0, steps + 1, every), steps})
@@ -117,7 +122,7 @@ def train_with_snapshots(
             f"{folder} holds the snapshots of another training run (model, data, seed or SGD settings "
             "differ): use another --out"
         )
-    with atomic_file(identity_file) as f:
+    with owned_file(identity_file) as f:
         f.write(ident_text)
     optimizer = torch.optim.SGD(
         run.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -136,7 +141,7 @@ def train_with_snapshots(
         path = _snapshot_path(folder, target)
         if not path.is_file():
             state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
-            with atomic_file(path, "wb") as f:
+            with owned_file(path, "wb") as f:
                 torch.save({"model": state, "optimizer": optimizer.state_dict(), "step": target}, f)
     return [
         Checkpoint(_snapshot_path(folder, s), s, "snapshot", file_sha256(_snapshot_path(folder, s)))

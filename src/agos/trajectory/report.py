@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from agos.fileio import atomic_file
+from agos.fileio import owned_file
 from agos.report.format import Col, print_fitted, wide_console
 
 SPARSITY = (("x_zero_frac", "X zero"), ("dy_zero_frac", "dY zero"), ("dx_skip_frac", "dX skip"))
@@ -48,7 +48,7 @@ def write_csv(result: dict, path) -> None:
         writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    with atomic_file(path) as f:
+    with owned_file(path) as f:
         f.write(buffer.getvalue())
 
 
@@ -102,6 +102,6 @@ def plot(result: dict, path) -> None:
     bottom.legend(fontsize=8)
     fig.text(0.5, 0.005, _label(result), ha="center", fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    with atomic_file(path, "wb") as f:
+    with owned_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
     plt.close(fig)

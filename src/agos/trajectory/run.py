@@ -25,12 +25,14 @@ from agos.capture.trace import SCHEMA_VERSION, write_trace
 from agos.errors import AgosError
 from agos.fileio import output_lock, write_json
 from agos.inputs.data import data_fingerprint, parse_data
-from agos.inputs.models import model_fingerprint
+from agos.inputs.models import model_fingerprint, resolve_model
 from agos.inputs.session import RunOptions, check_image_size, check_options, prepare
 from agos.inputs.training import WarmUp
+from agos.inputs.weights import check_weights_files
 from agos.reproduce.pipeline import analyse_trace, read_analysis, soundness_record
 from agos.reproduce.stages import StageCache
 from agos.trajectory.checkpoints import Checkpoint, resolve_checkpoints, snapshot_steps, train_with_snapshots
+from agos.trajectory.points import read_points
 
 POINT_SECTIONS = ("realised", "bounds", "simulation")  # what a point shows; no per-point plots
 FORMAT = "agos-trajectory"
@@ -191,6 +193,8 @@ def trajectory(s: TrajectorySettings, out: Path, console: Console | None = None)
     console = console or Console(stderr=True)
     check_settings(s)
     checkpoints = resolve_checkpoints(s.checkpoints) if s.checkpoints is not None else None
+    if checkpoints is not None:  # every file readable, matching the model and finite, before any point
+        check_weights_files([c.path for c in checkpoints], resolve_model(s.model), s.seed)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AgosError(f"{out} exists and is not a directory")
@@ -225,7 +229,7 @@ def trajectory(s: TrajectorySettings, out: Path, console: Console | None = None)
         }
         from agos.trajectory import report
 
-        write_json(result, out / "trajectory.json")
+        write_json(result, out / "trajectory.json", owned=True)
         report.write_csv(result, out / "trajectory.csv")
         report.plot(result, out / "trajectory.png")
         return result
@@ -237,10 +241,11 @@ def read_trajectory(folder: Path | str) -> dict:
     if not path.is_file():
         raise AgosError(f"--trajectory {folder}: no trajectory.json there (made by agos trajectory --out)")
     try:
-        result = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AgosError(f"--trajectory {folder}: trajectory.json is not valid JSON ({exc})") from None
-    if not isinstance(result, dict) or result.get("format") != FORMAT or result.get("version") != VERSION:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AgosError(f"--trajectory {folder}: cannot read trajectory.json ({exc})") from None
+    result = read_points(text, f"--trajectory {path}")  # numbers finite and in range, one line if not
+    if result.get("format") != FORMAT or result.get("version") != VERSION:
         raise AgosError(f"--trajectory {folder}: not an agos trajectory (version {VERSION})")
     if not result.get("points"):
         raise AgosError(f"--trajectory {folder}: the trajectory has no points")
