@@ -124,10 +124,8 @@ def model_duration(cfg: RowConfig, item: RtlItem) -> int:
         d = max(b, -(-s // cfg.broadcast), -(-T // L))
     else:
         d = max(s, -(-T // L))
-    if compact:
-        lam = lane_load(cfg, item)
-        k = -(-T * lam // L) if stream else T * lam
-        d = max(d, k)
+    if compact:  # §3: the lanes move one operand per cycle each (lane_ports 1) for all T entries
+        d = max(d, T * lane_load(cfg, item))
     return d
 
 
