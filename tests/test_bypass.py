@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from agos.arch.load import ORGANISATIONS, LoadedArch, load_arch
-from agos.cost.bypass import decide, expected_max_binomial
+from agos.cost.bypass import decide
 from agos.cost.model import LayerContext, layer_area, simulate_pass
 from agos.errors import AgosError
 from agos.reference.bypass import rule
@@ -187,19 +187,6 @@ def test_never_keeps_every_feature_and_the_decision_is_charged():
     g = masks.geometry
     assert cost.decision_cycles == 1
     assert decide(_small("agos@systolic").arch, "bwd_data", ctx).popcount_bits == g.y_numel + g.x_numel
-
-
-def test_expected_max_binomial_against_enumeration():
-    import itertools
-
-    n, p, count = 2, 0.3, 3
-    expect = 0.0
-    for draws in itertools.product(range(n + 1), repeat=count):
-        prob = 1.0
-        for k in draws:
-            prob *= [0.49, 0.42, 0.09][k]
-        expect += prob * max(draws)
-    assert expected_max_binomial(n, p, count) == pytest.approx(expect)
 
 
 def test_realizations_pay_for_their_hardware():

@@ -151,13 +151,8 @@ def _compaction(arch: Arch, t: AreaTable) -> dict[str, float]:
                 (domain - cols) * window * vbits * (t.register_bit + t.mux2_bit)
                 + cols * (_mux(per_lane * window, vbits, t) - _mux(window, vbits, t))
             )
-    if s.lanes == "matched":
-        if o.sync == "lockstep":  # per array: the fold's union spread over the lanes, and the lane table
-            out["compaction lane assignment"] = (
-                domain * _log2(domain) * t.full_adder + cols * _log2(domain) * t.register_bit
-            )
-        else:  # per row: a counter per store deals each needed channel to its slot
-            out["compaction slot counters"] = rows * cols * _log2(-(-domain // cols) + 1) * t.full_adder
+    if s.lanes == "matched":  # per row: a counter per lane deals each needed channel to its slot
+        out["compaction slot counters"] = rows * cols * _log2(-(-domain // cols) + 1) * t.full_adder
     return out
 
 

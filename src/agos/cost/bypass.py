@@ -40,17 +40,6 @@ def break_even(value_bytes: int) -> float:
     return 1 - 1 / (8 * value_bytes)
 
 
-def expected_max_binomial(n: int, p: float, count: int) -> float:
-    """E[max of `count` independent Binomial(n, p)]: Σ_k P(max ≥ k)."""
-    if n <= 0 or p <= 0:
-        return 0.0
-    total, cdf = 0.0, 0.0
-    for k in range(n):
-        cdf += math.comb(n, k) * p**k * (1 - p) ** (n - k)
-        total += 1 - min(1.0, cdf) ** count
-    return total
-
-
 def _decides(arch: Arch, pass_: str) -> bool:
     if arch.ideal or arch.skipping.bypass == "never":
         return False
@@ -137,11 +126,6 @@ def join_ratio(arch: Arch, ctx: LayerContext, rho_x: float, rho_dy: float) -> fl
     return max(t_mean * two, (base + bitmaps) / bw) / before
 
 
-def lane_rate(arch: Arch) -> int:
-    """Operands a compaction lane delivers per cycle on `systolic` (§3): `lane_ports`, default 1."""
-    return arch.skipping.lane_ports or 1
-
-
 def _popcount_bits(arch: Arch, pass_: str, ctx: LayerContext) -> int:
     """Each mask is counted once, as it is written: X for FWD, dY and the needed-dX mask for BWD-D
     (dY for BWD-W when the layer has no BWD-D)."""
@@ -157,10 +141,10 @@ def output_ratio(arch: Arch, ctx: LayerContext, stream: bool) -> float:
     """Output skip's predicted BWD-D time over the same pass without it (§11), from the layer's
     shape, the arch, the dY and needed-dX densities and the slot counts the compaction unit forms
     as the needed-dX mask is written. Items of mean stream length T̄ walk a fraction f of it
-    (stream skip: max(1/L, dY density)); a lockstep fold lasts fd + max(F, K, bytes / BW), its
-    lane conflicts K estimated from the chance u that a channel is in the union of R positions'
-    needs; independent rows pay their store conflicts (known per slot), one fill/drain per store
-    chunk and the partial sums that leave the PEs between chunks."""
+    (stream skip: max(1/L, dY density)) and pay their lane conflicts (known per slot); a lockstep
+    fold lasts fd + max(F, bytes / BW), its column operands the union of R positions' needs
+    (each channel in it with chance u); independent rows pay one fill/drain per store chunk and
+    the partial sums that leave the PEs between chunks."""
     masks, o, sk = ctx.masks, arch.organisation, arch.skipping
     g = masks.geometry
     lay = ctx.layout("bwd_data")
@@ -182,7 +166,7 @@ def output_ratio(arch: Arch, ctx: LayerContext, stream: bool) -> float:
     needed = ctx.needed()
     if compacted:
         tiles = compaction_tiles(arch, lay, g.w_numel * vb, capacity)
-        sets = ctx.slot_sets(cols, not arch.lockstep and sk.lanes == "matched")
+        sets = ctx.slot_sets(cols, sk.lanes == "matched")
         n_on = sum(len(sets.items(t)[0]) for t in tiles)
         width_on = sum(int(sets.items(t)[2].sum()) for t in tiles) / max(1, n_on)  # |S| per item
     else:  # static (or compacted with packed groups): a (position, tile) item exists if needed there
@@ -194,25 +178,21 @@ def output_ratio(arch: Arch, ctx: LayerContext, stream: bool) -> float:
         width_on = width_off
     if not n_on:
         return 0.0
+    f_on = f  # per item, the slower of its walk and its lane conflicts (known per slot)
+    if compacted and sk.lanes == "modulo":
+        ports = sk.lane_ports or 1
+        loads = [ceil_div(int(x), ports) for t in tiles for x in sets.loads(t)]
+        f_on = sum(max(f, walk * x) for x in loads) / len(loads)
     if arch.lockstep:
         fd = o.fd if o.fill_drain == "per_fold" else 0
-        lanes, union = f, width_off
-        if compacted:
-            widest = max(t.per_group for t in tiles)
-            share = 1 - (1 - rho_dx) ** rows  # a channel is in the union of R positions' needs
-            union = widest * share
-            if sk.lanes == "modulo":
-                load = expected_max_binomial(ceil_div(widest, cols), share, cols)
-            elif sk.lanes == "matched":
-                load = max(1.0, union / cols)
-            else:
-                load = 0.0
-            lanes = max(f, load / lane_rate(arch))
+        union = width_off
+        if compacted:  # a channel is in the union of R positions' needs with chance u
+            union = max(t.per_group for t in tiles) * (1 - (1 - rho_dx) ** rows)
         fold_on = rows * (stream_bytes + width_on * vb) + t_mean * union * vb
         fold_off = rows * (stream_bytes + width_off * vb) + t_mean * width_off * vb
-        on = n_on / rows * (fd + max(t_mean * lanes, fold_on / bw))
+        on = n_on / rows * (fd + max(t_mean * f_on, fold_on / bw))
         off = n_off / rows * (fd + max(t_mean * f, fold_off / bw))
-        work = n_on * lanes / (n_off * f) if f else math.inf
+        work = n_on * f_on / (n_off * f) if f else math.inf
     else:
         fd = o.fd
         per = store_channels(arch, tiles, compacted)
@@ -221,11 +201,6 @@ def output_ratio(arch: Arch, ctx: LayerContext, stream: bool) -> float:
         if not e_on:
             return math.inf  # the stores cannot hold one block of the compacted stream
         j_on, j_off = ceil_div(g.k_per_group, e_on), ceil_div(g.k_per_group, e_off)
-        f_on = f
-        if compacted and sk.lanes == "modulo":
-            ports = sk.lane_ports or 1
-            loads = [ceil_div(int(x), ports) for t in tiles for x in sets.loads(t)]
-            f_on = sum(max(f, walk * x) for x in loads) / len(loads)
         channels = lay.ch * lay.groups  # every tile's store is loaded with its channels, per chunk
         bytes_on = n_on * (stream_bytes + width_on * (vb + 2 * ab * (j_on - 1)))
         bytes_on += j_on * e_on * taps * vb * channels

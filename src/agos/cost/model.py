@@ -318,9 +318,16 @@ def _setup(pass_: str, ctx: LayerContext, arch: Arch) -> _Pass:
     tiles = compaction_tiles(arch, lay, tensors.b_bytes, capacity) if compacted else None
     if tiles is None:
         tiles = channel_tiles(lay.groups, lay.ch, o.pe_array.cols)
-    by_store = compacted and not arch.lockstep and arch.skipping.lanes == "matched"
+    by_store = compacted and arch.skipping.lanes == "matched"
     sets = ctx.slot_sets(o.pe_array.cols, by_store) if compacted else None
     return _Pass(pass_, ctx, arch, lay, tiles, tensors, capacity, compacted, sets)
+
+
+def lane_conflicts(arch: Arch, compacted: bool) -> bool:
+    """Compacted items serialise the channels of their set that share a lane (c mod C) on their
+    row's crossbar, on both organisations (§3, §4): lanes `modulo`. Slots with one channel per lane
+    (`matched`) and a lane per domain channel (`full`) have none."""
+    return compacted and arch.skipping.lanes == "modulo"
 
 
 def _lockstep_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
@@ -337,7 +344,7 @@ def _lockstep_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
     def compute_for(a: int, sigma: int):
         if sigma not in item_cache:
             part = None if sigma == 1 else uniform_blocks(pass_, g, sigma)
-            item_cache[sigma] = p.items_for(part, per_store_loads=False)
+            item_cache[sigma] = p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted))
         items = item_cache[sigma]
         block_of_row = p.blocks_of(a)
         done: dict[int, schedule.BlockCompute] = {}
@@ -365,8 +372,7 @@ def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
     opts = arch.skipping.of(pass_)
     vb = o.precision.value_bytes
     part = store_chunks(pass_, p.masks, o.pe_store_entries // store_channels(arch, p.tiles, p.compacted))
-    modulo_conflicts = p.compacted and arch.skipping.lanes == "modulo"
-    chunk_items = p.items_for(part, per_store_loads=modulo_conflicts)
+    chunk_items = p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted))
     eps = np.array(part.entries, np.int64)
     store_load = []
     for tile in p.tiles:

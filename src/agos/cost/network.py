@@ -212,13 +212,22 @@ def equal_area_candidates(target: float, base: LoadedArch) -> list[LoadedArch]:
     """Dense designs on `base`'s organisation whose area is at most `target`: more PEs (one row or
     column at a time, the smaller side first) or more buffer (64 KiB at a time), each as far as
     the area allows. The plain dense twin when no step fits; nothing when even it is larger."""
-    twin = base.arch.twin()
-    if design_area(twin, base.area).total_mm2 > target:
+    return [
+        _dense(base, org, f"{base.source}, dense, {tag}")
+        for org, tag in grown_organisations(base.arch.twin(), base.area, target)
+    ]
+
+
+def grown_organisations(arch: Arch, table, target: float) -> list[tuple[Organisation, str]]:
+    """`arch`'s organisation with more PEs (one row or column at a time, the smaller side first)
+    and with more buffer (64 KiB at a time), each as far as `target` mm² allows, tagged with what
+    grew ('twin' when nothing fits); nothing when `arch` itself is larger."""
+    if design_area(arch, table).total_mm2 > target:
         return []
-    org = twin.organisation
+    org = arch.organisation
 
     def area(o) -> float:
-        return design_area(twin.model_copy(update={"organisation": o}), base.area).total_mm2
+        return design_area(arch.model_copy(update={"organisation": o}), table).total_mm2
 
     r0, c0 = org.pe_array.rows, org.pe_array.cols
 
@@ -240,13 +249,10 @@ def equal_area_candidates(target: float, base: LoadedArch) -> list[LoadedArch]:
     rows, cols = pes(_furthest(lambda k: area(with_pes(k)) <= target))
     steps = _furthest(lambda k: area(with_buffer(k)) <= target)
     buffer = org.memory.global_buffer_bytes + steps * BUFFER_STEP
-    out = []
     pe_org = org.model_copy(update={"pe_array": org.pe_array.model_copy(update={"rows": rows, "cols": cols})})
     buf_org = org.model_copy(update={"memory": org.memory.model_copy(update={"global_buffer_bytes": buffer})})
-    for o, tag in ((pe_org, f"{rows}x{cols} PEs"), (buf_org, _bytes(buffer))):
-        same = o == org
-        out.append(_dense(base, o, f"{base.source}, dense, {'twin' if same else tag}"))
-    return out
+    grown = ((pe_org, f"{rows}x{cols} PEs"), (buf_org, _bytes(buffer)))
+    return [(o, "twin" if o == org else tag) for o, tag in grown]
 
 
 def always_on(arch: Arch) -> Arch | None:

@@ -174,9 +174,9 @@ def _row_work(mp: PassMapping, item: Item, part: range) -> RowWork:
                 lists.append(walk)  # all PEs of a one-sided row advance together along its stream
             if mp.pass_ == "bwd_weight":
                 b[k] = sum(1 for t in nonzero if t.operand[k])
-        if mp.rows and item.channel_set is not None and mp.arch.skipping.lanes != "full":
-            # §4: compacted items pay store conflicts; channel c lives in store c mod C, whose
-            # `lane_ports` read ports serve that many of them per cycle
+        if item.channel_set is not None and mp.arch.skipping.lanes == "modulo":
+            # §2.3: compacted items pay their lane conflicts on their row's crossbar; channel c lives
+            # on lane (store) c mod C, whose `lane_ports` ports serve that many of them per cycle
             load = max(sum(1 for c in item.channel_set if c % mp.C == lane) for lane in range(mp.C))
             ports = mp.arch.skipping.lane_ports or 1
             floor = max(floor, len(walk) * ceil_div(load, ports))
@@ -229,10 +229,6 @@ def tally_macs(mp: PassMapping, work: RowWork, tally: Tally) -> None:
 # ---- §3: lockstep ----------------------------------------------------------------------------------
 
 
-def lanes_per_cycle(mp: PassMapping) -> int:
-    """Operands one compaction lane delivers per cycle through the crossbar: `lane_ports`, else 1
-    (a stream window stages operands for the PEs; it does not widen the crossbar)."""
-    return mp.arch.skipping.lane_ports or 1
 
 
 def lockstep_tile(
@@ -256,17 +252,10 @@ def lockstep_tile(
             for start in range(0, len(works), mp.R):
                 fold = works[start : start + mp.R]
                 t_max = max(w.T for w in fold)
-                # the lane-conflict bound K (compacted outputs)
-                K = 0
+                # the union of the items' channel sets: the fold's column operands (compacted)
                 union: set[int] = set()
                 for w in fold:
                     union.update(w.item.channel_set or ())
-                if mp.compacted and mp.arch.skipping.lanes != "full":
-                    if mp.arch.skipping.lanes == "matched":  # the union spread evenly over the lanes
-                        load = ceil_div(len(union), mp.C)
-                    else:  # channel c on lane c mod C
-                        load = max(sum(1 for c in union if c % mp.C == lane) for lane in range(mp.C))
-                    K = ceil_div(t_max * load, lanes_per_cycle(mp))
                 # the fold's buffer bytes Bf (§5)
                 width = len(union) if mp.compacted else tile.width
                 columns = t_max * width * mp.vb + (width * ceil_div(t_max, 8) if mp.two_sided else 0)
@@ -276,7 +265,7 @@ def lockstep_tile(
                 psum_read = sum(x[1] for x in sums)
                 outputs = sum(x[2] for x in sums)
                 bf = streams + psum_write + psum_read + outputs + columns
-                floor = max(K, ceil_div(bf, bw))
+                floor = ceil_div(bf, bw)
                 key = ("fold", *(id(w) for w in fold), floor)
                 if key not in mp.memo:  # the same fold recurs in other candidate tilings
                     mp.memo[key] = step_lockstep(fold, floor)

@@ -5,7 +5,7 @@ agos.cost.bypass; the two must agree on every decision (tests/test_bypass.py).""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import comb, inf
+from math import inf
 
 from agos.arch.schema import Arch
 from agos.reference.mapping import PassMapping, ceil_div
@@ -32,20 +32,6 @@ def _numel(nested) -> int:
     if isinstance(nested, list):
         return sum(_numel(x) for x in nested)
     return 1
-
-
-def _p_max_at_least(k: int, n: int, p: float, count: int) -> float:
-    cdf = 0.0
-    for i in range(k):
-        cdf += comb(n, i) * p**i * (1 - p) ** (n - i)
-    return 1 - min(1.0, cdf) ** count
-
-
-def _mean_busiest_lane(n: int, p: float, count: int) -> float:
-    """The expected largest of `count` lane loads, each Binomial(n, p)."""
-    if n <= 0 or p <= 0:
-        return 0.0
-    return sum(_p_max_at_least(k, n, p, count) for k in range(1, n + 1))
 
 
 def rule(pass_: str, masks: LayerMasks, arch: Arch) -> RuleOutcome:
@@ -166,26 +152,24 @@ def _predicted(masks: LayerMasks, arch: Arch, stream: bool, dy_density: float) -
     off_width = sum(t.width for t in off.tiles) / len(off.tiles)
     on_width = sum(item.width for item in on_items) / n_on if on.compacted else off_width
     R, C = org.pe_array.rows, org.pe_array.cols
+    f_on = frac
+    if on.compacted and sk.lanes == "modulo":  # each slot's lane conflicts, from its channel set
+        ports = sk.lane_ports or 1
+        per_item = []
+        for item in on_items:
+            load = max(sum(1 for c in item.channel_set if c % C == lane) for lane in range(C))
+            per_item.append(max(frac, walk * ceil_div(load, ports)))
+        f_on = sum(per_item) / len(per_item)
     if org.sync == "lockstep":
         fd = org.fd if org.fill_drain == "per_fold" else 0
-        per_entry, union = frac, off_width
+        union = off_width
         if on.compacted:
-            w = max(len(t.channels) for t in on.tiles)
-            u = 1 - (1 - dx_density) ** R
-            union = w * u
-            if sk.lanes == "modulo":
-                load = _mean_busiest_lane(ceil_div(w, C), u, C)
-            elif sk.lanes == "matched":
-                load = max(1.0, union / C)
-            else:
-                load = 0.0
-            rate = sk.lane_ports if sk.lane_ports is not None else 1
-            per_entry = max(frac, load / rate)
+            union = max(len(t.channels) for t in on.tiles) * (1 - (1 - dx_density) ** R)
         fold_on = R * (entry_bytes + on_width * vb) + t_bar * union * vb
         fold_off = R * (entry_bytes + off_width * vb) + t_bar * off_width * vb
-        t_on = n_on / R * (fd + max(t_bar * per_entry, fold_on / bw))
+        t_on = n_on / R * (fd + max(t_bar * f_on, fold_on / bw))
         t_off = n_off / R * (fd + max(t_bar * frac, fold_off / bw))
-        work = n_on * per_entry / (n_off * frac) if frac else inf
+        work = n_on * f_on / (n_off * frac) if frac else inf
     else:
         fd = org.fd
         E = org.pe_store_entries
@@ -200,14 +184,6 @@ def _predicted(masks: LayerMasks, arch: Arch, stream: bool, dy_density: float) -
             return inf
         kg = g.k // g.groups
         j_on, j_off = ceil_div(kg, blocks_on), ceil_div(kg, blocks_off)
-        f_on = frac
-        if on.compacted and sk.lanes == "modulo":
-            ports = sk.lane_ports or 1
-            per_item = []
-            for item in on_items:
-                load = max(sum(1 for c in item.channel_set if c % C == lane) for lane in range(C))
-                per_item.append(max(frac, walk * ceil_div(load, ports)))
-            f_on = sum(per_item) / len(per_item)
         all_channels = (g.c // g.groups) * g.groups
         b_on = n_on * (entry_bytes + on_width * (vb + 2 * ab * (j_on - 1)))
         b_on = b_on + j_on * blocks_on * taps * vb * all_channels

@@ -287,7 +287,7 @@ class PassMapping:
                 slots = {}
                 for position, row in sets[ws]:
                     need = [c for c in self.needed_channels(grp, position) if c in tile.channels]
-                    if self.rows and self.arch.skipping.lanes == "matched":
+                    if self.arch.skipping.lanes == "matched":
                         # slot j: the j-th needed channel of every store (channel c lives in store c mod C)
                         by_store: dict[int, list[int]] = {}
                         for c in need:

@@ -124,8 +124,8 @@ def model_duration(cfg: RowConfig, item: RtlItem) -> int:
         d = max(b, -(-s // cfg.broadcast), -(-T // L))
     else:
         d = max(s, -(-T // L))
-    if compact:  # §3: the lanes move one operand per cycle each (lane_ports 1) for all T entries
-        d = max(d, T * lane_load(cfg, item))
+    if compact:  # §2.3: the row's crossbar moves one operand per lane per cycle, λ per walked entry
+        d = max(d, (s if stream else T) * lane_load(cfg, item))
     return d
 
 

@@ -16,7 +16,6 @@ from agos.progress import progress_bar
 
 STRUCTURES = ("independent", "channels", "planes", "positions", "blobs:2", "blobs:4")
 ZEROS = (0.3, 0.5, 0.7, 0.9)
-BUFFER_STEP = 64 * 1024
 
 
 class _Record(BaseModel):
@@ -72,37 +71,16 @@ def input_only(org: str) -> list[LoadedArch]:
 
 
 def grown(loaded: LoadedArch, target: float) -> list[LoadedArch]:
-    """The design with more PEs (a row or column at a time, the smaller side first) or more buffer
-    (64 KiB at a time), each as far as `target` mm² allows; itself when no step fits, nothing when
-    even it is larger."""
-    arch = loaded.arch
-    if design_area(arch, loaded.area).total_mm2 > target:
-        return []
-    org = arch.organisation
+    """The design with more PEs or more buffer, each as far as `target` mm² allows (the growth of
+    the equal-area dense candidates, `cost.network.grown_organisations`, applied to a skipping
+    design); itself when no step fits, nothing when even it is larger."""
+    from agos.cost.network import grown_organisations
 
-    def area(o) -> float:
-        return design_area(arch.model_copy(update={"organisation": o}), loaded.area).total_mm2
-
-    rows, cols = org.pe_array.rows, org.pe_array.cols
-    while True:
-        nr, nc = (rows + 1, cols) if rows <= cols else (rows, cols + 1)
-        o = org.model_copy(update={"pe_array": org.pe_array.model_copy(update={"rows": nr, "cols": nc})})
-        if area(o) > target:
-            break
-        rows, cols = nr, nc
-    buffer = org.memory.global_buffer_bytes
-    while True:
-        mem = org.memory.model_copy(update={"global_buffer_bytes": buffer + BUFFER_STEP})
-        if area(org.model_copy(update={"memory": mem})) > target:
-            break
-        buffer += BUFFER_STEP
-    out = []
-    pe = org.model_copy(update={"pe_array": org.pe_array.model_copy(update={"rows": rows, "cols": cols})})
-    buf = org.model_copy(update={"memory": org.memory.model_copy(update={"global_buffer_bytes": buffer})})
-    for o, tag in ((pe, f"{rows}x{cols} PEs"), (buf, f"{buffer // 1024} KiB")):
-        name = arch.name if o == org else f"{arch.name}[{tag}]"
-        out.append(loaded.with_arch(arch.model_copy(update={"name": name, "organisation": o})))
-    return list({d.arch.organisation: d for d in out}.values())
+    out = {}
+    for org, tag in grown_organisations(loaded.arch, loaded.area, target):
+        name = loaded.name if tag == "twin" else f"{loaded.name}[{tag}]"
+        out[org] = loaded.with_arch(loaded.arch.model_copy(update={"name": name, "organisation": org}))
+    return list(out.values())
 
 
 def phase(
