@@ -99,12 +99,13 @@ class LayerContext:
         self._rows: RowCounts | None = None
         self._both_full: dict[tuple, np.ndarray] = {}
         self._sets: dict[int, SlotSets] = {}
+        self.tilings: dict = {}  # cost.tiling's byte shares by (pass tensors, channel tiles): any design's
         self.passes: dict[tuple, PassCost] = {}  # by timing key: shared by designs
 
     def view(self) -> LayerContext:
         """A context on the same masks and counts sharing this one's design-independent structures
-        (layouts, needed channels, block and row counts, slot sets), with no timed passes: a run on
-        it times every pass itself, exactly as on a fresh context."""
+        (layouts, needed channels, block and row counts, slot sets, the tilings' byte shares), with no
+        timed passes: a run on it times every pass itself, exactly as on a fresh context."""
         view = LayerContext(self.masks, self.work)
         view._layout, view._blocks, view._both_full, view._sets = (
             self._layout,
@@ -113,6 +114,7 @@ class LayerContext:
             self._sets,
         )
         view._needed, view._rows = self._needed, self._rows
+        view.tilings = self.tilings
         return view
 
     def absorb(self, view: LayerContext) -> None:
@@ -377,6 +379,7 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
         compute_for,
         f"layer {masks.name} {pass_} on {arch.name}",
         o.fd if arch.lockstep and o.fill_drain == "overlapped" else 0,
+        ctx.tilings,
     )
     items, blocks = computed[(plan.a, plan.sigma)]
     actions = _actions(items, blocks, plan, arch, compacted)
