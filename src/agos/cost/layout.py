@@ -130,8 +130,10 @@ class NeededChannels:
 
 def needed_channels(masks: LayerMasks, lay: PassLayout) -> NeededChannels:
     g = masks.geometry
-    dx = masks.dx_needed.reshape(g.n, g.groups, g.c_per_group, g.h, g.w)
-    rows = dx.permute(1, 0, 3, 4, 2).reshape(g.groups, g.n * g.h * g.w, g.c_per_group).contiguous().numpy()
+    dx = masks.dx_needed.numpy().reshape(g.n, g.groups, g.c_per_group, g.h * g.w)
+    rows = np.empty((g.groups, g.n, g.h * g.w, g.c_per_group), bool)  # numpy transposes bools 3x faster
+    rows[...] = dx.transpose(1, 0, 3, 2)
+    rows = rows.reshape(g.groups, g.n * g.h * g.w, g.c_per_group)
     identity = bool((lay.order == np.arange(lay.order.size)).all())
     return NeededChannels(rows if identity else np.ascontiguousarray(rows[:, lay.order]))
 
