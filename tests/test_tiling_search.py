@@ -74,7 +74,7 @@ def test_fit_check_on_the_frontiers_equals_the_check_of_every_tile(huge):
     """A blocking fits a capacity exactly when its largest tile (A + B + O') does: the check on the
     frontiers of the blocks' attributes says yes at that size and no one byte below."""
     checked = 0
-    for seed in range(40):
+    for seed in range(25):
         for shares, a, cols, stream in _blockings(seed, huge):
             t = shares.t
             partial = t.partial_always or len(stream.ranges) > 1
@@ -82,7 +82,7 @@ def test_fit_check_on_the_frontiers_equals_the_check_of_every_tile(huge):
             assert shares.fits(a, cols, stream, largest), (seed, t.pass_, a, cols.b, stream.sigma)
             assert not shares.fits(a, cols, stream, largest - 1), (seed, t.pass_, a, cols.b, stream.sigma)
             checked += 1
-    assert checked > 2000
+    assert checked > 1000
 
 
 @pytest.mark.parametrize("huge", [False, True])
@@ -111,7 +111,7 @@ def _fixed_layer(seed: int) -> LayerMasks:
     return LayerMasks("fixed", g, True, x_nz, dy_nz, dx, False)
 
 
-@pytest.mark.parametrize("seed", [*range(1, 13), -1, -2])
+@pytest.mark.parametrize("seed", [*range(1, 7), -1, -2])
 def test_tilings_shared_between_designs_equal_tilings_made_afresh(seed):
     """Every design of a layer timed on one context (position, stream and channel blocks and byte
     shares made once and kept) gets exactly what it gets on a context of its own."""
@@ -146,7 +146,7 @@ def test_tilings_shared_between_designs_equal_tilings_made_afresh(seed):
     assert len(shared.tilings) > 3
 
 
-@pytest.mark.parametrize("seed", [*range(1, 21), -1, -2])
+@pytest.mark.parametrize("seed", [*range(1, 11), -1, -2])
 def test_blocks_kept_for_a_layer_equal_blocks_made_afresh(seed):
     """Position, stream and channel blocks and byte shares kept in one layer's `shared` for all its
     passes, tile lists and tensor sizes equal the ones a fresh `Shares` makes."""
