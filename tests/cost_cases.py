@@ -84,6 +84,10 @@ def shrunk(preset: str, organisation: str, seed: int) -> LoadedArch:
             "lookahead": r.choice([1, 2, 3, 3, "inf"]),
             "broadcast_width": r.choice([1, 1, 2]),
             "compaction_domain": r.choice([1, 2, 4, 8, 64]),
+            "lanes": r.choice(["modulo", "modulo", "matched", "full"]),
+            "lane_ports": r.choice([None, None, 1, 2, 4]),
+            "bypass": r.choice(["rule", "rule", "never"]),
+            "bypass_margin": r.choice([0.0, 0.02, 0.2]),
         }
     )
     arch = a.model_copy(update={"organisation": org, "skipping": skipping})

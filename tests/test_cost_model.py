@@ -30,6 +30,8 @@ from tests.cost_cases import random_layer, shrunk
 
 
 def _design(ref: str, rows=4, cols=4, fd=None, banks=64, buffer=1 << 20, **skipping) -> LoadedArch:
+    """The timing rules themselves: every feature on (`bypass: never`) unless a test says otherwise."""
+    skipping.setdefault("bypass", "never")
     base = load_arch(ref)
     o = base.arch.organisation
     org = o.model_copy(

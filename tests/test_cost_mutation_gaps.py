@@ -53,7 +53,8 @@ def _small(ref: str, dram_gbps: float = 4.0, buffer: int = 4 * KIB) -> LoadedArc
             "pe_store_entries": 32,
         }
     )
-    arch = base.arch.model_copy(update={"organisation": org})
+    skipping = base.arch.skipping.model_copy(update={"bypass": "never"})  # the mechanisms, every one on
+    arch = base.arch.model_copy(update={"organisation": org, "skipping": skipping})
     return base.with_arch(type(arch).model_validate(arch.model_dump()))
 
 
@@ -255,41 +256,39 @@ def test_compaction_domains_of_a_width_that_is_not_a_multiple_of_the_columns(ref
     assert fast.items == want
 
 
-def test_lockstep_lane_conflicts_round_up_over_the_window():
-    """§3 by hand: BWD-D of a 1×1 conv (K = 3 output channels, so T = 3 dY taps per input pixel)
-    with all dY zero, on 2 × 2 PEs, stream skip with L = 2, compacted outputs. Two positions need
-    dX channels {0, 2} and {4}: one slot each, one fold of both; each item lasts ⌈T / L⌉ = 2, but
-    the fold's channel union {0, 2, 4} puts 3 channels on lane 0 (c mod 2), so
-    K = ⌈T_max · load / L⌉ = ⌈3 · 3 / 2⌉ = 5 (not ⌊9 / 2⌋ = 4). Bytes: stream 0·vb + ⌈3/8⌉ = 1 per
-    item, outputs |S|·vb = 4 + 2, columns T_max·|U|·vb = 18: 26 bytes, one cycle at 512 per cycle.
-    FD = 0: the pass's compute is 5, and the independent reference agrees."""
-    conv = torch.nn.Conv2d(6, 3, 1)
-    xs = torch.zeros(1, 6, 1, 2)
+def test_lane_conflicts_serialise_per_item_and_ports_round_up():
+    """§2.3 on `systolic` (the RTL row's rule, docs/rtl.md): a compacted item's channels that share
+    a lane (c mod C) cross its row's crossbar one per cycle per port. One position needs dX channels
+    {0, 3, 6} of 9 (C = 3, one domain): one slot, all three on lane 0, λ = 3. dY dense over T = 3
+    taps, L = 2: the walk is max(s, ⌈T/L⌉) = 3; with q = 2 ports the lanes take 3 · ⌈3 / 2⌉ = 6
+    cycles (a floor would give 3), with q = 1 they take 9. FD = 0; the reference agrees."""
+    conv = torch.nn.Conv2d(9, 3, 1)
+    xs = torch.zeros(1, 9, 1, 1)
     g = geometry_of(conv, xs, conv(xs), "l")
     needed = torch.zeros(g.x_shape, dtype=torch.bool)
-    needed[0, [0, 2], 0, 0] = True
-    needed[0, 4, 0, 1] = True
+    needed[0, [0, 3, 6], 0, 0] = True
     masks = LayerMasks(
-        "l", g, True, torch.ones(g.x_shape, dtype=torch.bool), torch.zeros(g.y_shape, dtype=torch.bool),
+        "l", g, True, torch.ones(g.x_shape, dtype=torch.bool), torch.ones(g.y_shape, dtype=torch.bool),
         needed, False,
     )  # fmt: skip
     base = load_arch("agos@systolic")
     o = base.arch.organisation
     org = o.model_copy(
         update={
-            "pe_array": o.pe_array.model_copy(update={"rows": 2, "cols": 2}),
+            "pe_array": o.pe_array.model_copy(update={"rows": 2, "cols": 3}),
             "memory": o.memory.model_copy(
                 update={"global_buffer_bytes": 1 << 20, "buffer_banks": 64, "bank_width_bytes": 8}
             ),
             "fill_drain_cycles": 0,
         }
     )
-    skipping = base.arch.skipping.model_copy(update={"lookahead": 2, "compaction_domain": 64})
-    arch = base.arch.model_copy(update={"organisation": org, "skipping": skipping})
-    loaded = base.with_arch(type(arch).model_validate(arch.model_dump()))
-    fast = simulate_pass("bwd_data", LayerContext(masks, layer_work(masks)), loaded, layer_area(loaded))
-    assert fast.items == 2
-    assert fast.compute_cycles == 5
-    assert fast.components["work"] == 2
-    ref_pass = reference_pass("bwd_data", masks, loaded.arch)
-    assert (fast.cycles, fast.tile_compute) == (ref_pass.cycles, ref_pass.tile_compute)
+    for ports, compute in ((2, 6), (1, 9)):
+        skipping = base.arch.skipping.model_copy(
+            update={"lookahead": 2, "compaction_domain": 9, "lane_ports": ports, "bypass": "never"}
+        )
+        arch = base.arch.model_copy(update={"organisation": org, "skipping": skipping})
+        loaded = base.with_arch(type(arch).model_validate(arch.model_dump()))
+        fast = simulate_pass("bwd_data", LayerContext(masks, layer_work(masks)), loaded, layer_area(loaded))
+        assert (fast.items, fast.compute_cycles) == (1, compute)
+        ref_pass = reference_pass("bwd_data", masks, loaded.arch)
+        assert (fast.cycles, fast.tile_compute) == (ref_pass.cycles, ref_pass.tile_compute)

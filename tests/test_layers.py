@@ -33,6 +33,7 @@ ORDER = [
     "reproduce",
     "trajectory",
     "sweep",
+    "search",
     "reproduce.run",
     "cli",
     "__main__",

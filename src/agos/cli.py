@@ -399,6 +399,10 @@ def simulate(
     workers: Annotated[
         int | None, typer.Option("--workers", help="processes to split the layers between (default: auto)")
     ] = None,
+    oracle: Annotated[
+        bool,
+        typer.Option("--oracle", help="also run every feature always on: the bypass rule's per-layer oracle"),
+    ] = False,
     max_folds: Annotated[
         int, typer.Option("--max-folds", help="refuse a run of more PE-array folds (docs/limits.md)")
     ] = MAX_FOLDS,
@@ -424,7 +428,7 @@ def simulate(
     if note:
         typer.echo(note, err=True)
     sections = ["realised", "bounds", "simulation"]  # the counts come out of the simulation's pass
-    analysis = analyse(trace, source, sections, designs, workers=workers, lookahead=windows)
+    analysis = analyse(trace, source, sections, designs, workers=workers, lookahead=windows, oracle=oracle)
     report.print_table(analysis, per_layer=per_layer)
     if json_out:
         model.write(analysis, json_out)
@@ -464,6 +468,92 @@ def sweep(
 
     with claim_output(out, "sweep", {"spec": str(spec.resolve())}, f"spec {spec}", force):
         run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot)
+
+
+@app.command()
+def search(
+    traces: Annotated[list[Path], typer.Argument(metavar="TRACE...", help="trace directories")],
+    out: Annotated[Path, typer.Option("--out", help="folder for designs, stages, search.json and plots")],
+    space: Annotated[
+        Path | None, typer.Option("--space", help="a search-space YAML (default: the shipped one)")
+    ] = None,
+    density: Annotated[
+        str,
+        typer.Option("--density", help="comma-separated density sources, e.g. real,profile:sparsetrain:last"),
+    ] = "real",
+    seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Dask worker processes (0: serial, default: the cores)")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="address of a running dask.distributed scheduler")
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Per network and organisation, the fastest design with output skipping and the fastest
+    without at each area budget: Pareto fronts over the realizations, window, array and buffer."""
+    from agos.fileio import claim_output
+    from agos.search import report
+    from agos.search.run import run_search
+    from agos.search.space import load_space
+
+    densities = [d.strip() for d in density.split(",") if d.strip()]
+    if not densities:
+        raise AgosError("--density needs at least one source")
+    chosen = load_space(space)
+    names = [str(t.resolve()) for t in traces]
+    run = {"traces": names, "space": chosen.model_dump(mode="json"), "densities": densities, "seed": seed}
+    with claim_output(out, "search", run, f"search of {len(names)} traces", force):
+        result = run_search([str(t) for t in traces], out, chosen, densities, seed, workers, scheduler)
+        report.print_table(result)
+        for path in report.write(result, out):
+            print(f"wrote {path}")
+
+
+@app.command()
+def phase(
+    trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory (its geometry)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for phase.json and phase.png")],
+    structures: Annotated[
+        str, typer.Option("--structures", help="comma-separated mask structures (docs/density.md)")
+    ] = "independent,channels,planes,positions,blobs:2,blobs:4",
+    zeros: Annotated[str, typer.Option("--zeros", help="comma-separated zero fractions")] = "0.3,0.5,0.7,0.9",
+    organisation: Annotated[
+        str, typer.Option("--organisation", help="systolic, rows or both")
+    ] = "systolic,rows",
+    seed: Annotated[int, typer.Option("--seed", help="seed of the statistical masks")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Where output skipping pays: per realization, backprop speedup over the best input-only design
+    of equal area, against mask structure and density (the phase diagram)."""
+    from agos.fileio import atomic_file, claim_output
+    from agos.search.phase import phase as run_phase
+    from agos.search.plot import plot_phase
+
+    levels = _floats(zeros, "--zeros")
+    if any(not 0 <= z < 1 for z in levels):
+        raise AgosError("--zeros must be fractions in [0, 1)")
+    orgs = [o.strip() for o in organisation.split(",") if o.strip()]
+    if not orgs or any(o not in ("systolic", "rows") for o in orgs):
+        raise AgosError("--organisation takes systolic, rows or both")
+    kinds = [s.strip() for s in structures.split(",") if s.strip()]
+    run = {"trace": str(trace_dir.resolve()), "structures": kinds, "zeros": levels, "orgs": orgs}
+    run["seed"] = seed
+    with claim_output(out, "phase", run, f"phase diagram of {trace_dir}", force):
+        result = run_phase(str(trace_dir), orgs, kinds, levels, seed)
+        with atomic_file(out / "phase.json") as f:
+            f.write(result.model_dump_json(indent=1))
+        plot_phase(result, out / "phase.png")
+    for p in sorted(result.points, key=lambda p: -(p.speedup or 0))[:5]:
+        print(f"{p.realization} {p.structure} zeros {p.zeros:g}: ×{p.speedup:.3f} over {p.baseline}")
+    print(f"wrote {out / 'phase.json'} and {out / 'phase.png'}")
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise AgosError(f"{option} takes comma-separated numbers, got {text!r}") from None
 
 
 @app.command()

@@ -36,10 +36,12 @@ def analyse(
     workers: int | None = None,
     lookahead: list[int | str] | None = None,
     all_layers: bool = False,
+    oracle: bool = False,
 ) -> Analysis:
     """The asked-for sections of one trace under one density source. `simulation` needs `designs`
     (loaded archs); `lookahead` adds the window sensitivity to it. `sparsity` describes the trace's
-    own recorded masks, so it is refused for a statistical source."""
+    own recorded masks, so it is refused for a statistical source. `oracle` also runs each design
+    with every feature always on, for the bypass rule's per-layer oracle."""
     wanted = set(sections)
     unknown = wanted - set(SECTIONS)
     if unknown:
@@ -51,7 +53,9 @@ def analyse(
     out = {}
     summaries = None
     if "simulation" in wanted:
-        out["simulation"], summaries = _simulate(trace, source, designs, workers, lookahead, all_layers)
+        out["simulation"], summaries = _simulate(
+            trace, source, designs, workers, lookahead, all_layers, oracle
+        )
     elif wanted & COUNTED:
         summaries = _count(trace, source)
     if summaries is not None:
@@ -96,7 +100,7 @@ def _count(trace: Trace, source: DensitySource) -> list[tuple]:
     return summaries
 
 
-def _simulate(trace, source, designs, workers, lookahead, all_layers):
+def _simulate(trace, source, designs, workers, lookahead, all_layers, oracle=False):
     from agos.analysis.simulation import simulation_of
     from agos.cost.network import MaskSource, lookahead_sensitivity, simulate_network
 
@@ -110,6 +114,7 @@ def _simulate(trace, source, designs, workers, lookahead, all_layers):
         workers=workers,
         summarise=layer_summary,
         dense_macs=3 * sum(layer.macs for layer in trace.layers),
+        oracle=oracle,
     )
     sensitivity = None
     if lookahead is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import Field
+
 from agos.analysis.base import Count, Model, NonNegative, Ratio
 from agos.errors import AgosError
 from agos.workload.passes import PASSES, SPANS
@@ -105,6 +107,8 @@ class PassFigures(Model):
     energy_pj: NonNegative
     energy_breakdown_pj: dict[str, NonNegative]
     utilisation: Ratio
+    bypassed: list[str] = Field(default_factory=list)  # what the bypass rule switched off (§11)
+    decision_cycles: Count = 0  # the rule's own cycles, in `cycles`
 
 
 class LayerFigures(Model):
@@ -120,7 +124,7 @@ class DesignFigures(Model):
     """Everything one design reports. The comparisons (twin … speedup_per_area_over_twin) are given
     for the requested designs (role "design") only; the layers for those the report asked for."""
 
-    role: Literal["design", "twin", "equal-area"]
+    role: Literal["design", "twin", "equal-area", "always-on"]
     organisation: str
     preset: str | None
     description: str
@@ -149,6 +153,10 @@ class DesignFigures(Model):
     speedup_over_best_dense_equal_area: Ratio = None
     flags: list[str] | None = None
     speedup_per_area_over_twin: Ratio = None
+    bypass: Literal["rule", "never"] = "never"
+    bypassed_passes: Count | None = None  # layer passes in which the rule switched anything off
+    always_on_speedup_over_twin: SpanRatios | None = None  # every feature on (`bypass: never`)
+    oracle_speedup_over_twin: SpanRatios | None = None  # per layer and pass the best of the three
     layers: list[LayerFigures] | None = None
 
 
@@ -159,7 +167,12 @@ class Notes(Model):
     mac_bound_speedup: str = "dense MACs / the MACs this design's skipping leaves (its policy)"
     speedup_over_best_dense_equal_area: str = (
         "best dense design whose area is at most this design's "
-        "(its extra area spent on PEs or buffer, on every organisation of the run) / this design"
+        "(its extra area spent on PEs or buffer, on its own organisation and every shipped one, "
+        "with its own array, memory and precision) / this design"
+    )
+    oracle_speedup_over_twin: str = (
+        "per layer and pass the best of the bypass rule's choice, every feature on and the twin "
+        "(simulated cycles): an upper bound on any bypass rule, not a design"
     )
     iteration: str = "FWD + BWD-D + BWD-W + the vector unit's non-convolution work; backprop excludes it"
 
@@ -217,6 +230,8 @@ def _pass_figures(cost, pes: int) -> PassFigures:
         energy_pj=cost.energy_pj,
         energy_breakdown_pj=cost.energy_breakdown,
         utilisation=_ratio(cost.effective_macs, pes * cost.cycles),
+        bypassed=list(cost.bypassed),
+        decision_cycles=cost.decision_cycles,
     )
 
 
@@ -287,6 +302,7 @@ def design_figures(net: NetworkResult, name: str, layers: bool) -> DesignFigures
         "components": _components(d),
         "mapping_bound_cycles": {s: int(d.total("mapping_bound", SPANS[s])) for s in SPANS},
         "vector": {"cycles": d.vector.cycles, "by_class": d.vector.by_class, "note": d.vector.note},
+        "bypass": arch.skipping.bypass,
     }
     if d.role == "design":
         s = speedups(net, name)

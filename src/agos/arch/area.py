@@ -31,6 +31,7 @@ class AreaTable(BaseModel):
     register_bit: CellUm2
     mux2_bit: CellUm2
     and2: CellUm2
+    xnor2: CellUm2
     full_adder: CellUm2
     clock_gate: CellUm2
     logic_leakage_mw_per_mm2: float = Field(ge=0, le=1e6)
@@ -105,6 +106,56 @@ def _encoder(bits: int, t: AreaTable) -> float:
     return bits * (t.and2 + levels * t.mux2_bit)
 
 
+def _log2(n: int) -> int:
+    return math.ceil(math.log2(max(2, n)))
+
+
+def _compresses(arch: Arch) -> bool:
+    st = arch.storage
+    return "compressed" in (st.activations, st.gradients)
+
+
+def _compaction(arch: Arch, t: AreaTable) -> dict[str, float]:
+    """µm² of compacted output skipping (docs/cost-model.md §9), by how the slots' channels reach
+    the PEs (`lanes`) and how many operands a lane or store serves per cycle (`lane_ports`)."""
+    o, s = arch.organisation, arch.skipping
+    rows, cols = o.pe_array.rows, o.pe_array.cols
+    vbits = 8 * o.precision.value_bytes
+    ports = s.lane_ports or 1
+    domain = max(cols, s.compaction_domain // cols * cols)  # the widest domain: whole column tiles
+    out = {"compaction prefix sums": rows * cols * _log2(cols) * t.full_adder}
+    if s.lanes == "full" and o.sync == "lockstep":
+        # a Benes network per row from the domain's lanes to the PEs: 2·log₂N − 1 stages of N/2
+        # 2×2 switches (two muxes per bit), a configuration bit per switch (double-buffered) and
+        # a routing unit (N·log₂N adders) to set them
+        n = 2 ** _log2(domain)
+        switches = (2 * _log2(n) - 1) * n // 2
+        per_switch = 2 * _mux(2, vbits, t) + 2 * t.register_bit
+        out["compaction Benes networks"] = ports * rows * switches * per_switch
+        # (q-ported lanes: q networks)
+        out["compaction Benes routing"] = rows * n * _log2(n) * t.full_adder
+    elif s.lanes != "full":
+        # per row a C×C crossbar (C·q inputs with q-ported lanes or stores), each lane's pick of
+        # its ⌈w/C⌉ channels, ranks over the whole domain and each slot matching the lanes'
+        # destination ranks (synthesised in docs/rtl.md)
+        per_lane = -(-domain // cols)
+        out["compaction crossbars"] = rows * cols * _mux(cols * ports, vbits, t)
+        out["compaction lane picks"] = rows * (
+            cols * _mux(per_lane, vbits, t) + cols * cols * _log2(cols) * t.xnor2
+        )
+        out["compaction prefix sums"] = rows * domain * _log2(cols) * t.full_adder
+        if s.bwd_data.stream and o.sync == "lockstep":
+            # the slot's channel changes per item: every lane stages ⌈w/C⌉ channels' windows
+            window = s.window if s.window is not None else cols
+            out["compaction staged windows"] = rows * (
+                (domain - cols) * window * vbits * (t.register_bit + t.mux2_bit)
+                + cols * (_mux(per_lane * window, vbits, t) - _mux(window, vbits, t))
+            )
+    if s.lanes == "matched":  # per row: a counter per lane deals each needed channel to its slot
+        out["compaction slot counters"] = rows * cols * _log2(-(-domain // cols) + 1) * t.full_adder
+    return out
+
+
 def design_area(arch: Arch, t: AreaTable) -> AreaReport:
     """µm² of every component, converted to mm²; SRAM separately for its own leakage."""
     o, s = arch.organisation, arch.skipping
@@ -119,27 +170,38 @@ def design_area(arch: Arch, t: AreaTable) -> AreaReport:
     }
     sram_bytes: dict[str, tuple[float, int]] = {"global buffer": (o.memory.global_buffer_bytes, 1)}
     if o.sync == "independent":
-        sram_bytes["pe operand stores"] = (2 * o.pe_store_entries * o.precision.value_bytes, pes)
+        ports = 1
+        if s.bwd_data.outputs == "compacted" and s.lanes == "modulo" and not arch.ideal:
+            ports = s.lane_ports or 1  # a store with q read ports is priced as q single-ported copies
+        sram_bytes["pe operand stores"] = (2 * o.pe_store_entries * o.precision.value_bytes, pes * ports)
     window = s.window
+    depth = window if window is not None else cols  # an unbounded window: priced as C entries
+    entry = t.register_bit + t.mux2_bit  # a staged bit with its load enable (docs/rtl.md)
     if s.any_stream and not arch.ideal:
-        depth = window if window is not None else cols  # an unbounded window: priced as C entries
-        logic["stream-skip scanners"] = rows * (_encoder(depth, t) + depth * vbits * t.register_bit)
-        if o.sync == "lockstep":  # the window of column operands each PE picks from
-            logic["stream-skip operand windows"] = pes * (
-                (depth - 1) * vbits * t.register_bit + _mux(depth, vbits, t)
-            )
+        # per row: the window's values and bits with enables, two encoders, the front's position
+        # compare and advance (synthesised in docs/rtl.md: within 25 % of the RTL row)
+        logic["stream-skip scanners"] = rows * (
+            depth * (vbits + 1) * entry + 2 * _encoder(depth, t) + (depth + 1) * 16 * t.full_adder
+        )
+        if o.sync == "lockstep":  # the L staged column operands each PE picks from, with enables
+            logic["stream-skip operand windows"] = pes * (depth * vbits * entry + _mux(depth, vbits, t))
     if s.bwd_weight.pe_operand and not arch.ideal:
         bw = s.broadcast_width
-        logic["two-sided joins"] = pes * (bw * t.register_bit + _encoder(bw, t) + _mux(bw, vbits, t))
-        if bw > 1:
+        if bw == 1:  # an L-bit window of the PE's own bits (docs/rtl.md)
+            logic["two-sided joins"] = pes * (depth * entry + _mux(depth, 1, t) + t.and2)
+        else:
+            logic["two-sided joins"] = pes * (bw * t.register_bit + _encoder(bw, t) + _mux(bw, vbits, t))
             logic["wide broadcast"] = rows * (bw - 1) * vbits * t.register_bit * cols
     if s.bwd_data.outputs == "compacted" and not arch.ideal:
-        logic["compaction crossbars"] = rows * cols * _mux(cols, vbits, t)
-        logic["compaction prefix sums"] = rows * cols * math.ceil(math.log2(max(2, cols))) * t.full_adder
+        logic.update(_compaction(arch, t))
     if s.bwd_data.outputs == "static" and not arch.ideal:
-        logic["static output masks"] = rows * cols * t.and2
+        logic["static output masks"] = rows * cols * (t.and2 + entry)  # the slot mask register
     if s.zero_gating and not arch.ideal:
         logic["zero gates"] = pes * (2 * vbits * t.and2 + t.clock_gate)
+    if s.bypass == "rule" and (s.skips_work or _compresses(arch)) and not arch.ideal:
+        # docs/cost-model.md §11: a 64-bit popcount tree, a 32-bit counter per mask (X, dY, needed
+        # dX), a 32-bit comparator per feature and per layer a mode bit per feature and pass
+        logic["bypass rule"] = (63 + 3 * 32 + 4 * 32) * t.full_adder + (3 * 32 + 64 * 12) * t.register_bit
     components = {k: v / UM2_PER_MM2 for k, v in logic.items()}
     sram_mm2, sram_mw = 0.0, 0.0
     for name, (nbytes, count) in sram_bytes.items():

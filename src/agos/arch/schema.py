@@ -128,6 +128,35 @@ class Skipping(_Strict):
         le=1 << 20,
         description="compacted outputs: channels one domain may span (whole column tiles, at least one)",
     )
+    lanes: Literal["modulo", "matched", "full"] = Field(
+        "modulo",
+        description=(
+            "compacted outputs: how a slot's channels reach the PEs — modulo: channel c on lane (systolic) "
+            "or store (rows) c mod C; matched: the fold's channels spread evenly over the lanes (systolic), "
+            "slots formed with at most one channel per store (rows); full: a lane per domain channel "
+            "through a Benes network (systolic), every store holding the whole domain (rows)"
+        ),
+    )
+    lane_ports: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description=(
+            "compacted outputs: operands a lane (systolic) or a PE store (rows) serves per cycle; "
+            "default: the lookahead window with stream skip, else 1 (systolic); 1 (rows)"
+        ),
+    )
+    bypass: Literal["rule", "never"] = Field(
+        "rule",
+        description=(
+            "rule: each skipping feature and compressed format is switched on per layer and pass only "
+            "when the popcounts known before the pass predict a gain (docs/cost-model.md §11); "
+            "never: every feature always on"
+        ),
+    )
+    bypass_margin: float = Field(
+        0.02, ge=0, lt=1, description="the predicted gain a feature must show to be switched on"
+    )
 
     @field_validator("lookahead")
     @classmethod

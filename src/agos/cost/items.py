@@ -44,19 +44,21 @@ def _stream_time(nonzero: np.ndarray, length: np.ndarray, window: int | None) ->
 
 
 class SlotSets:
-    """The compaction slots of every domain (§2.3), the same for every design on `cols` columns:
-    at each position, the needed channels of the domain in ascending order; slot j holds those of
-    rank [jC, (j+1)C). Per domain, cached for all the designs that compact (and all their stream
-    blockings): the items the slots make, their channel sets and their store conflicts."""
+    """The compaction slots of every domain (§2.3), the same for every design on `cols` columns
+    with the same slot rule: at each position, the needed channels of the domain cut into slots —
+    by rank (slot j holds those of rank [jC, (j+1)C)) or, with `by_store`, by store (slot j holds
+    the j-th needed channel of each store c mod C, so no two channels of a slot share a store).
+    Per domain, cached for all the designs that compact (and all their stream blockings): the
+    items the slots make, their channel sets and their store conflicts."""
 
-    def __init__(self, needed: NeededChannels, set_id: np.ndarray, cols: int):
-        self.needed, self.set_id, self.cols = needed, set_id, cols
+    def __init__(self, needed: NeededChannels, set_id: np.ndarray, cols: int, by_store: bool = False):
+        self.needed, self.set_id, self.cols, self.by_store = needed, set_id, cols, by_store
         self._slots: dict[Tile, tuple[np.ndarray, ...]] = {}
 
     def _of(self, tile: Tile) -> tuple[np.ndarray, ...]:
         if tile not in self._slots:
             mask = self.needed.rows[tile.groups[0], :, tile.lo : tile.hi]  # [pos, ch]
-            self._slots[tile] = _slot_items(mask.view(np.uint8), self.set_id, self.cols)
+            self._slots[tile] = _slot_items(mask.view(np.uint8), self.set_id, self.cols, self.by_store)
         return self._slots[tile]
 
     def items(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,26 +75,36 @@ class SlotSets:
 
 
 @numba.njit(cache=True)
-def _slot_items(mask, set_id, cols):
+def _slot_items(mask, set_id, cols, by_store):
     """Compacted items (§2.3) of a domain's needed-channel mask [pos, ch], in execution order:
     work sets in order (`set_id` non-decreasing), within each slot-major, positions ascending.
-    Per item: its position, slot j, channel count min(C, m − jC), channel set (bitmap of words)
-    and largest lane load (channel c on lane c mod C)."""
+    Per item: its position, slot j, channel count, channel set (bitmap of words) and largest lane
+    load (channel c on lane c mod C). Slots by rank: ⌈m / C⌉ of them, slot j the needed channels
+    of rank [jC, (j+1)C); by store: as many as the busiest store's needed channels, slot j the j-th
+    needed channel of every store (a lane load of 1)."""
     n, ch = mask.shape
-    m = np.zeros(n, np.int64)
+    nslots = np.zeros(n, np.int64)
+    count = np.zeros(cols, np.int64)
     for p in range(n):
+        count[:] = 0
+        m = 0
         for c in range(ch):
-            m[p] += mask[p, c]
+            if mask[p, c]:
+                count[c % cols] += 1
+                m += 1
+        nslots[p] = count.max() if by_store else (m + cols - 1) // cols
     total = 0
     for p in range(n):
-        total += (m[p] + cols - 1) // cols
+        total += nslots[p]
     pos = np.empty(total, np.int64)
     slot = np.empty(total, np.int64)
-    channels = np.empty(total, np.int64)
+    channels = np.zeros(total, np.int64)
     bits = np.zeros((total, (ch + 63) // 64), np.uint64)
     load = np.zeros(total, np.int64)
-    lanes = np.zeros(cols, np.int64)
-    start = np.zeros(ch // cols + 2, np.int64)  # the next item of each slot in the work set
+    most = (ch + cols - 1) // cols + 2
+    start = np.zeros(most, np.int64)  # the next item of each slot in the work set
+    item_of = np.zeros(most, np.int64)  # this position's item of each slot
+    lanes = np.zeros((most, cols), np.int64)
     k = 0
     lo = 0
     while lo < n:
@@ -100,29 +112,32 @@ def _slot_items(mask, set_id, cols):
         while hi < n and set_id[hi] == set_id[lo]:
             hi += 1
         start[:] = 0
-        for p in range(lo, hi):  # items of each slot j: the positions with m > jC
-            start[(m[p] + cols - 1) // cols] += 1
-        for j in range(start.size - 2, -1, -1):
+        for p in range(lo, hi):  # items of each slot j: the positions with more than j slots
+            start[nslots[p]] += 1
+        for j in range(most - 2, -1, -1):
             start[j] += start[j + 1]
-        for j in range(start.size - 1):
+        for j in range(most - 1):
             k, start[j] = k + start[j + 1], k
         for p in range(lo, hi):
+            for j in range(nslots[p]):
+                item_of[j] = start[j]
+                start[j] += 1
+                pos[item_of[j]], slot[item_of[j]] = p, j
+                lanes[j, :] = 0
+            count[:] = 0
             rank = 0
-            item = -1
             for c in range(ch):
                 if not mask[p, c]:
                     continue
-                if rank % cols == 0:
-                    j = rank // cols
-                    item = start[j]
-                    start[j] += 1
-                    pos[item], slot[item], channels[item] = p, j, min(cols, m[p] - j * cols)
-                bits[item, c >> 6] |= np.uint64(1) << np.uint64(c & 63)
-                lanes[c % cols] += 1
-                load[item] = max(load[item], lanes[c % cols])
+                lane = c % cols
+                j = count[lane] if by_store else rank // cols
+                count[lane] += 1
                 rank += 1
-                if rank % cols == 0 or rank == m[p]:
-                    lanes[:] = 0
+                item = item_of[j]
+                bits[item, c >> 6] |= np.uint64(1) << np.uint64(c & 63)
+                channels[item] += 1
+                lanes[j, lane] += 1
+                load[item] = max(load[item], lanes[j, lane])
         lo = hi
     return pos, slot, channels, bits, load
 
@@ -163,7 +178,7 @@ def build_items(
     static = m.output_skip and (opts.outputs == "static" or (opts.outputs == "compacted" and not compacted))
     length_all, nonzero_all = counts
     if compacted and sets is None:
-        sets = SlotSets(needed, lay.set_id, cols)
+        sets = SlotSets(needed, lay.set_id, cols, not arch.lockstep and arch.skipping.lanes == "matched")
     channel_specific = static or compacted or (m.two_sided and (opts.pe_operand or arch.skipping.zero_gating))
     out: list[TileItems] = []
     seen: dict[tuple, TileItems] = {}
@@ -196,7 +211,9 @@ def build_items(
         if opts.stream:
             per_group = _stream_time(s_items, length[:, None, :], window)
             walked = s_items
-            sbytes = (s_items * vb).sum(axis=1) + len(gl) * ceil_div(length, 8)
+            # per group, values + bitmap, or the plain values when shorter (a format bit per item)
+            packed = s_items * vb + ceil_div(length, 8)[:, None, :]
+            sbytes = np.minimum(packed, length[:, None, :] * vb).sum(axis=1)
         else:
             per_group = np.broadcast_to(length[:, None, :], s_items.shape)
             walked = per_group
@@ -219,7 +236,7 @@ def build_items(
             nonzero_total = int((s_items * computing[None]).sum())
         load = None
         if compacted and per_store_loads:  # two channels on one store serialise: §4
-            load = sets.loads(tile)
+            load = ceil_div(sets.loads(tile), arch.skipping.lane_ports or 1)
             d = np.maximum(d, walked.max(axis=1) * load[None, :])
         dispatched = d > 0
         meta = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -34,17 +35,22 @@ class Tile:
     def per_group(self) -> int:
         return self.hi - self.lo
 
-    @property
+    @cached_property
     def width(self) -> int:
         return self.per_group * len(self.groups)
 
 
 def channel_tiles(groups: int, ch: int, cols: int) -> list[Tile]:
     """§2.1: ⌈ch / C⌉ tiles per group, or ⌊C / ch⌋ groups packed side by side per tile."""
+    return list(_channel_tiles(groups, ch, cols))  # every design asks again for every pass
+
+
+@lru_cache(maxsize=1024)
+def _channel_tiles(groups: int, ch: int, cols: int) -> tuple[Tile, ...]:
     if ch >= cols:
-        return [Tile((g,), lo, min(ch, lo + cols)) for g in range(groups) for lo in range(0, ch, cols)]
+        return tuple(Tile((g,), lo, min(ch, lo + cols)) for g in range(groups) for lo in range(0, ch, cols))
     pack = cols // ch
-    return [Tile(tuple(range(t, min(groups, t + pack))), 0, ch) for t in range(0, groups, pack)]
+    return tuple(Tile(tuple(range(t, min(groups, t + pack))), 0, ch) for t in range(0, groups, pack))
 
 
 def group_tiles(groups: int, ch: int, cols: int, b_bytes: int, limit: int, domain: int) -> list[Tile]:
@@ -62,6 +68,29 @@ def group_tiles(groups: int, ch: int, cols: int, b_bytes: int, limit: int, domai
         if -(-widest * b_bytes // (groups * ch)) <= limit or domains == per_group:
             break
     return [Tile((g,), lo * cols, min(ch, hi * cols)) for g in range(groups) for lo, hi in cuts]
+
+
+def compaction_tiles(arch: Arch, lay: PassLayout, b_bytes: int, capacity: int) -> list[Tile]:
+    """§2.3's compaction domains (one tile each), or §2.1's channel tiles without compaction."""
+    cols = arch.pe_array.cols
+    if compacts(arch, "bwd_data", lay):
+        return group_tiles(lay.groups, lay.ch, cols, b_bytes, capacity // 2, arch.skipping.compaction_domain)
+    return channel_tiles(lay.groups, lay.ch, cols)
+
+
+def compacts(arch: Arch, pass_: str, lay: PassLayout) -> bool:
+    """Compacted outputs are active: the pass skips outputs, compacted, with ch ≥ C (§2.3)."""
+    opts = arch.skipping.of(pass_)
+    return mapping(pass_).output_skip and opts.outputs == "compacted" and lay.ch >= arch.pe_array.cols
+
+
+def store_channels(arch: Arch, tiles: list[Tile], compacted: bool) -> int:
+    """§4: channels whose operands one PE store holds — ⌈w / C⌉ of the widest compaction domain w
+    (lanes modulo or matched), all w of it (lanes full), one without compaction."""
+    if not compacted:
+        return 1
+    widest = max(t.per_group for t in tiles)
+    return widest if arch.skipping.lanes == "full" else ceil_div(widest, arch.pe_array.cols)
 
 
 @dataclass
@@ -130,8 +159,10 @@ class NeededChannels:
 
 def needed_channels(masks: LayerMasks, lay: PassLayout) -> NeededChannels:
     g = masks.geometry
-    dx = masks.dx_needed.reshape(g.n, g.groups, g.c_per_group, g.h, g.w)
-    rows = dx.permute(1, 0, 3, 4, 2).reshape(g.groups, g.n * g.h * g.w, g.c_per_group).contiguous().numpy()
+    dx = masks.dx_needed.numpy().reshape(g.n, g.groups, g.c_per_group, g.h * g.w)
+    rows = np.empty((g.groups, g.n, g.h * g.w, g.c_per_group), bool)  # numpy transposes bools 3x faster
+    rows[...] = dx.transpose(1, 0, 3, 2)
+    rows = rows.reshape(g.groups, g.n * g.h * g.w, g.c_per_group)
     identity = bool((lay.order == np.arange(lay.order.size)).all())
     return NeededChannels(rows if identity else np.ascontiguousarray(rows[:, lay.order]))
 

@@ -16,6 +16,7 @@ from agos.arch.area import AreaReport, design_area
 from agos.arch.load import LoadedArch
 from agos.arch.schema import Arch
 from agos.cost import schedule
+from agos.cost.bypass import decide
 from agos.cost.items import SlotSets, TileItems, build_items
 from agos.cost.layout import (
     NeededChannels,
@@ -23,11 +24,13 @@ from agos.cost.layout import (
     Tile,
     ceil_div,
     channel_tiles,
-    group_tiles,
+    compaction_tiles,
+    compacts,
     layout,
     mapping_bound,
     needed_channels,
     output_bytes,
+    store_channels,
     tile_reduce,
 )
 from agos.cost.tiling import PassTensors, Plan, bounds, choose_tiling
@@ -60,7 +63,7 @@ ACTIONS = (
 ENERGY_PARTS = ("mac", "buffer", "store", "metadata", "crossbar", "dram", "static")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PassCost:
     cycles: int
     compute_cycles: int  # Σ tile compute
@@ -82,6 +85,8 @@ class PassCost:
     actions: dict[str, float] = field(default_factory=dict)
     energy_pj: float = 0.0
     energy_breakdown: dict[str, float] = field(default_factory=dict)
+    bypassed: tuple[str, ...] = ()  # what the bypass rule switched off in this layer and pass (§11)
+    decision_cycles: int = 0  # the rule's own cycles, included in `cycles`
 
     @property
     def dram_bytes(self) -> int:
@@ -98,13 +103,14 @@ class LayerContext:
         self._blocks: dict[tuple[str, Partition], BlockCounts] = {}
         self._rows: RowCounts | None = None
         self._both_full: dict[tuple, np.ndarray] = {}
-        self._sets: dict[int, SlotSets] = {}
+        self._sets: dict[tuple[int, bool], SlotSets] = {}
+        self.tilings: dict = {}  # cost.tiling's byte shares by (pass tensors, channel tiles): any design's
         self.passes: dict[tuple, PassCost] = {}  # by timing key: shared by designs
 
     def view(self) -> LayerContext:
         """A context on the same masks and counts sharing this one's design-independent structures
-        (layouts, needed channels, block and row counts, slot sets), with no timed passes: a run on
-        it times every pass itself, exactly as on a fresh context."""
+        (layouts, needed channels, block and row counts, slot sets, the tilings' byte shares), with no
+        timed passes: a run on it times every pass itself, exactly as on a fresh context."""
         view = LayerContext(self.masks, self.work)
         view._layout, view._blocks, view._both_full, view._sets = (
             self._layout,
@@ -113,12 +119,20 @@ class LayerContext:
             self._sets,
         )
         view._needed, view._rows = self._needed, self._rows
+        view.tilings = self.tilings
         return view
 
     def absorb(self, view: LayerContext) -> None:
         """Keep what a view computed lazily outside the shared dictionaries."""
         self._needed = self._needed if self._needed is not None else view._needed
         self._rows = self._rows if self._rows is not None else view._rows
+
+    def timed(self, pass_: str, loaded: LoadedArch) -> PassCost:
+        """The pass timed on this layer, once per timing key."""
+        key = timing_key(loaded.arch, pass_)
+        if key not in self.passes:
+            self.passes[key] = _timed_pass(pass_, self, loaded)
+        return self.passes[key]
 
     def layout(self, pass_: str) -> PassLayout:
         if pass_ not in self._layout:
@@ -130,10 +144,11 @@ class LayerContext:
             self._needed = needed_channels(self.masks, self.layout("bwd_data"))
         return self._needed
 
-    def slot_sets(self, cols: int) -> SlotSets:
-        if cols not in self._sets:
-            self._sets[cols] = SlotSets(self.needed(), self.layout("bwd_data").set_id, cols)
-        return self._sets[cols]
+    def slot_sets(self, cols: int, by_store: bool = False) -> SlotSets:
+        key = (cols, by_store)
+        if key not in self._sets:
+            self._sets[key] = SlotSets(self.needed(), self.layout("bwd_data").set_id, cols, by_store)
+        return self._sets[key]
 
     def both_sum(self, tiles: list[Tile]) -> np.ndarray:
         """BWD-W two-sided products summed over each tile's channels, [tiles, pos]."""
@@ -233,7 +248,9 @@ def price(actions: dict[str, float], loaded: LoadedArch, area: AreaReport, cycle
 
 def _zero_cost() -> PassCost:
     return PassCost(
-        0, 0, [0], "channels", (1, 1, 1), 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        cycles=0, compute_cycles=0, tile_compute=[0], order="channels", blocks=(1, 1, 1),
+        dram_a=0, dram_b=0, dram_o=0, items=0, effective_macs=0, dense_macs=0, design_macs=0,
+        mapping_bound=0, mac_bound=0,
         components=dict.fromkeys(("work", "fill_drain", "delivery", "exposed"), 0),
         actions=dict.fromkeys(ACTIONS, 0.0), energy_breakdown=dict.fromkeys(ENERGY_PARTS, 0.0),
     )  # fmt: skip
@@ -254,134 +271,186 @@ def _bounds(pass_: str, ctx: LayerContext, arch: Arch) -> tuple[int, int, int, i
     return effective, work.total(pass_, "dense"), design, bound, mac_bound
 
 
+@dataclass
+class _Pass:
+    """What one pass of one layer needs on one design, shared by both organisations."""
+
+    pass_: str
+    ctx: LayerContext
+    arch: Arch
+    lay: PassLayout
+    tiles: list[Tile]
+    tensors: PassTensors
+    capacity: int
+    compacted: bool
+    sets: SlotSets | None
+    computed: dict = field(default_factory=dict)  # (a, σ) → (items, blocks)
+
+    @property
+    def masks(self) -> LayerMasks:
+        return self.ctx.masks
+
+    def items_for(self, part: Partition | None, per_store_loads: bool) -> list[TileItems]:
+        pass_, arch, ctx, masks = self.pass_, self.arch, self.ctx, self.ctx.masks
+        m = mapping(pass_)
+        opts = arch.skipping.of(pass_)
+        length, nonzero, bc = ctx.counts(pass_, part)
+        both_max = None
+        if m.two_sided and opts.pe_operand and arch.skipping.broadcast_width > 1:
+            bc = bc if bc is not None else ctx.blocks(pass_, uniform_blocks(pass_, masks.geometry, 1))
+            both_max = block_both_max(masks, bc, self.tiles)
+        needed = ctx.needed() if m.output_skip and opts.outputs != "none" else None
+        both_sum = ctx.both_sum(self.tiles) if m.two_sided else None
+        return build_items(
+            pass_, self.lay, self.tiles, arch, needed, (length, nonzero), both_sum, both_max, self.sets,
+            per_store_loads=per_store_loads,
+        )  # fmt: skip
+
+    def blocks_of(self, a: int) -> np.ndarray:
+        lo, hi = bounds(self.lay.rows, a)
+        return np.repeat(np.arange(a, dtype=np.int64), hi - lo)
+
+
+def _setup(pass_: str, ctx: LayerContext, arch: Arch) -> _Pass:
+    o = arch.organisation
+    lay = ctx.layout(pass_)
+    tensors = pass_tensors(pass_, ctx.masks, arch, lay.rows)
+    capacity = o.memory.global_buffer_bytes // (2 if o.memory.double_buffering else 1)
+    compacted = compacts(arch, pass_, lay)
+    tiles = compaction_tiles(arch, lay, tensors.b_bytes, capacity) if compacted else None
+    if tiles is None:
+        tiles = channel_tiles(lay.groups, lay.ch, o.pe_array.cols)
+    by_store = compacted and arch.skipping.lanes == "matched"
+    sets = ctx.slot_sets(o.pe_array.cols, by_store) if compacted else None
+    return _Pass(pass_, ctx, arch, lay, tiles, tensors, capacity, compacted, sets)
+
+
+def lane_conflicts(arch: Arch, compacted: bool) -> bool:
+    """Compacted items serialise the channels of their set that share a lane (c mod C) on their
+    row's crossbar, on both organisations (§3, §4): lanes `modulo`. Slots with one channel per lane
+    (`matched`) and a lane per domain channel (`full`) have none."""
+    return compacted and arch.skipping.lanes == "modulo"
+
+
+def _lockstep_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
+    """§3 on `systolic`: folds per (stream block, position block, work set), stream blocks of the
+    tiling's σ cut uniformly (§6)."""
+    arch, pass_, g = p.arch, p.pass_, p.masks.geometry
+    o = arch.organisation
+    item_cache: dict[int, list[TileItems]] = {}
+
+    def ranges(sigma: int) -> list[tuple[int, int]]:
+        part = uniform_blocks(pass_, g, sigma)
+        return list(zip(part.starts, part.stops, strict=True))
+
+    def compute_for(a: int, sigma: int):
+        if sigma not in item_cache:
+            part = None if sigma == 1 else uniform_blocks(pass_, g, sigma)
+            item_cache[sigma] = p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted))
+        items = item_cache[sigma]
+        block_of_row = p.blocks_of(a)
+        done: dict[int, schedule.BlockCompute] = {}
+        blocks = []
+        for it in items:
+            if id(it) not in done:  # tiles sharing items share their schedule
+                done[id(it)] = schedule.lockstep(it, block_of_row, a, arch, pass_, p.sets)
+            blocks.append(done[id(it)])
+        p.computed[(a, sigma)] = (items, blocks)
+        return np.stack([bc.compute for bc in blocks]), np.stack([bc.items for bc in blocks])
+
+    return choose_tiling(
+        p.tensors, p.tiles, p.capacity, o.dram_bytes_per_cycle, o.memory.double_buffering, units(pass_, g),
+        ranges, compute_for, f"layer {p.masks.name} {pass_} on {arch.name}",
+        o.fd if o.fill_drain == "overlapped" else 0, shared=p.ctx.tilings, extra=twin,
+    )  # fmt: skip
+
+
+def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
+    """§4 on `rows`: chunk-major rows, chunks sized by the PE stores, the tiling's stream blocks
+    runs of whole chunks (§6)."""
+    arch, pass_ = p.arch, p.pass_
+    o = arch.organisation
+    m = mapping(pass_)
+    opts = arch.skipping.of(pass_)
+    vb = o.precision.value_bytes
+    part = store_chunks(pass_, p.masks, o.pe_store_entries // store_channels(arch, p.tiles, p.compacted))
+    chunk_items = p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted))
+    eps = np.array(part.entries, np.int64)
+    store_load = []
+    for tile in p.tiles:
+        load = eps * vb * tile.width
+        if m.two_sided and opts.pe_operand:  # the PEs' own operand's bitmap
+            load = load + tile.width * ceil_div(eps, 8)
+        store_load.append(load)
+    per_a: dict[int, list[schedule.BlockCompute]] = {}
+
+    def groups_of(sigma: int) -> list[tuple[int, int]]:
+        size = -(-part.count // sigma)
+        return [(lo, min(part.count, lo + size)) for lo in range(0, part.count, size)]
+
+    def ranges(sigma: int) -> list[tuple[int, int]]:
+        return [(part.starts[lo], part.stops[hi - 1]) for lo, hi in groups_of(sigma)]
+
+    def compute_for(a: int, sigma: int):
+        if a not in per_a:
+            block_of_row = p.blocks_of(a)
+            done: dict[int, schedule.BlockCompute] = {}
+            per_a[a] = []
+            for ti, it in enumerate(chunk_items):
+                if id(it) not in done:
+                    done[id(it)] = schedule.independent(it, block_of_row, a, arch, pass_, store_load[ti])
+                per_a[a].append(done[id(it)])
+        blocks = per_a[a]
+        p.computed[(a, sigma)] = (chunk_items, blocks)
+        cuts = [lo for lo, _ in groups_of(sigma)]
+        return (
+            np.stack([np.add.reduceat(bc.compute, cuts, axis=0) for bc in blocks]),
+            np.stack([np.add.reduceat(bc.items, cuts, axis=0) for bc in blocks]),
+        )
+
+    return choose_tiling(
+        p.tensors, p.tiles, p.capacity, o.dram_bytes_per_cycle, o.memory.double_buffering, part.count,
+        ranges, compute_for, f"layer {p.masks.name} {pass_} on {arch.name}", 0, shared=p.ctx.tilings,
+        extra=twin,
+    )  # fmt: skip
+
+
+def _ideal_cost(effective: int, dense: int, design: int, bound: int, mac_bound: int) -> PassCost:
+    actions = dict.fromkeys(ACTIONS, 0.0)
+    actions["mac"] = float(effective)
+    return PassCost(
+        cycles=bound, compute_cycles=bound, tile_compute=[bound], order="channels", blocks=(1, 1, 1),
+        dram_a=0, dram_b=0, dram_o=0, items=0, effective_macs=effective, dense_macs=dense,
+        design_macs=design, mapping_bound=bound, mac_bound=mac_bound, mac_issued=effective,
+        mac_nonzero=effective, components={"work": bound, "fill_drain": 0, "delivery": 0, "exposed": 0},
+        actions=actions,
+    )  # fmt: skip
+
+
+def plain(arch: Arch) -> bool:
+    """Runs exactly as its dense twin: nothing skipped, nothing compressed."""
+    st = arch.storage
+    return not arch.skipping.skips_work and st.activations == "dense" and st.gradients == "dense"
+
+
 def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
     """Cycles, DRAM bytes and actions (MACs ungated, unpriced) of one pass."""
     arch = loaded.arch
-    masks = ctx.masks
-    if pass_ == "bwd_data" and not masks.needs_bwd_data:  # the first layer: no design runs BWD-D
+    if pass_ == "bwd_data" and not ctx.masks.needs_bwd_data:  # the first layer: no design runs BWD-D
         return _zero_cost()
     effective, dense, design, bound, mac_bound = _bounds(pass_, ctx, arch)
     if arch.ideal:
-        actions = dict.fromkeys(ACTIONS, 0.0)
-        actions["mac"] = float(effective)
-        return PassCost(
-            bound, bound, [bound], "channels", (1, 1, 1), 0, 0, 0, 0, effective, dense, design, bound,
-            mac_bound, effective, effective, {"work": bound, "fill_drain": 0, "delivery": 0, "exposed": 0},
-            actions,
-        )  # fmt: skip
-    o = arch.organisation
-    m = mapping(pass_)
-    lay = ctx.layout(pass_)
-    opts = arch.skipping.of(pass_)
-    cols = o.pe_array.cols
-    vb = o.precision.value_bytes
-    compacted = m.output_skip and opts.outputs == "compacted" and lay.ch >= cols
-    tensors = pass_tensors(pass_, masks, arch, lay.rows)
-    capacity = o.memory.global_buffer_bytes // (2 if o.memory.double_buffering else 1)
-    if compacted:
-        tiles = group_tiles(
-            lay.groups, lay.ch, cols, tensors.b_bytes, capacity // 2, arch.skipping.compaction_domain
-        )
-    else:
-        tiles = channel_tiles(lay.groups, lay.ch, cols)
-    needed = ctx.needed() if m.output_skip and opts.outputs != "none" else None
-    sets = ctx.slot_sets(cols) if compacted else None
-    both_sum = ctx.both_sum(tiles) if m.two_sided else None
-    wide_join = m.two_sided and opts.pe_operand and arch.skipping.broadcast_width > 1
-    g = masks.geometry
-
-    def items_for(part: Partition | None):
-        length, nonzero, bc = ctx.counts(pass_, part)
-        if wide_join:
-            bc = bc if bc is not None else ctx.blocks(pass_, uniform_blocks(pass_, g, 1))
-            both_max = block_both_max(masks, bc, tiles)
-        else:
-            both_max = None
-        return build_items(
-            pass_, lay, tiles, arch, needed, (length, nonzero), both_sum, both_max, sets,
-            per_store_loads=not arch.lockstep,
-        )  # fmt: skip
-
-    def schedule_all(items, a: int, store_load=None) -> list[schedule.BlockCompute]:
-        lo, hi = bounds(lay.rows, a)
-        block_of_row = np.repeat(np.arange(a, dtype=np.int64), hi - lo)
-        done: dict[int, schedule.BlockCompute] = {}
-        out = []
-        for ti, it in enumerate(items):
-            if id(it) not in done:  # tiles sharing items share their schedule
-                if arch.lockstep:
-                    done[id(it)] = schedule.lockstep(it, block_of_row, a, arch, pass_, sets)
-                else:
-                    done[id(it)] = schedule.independent(it, block_of_row, a, arch, pass_, store_load[ti])
-            out.append(done[id(it)])
-        return out
-
-    computed: dict[tuple[int, int], tuple[list, list[schedule.BlockCompute]]] = {}
-    if arch.lockstep:
-        u = units(pass_, g)
-        cap = u
-
-        def ranges(sigma: int) -> list[tuple[int, int]]:
-            part = uniform_blocks(pass_, g, sigma)
-            return list(zip(part.starts, part.stops, strict=True))
-
-        item_cache: dict[int, list] = {}
-
-        def compute_for(a: int, sigma: int) -> np.ndarray:
-            if sigma not in item_cache:
-                item_cache[sigma] = items_for(None if sigma == 1 else uniform_blocks(pass_, g, sigma))
-            its = item_cache[sigma]
-            blocks = schedule_all(its, a)
-            computed[(a, sigma)] = (its, blocks)
-            return np.stack([bc.compute for bc in blocks]), np.stack([bc.items for bc in blocks])
-    else:
-        domain = max(t.per_group for t in tiles)
-        part = store_chunks(pass_, masks, o.pe_store_entries // (ceil_div(domain, cols) if compacted else 1))
-        chunk_items = items_for(part)
-        eps = np.array(part.entries, np.int64)
-        store_load = []
-        for tile in tiles:
-            load = eps * vb * tile.width
-            if m.two_sided and opts.pe_operand:  # the PEs' own operand's bitmap
-                load = load + tile.width * ceil_div(eps, 8)
-            store_load.append(load)
-        cap = part.count
-        per_a: dict[int, list[schedule.BlockCompute]] = {}
-
-        def groups_of(sigma: int) -> list[tuple[int, int]]:
-            size = -(-part.count // sigma)
-            return [(lo, min(part.count, lo + size)) for lo in range(0, part.count, size)]
-
-        def ranges(sigma: int) -> list[tuple[int, int]]:
-            return [(part.starts[lo], part.stops[hi - 1]) for lo, hi in groups_of(sigma)]
-
-        def compute_for(a: int, sigma: int) -> np.ndarray:
-            if a not in per_a:
-                per_a[a] = schedule_all(chunk_items, a, store_load)
-            blocks = per_a[a]
-            computed[(a, sigma)] = (chunk_items, blocks)
-            cuts = [lo for lo, _ in groups_of(sigma)]
-            return (
-                np.stack([np.add.reduceat(bc.compute, cuts, axis=0) for bc in blocks]),
-                np.stack([np.add.reduceat(bc.items, cuts, axis=0) for bc in blocks]),
-            )
-
-    plan = choose_tiling(
-        tensors,
-        tiles,
-        capacity,
-        o.dram_bytes_per_cycle,
-        o.memory.double_buffering,
-        cap,
-        ranges,
-        compute_for,
-        f"layer {masks.name} {pass_} on {arch.name}",
-        o.fd if arch.lockstep and o.fill_drain == "overlapped" else 0,
-    )
-    items, blocks = computed[(plan.a, plan.sigma)]
-    actions = _actions(items, blocks, plan, arch, compacted)
+        return _ideal_cost(effective, dense, design, bound, mac_bound)
+    p = _setup(pass_, ctx, arch)
+    twin = None
+    if not p.compacted and not plain(arch):  # §6: the dense twin's tiling is one more candidate
+        dense = ctx.timed(pass_, loaded.with_arch(arch.twin()))
+        twin = dense.blocks
+    plan = _lockstep_plan(p, twin) if arch.lockstep else _rows_plan(p, twin)
+    items, blocks = p.computed[(plan.a, plan.sigma)]
+    fd = arch.organisation.fd
     work_cycles = int(sum(int(bc.work.sum()) for bc in blocks))
-    fill = int(sum(int(bc.fill_drain.sum()) for bc in blocks)) + o.fd * plan.overhead_tiles
+    fill = int(sum(int(bc.fill_drain.sum()) for bc in blocks)) + fd * plan.overhead_tiles
     compute = int(sum(plan.tile_compute))
     return PassCost(
         cycles=plan.cycles,
@@ -406,8 +475,18 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
             "delivery": compute - work_cycles - fill,
             "exposed": plan.exposed,
         },
-        actions=actions,
+        actions=_actions(items, blocks, plan, arch, p.compacted),
     )
+
+
+def crossbar_factor(arch: Arch, compacted: bool) -> int:
+    """Row lengths of wire a compacted operand crosses (§9): a crossbar one, a Benes network two
+    (its 2·log₂N − 1 switch stages span about two rows), none where each PE reads its own store."""
+    if not compacted:
+        return 0
+    if arch.skipping.lanes == "full":
+        return 2 if arch.lockstep else 0
+    return 1
 
 
 def _actions(items: list[TileItems], blocks, plan: Plan, arch: Arch, compacted: bool) -> dict[str, float]:
@@ -418,15 +497,17 @@ def _actions(items: list[TileItems], blocks, plan: Plan, arch: Arch, compacted: 
     writes = sum(int(bc.writes.sum()) for bc in blocks) + loads
     rows_org = not arch.lockstep
     store_loads = sum(int(bc.store_loads.sum()) for bc in blocks) if rows_org else 0
+    # every store of a row holds the whole domain with lanes `full`: C copies of each load
+    copies = arch.pe_array.cols if compacted and arch.skipping.lanes == "full" else 1
     return {
         "mac": float(mac),
         "mac_gated": 0.0,
         "buffer_read_bytes": float(reads),
         "buffer_write_bytes": float(writes),
         "store_read_bytes": float(mac * vb) if rows_org else 0.0,
-        "store_write_bytes": float(arch.pe_array.rows * store_loads) if rows_org else 0.0,
+        "store_write_bytes": float(arch.pe_array.rows * store_loads * copies) if rows_org else 0.0,
         "metadata_bits": float(sum(it.metadata_bits for it in items)),
-        "crossbar_bytes": float(mac * vb) if compacted else 0.0,
+        "crossbar_bytes": float(mac * vb * crossbar_factor(arch, compacted)),
         "dram_bytes": float(plan.dram_bytes),
     }
 
@@ -441,8 +522,11 @@ def timing_key(arch: Arch, pass_: str) -> tuple:
     storage = tuple(kind for kind in kinds if kind is not None)
     window = arch.skipping.window if opts.stream else None
     bw = arch.skipping.broadcast_width if opts.pe_operand else 1
-    # compacted dX tiles are cut into domains of at most compaction_domain channels
-    domain = arch.skipping.compaction_domain if m.output_skip and opts.outputs == "compacted" else None
+    # compacted dX tiles are cut into domains of at most compaction_domain channels, whose channels
+    # reach the PEs through the lanes
+    sk = arch.skipping
+    compacted = m.output_skip and opts.outputs == "compacted"
+    domain = (sk.compaction_domain, sk.lanes, sk.lane_ports) if compacted else None
     return (pass_, arch.ideal, arch.organisation, opts, window, bw, domain, storage)
 
 
@@ -486,9 +570,12 @@ class SharedPasses:
 def simulate_pass(
     pass_: str, ctx: LayerContext, loaded: LoadedArch, area: AreaReport, shared: SharedPasses | None = None
 ) -> PassCost:
-    """One pass on one design, priced: timing shared between designs (and, when it does not depend
-    on the masks, between layers of one geometry) and re-priced for each."""
-    arch = loaded.arch
+    """One pass on one design, priced: the design as the bypass rule runs it on this layer (§11),
+    timing shared between designs (and, when it does not depend on the masks, between layers of
+    one geometry) and re-priced for each."""
+    decision = decide(loaded.arch, pass_, ctx)
+    arch = decision.arch
+    run = loaded if arch is loaded.arch else loaded.with_arch(arch)
     key = timing_key(arch, pass_)
     cost = ctx.passes.get(key)
     if cost is None:
@@ -496,15 +583,19 @@ def simulate_pass(
             gkey = (ctx.work.geometry, ctx.masks.needs_bwd_data, key)
             cost = shared.passes.get(gkey)
             if cost is None:
-                cost = shared.passes[gkey] = _timed_pass(pass_, ctx, loaded)
+                cost = shared.passes[gkey] = _timed_pass(pass_, ctx, run)
         else:
-            cost = _timed_pass(pass_, ctx, loaded)
+            cost = _timed_pass(pass_, ctx, run)
         ctx.passes[key] = cost
     if mask_independent(arch, pass_) and cost.mac_issued:
         # the timing may come from another layer of the geometry; the nonzero count is this layer's
         cost = replace(cost, mac_nonzero=_nonzero_macs(pass_, ctx))
     cost = _gated(cost, pass_, ctx, arch)
-    parts = price(cost.actions, loaded, area, cost.cycles)
+    if decision.cycles or decision.popcount_bits:
+        actions = dict(cost.actions)
+        actions["metadata_bits"] += decision.popcount_bits
+        cost = replace(cost, cycles=cost.cycles + decision.cycles, actions=actions)
+    parts = price(cost.actions, run, area, cost.cycles)
     if pass_ == "bwd_data" and not ctx.masks.needs_bwd_data:
         bounds = (0, 0, 0, 0, 0)
     else:
@@ -519,6 +610,8 @@ def simulate_pass(
         mac_bound=mac_bound,
         energy_pj=sum(parts.values()),
         energy_breakdown=parts,
+        bypassed=decision.off,
+        decision_cycles=decision.cycles,
     )
 
 

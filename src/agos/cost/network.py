@@ -25,7 +25,10 @@ from agos.workload.masks import LayerMasks
 from agos.workload.passes import LABELS, PASSES, SPANS
 
 BUFFER_STEP = 64 * 1024  # bytes added per step when equal-area area goes to the buffer
-PARALLEL_MACS = 20e9  # traces with more dense MACs per step than this use worker processes
+# dense MACs per step × simulated designs above which worker processes pay for their start: each
+# costs about 2.5-3 CPU-s (spawn, torch, agos, numba's cached kernels; resnet50 at 224 px with 24
+# designs: 1 worker 4.6 CPU-s at batch 8 (2 workers: 10.3), 13.5 at batch 32 (2 workers: 19.7))
+PARALLEL_WORK = 4e12
 
 
 @dataclass
@@ -43,6 +46,7 @@ class DesignResult:
     layers: list[LayerResult] = field(default_factory=list)
     vector: VectorCost = field(default_factory=VectorCost)
     twin: str | None = None  # the name of its dense twin
+    always_on: str | None = None  # the name of its every-feature-on variant (the oracle's)
 
     @property
     def name(self) -> str:
@@ -211,13 +215,22 @@ def equal_area_candidates(target: float, base: LoadedArch) -> list[LoadedArch]:
     """Dense designs on `base`'s organisation whose area is at most `target`: more PEs (one row or
     column at a time, the smaller side first) or more buffer (64 KiB at a time), each as far as
     the area allows. The plain dense twin when no step fits; nothing when even it is larger."""
-    twin = base.arch.twin()
-    if design_area(twin, base.area).total_mm2 > target:
+    return [
+        _dense(base, org, f"{base.source}, dense, {tag}")
+        for org, tag in grown_organisations(base.arch.twin(), base.area, target)
+    ]
+
+
+def grown_organisations(arch: Arch, table, target: float) -> list[tuple[Organisation, str]]:
+    """`arch`'s organisation with more PEs (one row or column at a time, the smaller side first)
+    and with more buffer (64 KiB at a time), each as far as `target` mm² allows, tagged with what
+    grew ('twin' when nothing fits); nothing when `arch` itself is larger."""
+    if design_area(arch, table).total_mm2 > target:
         return []
-    org = twin.organisation
+    org = arch.organisation
 
     def area(o) -> float:
-        return design_area(twin.model_copy(update={"organisation": o}), base.area).total_mm2
+        return design_area(arch.model_copy(update={"organisation": o}), table).total_mm2
 
     r0, c0 = org.pe_array.rows, org.pe_array.cols
 
@@ -239,19 +252,32 @@ def equal_area_candidates(target: float, base: LoadedArch) -> list[LoadedArch]:
     rows, cols = pes(_furthest(lambda k: area(with_pes(k)) <= target))
     steps = _furthest(lambda k: area(with_buffer(k)) <= target)
     buffer = org.memory.global_buffer_bytes + steps * BUFFER_STEP
-    out = []
     pe_org = org.model_copy(update={"pe_array": org.pe_array.model_copy(update={"rows": rows, "cols": cols})})
     buf_org = org.model_copy(update={"memory": org.memory.model_copy(update={"global_buffer_bytes": buffer})})
-    for o, tag in ((pe_org, f"{rows}x{cols} PEs"), (buf_org, _bytes(buffer))):
-        same = o == org
-        out.append(_dense(base, o, f"{base.source}, dense, {'twin' if same else tag}"))
-    return out
+    grown = ((pe_org, f"{rows}x{cols} PEs"), (buf_org, _bytes(buffer)))
+    return [(o, "twin" if o == org else tag) for o, tag in grown]
 
 
-def plan_designs(requested: list[LoadedArch]) -> tuple[list[DesignResult], dict[str, list[str]]]:
+def always_on(arch: Arch) -> Arch | None:
+    """The design with every feature always on (`bypass: never`), for the oracle; None when the
+    bypass rule has nothing to decide on it."""
+    sk, st = arch.skipping, arch.storage
+    decides = sk.skips_work or "compressed" in (st.activations, st.gradients)
+    if arch.ideal or sk.bypass != "rule" or not decides:
+        return None
+    return arch.model_copy(
+        update={"name": f"{arch.name}~always-on", "skipping": sk.model_copy(update={"bypass": "never"})}
+    )
+
+
+def plan_designs(
+    requested: list[LoadedArch], oracle: bool = False
+) -> tuple[list[DesignResult], dict[str, list[str]]]:
     """The requested designs, their dense twins and the equal-area dense candidates, deduplicated
     by behaviour (a requested design that is some other's twin is that twin). Each design's
-    candidates come from that design alone (`equal_area_organisations`), whatever else is run."""
+    candidates come from that design alone (`equal_area_organisations`), whatever else is run.
+    With `oracle`, each design the bypass rule decides on also runs with every feature always on
+    (role "always-on"), for its per-layer oracle."""
     by_key: dict[str, DesignResult] = {}
     ordered: list[DesignResult] = []
     names: set[str] = set()
@@ -287,6 +313,12 @@ def plan_designs(requested: list[LoadedArch]) -> tuple[list[DesignResult], dict[
             for cand in equal_area_candidates(target, base):
                 cands.append(add(cand, "equal-area").name)
         equal[by_key[_key(loaded.arch)].name] = list(dict.fromkeys(cands))
+    if oracle:
+        for loaded in requested:
+            variant = always_on(loaded.arch)
+            if variant is not None:
+                on = add(loaded.with_arch(variant, f"{loaded.source}, every feature always on"), "always-on")
+                by_key[_key(loaded.arch)].always_on = on.name
     return ordered, equal
 
 
@@ -391,15 +423,17 @@ def simulate_network(
     summarise: Callable[[LayerMasks, LayerWork], object] | None = None,
     workers: int | None = None,
     dense_macs: float | None = None,
+    oracle: bool = False,
 ) -> NetworkResult:
     """One pass over the layers: masks → exact work counts → every design. `summarise(masks, work)`
     (a module-level function, so workers can run it) is kept per layer for other reports.
-    `workers`: processes to split the layers between (default: the cores, up to 2, for traces of
-    more than PARALLEL_MACS dense MACs; else 1)."""
-    planned, equal = plan_designs(requested)
+    `workers`: processes to split the layers between (default: the cores, up to 2, when the trace's
+    dense MACs times the simulated designs exceed PARALLEL_WORK; else 1). `oracle`: also every
+    feature always on, for the per-layer oracle (`oracle_cycles`)."""
+    planned, equal = plan_designs(requested, oracle)
     designs = [(d.loaded, d.area) for d in planned]
     if workers is None:
-        big = dense_macs is not None and dense_macs > PARALLEL_MACS
+        big = dense_macs is not None and dense_macs * len(designs) > PARALLEL_WORK
         workers = min(2, os.cpu_count() or 1) if big and isinstance(layers, MaskSource) else 1
     if workers > 1 and isinstance(layers, MaskSource):
         parts = partition_layers(manifest)
@@ -451,13 +485,17 @@ def count_layers(source: MaskSource) -> list[LayerContext]:
 
 
 def simulate_counted(
-    contexts: list[LayerContext], requested: list[LoadedArch], manifest, equal_area: bool = True
+    contexts: list[LayerContext],
+    requested: list[LoadedArch],
+    manifest,
+    equal_area: bool = True,
+    oracle: bool = False,
 ) -> NetworkResult:
     """`simulate_network` on layers counted once: the same designs (twins and, with `equal_area`,
     the equal-area dense candidates), the same per-layer passes, the same results. Each call times
     its passes afresh (views of the contexts share only their design-independent structures), so a
     result never depends on which points ran before it."""
-    planned, equal = plan_designs(requested)
+    planned, equal = plan_designs(requested, oracle)
     if not equal_area:
         planned = [d for d in planned if d.role != "equal-area"]
         equal = {}
@@ -479,6 +517,26 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+def oracle_cycles(net: NetworkResult, name: str) -> dict[str, int] | None:
+    """The per-layer oracle of a design (docs/cost-model.md §11): in every layer and pass the best
+    of the rule's choice, every feature on and the dense twin, from their simulated cycles — an
+    upper bound on any bypass rule, never a design. None when it was not simulated."""
+    d = net.designs[name]
+    if d.always_on is None:
+        return None
+    on, twin = net.designs[d.always_on], net.twin_of(name)
+    best = {
+        p: sum(
+            min(a.passes[p].cycles, b.passes[p].cycles, c.passes[p].cycles)
+            for a, b, c in zip(d.layers, on.layers, twin.layers, strict=True)
+        )
+        for p in PASSES
+    }
+    out = {span: sum(best[p] for p in passes) for span, passes in SPANS.items()}
+    out["iteration"] += d.vector.cycles
+    return out
+
+
 def speedups(net: NetworkResult, name: str) -> dict:
     """Every figure a design's row reports: speedups over its twin, the MAC-bound ratios, the best
     equal-area dense, and the flags that explain anything above the bound."""
@@ -497,7 +555,26 @@ def speedups(net: NetworkResult, name: str) -> dict:
             _ratio(best.seconds("iteration"), d.seconds("iteration")) if best is not None else None
         ),
         "flags": flags,
+        "oracle_speedup_over_twin": _oracle_ratios(net, name),
+        "always_on_speedup_over_twin": _always_on_ratios(net, name),
+        "bypassed_passes": sum(1 for layer in d.layers for p in PASSES if layer.passes[p].bypassed),
     }
+
+
+def _oracle_ratios(net: NetworkResult, name: str) -> dict[str, float | None] | None:
+    oracle = oracle_cycles(net, name)
+    if oracle is None:
+        return None
+    twin = net.twin_of(name)
+    return {s: _ratio(twin.cycles(s), oracle[s]) for s in SPANS}
+
+
+def _always_on_ratios(net: NetworkResult, name: str) -> dict[str, float | None] | None:
+    d = net.designs[name]
+    if d.always_on is None:
+        return None
+    twin, on = net.twin_of(name), net.designs[d.always_on]
+    return {s: _ratio(twin.cycles(s), on.cycles(s)) for s in SPANS}
 
 
 COMPONENT_WORDS = {

@@ -17,9 +17,6 @@ from agos.cost.items import SlotSets, TileItems
 from agos.cost.layout import output_bytes
 from agos.workload.passes import mapping
 
-# conflict bound K of a lockstep fold (§3), by the pass's features
-NO_CONFLICTS, WALK_ALL, UNBOUNDED_WINDOW, WINDOW = 0, 1, 2, 3
-
 
 @dataclass
 class BlockCompute:
@@ -52,23 +49,17 @@ def _first_last(d):
 
 
 @numba.njit(cache=True)
-def _union_size(union, cols, lanes):
-    """Size and largest lane load (channel c on lane c mod C) of a channel set held as a bitmap
-    of 64-bit words; the bitmap and `lanes` are cleared for the next fold."""
+def _union_size(union):
+    """Size of a channel set held as a bitmap of 64-bit words; the bitmap is cleared for the next
+    fold."""
     size = 0
     for word in range(union.size):
         bits = union[word]
-        c = word * 64
         while bits:
-            if bits & np.uint64(1):
-                lanes[c % cols] += 1
-                size += 1
-            bits >>= np.uint64(1)
-            c += 1
+            size += 1
+            bits &= bits - np.uint64(1)
         union[word] = 0
-    load = lanes.max()
-    lanes[:] = 0
-    return size, load
+    return size
 
 
 # the per-block sums _lockstep returns, and what it keeps of each block's open fold
@@ -78,29 +69,23 @@ COUNT, LONGEST, T_MAX, READ, WRITTEN, SET = range(6)
 
 @numba.njit(cache=True)
 def _close_fold(
-    out, j, b, longest, t_max, read, written, union, own, closed, sizes, loads, width, lanes, cols, vb, bw,
-    two_sided, conflicts, window,
+    out, j, b, longest, t_max, read, written, union, own, closed, sizes, width, vb, bw, two_sided, compacted
 ):  # fmt: skip
     """Adds a fold of block b in stream block j to the sums `out` (§3): its time less fd is
-    max(F, K, ⌈Bf / BW⌉), Bf its items' bytes (`read` + `written`) plus the column operands
-    T_max·W·vb (+ W·⌈T_max/8⌉ bitmaps for two-sided joins). W is the tile width or, with
-    conflicts, the size of the union of the items' channel sets (the bitmap `union`, measured
-    when `own`, else taken from the same fold of stream block 0: the `closed`-th), whose largest
-    lane load sets K. Returns the count of folds closed so far."""
-    size, load = width, 0
-    if conflicts != NO_CONFLICTS:
+    max(F, ⌈Bf / BW⌉), Bf its items' bytes (`read` + `written`) plus the column operands
+    T_max·W·vb (+ W·⌈T_max/8⌉ bitmaps for two-sided joins). W is the tile width or, compacted,
+    the size of the union of the items' channel sets (the bitmap `union`, measured when `own`,
+    else taken from the same fold of stream block 0: the `closed`-th). Returns the count of
+    folds closed so far."""
+    size = width
+    if compacted:
         if own:
-            sizes[closed], loads[closed] = _union_size(union, cols, lanes)
-        size, load = sizes[closed], loads[closed]
+            sizes[closed] = _union_size(union)
+        size = sizes[closed]
     column = t_max * size * vb
     if two_sided:
         column += size * ((t_max + 7) // 8)
-    bound = 0
-    if conflicts == WALK_ALL:
-        bound = t_max * load
-    elif conflicts == WINDOW:
-        bound = (t_max * load + window - 1) // window
-    out[COMPUTE, j, b] += max(longest, (read + written + column + bw - 1) // bw, bound)
+    out[COMPUTE, j, b] += max(longest, (read + written + column + bw - 1) // bw)
     out[READS, j, b] += read + column
     out[WRITES, j, b] += written
     out[WORK, j, b] += longest
@@ -110,8 +95,7 @@ def _close_fold(
 
 @numba.njit(cache=True)
 def _lockstep(
-    d, length, stream, channels, set_id, block, a, rows, vb, ab, ob, bw, two_sided,
-    conflicts, window, width, bitmaps, cols,
+    d, length, stream, channels, set_id, block, a, rows, vb, ab, ob, bw, two_sided, compacted, width, bitmaps,
 ):  # fmt: skip
     """§3 per (stream block j, position block): folds are R consecutive dispatched items of one
     (position block, work set) in execution order (blocks in order, items in order within each).
@@ -132,11 +116,8 @@ def _lockstep(
                 same = False
     out = np.zeros((6, j_count, a), np.int64)
     held = np.zeros((6, a), np.int64)  # the open fold of each block not in the locals
-    conflicting = conflicts != NO_CONFLICTS
     union = np.zeros((a, bitmaps.shape[1]), np.uint64)  # the open folds' channel sets
-    sizes = np.zeros(n if conflicting else 0, np.int64)  # per fold of block 0, in closing order
-    loads = np.zeros_like(sizes)
-    lanes = np.zeros(cols, np.int64)
+    sizes = np.zeros(n if compacted else 0, np.int64)  # per fold of block 0, in closing order
     for j in range(j_count):
         own = j == 0 or not same  # measures its folds' unions; else reuses block 0's
         closed = 0
@@ -154,8 +135,8 @@ def _lockstep(
                 read, written, work_set = held[READ, cur], held[WRITTEN, cur], held[SET, cur]
             if count and (set_id[i] != work_set or count == rows):
                 closed = _close_fold(
-                    out, j, cur, longest, t_max, read, written, union[cur], own, closed, sizes, loads, width,
-                    lanes, cols, vb, bw, two_sided, conflicts, window,
+                    out, j, cur, longest, t_max, read, written, union[cur], own, closed, sizes, width, vb, bw,
+                    two_sided, compacted,
                 )  # fmt: skip
                 count = longest = t_max = read = written = 0
             work_set = set_id[i]
@@ -166,7 +147,7 @@ def _lockstep(
             ch = channels[i]
             read += stream[j, i] + (ch * ab if j != first[i] else 0)
             written += ch * ab if j != last[i] else ch * ob
-            if conflicting and own:
+            if compacted and own:
                 for w in range(union.shape[1]):
                     union[cur, w] |= bitmaps[i, w]
         if cur >= 0:
@@ -176,7 +157,7 @@ def _lockstep(
             if held[COUNT, b]:
                 closed = _close_fold(
                     out, j, b, held[LONGEST, b], held[T_MAX, b], held[READ, b], held[WRITTEN, b], union[b],
-                    own, closed, sizes, loads, width, lanes, cols, vb, bw, two_sided, conflicts, window,
+                    own, closed, sizes, width, vb, bw, two_sided, compacted,
                 )  # fmt: skip
         held[:] = 0
     return out
@@ -194,19 +175,12 @@ def lockstep(
     o = arch.organisation
     m = mapping(pass_)
     opts = arch.skipping.of(pass_)
-    window = arch.skipping.window
-    if sets is None:
-        conflicts = NO_CONFLICTS
-        bitmaps = np.zeros((items.d.shape[1], 0), np.uint64)
-    else:
-        conflicts = WALK_ALL if not opts.stream else UNBOUNDED_WINDOW if window is None else WINDOW
-        bitmaps = sets.bitmaps(items.tile)
+    bitmaps = np.zeros((items.d.shape[1], 0), np.uint64) if sets is None else sets.bitmaps(items.tile)
     sums = _lockstep(
         items.d, items.length, items.stream_bytes, items.channels, items.set_id, block_of_row[items.row],
         a, o.pe_array.rows, o.precision.value_bytes, o.precision.accumulate_bytes,
-        output_bytes(arch, m.output),
-        o.memory.bandwidth_bytes_per_cycle, m.two_sided and opts.pe_operand, conflicts,
-        window or 1, items.tile.width, bitmaps, o.pe_array.cols,
+        output_bytes(arch, m.output), o.memory.bandwidth_bytes_per_cycle, m.two_sided and opts.pe_operand,
+        sets is not None, items.tile.width, bitmaps,
     )  # fmt: skip
     fill_drain = (o.fd if o.fill_drain == "per_fold" else 0) * sums[FOLDS]
     return BlockCompute(

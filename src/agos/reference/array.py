@@ -174,10 +174,12 @@ def _row_work(mp: PassMapping, item: Item, part: range) -> RowWork:
                 lists.append(walk)  # all PEs of a one-sided row advance together along its stream
             if mp.pass_ == "bwd_weight":
                 b[k] = sum(1 for t in nonzero if t.operand[k])
-        if mp.rows and item.channel_set is not None:
-            # §4: compacted items pay store conflicts; channel c lives in store c mod C
+        if item.channel_set is not None and mp.arch.skipping.lanes == "modulo":
+            # §2.3: compacted items pay their lane conflicts on their row's crossbar; channel c lives
+            # on lane (store) c mod C, whose `lane_ports` ports serve that many of them per cycle
             load = max(sum(1 for c in item.channel_set if c % mp.C == lane) for lane in range(mp.C))
-            floor = max(floor, len(walk) * load)
+            ports = mp.arch.skipping.lane_ports or 1
+            floor = max(floor, len(walk) * ceil_div(load, ports))
         groups.append(GroupCounts(grp, T, s, item.computing[grp], b))
     return RowWork(item, lists, floor, groups)
 
@@ -201,8 +203,14 @@ def partial_sums(mp: PassMapping, work: RowWork, e: int, dispatched: list[int]) 
 
 
 def stream_bytes(mp: PassMapping, work: RowWork) -> int:
-    """§5: values and bitmap under stream skip, values only without, summed over the groups."""
-    return sum((gc.s * mp.vb + ceil_div(gc.T, 8)) if mp.stream_skip else gc.T * mp.vb for gc in work.groups)
+    """§5: values and bitmap under stream skip (or the plain values, when shorter), values only
+    without, summed over the groups."""
+    total = 0
+    for gc in work.groups:
+        plain = gc.T * mp.vb
+        # under stream skip the buffer sends values + bitmap, or the plain values when that is shorter
+        total += min(gc.s * mp.vb + ceil_div(gc.T, 8), plain) if mp.stream_skip else plain
+    return total
 
 
 def tally_macs(mp: PassMapping, work: RowWork, tally: Tally) -> None:
@@ -219,6 +227,8 @@ def tally_macs(mp: PassMapping, work: RowWork, tally: Tally) -> None:
 
 
 # ---- §3: lockstep ----------------------------------------------------------------------------------
+
+
 
 
 def lockstep_tile(
@@ -242,17 +252,10 @@ def lockstep_tile(
             for start in range(0, len(works), mp.R):
                 fold = works[start : start + mp.R]
                 t_max = max(w.T for w in fold)
-                # the lane-conflict bound K (compacted outputs)
-                K = 0
+                # the union of the items' channel sets: the fold's column operands (compacted)
                 union: set[int] = set()
                 for w in fold:
                     union.update(w.item.channel_set or ())
-                if mp.compacted:
-                    load = max(sum(1 for c in union if c % mp.C == lane) for lane in range(mp.C))
-                    if not mp.stream_skip:
-                        K = t_max * load
-                    elif mp.L is not None:
-                        K = ceil_div(t_max * load, mp.L)
                 # the fold's buffer bytes Bf (§5)
                 width = len(union) if mp.compacted else tile.width
                 columns = t_max * width * mp.vb + (width * ceil_div(t_max, 8) if mp.two_sided else 0)
@@ -262,7 +265,7 @@ def lockstep_tile(
                 psum_read = sum(x[1] for x in sums)
                 outputs = sum(x[2] for x in sums)
                 bf = streams + psum_write + psum_read + outputs + columns
-                floor = max(K, ceil_div(bf, bw))
+                floor = ceil_div(bf, bw)
                 key = ("fold", *(id(w) for w in fold), floor)
                 if key not in mp.memo:  # the same fold recurs in other candidate tilings
                     mp.memo[key] = step_lockstep(fold, floor)

@@ -287,7 +287,18 @@ class PassMapping:
                 slots = {}
                 for position, row in sets[ws]:
                     need = [c for c in self.needed_channels(grp, position) if c in tile.channels]
-                    slots[position, row] = [tuple(need[j : j + self.C]) for j in range(0, len(need), self.C)]
+                    if self.arch.skipping.lanes == "matched":
+                        # slot j: the j-th needed channel of every store (channel c lives in store c mod C)
+                        by_store: dict[int, list[int]] = {}
+                        for c in need:
+                            by_store.setdefault(c % self.C, []).append(c)
+                        depth = max((len(v) for v in by_store.values()), default=0)
+                        slots[position, row] = [
+                            tuple(sorted(v[j] for v in by_store.values() if len(v) > j)) for j in range(depth)
+                        ]
+                    else:  # slot j: the needed channels of rank [jC, (j+1)C)
+                        cuts = range(0, len(need), self.C)
+                        slots[position, row] = [tuple(need[j : j + self.C]) for j in cuts]
                 most = max((len(v) for v in slots.values()), default=0)
                 for j in range(most):  # slot-major, then position
                     for (position, row), cut in slots.items():
@@ -316,10 +327,11 @@ class PassMapping:
         g = self.geometry
         E = self.arch.organisation.pe_store_entries
         # E_c: compacted stores hold the operands of ⌈w / C⌉ channels, w the widest compaction domain
+        # (all w of them with lanes `full`)
         E_c = E
         if self.compacted:
             widest = max(hi - lo for lo, hi in self.compaction_domains())
-            E_c = E // ceil_div(widest, self.C)
+            E_c = E // (widest if self.arch.skipping.lanes == "full" else ceil_div(widest, self.C))
         if self.pass_ in ("fwd", "bwd_data"):  # cb input / kb output channels of the group
             kind, size = "channels", E_c // (g.r * g.s)
         elif g.p * g.q <= E_c:

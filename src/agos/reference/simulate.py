@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from agos.arch.schema import Arch
 from agos.reference.array import Tally, lockstep_tile, rows_tile
+from agos.reference.bypass import rule
 from agos.reference.mapping import PassMapping, ceil_div
 from agos.reference.tiling import BufferTile, choose_tiling, stream_blocks
 from agos.workload.masks import LayerMasks
@@ -35,6 +36,7 @@ class ReferencePass:
     dram_o_bytes: int  # written output O
     items: int  # dispatched items (lockstep) or dispatched item-chunks (rows)
     actions: dict[str, int]  # the action counts of §9
+    sigma: int = 1  # the stream blocks σ of the chosen tiling
 
 
 def _zero(cycles: int = 0, mac: int = 0) -> ReferencePass:
@@ -73,6 +75,8 @@ def reference_pass(pass_: str, masks: LayerMasks, arch: Arch) -> ReferencePass:
         raise ValueError(f"unknown pass {pass_!r}; expected one of {PASSES}")
     if pass_ == "bwd_data" and not masks.needs_bwd_data:
         return _zero()  # the layer runs no BWD-D: no design is charged for it
+    decided = rule(pass_, masks, arch)  # §11: the design as the bypass rule runs it here
+    arch = decided.arch
     mp = PassMapping(pass_, masks, arch)
     if arch.ideal:
         bound = mapping_bound(mp)
@@ -90,7 +94,12 @@ def reference_pass(pass_: str, masks: LayerMasks, arch: Arch) -> ReferencePass:
                 cache[key] = lockstep_tile(mp, tile.tiles, tile.rows, stream_blocks(mp, sigma)[0], tile.k)
         return cache[key]
 
-    plan = choose_tiling(mp, compute)
+    # §6: a skipping design also tries its dense twin's tiling (the same channel tiles and chunks)
+    twin = None
+    if not mp.compacted and not _plain(arch):
+        dense = reference_pass(pass_, masks, arch.twin())
+        twin = (dense.blocks[0], dense.blocks[1], dense.sigma)
+    plan = choose_tiling(mp, compute, twin)
     total = Tally()
     for t in plan.tallies:
         for name in vars(total):
@@ -103,6 +112,10 @@ def reference_pass(pass_: str, masks: LayerMasks, arch: Arch) -> ReferencePass:
 
     lockstep = arch.organisation.sync == "lockstep"
     gating = arch.skipping.zero_gating
+    # §9: with lanes `full` every row store holds the whole domain (C copies of each load) and
+    # compacted operands cross a Benes network (two row lengths of wire) on `systolic`, nothing on rows
+    full = mp.compacted and arch.skipping.lanes == "full"
+    wires = 0 if not mp.compacted else (2 if lockstep else 0) if full else 1
     mac = total.mac_nonzero if gating else total.mac_issued
     loaded = plan.dram_a + plan.dram_b
     actions = {
@@ -114,13 +127,14 @@ def reference_pass(pass_: str, masks: LayerMasks, arch: Arch) -> ReferencePass:
         + plan.dram_o,
         "buffer_write_bytes": total.output_bytes + total.psum_write_bytes + loaded,
         "store_read_bytes": 0 if lockstep else mac * mp.vb,
-        "store_write_bytes": 0 if lockstep else mp.R * total.store_load_bytes,
+        "store_write_bytes": 0 if lockstep else mp.R * total.store_load_bytes * (mp.C if full else 1),
         "metadata_bits": total.metadata_bits,
-        "crossbar_bytes": mac * mp.vb if mp.compacted else 0,
+        "crossbar_bytes": mac * mp.vb * wires,
         "dram_bytes": loaded + plan.dram_o,
     }
+    actions["metadata_bits"] += decided.popcount_bits
     return ReferencePass(
-        cycles=plan.time,
+        cycles=plan.time + decided.cycles,
         tile_compute=[t.cycles for t in plan.tallies],
         order=plan.order,
         blocks=(plan.a, plan.b),
@@ -129,4 +143,11 @@ def reference_pass(pass_: str, masks: LayerMasks, arch: Arch) -> ReferencePass:
         dram_o_bytes=plan.dram_o,
         items=total.items,
         actions=actions,
+        sigma=plan.sigma,
     )
+
+
+def _plain(arch: Arch) -> bool:
+    """Runs exactly as its dense twin: nothing skipped, nothing compressed."""
+    st = arch.storage
+    return not arch.skipping.skips_work and st.activations == "dense" and st.gradients == "dense"

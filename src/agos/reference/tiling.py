@@ -205,8 +205,11 @@ def pass_time(computes: list[int], loaded: list[int], written: list[int], D: Fra
     return time + ceil_div(written[n - 1], D)  # the epilogue: the last store is exposed
 
 
-def choose_tiling(mp: PassMapping, compute: Callable[[BufferTile, int], Tally]) -> Plan:
-    """`compute(tile, σ)` is the stepped compute of one buffer tile of a tiling with σ stream blocks."""
+def choose_tiling(
+    mp: PassMapping, compute: Callable[[BufferTile, int], Tally], twin: tuple[int, int, int] | None = None
+) -> Plan:
+    """`compute(tile, σ)` is the stepped compute of one buffer tile of a tiling with σ stream blocks.
+    `twin` (a, b, σ): the dense twin's tiling, one more candidate when it fits."""
     org = mp.arch.organisation
     mem = org.memory
     cap = Fraction(mem.global_buffer_bytes, 2 if mem.double_buffering else 1)
@@ -214,19 +217,26 @@ def choose_tiling(mp: PassMapping, compute: Callable[[BufferTile, int], Tally]) 
     tensors = Tensors(mp)
     sigma_cap = len(mp.chunk_units()) if mp.rows else mp.units
     best: tuple | None = None
+    tried = []
     for b in doubling(len(mp.tiles)):
         found = None
         for sigma in doubling(sigma_cap):
             for a in doubling(mp.position_rows):
                 grid = buffer_grid(mp, tensors, a, b, sigma)
                 if all(t.A + t.B + t.O_fit <= cap for t in grid.values()):
-                    found = (a, sigma, grid)
+                    found = (a, b, sigma, grid)
                     break
             if found:
                 break
-        if not found:
-            continue  # no σ and a fit this b
-        a, sigma, grid = found
+        if found:
+            tried.append(found)  # else no σ and a fit this b
+    if twin is not None:
+        a, b, sigma = twin
+        if b <= len(mp.tiles) and sigma <= sigma_cap and a <= mp.position_rows:
+            grid = buffer_grid(mp, tensors, a, b, sigma)
+            if all(t.A + t.B + t.O_fit <= cap for t in grid.values()):
+                tried.append((a, b, sigma, grid))
+    for a, b, sigma, grid in tried:
         blocks = 1 + max(key[2] for key in grid)  # stream blocks (empty ones dropped)
         for rank, order in enumerate(("channels", "positions")):
             if order == "channels":

@@ -18,6 +18,25 @@ def _x(v) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
+def bypass_lines(sim) -> list[str]:
+    """One line per design the bypass rule decides on: how many layer passes it switched off and,
+    when simulated, backprop with every feature always on and the per-layer oracle."""
+    out = []
+    for name in sim.requested:
+        a = sim.designs[name]
+        if a.bypass != "rule" or a.bypassed_passes is None:
+            continue
+        line = f"  {name}: bypass rule switched features off in {a.bypassed_passes} layer passes"
+        if a.always_on_speedup_over_twin and a.oracle_speedup_over_twin:
+            line += (
+                f"; backprop ×{_x(a.speedup_over_twin.backprop)} with the rule, "
+                f"×{_x(a.always_on_speedup_over_twin.backprop)} every feature always on, "
+                f"×{_x(a.oracle_speedup_over_twin.backprop)} per-layer oracle (an upper bound)"
+            )
+        out.append(line)
+    return out
+
+
 def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> None:
     """The table of `agos simulate`: one row per requested design, its flags and notes, the
     lookahead sensitivity when computed and, with `per_layer`, each layer's backprop speedup."""
@@ -68,6 +87,8 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
     )
     for name, flag in flagged:
         console.print(f"  {name}: {flag}", markup=False, highlight=False)
+    for line in bypass_lines(sim):
+        console.print(line, markup=False, highlight=False)
     if sim.vector_note:
         console.print(f"note: {sim.vector_note}")
     for note in analysis.capture_notes:

@@ -96,7 +96,9 @@ def one_row(feature: Feature, cols: int, lookahead: int, broadcast: int, domain:
         }
     )
     skip = a.skipping.model_dump()
-    skip.update(lookahead=lookahead, broadcast_width=broadcast, compaction_domain=domain)
+    # the row's mechanisms, every feature on: the bypass rule (docs/cost-model.md §11) is a
+    # per-layer choice made before the pass, compared here by its own tests
+    skip.update(lookahead=lookahead, broadcast_width=broadcast, compaction_domain=domain, bypass="never")
     for pass_, over in feature.skipping.items():
         skip[pass_] = {**skip[pass_], **over}
     arch = type(a).model_validate({**a.model_dump(), "organisation": org.model_dump(), "skipping": skip})

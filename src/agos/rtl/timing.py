@@ -124,10 +124,8 @@ def model_duration(cfg: RowConfig, item: RtlItem) -> int:
         d = max(b, -(-s // cfg.broadcast), -(-T // L))
     else:
         d = max(s, -(-T // L))
-    if compact:
-        lam = lane_load(cfg, item)
-        k = -(-T * lam // L) if stream else T * lam
-        d = max(d, k)
+    if compact:  # §2.3: the row's crossbar moves one operand per lane per cycle, λ per walked entry
+        d = max(d, (s if stream else T) * lane_load(cfg, item))
     return d
 
 
