@@ -7,6 +7,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,36 @@ def atomic_file(path: Path | str, mode: str = "w") -> Iterator[IO]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path | str, replace: bool = False, what: str = "") -> Iterator[Path]:
+    """Build a directory in a temporary sibling (yielded), then rename it into place: a reader never
+    sees half of one, and a failure leaves nothing behind. An existing directory at `path` is
+    swapped out and removed with `replace`; without it, one that appeared meanwhile (a concurrent
+    build of the same content-addressed stage) is kept and the new one discarded. `what` names the
+    directory in the one-line error (e.g. "the trace")."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    except OSError as exc:
+        named = f"{what} {path}" if what else str(path)
+        raise AgosError(f"cannot write {named}: {exc.strerror or exc}") from None
+    try:
+        yield tmp
+        if path.exists() and replace:
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.rename(path, old / path.name)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        elif path.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from agos.report.format import wide_console
+from agos.report.format import macs, times, wide_console
 from agos.workload.passes import LABELS, PASSES, SPANS
 
 if TYPE_CHECKING:
@@ -17,16 +17,13 @@ if TYPE_CHECKING:
 
 
 def _macs(n: int) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3f}{unit}"
-    return str(n)
+    return macs(n, digits=3, units="TGMk")
 
 
 def _x(value: float | None, dense: int) -> str:
     if value is None:
         return "—" if dense == 0 else "∞"
-    return f"{value:.2f}×"
+    return times(value)
 
 
 def _rows(

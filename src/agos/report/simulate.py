@@ -12,11 +12,7 @@ from rich.table import Table
 
 from agos.analysis.model import Analysis
 from agos.fileio import atomic_file
-from agos.report.format import wide_console
-
-
-def _x(v) -> str:
-    return "—" if v is None else f"{v:.2f}"
+from agos.report.format import num, wide_console
 
 
 def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> None:
@@ -46,13 +42,13 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
             f"{c.bwd_data / 1e6:.2f}",
             f"{c.bwd_weight / 1e6:.2f}",
             f"{a.time_ms.iteration:.2f}",
-            _x(s.backprop if s else None),
-            _x(s.iteration if s else None),
-            _x(bound.iteration if bound else None),
-            _x(a.speedup_over_best_dense_equal_area),
+            num(s.backprop if s else None),
+            num(s.iteration if s else None),
+            num(bound.iteration if bound else None),
+            num(a.speedup_over_best_dense_equal_area),
             a.best_dense_equal_area or "—",
             f"{a.energy_j * 1e3:.2f}",
-            _x(a.energy_vs_twin),
+            num(a.energy_vs_twin),
             f"{100 * (a.utilisation or 0):.0f}%",
             str(len(a.flags)) if a.flags else "",
         )
@@ -85,7 +81,7 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
         for w in windows:
             t.add_column(f"L={w}", justify="right")
         for name, row in sens.items():
-            t.add_row(name, *(f"{_x(row[w].iteration)} ({_x(row[w].backprop)})" for w in windows))
+            t.add_row(name, *(f"{num(row[w].iteration)} ({num(row[w].backprop)})" for w in windows))
         console.print(t)
     if per_layer:
         layers = Table(title="Per-layer backprop speedup over each design's twin", title_justify="left")
@@ -96,7 +92,7 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
         for i, layer in enumerate(sim.designs[names[0]].layers):
             layers.add_row(
                 layer.name,
-                *(_x(sim.designs[n].layers[i].speedup_over_twin.backprop) for n in names),
+                *(num(sim.designs[n].layers[i].speedup_over_twin.backprop) for n in names),
             )
         console.print(layers)
 
