@@ -42,9 +42,9 @@ mutation: $(STAMP)
 golden: $(STAMP)
 	$(BIN)/python -m tests.golden_networks --update
 
-# regenerate the JSON Schema of the Analysis model after changing a results model
+# regenerate the shipped JSON Schemas (agos.schemas) after changing a record
 schema: $(STAMP)
-	$(BIN)/agos schema --out src/agos/analysis/analysis.schema.json
+	$(BIN)/python -m agos.schemas
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info

@@ -178,3 +178,61 @@ def slow_factory() -> nn.Module:
         Path(marker).write_text("building")
     time.sleep(60)
     return Mixed()
+
+
+# -- tiny twins of real networks: torchvision's own classes, narrow --------------------------------
+# The same modules, names, ReLUs and graph as vgg16, resnet34 and resnet50 (so a published profile
+# maps onto them row for row), with 1/16 of the channels: a capture at 32 px takes a fraction of a
+# second instead of the seconds that building the full networks costs. The real networks are kept
+# for the tests marked `ci`.
+
+
+def tiny_vgg16(classes: int = 10) -> nn.Module:
+    from torchvision.models.vgg import VGG, cfgs, make_layers
+
+    class TinyVGG16(VGG):
+        def __init__(self) -> None:
+            nn.Module.__init__(self)
+            self.features = make_layers([v if v == "M" else v // 16 for v in cfgs["D"]])
+            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+            self.classifier = nn.Sequential(
+                nn.Linear(32 * 7 * 7, 64), nn.ReLU(True), nn.Dropout(),
+                nn.Linear(64, 64), nn.ReLU(True), nn.Dropout(),
+                nn.Linear(64, classes),
+            )  # fmt: skip
+
+    return TinyVGG16()
+
+
+def _tiny_resnet(block, layers: list[int], classes: int = 10, width: int = 8) -> nn.Module:
+    from torchvision.models.resnet import ResNet
+
+    class TinyResNet(ResNet):
+        def __init__(self) -> None:
+            nn.Module.__init__(self)
+            self._norm_layer = nn.BatchNorm2d
+            self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            self.layer1 = self._make_layer(block, width, layers[0])
+            self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
+            self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
+            self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(8 * width * block.expansion, classes)
+
+    return TinyResNet()
+
+
+def tiny_resnet34() -> nn.Module:
+    from torchvision.models.resnet import BasicBlock
+
+    return _tiny_resnet(BasicBlock, [3, 4, 6, 3])
+
+
+def tiny_resnet50() -> nn.Module:
+    from torchvision.models.resnet import Bottleneck
+
+    return _tiny_resnet(Bottleneck, [3, 4, 6, 3])

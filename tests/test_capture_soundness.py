@@ -71,7 +71,7 @@ def test_a_wrong_mask_is_caught():
 def test_reproduce_soundness_against_the_captured_gradients_can_fail():
     """`agos reproduce` judges the masked step against the capture's own gradients: sound masks pass,
     one needed element dropped fails — with either reference."""
-    from agos.reproduce.pipeline import soundness_record
+    from agos.capture.verify import soundness_record
     from agos.workload.bits import pack
 
     model = build_model(resolve_model("resnet18"), seed=0)
@@ -81,11 +81,11 @@ def test_reproduce_soundness_against_the_captured_gradients_can_fail():
     result = capture_step(model, images, labels, seed=0)
     captured = _grads(model)
     good = soundness_record(before, images, labels, 0, result, captured)
-    assert good["bit_identical"] and good["reference"] == "the captured step's gradients"
-    assert soundness_record(before, images, labels, 0, result)["bit_identical"]
+    assert good.bit_identical and good.reference == "the captured step's gradients"
+    assert soundness_record(before, images, labels, 0, result).bit_identical
     victim = next(layer for layer in result.layers if layer.dx_needed is not None)
     wrong = victim.dx_needed.tensor().clone()
     wrong.view(-1)[wrong.view(-1).nonzero()[0]] = False
     victim.dx_needed = pack(wrong)
-    assert not soundness_record(before, images, labels, 0, result, captured)["bit_identical"]
-    assert not soundness_record(before, images, labels, 0, result)["bit_identical"]
+    assert not soundness_record(before, images, labels, 0, result, captured).bit_identical
+    assert not soundness_record(before, images, labels, 0, result).bit_identical

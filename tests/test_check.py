@@ -13,7 +13,8 @@ from agos.engine import sparse_training
 from agos.engine import training as engine_training
 from agos.engine.check import run_check
 from agos.inputs.models import build_model, resolve_model
-from agos.inputs.session import RunOptions
+from agos.inputs.options import RunOptions
+from agos.inputs.session import prepare
 from agos.inputs.training import plain_step
 
 
@@ -44,7 +45,7 @@ def _assert_passes(report, graph: str = "torch.fx") -> None:
     ],
 )
 def test_check_passes_on_torchvision_models(name, size):
-    report = run_check(_options(name, size), steps=2)
+    report = run_check(prepare(_options(name, size)), steps=2)
     _assert_passes(report)
     first = report.steps[0]
     assert first.bwd_data_skipped > 0.2 and first.bwd_weight_skipped > 0.1
@@ -52,14 +53,14 @@ def test_check_passes_on_torchvision_models(name, size):
 
 
 def test_check_on_every_mask_rule_and_sparse_forward():
-    report = run_check(_options("tests.models:mixed", 16, batch=4), steps=3)
+    report = run_check(prepare(_options("tests.models:mixed", 16, batch=4)), steps=3)
     _assert_passes(report)
-    forward = run_check(_options("tests.models:mixed", 16, batch=4), steps=1, sparse_forward=True)
+    forward = run_check(prepare(_options("tests.models:mixed", 16, batch=4)), steps=1, sparse_forward=True)
     assert forward.passed, forward.steps[0].problem
 
 
 def test_check_on_a_model_fx_cannot_trace():
-    report = run_check(_options("tests.models:data_dependent", 16), steps=2)
+    report = run_check(prepare(_options("tests.models:data_dependent", 16)), steps=2)
     _assert_passes(report, graph="autograd (not traceable")
 
 
@@ -89,7 +90,7 @@ def _drop_one_needed(monkeypatch, layer: str) -> None:
 @pytest.mark.parametrize("layer", ["fc", "layer4.1.conv1"])
 def test_a_wrong_mask_fails_the_check(monkeypatch, layer):
     _drop_one_needed(monkeypatch, layer)
-    report = run_check(_options("resnet18", 32), steps=1)
+    report = run_check(prepare(_options("resnet18", 32)), steps=1)
     assert not report.passed
     worst = report.steps[0].worst
     assert report.steps[0].ratio > 100, worst

@@ -44,8 +44,8 @@ def _zero(mask: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def published_traces(tmp_path_factory) -> dict[str, Path]:
     """vgg16, resnet34, resnet50 at 32 px, batch 2: cheap, and the graphs are the full models."""
-    from agos.capture.pipeline import capture_trace
-    from agos.inputs.session import RunOptions
+    from agos.api import trace as capture_trace
+    from agos.inputs.options import RunOptions
 
     out = {}
     for model in ("vgg16", "resnet34", "resnet50"):
@@ -172,7 +172,7 @@ def test_profile_for_another_model_is_refused(resnet18_trace, published_traces, 
         statistical_source(trace, f"profile:{long_copy}")
     # explicitly asked for, with the same ReLUs: applied, and the mapping says so
     vgg = load_trace(published_traces["vgg16"])
-    vgg.manifest.provenance["model"] = "vgg16_custom"
+    vgg.manifest.provenance.model = "vgg16_custom"
     source = statistical_source(vgg, "profile:sparsetrain/vgg16:1")
     assert any("measured on vgg16" in note for note in source.mapping.notes)
 

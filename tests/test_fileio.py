@@ -80,8 +80,9 @@ def test_an_unwritable_folder_is_one_error(tmp_path, monkeypatch, capsys, mixed_
     monkeypatch.setattr("agos.fileio.tempfile.mkdtemp", _refused)
     with pytest.raises(AgosError, match=r"cannot write .*out\.json: Permission denied"):
         write_json({}, tmp_path / "out.json")
-    with pytest.raises(AgosError, match=r"cannot write .*folder: Permission denied"), atomic_dir(
-        tmp_path / "folder"
+    with (
+        pytest.raises(AgosError, match=r"cannot write .*folder: Permission denied"),
+        atomic_dir(tmp_path / "folder"),
     ):
         pass
     code, _, err = run_cli(capsys, "sparsity", str(mixed_trace), "--json", str(tmp_path / "s.json"))

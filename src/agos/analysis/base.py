@@ -3,10 +3,8 @@ sections this base, without an import cycle)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from agos.record import Record
 
 
-class Model(BaseModel):
+class Model(Record):
     """Every results model: unknown fields refused, so a renamed field fails loudly."""
-
-    model_config = ConfigDict(extra="forbid")

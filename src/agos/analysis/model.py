@@ -5,9 +5,8 @@ its schema is `analysis.schema.json` (regenerate with `make schema` after changi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -20,9 +19,12 @@ from agos.analysis.simulation import Simulation
 from agos.analysis.sparsity import Sparsity
 from agos.analysis.tiles import Tiles
 from agos.fileio import write_json
+from agos.inputs.provenance import Provenance
+from agos.record import schema_of
+from agos.record import schema_text as record_schema_text
 
 FORMAT = "agos-analysis"
-VERSION = 1
+VERSION = 2  # 2: typed provenance (the model's class and code fingerprint)
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
 SECTIONS = ("sparsity", "tiles", "density_mapping", "realised", "bounds", "simulation")
 __all__ = ["Analysis", "DensityInfo", "Model"]
@@ -43,10 +45,10 @@ class DensityInfo(Model):
 
 class Analysis(Model):
     format: Literal["agos-analysis"] = FORMAT
-    version: Literal[1] = VERSION
+    version: Literal[2] = VERSION
     agos_version: str = __version__
     label: str  # provenance label of every figure: model, weights, data, batch, size, seed, masks
-    provenance: dict[str, Any]
+    provenance: Provenance
     trace: str | None = None
     density: DensityInfo | None = None
     capture_notes: list[str] = Field(default_factory=list)
@@ -58,15 +60,26 @@ class Analysis(Model):
     bounds: Bounds | None = None
     simulation: Simulation | None = None
 
+    def layers_frame(self):
+        """A pandas DataFrame, one row per layer × pass × design, with provenance columns."""
+        from agos.analysis.frames import layers_frame
+
+        return layers_frame(self)
+
+    def designs_frame(self):
+        """A pandas DataFrame, one row per design, with provenance columns."""
+        from agos.analysis.frames import designs_frame
+
+        return designs_frame(self)
+
 
 def schema() -> dict:
     """The JSON Schema of the files agos writes (serialisation mode: every field is present)."""
-    out = Analysis.model_json_schema(mode="serialization")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"{FORMAT}/{VERSION}", **out}
+    return schema_of(Analysis)
 
 
 def schema_text() -> str:
-    return json.dumps(schema(), indent=2, sort_keys=True) + "\n"
+    return record_schema_text(Analysis)
 
 
 def dump(analysis: Analysis) -> dict:

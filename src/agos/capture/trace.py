@@ -8,8 +8,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
@@ -20,11 +18,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from agos import __version__
 from agos.capture.recorder import CaptureResult
 from agos.errors import AgosError
+from agos.fileio import atomic_dir
+from agos.inputs.provenance import Provenance
 from agos.workload.bits import PackedMask, packed_nbytes
 from agos.workload.layer import LayerGeometry
 
 FORMAT = "agos-trace"
-SCHEMA_VERSION = 2  # 2: manifest_sha256 covers the whole manifest
+SCHEMA_VERSION = 3  # 2: manifest_sha256 covers the whole manifest; 3: typed provenance
 MANIFEST = "manifest.json"
 MASKS = "masks.bin"
 MASK_NAMES = ("x_nonzero", "dy_nonzero", "dx_needed")
@@ -120,7 +120,7 @@ class Manifest(_Strict):
     schema_version: int
     agos_version: str
     created: str
-    provenance: dict  # model, weights, data, batch, image size, seed, warm-up, device, versions
+    provenance: Provenance  # model, its code, weights, data, batch, image size, seed, warm-up, device
     loss: float
     graph: str
     skipped_layers: list[str]
@@ -151,7 +151,7 @@ class Trace:
         return self.manifest.layers
 
     @property
-    def provenance(self) -> dict:
+    def provenance(self) -> Provenance:
         return self.manifest.provenance
 
     def layer(self, name: str) -> LayerRecord:
@@ -196,17 +196,13 @@ def _is_trace_dir(path: Path) -> bool:
         return False
 
 
-def write_trace(out: Path, result: CaptureResult, provenance: dict, created: str | None = None) -> Manifest:
-    """Write atomically: build in a sibling temporary directory, then swap it into place."""
+def write_trace(
+    out: Path, result: CaptureResult, provenance: Provenance, created: str | None = None
+) -> Manifest:
+    """Write atomically (`fileio.atomic_dir`): a reader never sees half a trace."""
     out = Path(out)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or _is_trace_dir(out))):
         raise AgosError(f"{out} exists and is not an agos trace; choose another --out")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = Path(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=out.parent))
-        probe.rmdir()
-    except OSError as exc:
-        raise AgosError(f"cannot write the trace {out}: {exc.strerror or exc}") from None
 
     blobs: list[np.ndarray] = []
     index: dict[bytes, int] = {}
@@ -275,20 +271,9 @@ def write_trace(out: Path, result: CaptureResult, provenance: dict, created: str
         notes=list(getattr(result, "notes", [])),
     )
     manifest = manifest.model_copy(update={"manifest_sha256": manifest_digest(manifest)})
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out, replace=True, what="the trace") as tmp:
         _fsync_write(tmp / MASKS, chunks=(memoryview(b) for b in blobs))
         _fsync_write(tmp / MANIFEST, manifest.model_dump_json(indent=1).encode())
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.rename(out, old / "trace")
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

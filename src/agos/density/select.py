@@ -99,7 +99,7 @@ def statistical_source(trace: Trace, density: str | DensitySpec) -> StatisticalS
         )
     if spec.kind == "uniform":
         return StatisticalSource(spec, uniform_fractions(trace, spec.zero_fraction), None)
-    model = str(trace.provenance.get("model", "?"))
+    model = trace.provenance.model
     profile = resolve_profile(spec.file, spec.checkpoint, model)
     mapping = map_profile(trace, profile)
     cp = profile.checkpoint
