@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -236,3 +237,58 @@ def tiny_resnet50() -> nn.Module:
     from torchvision.models.resnet import Bottleneck
 
     return _tiny_resnet(Bottleneck, [3, 4, 6, 3])
+
+
+def tiny_resnet18() -> nn.Module:
+    from torchvision.models.resnet import BasicBlock
+
+    return _tiny_resnet(BasicBlock, [2, 2, 2, 2])
+
+
+def tiny_mobilenet_v2() -> nn.Module:
+    """torchvision's MobileNetV2 (ReLU6, depthwise convs, inverted residuals without a ReLU after
+    the add), a quarter as wide, 10 classes."""
+    from torchvision.models import MobileNetV2
+
+    return MobileNetV2(num_classes=10, width_mult=0.25)
+
+
+def tiny_googlenet() -> nn.Module:
+    """GoogLeNet's own blocks (BasicConv2d: conv → BN → ReLU; Inception: four branches, one through
+    a ceil-mode max-pool, concatenated), two of them, narrow."""
+    from torchvision.models.googlenet import BasicConv2d, Inception
+
+    class TinyGoogLeNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = BasicConv2d(3, 8, kernel_size=3, padding=1)
+            self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            self.inception3a = Inception(8, 4, 4, 8, 2, 4, 4)
+            self.inception3b = Inception(20, 8, 4, 8, 2, 4, 4)
+            self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            self.inception4a = Inception(24, 8, 4, 8, 2, 4, 4)
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.dropout = nn.Dropout(0.2)
+            self.fc = nn.Linear(24, 10)
+
+        def forward(self, x):
+            x = self.maxpool1(self.conv1(x))
+            x = self.maxpool3(self.inception3b(self.inception3a(x)))
+            x = self.avgpool(self.inception4a(x))
+            return self.fc(self.dropout(torch.flatten(x, 1)))
+
+    return TinyGoogLeNet()
+
+
+# the tiny twin of each torchvision network the default tier used to capture
+TINY = {
+    "resnet18": "tests.models:tiny_resnet18",
+    "resnet34": "tests.models:tiny_resnet34",
+    "resnet50": "tests.models:tiny_resnet50",
+    "vgg16": "tests.models:tiny_vgg16",
+    "mobilenet_v2": "tests.models:tiny_mobilenet_v2",
+    "googlenet": "tests.models:tiny_googlenet",
+}
+
+# the marks of a test on a real network whose property a tiny twin carries in the default tier
+REAL_NETWORK = [pytest.mark.slow, pytest.mark.ci, pytest.mark.real_network]

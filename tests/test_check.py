@@ -16,6 +16,7 @@ from agos.inputs.models import build_model, resolve_model
 from agos.inputs.options import RunOptions
 from agos.inputs.session import prepare
 from agos.inputs.training import plain_step
+from tests.models import REAL_NETWORK, TINY
 
 
 def _options(model: str, size: int, batch: int = 2) -> RunOptions:
@@ -35,8 +36,9 @@ def _assert_passes(report, graph: str = "torch.fx") -> None:
 @pytest.mark.parametrize(
     "name,size",
     [
-        pytest.param("resnet18", 64, marks=[pytest.mark.slow, pytest.mark.ci]),  # mobilenet_v2 has BN+add
-        ("mobilenet_v2", 64),
+        pytest.param("resnet18", 64, marks=REAL_NETWORK),  # mobilenet_v2 has BN+add
+        pytest.param("mobilenet_v2", 64, marks=REAL_NETWORK),
+        (TINY["mobilenet_v2"], 32),  # the default tier: its tiny twin (BN + add, ReLU6, depthwise)
         pytest.param("alexnet", 64, marks=pytest.mark.slow),  # its rules: test_capture_soundness (ci)
         pytest.param(
             "googlenet", 64, marks=[pytest.mark.slow, pytest.mark.ci]

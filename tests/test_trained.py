@@ -13,6 +13,7 @@ from agos.errors import AgosError
 from agos.inputs import offline_weights
 from agos.inputs.offline_weights import OFFLINE, offline_file
 from tests.cli_helpers import one_error_line, run_cli
+from tests.models import REAL_NETWORK
 
 pytestmark = pytest.mark.skipif(
     offline_file("mobilenet_v2") is None or offline_file("efficientnet_lite0") is None,
@@ -37,7 +38,10 @@ def test_files_are_found_and_checked(tmp_path, monkeypatch):
         offline_file("mobilenet_v2")
 
 
-@pytest.mark.parametrize("model", ["mobilenet_v2", "efficientnet_lite0"])
+@pytest.mark.parametrize(
+    "model",
+    ["mobilenet_v2", pytest.param("efficientnet_lite0", marks=REAL_NETWORK)],
+)
 def test_trace_with_offline_imagenet_weights(capsys, tmp_path, monkeypatch, model):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
     out = tmp_path / "t"
