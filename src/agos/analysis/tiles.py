@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import AliasChoices, Field
+
 from agos.analysis.base import Model
 
 if TYPE_CHECKING:
     from agos.capture.trace import Trace
     from agos.density.select import DensitySource
-    from agos.density.tiles import LayerTiles
 
 LAYOUT = "implicit GEMM: rows = N·H·W input positions (n, h, w), columns = C input channels"
 
@@ -41,7 +42,8 @@ class LayerTileStats(Model):
     all_needed: bool  # the conservative mask (no output sparsity recorded)
     work_dense: int  # BWD-D MACs, valid taps
     work_element_skip: int  # MACs of every masked element: the element-level output-skip bound
-    shapes: dict[str, ShapeTiles]  # by tile shape name
+    # by tile shape name (read from `density.tiles.LayerTiles.by_shape`)
+    shapes: dict[str, ShapeTiles] = Field(validation_alias=AliasChoices("by_shape", "shapes"))
 
 
 class TileTotals(Model):
@@ -68,29 +70,6 @@ class Tiles(Model):
     element_skip_fraction: float  # element-level bound: masked BWD-D work over all BWD-D work
 
 
-def _layer(t: LayerTiles) -> LayerTileStats:
-    return LayerTileStats(
-        name=t.name,
-        rows=t.rows,
-        cols=t.cols,
-        needed_fraction=t.needed_fraction,
-        all_needed=t.all_needed,
-        work_dense=t.work_dense,
-        work_element_skip=t.work_element_skip,
-        shapes={
-            s.shape: ShapeTiles(
-                tiles=s.tiles,
-                empty_tiles=s.empty_tiles,
-                empty_fraction=s.empty_fraction,
-                work_skipped=s.work_skipped,
-                work_skipped_fraction=s.work_skipped / t.work_dense if t.work_dense else 0.0,
-                independent_empty=s.independent_empty,
-            )
-            for s in t.shapes
-        },
-    )
-
-
 def compute_tiles(trace: Trace, source: DensitySource) -> Tiles:
     """Per-layer and network tile statistics of the masks `source` gives this trace."""
     from agos.density.tiles import TILE_SHAPES, network_tiles, totals
@@ -105,7 +84,7 @@ def compute_tiles(trace: Trace, source: DensitySource) -> Tiles:
             TileShapeInfo(name=s.name, rows=s.rows, cols=s.cols if s.cols is not None else "C")
             for s in TILE_SHAPES
         ],
-        layers=[_layer(t) for t in layers],
+        layers=[LayerTileStats.model_validate(t, from_attributes=True) for t in layers],
         totals={s.name: TileTotals(**totals(layers, s.name)) for s in TILE_SHAPES},
         element_skip_fraction=sum(t.work_element_skip for t in layers) / work if work else 0.0,
     )

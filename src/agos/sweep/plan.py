@@ -23,6 +23,7 @@ from agos.arch.schema import Arch, Organisation
 from agos.errors import AgosError
 from agos.inputs.options import RunOptions
 from agos.stages.cache import Cache, announcer, stage_key
+from agos.sweep.records import TraceColumns
 from agos.sweep.spec import SweepSpec
 
 ORG_AXIS = "organisation"
@@ -37,36 +38,26 @@ NOT_SWEPT = (
 )
 
 
-@dataclass(frozen=True)
-class TraceRef:
-    """A trace as the table records it: the path given, its manifest checksum and provenance."""
+class TraceRef(TraceColumns):
+    """A trace as the table records it (its columns), and whether statistical densities apply."""
 
-    path: str
-    sha256: str
-    model: str
-    weights: str
-    weights_sha256: str
-    data: str
-    batch_size: int
-    image_size: int
-    activations: bool  # has ReLU activations, so statistical densities apply
+    activations: bool  # has ReLU activations
 
-    def columns(self) -> dict:
-        return {
-            "trace": self.path,
-            "trace_sha256": self.sha256,
-            "model": self.model,
-            "weights": self.weights,
-            "weights_sha256": self.weights_sha256,
-            "data": self.data,
-            "batch_size": self.batch_size,
-            "image_size": self.image_size,
-        }
+    @property
+    def path(self) -> str:
+        return self.trace
+
+    @property
+    def sha256(self) -> str:
+        return self.trace_sha256
+
+    def columns(self) -> TraceColumns:
+        return TraceColumns.model_validate(self.model_dump(exclude={"activations"}))
 
 
 @dataclass(frozen=True)
 class Point:
-    key: str  # hash of the inputs: names DIR/points/<key>.json
+    key: str  # the cache key of the point (`point_key`)
     trace: int  # index into Plan.traces
     design: str  # e.g. agos@systolic
     organisation: str
@@ -177,8 +168,8 @@ def trace_ref(path: str, where: str) -> TraceRef:
     trace = load_trace(path)
     m, p = trace.manifest, trace.provenance
     return TraceRef(
-        path=path,
-        sha256=m.manifest_sha256,
+        trace=path,
+        trace_sha256=m.manifest_sha256,
         model=p.model,
         weights=p.weights.source,
         weights_sha256=p.weights.sha256,

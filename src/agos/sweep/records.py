@@ -56,11 +56,9 @@ class PointResult(Record):
     worker: str | None = None
 
 
-class SweepRow(Record):
-    format: Literal["agos-sweep-row"] = FORMAT
-    version: Literal[1] = VERSION
-    point: str
-    # the trace (plan.TraceRef.columns)
+class TraceColumns(Record):
+    """A trace as a sweep's table and report name it: its path, manifest checksum and provenance."""
+
     trace: str
     trace_sha256: str
     model: str
@@ -69,7 +67,13 @@ class SweepRow(Record):
     data: str
     batch_size: int
     image_size: int
-    # the point
+
+
+class SweepRow(TraceColumns):
+    format: Literal["agos-sweep-row"] = FORMAT
+    version: Literal[1] = VERSION
+    point: str
+    # the point (its trace: the TraceColumns fields)
     density: str
     density_seed: int
     density_label: str | None
@@ -106,7 +110,8 @@ class SweepRow(Record):
 
     def flat(self) -> dict:
         """The table's row: the axis values as columns of their own, in place of `axes`."""
-        out = self.model_dump(mode="json", exclude={"format", "version"})
+        dump = self.model_dump(mode="json", exclude={"format", "version"})
+        out = {"point": dump.pop("point"), **dump}
         axes = out.pop("axes")
         at = list(out).index("organisation") + 1
         items = list(out.items())

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from agos.record import Record
+from agos.sweep.records import TraceColumns
 
 KEPT = ("speedup_iteration", "speedup_backprop", "speedup_over_best_dense_equal_area", "area_mm2", "energy_j")
 
@@ -23,17 +24,6 @@ class BestPoint(Record):
     area_mm2: float
     energy_j: float | None
     trace: str
-
-
-class TraceColumns(Record):
-    trace: str
-    trace_sha256: str
-    model: str
-    weights: str
-    weights_sha256: str
-    data: str
-    batch_size: int
-    image_size: int
 
 
 class SweepSection(Record):
@@ -62,7 +52,7 @@ def sweep_section(spec: str, out: Path, console: Console, workers: int | None = 
         skipped=len(result.plan.skipped),
         failed=sum(r.error is not None for r in result.records),
         axes=[a for a in result.plan.axes if a != "organisation"],
-        traces=[TraceColumns.model_validate(t.columns()) for t in result.plan.traces],
+        traces=[t.columns() for t in result.plan.traces],
         files={k: str(v) for k, v in result.files.items()},
         best=[BestPoint.model_validate(r, from_attributes=True) for r in best.values()],
     )

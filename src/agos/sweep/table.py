@@ -21,7 +21,7 @@ def row(plan: Plan, point: Point, record: PointResult | None) -> SweepRow:
     return SweepRow.model_validate(
         {
             "point": point.key,
-            **trace.columns(),
+            **trace.columns().model_dump(),
             "density": point.density,
             "density_seed": point.seed,
             "density_label": record.density_label if record is not None else None,
