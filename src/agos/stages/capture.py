@@ -99,11 +99,13 @@ def prove(
     reference: dict[str, torch.Tensor] | None,
     engine_images: int,
     notes: list[str],
+    soundness: bool = True,
 ) -> Verification:
-    """The verification of a step's masks on its batch; `reference`: the captured gradients (None:
-    a plain step is run for them)."""
+    """The verification of a step's masks on its batch: the soundness proof (unless `soundness` is
+    False) against `reference`, the captured gradients (None: a plain step is run for them), and the
+    sparse engine on `engine_images` images of the batch (0: not run)."""
     return Verification(
-        soundness=soundness_record(model, images, labels, seed, masks, reference),
+        soundness=soundness_record(model, images, labels, seed, masks, reference) if soundness else None,
         engine=engine_check(model, images, labels, seed, engine_images),
         notes=notes,
     )
@@ -137,10 +139,9 @@ def capture_and_prove(
     v_inputs = {"trace": t_key, "proof": proof, "engine_images": engine_images}
     v_key = cache.key("verify", v_inputs)
     traced = cache.done(t_key)
-    if traced and (not wants_proof or cache.done(v_key)):
-        say("training step: capture" + (" and verify" if wants_proof else ""), True)
-    else:
-        say("training step: capture" + (" and verify" if wants_proof else ""), traced)
+    done = traced and (not wants_proof or cache.done(v_key))
+    say("training step: capture" + (" and verify" if wants_proof else ""), traced)
+    if not done:
         seed = resolved.options.seed
         run = prepared(resolved, cache.path(t_key) / WEIGHTS)
         if traced:  # the proof was interrupted: read the masks back, judge against a plain step
@@ -166,16 +167,8 @@ def capture_and_prove(
             say("losslessness on the captured batch", False)
 
             def make_proof(out: Path) -> None:
-                verification = (
-                    prove(model, images, labels, seed, masks, reference, engine_images, notes)
-                    if proof
-                    else Verification(
-                        soundness=None,
-                        engine=engine_check(model, images, labels, seed, engine_images),
-                        notes=notes,
-                    )
-                )
-                write_json(verification.model_dump(mode="json"), out / VERIFICATION)
+                record = prove(model, images, labels, seed, masks, reference, engine_images, notes, proof)
+                write_json(record.model_dump(mode="json"), out / VERIFICATION)
 
             cache.build(v_key, v_inputs, make_proof)
     verification = cache.read(v_key, VERIFICATION, Verification) if wants_proof else None
