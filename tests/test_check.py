@@ -89,10 +89,17 @@ def _drop_one_needed(monkeypatch, layer: str) -> None:
     monkeypatch.setattr(engine_training._SparseInterpreter, "needed_mask", needed_mask)
 
 
-@pytest.mark.parametrize("layer", ["fc", "layer4.1.conv1"])
-def test_a_wrong_mask_fails_the_check(monkeypatch, layer):
+@pytest.mark.parametrize(
+    ("model", "layer"),
+    [
+        (TINY["resnet18"], "fc"),
+        (TINY["resnet18"], "layer4.1.conv1"),
+        pytest.param("resnet18", "layer4.1.conv1", marks=REAL_NETWORK),
+    ],
+)
+def test_a_wrong_mask_fails_the_check(monkeypatch, model, layer):
     _drop_one_needed(monkeypatch, layer)
-    report = run_check(prepare(_options("resnet18", 32)), steps=1)
+    report = run_check(prepare(_options(model, 32)), steps=1)
     assert not report.passed
     worst = report.steps[0].worst
     assert report.steps[0].ratio > 100, worst
@@ -101,7 +108,9 @@ def test_a_wrong_mask_fails_the_check(monkeypatch, layer):
 
 def test_cli_check_fails_with_one_line(monkeypatch, capsys):
     _drop_one_needed(monkeypatch, "fc")
-    code = main(["check", "--model", "resnet18", "--image-size", "32", "--batch-size", "2", "--steps", "1"])
+    code = main(
+        ["check", "--model", TINY["resnet18"], *("--image-size", "32", "--batch-size", "2", "--steps", "1")]
+    )
     err = capsys.readouterr().err
     assert code == 1
     lines = [line for line in err.splitlines() if line.strip()]
