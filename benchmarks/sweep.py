@@ -68,8 +68,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         trace = args.trace
         if trace is None:
-            from agos.capture.pipeline import capture_trace
-            from agos.inputs.session import RunOptions
+            from agos.api import trace as capture_trace
+            from agos.inputs.options import RunOptions
 
             trace = tmp / "trace"
             capture_trace(
