@@ -539,7 +539,7 @@ def phase(
 ) -> None:
     """Where output skipping pays: per realization, backprop speedup over the best input-only design
     of equal area, against mask structure and density (the phase diagram)."""
-    from agos.fileio import atomic_file, claim_output
+    from agos.fileio import claim_output, owned_file
     from agos.search.phase import phase as run_phase
     from agos.search.plot import plot_phase
 
@@ -554,7 +554,7 @@ def phase(
     run["seed"] = seed
     with claim_output(out, "phase", run, f"phase diagram of {trace_dir}", force):
         result = run_phase(str(trace_dir), orgs, kinds, levels, seed)
-        with atomic_file(out / "phase.json") as f:
+        with owned_file(out / "phase.json") as f:
             f.write(result.model_dump_json(indent=1))
         plot_phase(result, out / "phase.png")
     for p in sorted(result.points, key=lambda p: -(p.speedup or 0))[:5]:

@@ -13,6 +13,8 @@ def registry() -> dict[str, tuple[type[BaseModel], Path]]:
     """name → (record, shipped schema file)."""
     from agos.analysis import model as analysis
     from agos.reproduce import records as results
+    from agos.search import front as search
+    from agos.search import phase
     from agos.stages import records as trajectory
     from agos.stages import verification
     from agos.sweep import records as sweep
@@ -23,10 +25,12 @@ def registry() -> dict[str, tuple[type[BaseModel], Path]]:
         "results": (results.Results, results.SCHEMA_FILE),  # agos reproduce: results.json
         "trajectory": (trajectory.TrajectoryRecord, trajectory.SCHEMA_FILE),  # trajectory.json
         "sweep-row": (sweep.SweepRow, sweep.SCHEMA_FILE),  # a row of results.parquet / .csv
+        "search": (search.SearchResult, search.SCHEMA_FILE),  # agos search: search.json
+        "phase": (phase.PhaseResult, phase.SCHEMA_FILE),  # agos phase: phase.json
     }
 
 
-NAMES = ("analysis", "verification", "results", "trajectory", "sweep-row")
+NAMES = ("analysis", "verification", "results", "trajectory", "sweep-row", "search", "phase")
 
 
 def write_all() -> list[Path]:
