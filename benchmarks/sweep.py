@@ -124,7 +124,7 @@ def main() -> None:
         prov = loaded_trace.provenance
 
     figures = {
-        "trace": {k: prov.get(k) for k in ("model", "batch_size", "image_size")},
+        "trace": prov.model_dump(mode="json", include={"model", "batch_size", "image_size"}),
         "points": n,
         "spec": SPEC,
         "cpu_count": os.cpu_count(),
