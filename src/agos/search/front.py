@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ConfigDict, Field
 
