@@ -27,7 +27,12 @@ def capture(model: str, out: Path) -> Path:
     from agos.inputs.options import RunOptions
 
     batch, size = TRACES[model]
-    capture_trace(RunOptions(model=model, batch_size=batch, image_size=size, seed=0, device="cpu"), out)
+    # synthetic images (seeded noise from torch): the parts of a trace the statistical masks keep
+    # (dY behind BatchNorm, ReLU6's saturation rate) then depend on no image library's decoder
+    options = RunOptions(
+        model=model, data="synthetic", batch_size=batch, image_size=size, seed=0, device="cpu"
+    )
+    capture_trace(options, out)
     return out
 
 
