@@ -552,8 +552,9 @@ def test_a_failed_trace_replace_leaves_the_old_trace_and_no_old_folder(
 def test_sigterm_of_a_trajectory_leaves_no_stage_folder(tmp_path):
     out = tmp_path / "traj"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "AGOS_PROGRESS": "0"}
-    args = ["--out", str(out), "--train-steps", "1", "--every", "1", "--model", MODEL, "--batch-size", "2"]
-    args += ["--image-size", "16", "--device", "cpu", "--arch", "agos@systolic"]
+    # enough points that a stage is still being written when the poll looks (a 16 px run finished first)
+    args = ["--out", str(out), "--train-steps", "4", "--every", "1", "--model", MODEL, "--batch-size", "2"]
+    args += ["--image-size", "32", "--device", "cpu", "--arch", "agos@systolic"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "agos", "trajectory", *args],
         stderr=subprocess.PIPE,
@@ -562,9 +563,9 @@ def test_sigterm_of_a_trajectory_leaves_no_stage_folder(tmp_path):
         cwd=ROOT,
     )
     deadline = time.monotonic() + 120
-    while not list((out / "cache").glob(".trace-*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    assert list((out / "cache").glob(".trace-*")), "the first stage never started"
+    while not list((out / "cache").glob(".*.tmp-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    assert list((out / "cache").glob(".*.tmp-*")), "no stage was ever seen being written"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and err.splitlines()[-1] == "agos: terminated"
