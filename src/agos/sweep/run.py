@@ -7,10 +7,10 @@ progress bar shows points done, the rate and the time left.
 
 The points are counted before they are planned (a grid beyond `plan.MAX_POINTS` is refused in one
 line), and every argument is checked before any work. A sweep that fails writes no results table;
-an interrupted one writes the rows it finished (the rest "not run (interrupted)"). Ctrl-C reaches
-only this process: the local cluster's workers are started with it blocked, so that they neither
-print their own tracebacks nor die before the scheduler lets them go, and it is never lost while
-the cluster starts or closes (it is held, then raised)."""
+an interrupted one writes the rows it finished (the rest "not run (interrupted)"). Ctrl-C is
+one line: the local cluster's workers write their stderr to the null device (a terminal's Ctrl-C
+reaches them too), Dask's logging is silenced once it is pressed, and it is never lost while the
+cluster starts or closes (it is held, then raised)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from rich.progress import (
 )
 
 from agos.errors import AgosError
+from agos.inputs.options import RunOptions
 from agos.stages.cache import Cache
 from agos.sweep.plan import (
     MAX_POINTS,
@@ -137,6 +138,7 @@ class CtrlC:
 
     def __call__(self, signum, frame) -> None:
         self.hit = True
+        _silence_dask()  # the workers got it too: what Dask logs about them from now on is noise
         if not self.held:
             raise KeyboardInterrupt
 
@@ -158,22 +160,34 @@ class CtrlC:
             signal.signal(signal.SIGINT, previous)
 
     @contextlib.contextmanager
-    def holding(self, block_in_children: bool = False) -> Iterator[None]:
-        """Hold Ctrl-C (noted, raised on exit). With `block_in_children`, SIGINT is also blocked in
-        this thread meanwhile: the threads and processes started here inherit the blocked mask, so
-        that the cluster's workers never see the terminal's Ctrl-C (it stays pending here)."""
+    def holding(self) -> Iterator[None]:
+        """Hold Ctrl-C: noted, and raised on exit."""
         held, self.held = self.held, True
-        blocked = block_in_children and hasattr(signal, "pthread_sigmask")
-        if blocked:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             yield
         finally:
-            if blocked:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             self.held = held
         if not held:
             self.check()
+
+
+@contextlib.contextmanager
+def _children_quiet() -> Iterator[None]:
+    """The processes started meanwhile (the local cluster's workers) write their stderr to the null
+    device: a terminal's Ctrl-C reaches them too, and their tracebacks are not agos's output (a
+    point that fails is recorded on its row with its error). This process's stderr is back on exit."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _silence_dask() -> None:
@@ -227,7 +241,7 @@ def dask_client(scheduler: str | None, workers: int | None, ctrl_c: CtrlC | None
     n = workers or os.cpu_count() or 1
     cluster = client = None
     try:
-        with ctrl_c.holding(block_in_children=True):
+        with ctrl_c.holding(), _children_quiet():
             cluster = LocalCluster(
                 n_workers=n,
                 threads_per_worker=1,
@@ -239,8 +253,6 @@ def dask_client(scheduler: str | None, workers: int | None, ctrl_c: CtrlC | None
         yield client
     finally:
         with ctrl_c.holding():
-            if ctrl_c.hit:
-                _silence_dask()
             if client is not None:
                 client.close()
             if cluster is not None:
@@ -292,6 +304,25 @@ def check_arguments(out: Path | str, scheduler: str | None, workers: int | None)
         raise AgosError("--scheduler uses that cluster's workers; leave out --workers")
     if scheduler is not None:
         check_scheduler(scheduler)
+
+
+def check_sweep(spec_path: Path | str) -> SweepSpec:
+    """All a sweep can check before any work, for a command that runs it only after its own (the
+    report's sweep section): the spec, its point count, its `models:` options, traces, densities,
+    designs, axis paths and every axis value on every design."""
+    from agos.stages.resolve import resolve_run
+    from agos.sweep.plan import check_axis_values, check_spec
+
+    where = str(spec_path)
+    spec = load_spec(spec_path)
+    check_points(count_points(spec, where), MAX_POINTS, flag=None)
+    for i, m in enumerate(spec.models):
+        try:
+            resolve_run(RunOptions.model_validate(m.model_dump()))
+        except AgosError as exc:
+            raise AgosError(f"{where}: field 'models.{i}': {exc}") from None
+    check_axis_values(spec, check_spec(spec, where), where)
+    return spec
 
 
 def run_sweep(
