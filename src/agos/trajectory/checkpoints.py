@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +126,12 @@ def _snapshot_path(folder: Path, step: int) -> Path:
 
 
 def train_with_snapshots(
-    run: PreparedRun, steps: int, every: int, folder: Path, identity: dict
+    run: PreparedRun,
+    steps: int,
+    every: int,
+    folder: Path,
+    identity: dict,
+    on_start: Callable[[], None] = lambda: None,
 ) -> list[Checkpoint]:
     """Train `steps` SGD steps on batches 0…steps−1, saving weights and optimizer state at step 0
     and every `every` steps. A run that was stopped continues from its last snapshot: the batches
@@ -140,6 +146,7 @@ def train_with_snapshots(
             f"{folder} holds the snapshots of another training run (model, data, seed or SGD settings "
             "differ): use another --out"
         )
+    on_start()  # the folder is this run's: the work starts
     with owned_file(identity_file) as f:
         f.write(ident_text)
     optimizer = torch.optim.SGD(

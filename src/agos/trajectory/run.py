@@ -107,11 +107,14 @@ def trajectory(
         f"{count:,} checkpoint files" if files is not None
         else f"snapshots of {s.train_steps:,} SGD steps trained here first, every {s.every:,}"
     )  # fmt: skip
-    console.print(
-        f"trajectory: {count:,} points ({source}), each a captured step"
-        + (", its proof" if s.check else "") + f" and a simulation of {len(designs)} designs",
-        highlight=False, soft_wrap=True,
-    )  # fmt: skip
+
+    def announce() -> None:
+        console.print(
+            f"trajectory: {count:,} points ({source}), each a captured step"
+            + (", its proof" if s.check else "") + f" and a simulation of {len(designs)} designs",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AgosError(f"{out} exists and is not a directory")
@@ -131,8 +134,10 @@ def trajectory(
                 "sgd": o.warm_up.model_dump(exclude={"steps"}),
             }
             checkpoints = train_with_snapshots(
-                start_run.prepare(), s.train_steps, s.every, out / "checkpoints", identity
+                start_run.prepare(), s.train_steps, s.every, out / "checkpoints", identity, announce
             )
+        else:
+            announce()
         points = _points(checkpoints, s, designs, cache, console)
         result = TrajectoryRecord(
             agos_version=__version__,
