@@ -61,7 +61,7 @@ DEFAULTS: dict[str, dict] = {
 
 TRAJECTORY_DESIGNS = "dense,input-skip,agos"  # what `agos trajectory` simulates at every point
 # Work limits, counted before the work starts (docs/limits.md); the commands' --max-points lift them.
-MAX_SWEEP_POINTS = 100_000  # a sweep's points; planning them holds about 30 KB each
+MAX_SWEEP_POINTS = 100_000  # a sweep's points; a planned point holds about 12 KB
 MAX_TRAJECTORY_POINTS = 1_000  # a trajectory's points (snapshots or checkpoint files)
 
 
