@@ -28,6 +28,7 @@ ORDER = [
     "reference",
     "validate",
     "rtl",
+    "export",
     "report",
     "gpu",
     "reproduce",

@@ -908,6 +908,51 @@ def schema(
         f.write(schema_text())
 
 
+@app.command()
+def export(
+    trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
+    to: Annotated[str, typer.Option("--to", help="scalesim | timeloop | npz")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", parser=_output("--out", folder=True), metavar="DIR", help="folder to write"),
+    ],
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch", help="scalesim: the design whose organisation the config takes (dense@systolic)"
+        ),
+    ] = None,
+    density: Annotated[
+        str, typer.Option("--density", help="timeloop, npz: real | uniform:S | profile:FILE[:CHECKPOINT]")
+    ] = "real",
+    seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Export a trace to other tools: SCALE-Sim GEMMs and config, Timeloop/Sparseloop problems with
+    the masks' densities, or the masks as .npz (docs/export.md)."""
+    from agos.capture.trace import load_trace
+    from agos.density.select import resolve_density
+    from agos.export import check_options, export_trace
+    from agos.fileio import claim_output
+
+    target = check_options(to, arch, density)
+    trace = load_trace(trace_dir)
+    source = resolve_density(trace, density, seed)
+    run = {
+        "trace": str(trace_dir.resolve()),
+        "manifest": trace.manifest.manifest_sha256,
+        "to": target,
+        "arch": arch,
+        "density": density,
+        "seed": seed,
+    }
+    with claim_output(out, "export", run, f"--to {target} of {trace_dir}", force):
+        result = export_trace(trace, target, out, source, arch)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"wrote {out}: {len(result.files)} files for {target} ({source.label}) and provenance.json")
+
+
 class Terminated(BaseException):
     """SIGTERM, raised like Ctrl-C so that every `finally` runs: no half-built stage is left."""
 
