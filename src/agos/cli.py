@@ -933,7 +933,7 @@ def export(
     from agos.capture.trace import load_trace
     from agos.density.select import resolve_density
     from agos.export import check_options, export_trace
-    from agos.fileio import claim_output
+    from agos.fileio import claim_output, output_lock
 
     target = check_options(to, arch, density)
     trace = load_trace(trace_dir)
@@ -946,7 +946,7 @@ def export(
         "density": density,
         "seed": seed,
     }
-    with claim_output(out, "export", run, f"--to {target} of {trace_dir}", force):
+    with claim_output(out, "export", run, f"--to {target} of {trace_dir}", force), output_lock(out, "export"):
         result = export_trace(trace, target, out, source, arch)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
