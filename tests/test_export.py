@@ -8,7 +8,10 @@ import configparser
 import csv
 import json
 import math
+import os
 import random
+import re
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +24,7 @@ import yaml
 from agos.capture.trace import load_trace
 from agos.density.select import resolve_density
 from agos.errors import AgosError
-from agos.export import npz, scalesim, timeloop
+from agos.export import accelforge, npz, scalesim, timeloop
 from agos.export.folder import PROVENANCE
 from agos.validate.gemm import Gemm, agos_gemm_cycles, layer_gemm
 from agos.workload.layer import LayerGeometry
@@ -278,7 +281,7 @@ def test_the_density_written_gives_sparseloop_the_exact_count():
 
 
 def _problem_files(out: Path) -> list[Path]:
-    return sorted(out.glob("*.yaml"))
+    return sorted((out / timeloop.TIMELOOP).glob("*.yaml"))
 
 
 def test_timeloop_export_files_are_well_formed_problems(capsys, tmp_path, mixed_trace):
@@ -291,8 +294,9 @@ def test_timeloop_export_files_are_well_formed_problems(capsys, tmp_path, mixed_
     assert len(files) == runs
     index = json.loads((out / timeloop.INDEX).read_text())
     real = {m.name: m for m in resolve_density(trace).masks(trace)}
+    assert sorted(p.name for p in (out / timeloop.ACCELFORGE).glob("*.yaml")) == [p.name for p in files]
     for path, entry in zip(files, index, strict=True):
-        assert path.name == entry["file"]
+        assert path.name == entry["file"] and entry["timeloop"] == f"timeloop/{path.name}"
         text = path.read_text()
         assert "&" not in text.split("problem:")[1]  # no YAML anchors
         doc = yaml.safe_load(text)
@@ -332,6 +336,60 @@ def test_the_problem_check_fails_on_malformed_files(capsys, tmp_path, mixed_trac
     assert broken(lambda p: p["shape"]["data_spaces"][2].pop("read_write"))
     assert broken(lambda p: p.update(instances={}))
     assert timeloop.check_problem({"problem": []}) and timeloop.check_problem([1])
+
+
+# -- AccelForge -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=[str(g) for g in GEOMETRIES])
+def test_each_accelforge_einsum_iterates_agos_valid_taps(geometry):
+    """Brute force over the Einsum's iteration space, the projected input ranks kept inside
+    rank_sizes (what AccelForge does): as many points as agos's dense MACs of the pass, per group."""
+    g = _layer(*geometry)[0]
+    for pass_ in PASSES:
+        doc = accelforge.workload("l", g, pass_)
+        (einsum,) = doc["workload"]["einsums"]
+        assert einsum.get("n_instances", 1) == g.groups
+        bounds = {}
+        for line in einsum["iteration_space_shape"]:
+            var, high = re.fullmatch(r"0 <= (\w+) < (\d+)", line).groups()
+            bounds[var] = int(high)
+        grid = np.meshgrid(*(np.arange(bounds[v]) for v in "pqrs"), indexing="ij")
+        env = dict(zip("pqrs", grid, strict=True))
+        access = next(a for a in einsum["tensor_accesses"] if "H" in a["projection"])
+        at = {rank: eval(access["projection"][rank], {"__builtins__": {}}, env) for rank in ("H", "W")}
+        sizes = einsum["rank_sizes"]
+        inside = (at["H"] >= 0) & (at["H"] < sizes["H"]) & (at["W"] >= 0) & (at["W"] < sizes["W"])
+        points = int(inside.sum()) * bounds["n"] * bounds["k"] * bounds["c"]
+        assert points * g.groups == g.macs, pass_
+        roles = {a["name"]: a.get("output", False) for a in einsum["tensor_accesses"]}
+        want = {"fwd": ("X", "W", "Y"), "bwd_data": ("dY", "W", "dX"), "bwd_weight": ("X", "dY", "dW")}[pass_]
+        assert roles == {want[0]: False, want[1]: False, want[2]: True}
+
+
+def test_accelforge_parses_the_export(capsys, tmp_path, mixed_trace):
+    """AccelForge's own parser (PyPI accelforge 1.0.467, Python ≥ 3.12: its own environment, named
+    by AGOS_ACCELFORGE_PYTHON) reads every workload, and counts agos's MACs and tensor sizes."""
+    python = os.environ.get("AGOS_ACCELFORGE_PYTHON")
+    if not python:
+        pytest.skip("AGOS_ACCELFORGE_PYTHON names no interpreter with accelforge (it needs Python ≥ 3.12)")
+    out = tmp_path / "tl"
+    _export(capsys, mixed_trace, "timeloop", out)
+    script = Path(__file__).with_name("accelforge_parse.py")
+    done = subprocess.run([python, str(script), str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    parsed = json.loads(done.stdout)
+    trace = load_trace(mixed_trace)
+    index = json.loads((out / timeloop.INDEX).read_text())
+    assert len(parsed) == len(index)
+    for entry in index:
+        g = trace.layer(entry["layer"]).geometry
+        got = parsed[entry["file"]]
+        assert got["operations"] == entry["agos_macs_per_group"] == g.macs // g.groups
+        assert got["n_instances"] == g.groups
+        per_group = {"X": g.x_numel, "dX": g.x_numel, "Y": g.y_numel, "dY": g.y_numel, "W": g.w_numel,
+                     "dW": g.w_numel}  # fmt: skip
+        assert got["tensors"] == {t: per_group[t] // g.groups for t in got["tensors"]}
 
 
 # -- npz -------------------------------------------------------------------------------------------
@@ -403,10 +461,17 @@ def test_an_export_folder_is_claimed_and_replaced_whole(capsys, tmp_path, mixed_
     assert code != 0 and "holds another agos export run" in one_error_line(err)
     # a stale file of an earlier export goes; a file agos did not write stays
     prov = json.loads((out / PROVENANCE).read_text())
-    (out / "999-old-fwd.yaml").write_text("stale\n")
-    (out / PROVENANCE).write_text(json.dumps({**prov, "files": [*prov["files"], "999-old-fwd.yaml"]}))
+    (out / "timeloop" / "999-old-fwd.yaml").write_text("stale\n")
+    (out / "old").mkdir()
+    (out / "old" / "x.yaml").write_text("stale\n")
+    stale = ["timeloop/999-old-fwd.yaml", "old/x.yaml"]
+    (out / PROVENANCE).write_text(json.dumps({**prov, "files": [*prov["files"], *stale]}))
     (out / "mine.txt").write_text("mine\n")
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def tree() -> dict:
+        return {str(p.relative_to(out)): p.read_bytes() if p.is_file() else None for p in out.rglob("*")}
+
+    before = tree()
     # a failing export leaves the folder as it was, with no staging left behind
     calls = []
 
@@ -421,13 +486,13 @@ def test_an_export_folder_is_claimed_and_replaced_whole(capsys, tmp_path, mixed_
     args = ("export", str(mixed_trace), "--to", "timeloop", "--out", str(out), "--density", "uniform:0.3")
     code, _, err = run_cli(capsys, *args, "--force")
     assert code != 0 and "disk on fire" in one_error_line(err)
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
-    assert not [p for p in out.iterdir() if p.is_dir()]
+    assert tree() == before  # as it was: no file replaced, no staging folder left
     monkeypatch.setattr(timeloop, "problem", real_problem)
     _export(capsys, mixed_trace, "timeloop", out, "--density", "uniform:0.3", "--force")
-    assert not (out / "999-old-fwd.yaml").exists() and (out / "mine.txt").read_text() == "mine\n"
+    assert not (out / stale[0]).exists() and not (out / "old").exists()
+    assert (out / "mine.txt").read_text() == "mine\n"
     prov = json.loads((out / PROVENANCE).read_text())
-    assert prov["density"].startswith("uniform:0.3") and "999-old-fwd.yaml" not in prov["files"]
+    assert prov["density"].startswith("uniform:0.3") and not set(stale) & set(prov["files"])
     assert all((out / f).is_file() for f in prov["files"])
 
 

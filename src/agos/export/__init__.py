@@ -3,7 +3,7 @@
 - `scalesim`: every pass of every layer as SCALE-Sim 3.0.0 GEMMs, with a config of a design's
   organisation (`export.scalesim`);
 - `timeloop`: one Timeloop/Sparseloop problem per layer and pass, with per-tensor densities from
-  the masks (`export.timeloop`);
+  the masks (`export.timeloop`), and the same pass as an AccelForge Einsum (`export.accelforge`);
 - `npz`: the masks themselves, bit-packed, with a tiny reader (`export.npz.load_masks`).
 
 Each writes its files into one folder, staged and moved into place together, with a provenance

@@ -102,6 +102,10 @@ class StagedFolder:
             inside = Path(os.path.realpath(stale.parent)).is_relative_to(out_root)
             if inside and (stale.is_symlink() or stale.is_file()):
                 stale.unlink()
+                parent = stale.parent
+                while parent != self.out and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()  # a subfolder the earlier export made and nothing else uses
+                    parent = parent.parent
         with owned_file(self.out / PROVENANCE) as f:
             f.write(json_text({**record, "files": files}))
         self.discard()

@@ -28,6 +28,10 @@ Outputs from the needed-dX mask, W from the trace's count of nonzero weights, Y 
 records no mask of them). Each is written as Sparseloop reads it, `{distribution: hypergeometric,
 density: d}` (the tensor's nonzeros placed at random), with d chosen so that Sparseloop's
 nonzero count ⌈d·size⌉ is exactly the masks' count.
+
+Files written: `timeloop/NNN-LAYER-PASS.yaml` (the problem, a comment block saying what each data
+space holds and its count), `accelforge/NNN-LAYER-PASS.yaml` (the same pass as an AccelForge
+Einsum, `export.accelforge`) and `index.json` (every file's instance and tensor counts as data).
 """
 
 from __future__ import annotations
@@ -43,12 +47,15 @@ import yaml
 
 from agos.capture.trace import LayerRecord, Trace
 from agos.errors import AgosError
+from agos.export import accelforge
 from agos.export.folder import StagedFolder
 from agos.workload.layer import LayerGeometry
 from agos.workload.masks import LayerMasks
 from agos.workload.passes import PASSES
 
 INDEX = "index.json"
+TIMELOOP = "timeloop"
+ACCELFORGE = "accelforge"
 VERSION = 0.4
 DIMENSIONS = ["C", "M", "R", "S", "N", "P", "Q"]
 COEFFICIENTS = ["Wstride", "Hstride", "Wdilation", "Hdilation"]
@@ -344,7 +351,8 @@ def workloads(
 def export(
     trace: Trace, masks: Iterable[LayerMasks], folder: StagedFolder, label: str
 ) -> tuple[dict, list[str]]:
-    """Write one problem file per layer pass and `index.json` into `folder`."""
+    """Write one Timeloop problem (timeloop/) and one AccelForge workload (accelforge/) per layer
+    pass, and `index.json`, into `folder`."""
     index = []
     for name, pass_, layer, doc, tensors in workloads(trace, masks):
         problems = check_problem(doc)
@@ -352,12 +360,23 @@ def export(
             raise AgosError(
                 f"internal error: the Timeloop problem of {layer.name} {pass_} is malformed: {problems[0]}"
             )
-        text = _header(layer.name, pass_, layer.geometry, tensors, label)
-        text += yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
-        folder.write_text(name, text)
+        header = _header(layer.name, pass_, layer.geometry, tensors, label)
+        text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
+        folder.write_text(f"{TIMELOOP}/{name}", header + text)
+        forge = accelforge.workload(layer.name, layer.geometry, pass_)
+        note = (
+            "# the same pass as an AccelForge Einsum: valid taps only, no density field (the densities\n"
+            f"# above are those of the Timeloop problem ../{TIMELOOP}/{name})\n"
+        )
+        text = yaml.safe_dump(forge, sort_keys=False, default_flow_style=None, width=110)
+        folder.write_text(f"{ACCELFORGE}/{name}", header + note + text)
         index.append(
             {
                 "file": name,
+                "timeloop": f"{TIMELOOP}/{name}",
+                "accelforge": f"{ACCELFORGE}/{name}",
+                "accelforge_einsum": forge["workload"]["einsums"][0]["name"],
+                "agos_macs_per_group": layer.geometry.macs // layer.geometry.groups,
                 "layer": layer.name,
                 "pass": pass_,
                 "instance": {k: v for k, v in doc["problem"]["instance"].items() if k != "densities"},
