@@ -496,6 +496,19 @@ def test_an_export_folder_is_claimed_and_replaced_whole(capsys, tmp_path, mixed_
     assert all((out / f).is_file() for f in prov["files"])
 
 
+def test_an_export_never_writes_through_a_planted_link(capsys, tmp_path, mixed_trace):
+    out, elsewhere = tmp_path / "tl", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "timeloop").symlink_to(elsewhere, target_is_directory=True)
+    code, _, err = run_cli(
+        capsys, "export", str(mixed_trace), "--to", "timeloop", "--out", str(out), "--force"
+    )
+    assert code != 0 and "leads out of" in one_error_line(err)
+    assert list(elsewhere.iterdir()) == [] and not (out / PROVENANCE).exists()
+    assert not (out / "accelforge").exists()  # nothing moved before the check
+
+
 # -- what must be shown (issue 22): resnet18, all three passes, through SCALE-Sim -------------------
 
 

@@ -91,10 +91,17 @@ class StagedFolder:
         not replace, and write the provenance (with the list of files) last."""
         files = self.files()
         out_root = self.out.resolve()
-        for name in files:
+        for name in files:  # every target checked before any is replaced
             target = self.out / name
             if target.is_dir() and not target.is_symlink():
                 raise AgosError(f"cannot write {target}: a folder is in the way; remove it")
+            parent = target.parent
+            while not parent.exists() and parent != self.out:
+                parent = parent.parent
+            if not Path(os.path.realpath(parent)).is_relative_to(out_root):
+                raise AgosError(f"cannot write {target}: {parent} leads out of {self.out}; remove it")
+        for name in files:
+            target = self.out / name
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.stage / name, target)  # a symlink there is replaced, never followed
         for name in set(self._previous_files()) - set(files) - {PROVENANCE}:
