@@ -66,14 +66,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    from agos.capture.pipeline import capture_trace
+    from agos.api import trace as capture_trace
     from agos.capture.trace import load_trace
     from agos.cli import main as agos
     from agos.errors import AgosError
     from agos.export import scalesim
     from agos.fileio import write_json
-    from agos.validate.gemm import DESIGN, Gemm, agos_gemm_cycles
-    from agos.validate.scalesim import version
+    from agos.validate.gemm import DESIGN, agos_gemm_cycles
+    from agos.validate.scalesim import run_export, version
+    from agos.workload.gemm import Gemm
     from agos.workload.passes import PASSES
 
     try:
@@ -84,7 +85,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         trace_dir = args.trace
         if trace_dir is None:
-            from agos.inputs.session import RunOptions
+            from agos.inputs.options import RunOptions
 
             trace_dir = Path(tmp) / "trace"
             options = RunOptions(
@@ -97,7 +98,7 @@ def main() -> int:
         if agos(command) != 0:
             return 1
         t0 = time.perf_counter()
-        reports = scalesim.run(folder)
+        reports = run_export(folder)
         t_scalesim = time.perf_counter() - t0
         with open(folder / scalesim.GEMMS, newline="") as f:
             gemms = list(csv.DictReader(f))
@@ -153,7 +154,7 @@ def main() -> int:
             "command": " ".join(["benchmarks/export_scalesim.py", *sys.argv[1:]]),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "trace": prov["label"],
-            "trace_weights_sha256": (trace_prov.get("weights") or {}).get("sha256"),
+            "trace_weights_sha256": trace_prov.weights.sha256,
             "design": DESIGN,
             "scalesim": version(),
             "numpy": numpy.__version__,

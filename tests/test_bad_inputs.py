@@ -117,7 +117,7 @@ def test_reproduce_checks_every_argument_before_any_work(capsys, tmp_path):
     out = tmp_path / "r"
     for args, message in [
         (("--arch", "agos@nowhere"), "nowhere"),
-        (("--check-images", "-1"), "--check-images must be 0 or more"),
+        (("--check-images", "-1"), "--check-images must be between 0 and the batch size"),
         (("--models", "resnet18,resnet5"), "unknown model 'resnet5'"),
         (("--seed", "-3"), "--seed must be between 0"),
         (("--data", "imagefolder:/no/such"), "does not exist"),

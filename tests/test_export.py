@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -26,7 +27,9 @@ from agos.density.select import resolve_density
 from agos.errors import AgosError
 from agos.export import accelforge, npz, scalesim, timeloop
 from agos.export.folder import PROVENANCE
-from agos.validate.gemm import Gemm, agos_gemm_cycles, layer_gemm
+from agos.validate.gemm import agos_gemm_cycles
+from agos.validate.scalesim import run_export
+from agos.workload.gemm import Gemm, layer_gemm
 from agos.workload.layer import LayerGeometry
 from agos.workload.masks import LayerMasks
 from agos.workload.passes import PASSES
@@ -45,7 +48,7 @@ def _export(capsys, trace: Path, to: str, out: Path, *args: str) -> str:
 def _agreement(folder: Path) -> list[tuple[str, int, int, int]]:
     """(row name, SCALE-Sim compute cycles, its stall cycles, agos's dense@systolic count of the
     row's GEMM with SCALE-Sim's counting) for every row of an exported topology."""
-    reports = scalesim.run(folder)
+    reports = run_export(folder)
     with open(folder / scalesim.GEMMS, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r.layer for r in reports] == list(range(len(rows)))
@@ -84,8 +87,8 @@ def test_scalesim_runs_the_export_and_counts_agos_minus_one_per_gemm(capsys, tmp
     for name, cycles, _stalls, agos in rows:
         assert agos - cycles == 1, (name, cycles, agos)  # SCALE-Sim reports the last cycle's index
     prov = json.loads((out / PROVENANCE).read_text())
-    assert prov["target"] == "scalesim" and prov["model"] == "tests.models:mixed"
-    assert prov["topology_rows"] == len(rows) and sorted(prov["files"]) == sorted(
+    assert prov["target"] == "scalesim" and prov["provenance"]["model"] == "tests.models:mixed"
+    assert prov["scalesim"]["topology_rows"] == len(rows) and sorted(prov["files"]) == sorted(
         [scalesim.CONFIG, scalesim.GEMMS, scalesim.LAYOUT, scalesim.TOPOLOGY]
     )
 
@@ -420,6 +423,44 @@ def test_npz_masks_round_trip_exactly(capsys, tmp_path, mixed_trace, density):
         npz.load_masks(out, "nope")
 
 
+# -- provenance.json and the API -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("to", ["scalesim", "timeloop", "npz"])
+def test_provenance_is_a_typed_record_and_the_api_writes_the_same(capsys, tmp_path, mixed_trace, to):
+    """provenance.json is an `agos schema export` record (read back strictly, valid against the
+    shipped schema); `agos.api.export` writes the same files and reports the same notes."""
+    from agos import api
+    from agos.export.folder import ExportRecord
+    from agos.record import read_record
+    from agos.schemas import registry
+
+    cli_out, api_out = tmp_path / "cli", tmp_path / "api"
+    err = _export(capsys, mixed_trace, to, cli_out)
+    record = read_record(ExportRecord, cli_out / PROVENANCE)
+    assert record.target == to and record.provenance == load_trace(mixed_trace).provenance
+    written = [p.relative_to(cli_out) for p in cli_out.rglob("*") if p.is_file()]
+    assert record.files == sorted(str(p) for p in written if p.name[0] != "." and p.name != PROVENANCE)
+    schema = json.loads(registry()["export"][1].read_text())
+    jsonschema.validate(json.loads((cli_out / PROVENANCE).read_text()), schema)
+    notes: list[str] = []
+    result = api.export(mixed_trace, to, api_out, on_note=notes.append)
+    assert [f"note: {n}" for n in notes] == [line for line in err.splitlines() if line.startswith("note: ")]
+    assert result.files == record.files and result.record.files == record.files
+    for name in record.files:
+        assert (api_out / name).read_bytes() == (cli_out / name).read_bytes(), name
+    doctored = json.loads((cli_out / PROVENANCE).read_text())
+    doctored[to]["surprise"] = 1
+    (cli_out / PROVENANCE).write_text(json.dumps(doctored))
+    with pytest.raises(AgosError, match=f"field '{to}.surprise'"):
+        read_record(ExportRecord, cli_out / PROVENANCE)
+    other = "npz" if to != "npz" else "timeloop"
+    doctored = {**json.loads((api_out / PROVENANCE).read_text()), "target": other}
+    (cli_out / PROVENANCE).write_text(json.dumps(doctored))
+    with pytest.raises(AgosError, match=f"details under '{other}' only"):
+        read_record(ExportRecord, cli_out / PROVENANCE)
+
+
 # -- the command -----------------------------------------------------------------------------------
 
 
@@ -517,8 +558,8 @@ def test_scalesim_runs_the_resnet18_export_and_agrees_with_dense_systolic(capsys
     """resnet18 at 32 px, batch 2: 62 GEMMs (the first layer runs no BWD-D), ~1.6 M cycles that
     SCALE-Sim steps one by one (minutes); benchmarks/export_scalesim.py records the figures."""
     pytest.importorskip("scalesim")
-    from agos.capture.pipeline import capture_trace
-    from agos.inputs.session import RunOptions
+    from agos.api import trace as capture_trace
+    from agos.inputs.options import RunOptions
 
     trace = tmp_path / "resnet18"
     capture_trace(RunOptions(model="resnet18", batch_size=2, image_size=32, seed=0, device="cpu"), trace)

@@ -104,12 +104,13 @@ class LayerContext:
         self._rows: RowCounts | None = None
         self._both_full: dict[tuple, np.ndarray] = {}
         self._sets: dict[tuple[int, bool], SlotSets] = {}
+        self.tilings: dict = {}  # cost.tiling's byte shares by (pass tensors, channel tiles): any design's
         self.passes: dict[tuple, PassCost] = {}  # by timing key: shared by designs
 
     def view(self) -> LayerContext:
         """A context on the same masks and counts sharing this one's design-independent structures
-        (layouts, needed channels, block and row counts, slot sets), with no timed passes: a run on
-        it times every pass itself, exactly as on a fresh context."""
+        (layouts, needed channels, block and row counts, slot sets, the tilings' byte shares), with no
+        timed passes: a run on it times every pass itself, exactly as on a fresh context."""
         view = LayerContext(self.masks, self.work)
         view._layout, view._blocks, view._both_full, view._sets = (
             self._layout,
@@ -118,6 +119,7 @@ class LayerContext:
             self._sets,
         )
         view._needed, view._rows = self._needed, self._rows
+        view.tilings = self.tilings
         return view
 
     def absorb(self, view: LayerContext) -> None:
@@ -359,7 +361,7 @@ def _lockstep_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
     return choose_tiling(
         p.tensors, p.tiles, p.capacity, o.dram_bytes_per_cycle, o.memory.double_buffering, units(pass_, g),
         ranges, compute_for, f"layer {p.masks.name} {pass_} on {arch.name}",
-        o.fd if o.fill_drain == "overlapped" else 0, twin,
+        o.fd if o.fill_drain == "overlapped" else 0, shared=p.ctx.tilings, extra=twin,
     )  # fmt: skip
 
 
@@ -408,7 +410,8 @@ def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
 
     return choose_tiling(
         p.tensors, p.tiles, p.capacity, o.dram_bytes_per_cycle, o.memory.double_buffering, part.count,
-        ranges, compute_for, f"layer {p.masks.name} {pass_} on {arch.name}", 0, twin,
+        ranges, compute_for, f"layer {p.masks.name} {pass_} on {arch.name}", 0, shared=p.ctx.tilings,
+        extra=twin,
     )  # fmt: skip
 
 

@@ -25,7 +25,10 @@ from agos.workload.masks import LayerMasks
 from agos.workload.passes import LABELS, PASSES, SPANS
 
 BUFFER_STEP = 64 * 1024  # bytes added per step when equal-area area goes to the buffer
-PARALLEL_MACS = 20e9  # traces with more dense MACs per step than this use worker processes
+# dense MACs per step × simulated designs above which worker processes pay for their start: each
+# costs about 2.5-3 CPU-s (spawn, torch, agos, numba's cached kernels; resnet50 at 224 px with 24
+# designs: 1 worker 4.6 CPU-s at batch 8 (2 workers: 10.3), 13.5 at batch 32 (2 workers: 19.7))
+PARALLEL_WORK = 4e12
 
 
 @dataclass
@@ -424,13 +427,13 @@ def simulate_network(
 ) -> NetworkResult:
     """One pass over the layers: masks → exact work counts → every design. `summarise(masks, work)`
     (a module-level function, so workers can run it) is kept per layer for other reports.
-    `workers`: processes to split the layers between (default: the cores, up to 2, for traces of
-    more than PARALLEL_MACS dense MACs; else 1). `oracle`: also every feature always on, for the
-    per-layer oracle (`oracle_cycles`)."""
+    `workers`: processes to split the layers between (default: the cores, up to 2, when the trace's
+    dense MACs times the simulated designs exceed PARALLEL_WORK; else 1). `oracle`: also every
+    feature always on, for the per-layer oracle (`oracle_cycles`)."""
     planned, equal = plan_designs(requested, oracle)
     designs = [(d.loaded, d.area) for d in planned]
     if workers is None:
-        big = dense_macs is not None and dense_macs > PARALLEL_MACS
+        big = dense_macs is not None and dense_macs * len(designs) > PARALLEL_WORK
         workers = min(2, os.cpu_count() or 1) if big and isinstance(layers, MaskSource) else 1
     if workers > 1 and isinstance(layers, MaskSource):
         parts = partition_layers(manifest)

@@ -7,7 +7,7 @@
 - `npz`: the masks themselves, bit-packed, with a tiny reader (`export.npz.load_masks`).
 
 Each writes its files into one folder, staged and moved into place together, with a provenance
-JSON written last (`export.folder`). `export_trace` is what `agos export` runs.
+JSON written last (`export.folder`). `export_trace` is what `agos.api.export` and `agos export` run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 from agos.capture.trace import Trace
 from agos.density.select import DensitySource, parse_density
 from agos.errors import AgosError
-from agos.export.folder import provenance, staged
+from agos.export.folder import ExportRecord, export_record, staged
+from agos.inputs.provenance import provenance_label
 
 TARGETS = ("scalesim", "timeloop", "npz")
 
@@ -29,6 +30,7 @@ class ExportResult:
     out: Path
     files: list[str]
     notes: list[str]
+    record: ExportRecord  # what provenance.json holds
 
 
 def check_options(to: str, arch: str | None, density: str) -> str:
@@ -56,13 +58,13 @@ def export_trace(
         if target == "scalesim":
             fields, notes = scalesim.export(trace, folder, arch)
         elif target == "timeloop":
-            label = provenance(trace, target, source.label)["label"]
+            label = provenance_label(trace.provenance, source.label)
             fields, notes = timeloop.export(trace, source.masks(trace), folder, label)
         elif target == "npz":
             fields, notes = npz.export(trace, source.masks(trace), folder)
         else:
             raise AgosError(f"--to '{target}' is not one of {', '.join(TARGETS)}")
         notes = [*source.notes, *trace.manifest.notes, *notes]
-        record = provenance(trace, target, source.label, **fields, notes=notes)
+        record = export_record(trace, target, source.label, fields, notes)
         files = folder.commit(record)
-    return ExportResult(target, out, files, notes)
+    return ExportResult(target, out, files, notes, record.model_copy(update={"files": files}))

@@ -5,7 +5,8 @@ written are they renamed into place (each rename atomic), and `provenance.json` 
 trace, the density source and every file of the export — is written last. A failed export leaves
 the folder as it was. Files that an earlier export into the same folder wrote (its provenance lists
 them) and this one does not write again are removed, so no stale workload outlives a re-export;
-files agos did not write are never touched.
+files agos did not write are never touched. `provenance.json` is a typed record (`ExportRecord`,
+`agos schema export`).
 """
 
 from __future__ import annotations
@@ -17,40 +18,84 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from agos import __version__
 from agos.capture.trace import Trace
 from agos.errors import AgosError
 from agos.fileio import json_text, owned_file
-from agos.inputs.provenance import provenance_label
+from agos.inputs.provenance import Provenance, provenance_label
+from agos.record import Record
 
 PROVENANCE = "provenance.json"
-FORMAT = "agos-export"
-FORMAT_VERSION = 1
+FORMAT, VERSION = "agos-export", 1
+SCHEMA_FILE = Path(__file__).with_name("export.schema.json")
+Target = Literal["scalesim", "timeloop", "npz"]
 
 
-def provenance(trace: Trace, target: str, density: str, **extra) -> dict:
-    """Where an export came from: the trace (path and checksum), what it was captured from
-    (model, weights, data, batch, image size, seed) and the density source of its masks."""
-    prov = trace.provenance
-    weights = prov.get("weights") or {}
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "target": target,
-        "agos": __version__,
-        "label": provenance_label(prov, density),
-        "trace": str(trace.path.resolve()),
-        "trace_manifest_sha256": trace.manifest.manifest_sha256,
-        "model": prov.get("model"),
-        "weights": {"source": weights.get("source"), "sha256": weights.get("sha256")},
-        "data": (prov.get("data") or {}).get("source"),
-        "batch_size": prov.get("batch_size"),
-        "image_size": prov.get("image_size"),
-        "seed": prov.get("seed"),
-        "density": density,
-        **extra,
-    }
+class ScaleSimDetails(Record):
+    scalesim: str  # the SCALE-Sim version the files are written for
+    config: dict  # the design's organisation as SCALE-Sim's config holds it
+    topology_rows: int = Field(ge=1)
+    gemm_macs: int = Field(ge=0)  # the GEMMs' MACs, padding taps and stride holes included
+    run: str  # SCALE-Sim's own command line for these files
+
+
+class TimeloopDetails(Record):
+    problems: int = Field(ge=1)  # one Timeloop problem (and AccelForge workload) per layer pass
+    timeloop_problem_version: float  # the `version` key of each problem (Timeloop v0.4)
+
+
+class NpzDetails(Record):
+    layers: int = Field(ge=0)
+    masks_file: str
+    bit_order: str
+
+
+class ExportRecord(Record):
+    """`provenance.json`: where an export came from — the trace (path and checksum) and its full
+    provenance (model, weights, data, batch, image size, seed), the density source of its masks —
+    what the target holds (the one of `scalesim`, `timeloop`, `npz` that `target` names), what was
+    left out or made conservative (notes) and every file."""
+
+    format: Literal["agos-export"] = FORMAT
+    version: Literal[1] = VERSION
+    target: Target
+    agos_version: str = __version__
+    label: str  # the provenance line every figure carries
+    trace: str
+    trace_manifest_sha256: str
+    provenance: Provenance
+    density: str
+    scalesim: ScaleSimDetails | None = None
+    timeloop: TimeloopDetails | None = None
+    npz: NpzDetails | None = None
+    notes: list[str]
+    files: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _details_of_the_target(self) -> ExportRecord:
+        given = [t for t in ("scalesim", "timeloop", "npz") if getattr(self, t) is not None]
+        if given != [self.target]:
+            raise ValueError(f"an export to {self.target} holds its details under '{self.target}' only")
+        return self
+
+
+def export_record(trace: Trace, target: str, density: str, details: dict, notes: list[str]) -> ExportRecord:
+    """The record of an export of `trace` to `target` (its files are filled in by the commit)."""
+    kind = {"scalesim": ScaleSimDetails, "timeloop": TimeloopDetails, "npz": NpzDetails}[target]
+    return ExportRecord(
+        target=target,
+        label=provenance_label(trace.provenance, density),
+        trace=str(trace.path.resolve()),
+        trace_manifest_sha256=trace.manifest.manifest_sha256,
+        provenance=trace.provenance,
+        density=density,
+        **{target: kind(**details)},
+        notes=notes,
+    )
 
 
 class StagedFolder:
@@ -86,7 +131,7 @@ class StagedFolder:
         files = record.get("files")
         return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
-    def commit(self, record: dict) -> list[str]:
+    def commit(self, record: ExportRecord) -> list[str]:
         """Move the staged files into place, remove the previous export's files this one does
         not replace, and write the provenance (with the list of files) last."""
         files = self.files()
@@ -114,7 +159,7 @@ class StagedFolder:
                     parent.rmdir()  # a subfolder the earlier export made and nothing else uses
                     parent = parent.parent
         with owned_file(self.out / PROVENANCE) as f:
-            f.write(json_text({**record, "files": files}))
+            f.write(json_text(record.model_copy(update={"files": files}).model_dump(mode="json")))
         self.discard()
         return files
 

@@ -1,7 +1,7 @@
 """`agos export --to scalesim`: every pass of every layer as the GEMMs SCALE-Sim runs, with a config
 of the design's organisation (docs/export.md).
 
-Each layer pass is the im2col GEMM of `agos.validate.gemm.layer_gemm` — the conventions of the
+Each layer pass is the im2col GEMM of `agos.workload.gemm.layer_gemm` — the conventions of the
 peer agreement (docs/validation.md): FWD, BWD-D (transposed conv, stride holes counted) and BWD-W
 (written dWᵀ), a Linear layer as the 1×1 case, a grouped layer as `copies` GEMMs (one topology row
 each) or, when its groups pack across the columns, one GEMM of the packed columns. A layer whose
@@ -26,16 +26,16 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 from agos.arch.load import LoadedArch, load_arch
 from agos.capture.trace import LayerRecord, Trace
 from agos.errors import AgosError
 from agos.export.folder import StagedFolder
-from agos.validate.gemm import DESIGN, Gemm, layer_gemm
-from agos.validate.scalesim import VERSION, LayerReport, run_files
+from agos.workload.gemm import Gemm, layer_gemm
 from agos.workload.passes import PASSES
 
+VERSION = "3.0.0"  # the SCALE-Sim whose files these are (validate.scalesim runs this one)
+DESIGN = "dense@systolic"  # whose organisation the config takes unless --arch names another
 TOPOLOGY = "topology.csv"
 LAYOUT = "layout.csv"
 CONFIG = "scale.cfg"
@@ -274,12 +274,3 @@ def export(trace: Trace, folder: StagedFolder, arch: str | None) -> tuple[dict, 
     }
     return fields, notes
 
-
-def run(folder: Path, report_dir: Path | None = None) -> list[LayerReport]:
-    """SCALE-Sim 3.0.0 on an exported folder (its own run, with agos's NumPy ≥ 2.4 shim), one
-    report per topology row: "Total Cycles" and "Stall Cycles" of its COMPUTE_REPORT.csv."""
-    folder = Path(folder)
-    for name in (CONFIG, TOPOLOGY, LAYOUT):
-        if not (folder / name).is_file():
-            raise AgosError(f"{folder} is not a SCALE-Sim export (no {name}); run agos export --to scalesim")
-    return run_files(folder / CONFIG, folder / TOPOLOGY, folder / LAYOUT, gemm=True, report_dir=report_dir)

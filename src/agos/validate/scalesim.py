@@ -45,9 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from agos.errors import AgosError
+from agos.export import scalesim as export
 from agos.validate.gemm import Gemm
 
-VERSION = "3.0.0"
+VERSION = export.VERSION
 INSTALL = f"pip install scalesim=={VERSION}  (or: pip install -e '.[dev]')"
 METHODS = ("full", "fold")
 
@@ -201,6 +202,17 @@ def run_files(
         )
         for r in body
     ]
+
+
+def run_export(folder: Path, report_dir: Path | None = None) -> list[LayerReport]:
+    """SCALE-Sim on a folder `agos export --to scalesim` wrote (its own run, with the NumPy ≥ 2.4
+    shim), one report per topology row: "Total Cycles" and "Stall Cycles" of its COMPUTE_REPORT.csv."""
+    folder = Path(folder)
+    for name in (export.CONFIG, export.TOPOLOGY, export.LAYOUT):
+        if not (folder / name).is_file():
+            raise AgosError(f"{folder} is not a SCALE-Sim export (no {name}); run agos export --to scalesim")
+    files = (folder / export.CONFIG, folder / export.TOPOLOGY, folder / export.LAYOUT)
+    return run_files(*files, gemm=True, report_dir=report_dir)
 
 
 def run_one(m: int, n: int, k: int, rows: int = 32, cols: int = 32) -> tuple[int, int]:
