@@ -869,6 +869,13 @@ def reproduce(
     sweep: Annotated[
         Path | None, typer.Option("--sweep", help="also run this sweep spec and add a sweep section")
     ] = None,
+    search: Annotated[
+        Path | None,
+        typer.Option("--search", help="a finished `agos search` folder: the report's answer on output skip"),
+    ] = None,
+    phase: Annotated[
+        Path | None, typer.Option("--phase", help="a finished `agos phase` folder: where output skip pays")
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
@@ -898,6 +905,8 @@ def reproduce(
         trained=trained_models,
         trajectory=None if trajectory_dir is None else str(trajectory_dir),
         sweep=str(sweep) if sweep is not None else None,
+        search=str(search) if search is not None else None,
+        phase=str(phase) if phase is not None else None,
     )
     run_id = settings.model_dump(mode="json", exclude={"run": {"device"}})
     label = f"models {','.join(settings.models)}, batch {options.batch_size}, {options.image_size} px"
