@@ -210,7 +210,7 @@ def export(
     masks' densities) or 'npz' (the masks, bit-packed); masks from `density` as `analyse` takes it.
     What the target cannot express is reported through `on_note`, one line each, and kept in the
     folder's provenance.json."""
-    target = check_options(to, arch, density)
+    target = check_options(to, arch, density, seed)
     t = _trace(trace)
     source = resolve_density(t, density, seed)
     result = export_trace(t, target, Path(out), source, arch)

@@ -981,7 +981,7 @@ def export(
     from agos.export import check_options
     from agos.fileio import claim_output, output_lock
 
-    target = check_options(to, arch, density)  # a misfit is one line before the trace is read
+    target = check_options(to, arch, density, seed)  # a misfit is one line before the trace is read
     trace = api.load_trace(trace_dir)
     run = {
         "trace": str(trace_dir.resolve()),

@@ -33,14 +33,20 @@ class ExportResult:
     record: ExportRecord  # what provenance.json holds
 
 
-def check_options(to: str, arch: str | None, density: str) -> str:
+def check_options(to: str, arch: str | None, density: str, seed: int = 0) -> str:
     """The target, once the options are known to fit it; each misfit is one AgosError line."""
     target = to.strip().lower()
     if target not in TARGETS:
         raise AgosError(f"--to '{to}' is not one of {', '.join(TARGETS)}")
     if arch is not None and target != "scalesim":
         raise AgosError(f"--arch applies to --to scalesim only (its config); --to {target} has no design")
-    if target == "scalesim" and parse_density(density).kind != "real":
+    real = parse_density(density).kind == "real"
+    if seed != 0 and real:
+        raise AgosError(
+            f"--seed {seed} seeds statistical masks only (--density uniform:S | profile:…); "
+            "the trace's real masks have no seed"
+        )
+    if target == "scalesim" and not real:
         raise AgosError(
             "--density does not apply to --to scalesim: SCALE-Sim's topology is the dense GEMMs (it models "
             "no activation sparsity); export the masks with --to timeloop or --to npz"
