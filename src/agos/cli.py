@@ -883,6 +883,13 @@ def reproduce(
     sweep: Annotated[
         Path | None, typer.Option("--sweep", help="also run this sweep spec and add a sweep section")
     ] = None,
+    search: Annotated[
+        Path | None,
+        typer.Option("--search", help="a finished `agos search` folder: the report's answer on output skip"),
+    ] = None,
+    phase: Annotated[
+        Path | None, typer.Option("--phase", help="a finished `agos phase` folder: where output skip pays")
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
@@ -912,6 +919,8 @@ def reproduce(
         trained=trained_models,
         trajectory=None if trajectory_dir is None else str(trajectory_dir),
         sweep=str(sweep) if sweep is not None else None,
+        search=str(search) if search is not None else None,
+        phase=str(phase) if phase is not None else None,
     )
     run_id = settings.model_dump(mode="json", exclude={"run": {"device"}})
     label = f"models {','.join(settings.models)}, batch {options.batch_size}, {options.image_size} px"
@@ -958,6 +967,50 @@ def schema(
         return
     with atomic_file(out) as f:
         f.write(text)
+
+
+@app.command()
+def export(
+    trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
+    to: Annotated[str, typer.Option("--to", help="scalesim | timeloop | npz")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", parser=_output("--out", folder=True), metavar="DIR", help="folder to write"),
+    ],
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch", help="scalesim: the design whose organisation the config takes (dense@systolic)"
+        ),
+    ] = None,
+    density: Annotated[
+        str, typer.Option("--density", help="timeloop, npz: real | uniform:S | profile:FILE[:CHECKPOINT]")
+    ] = "real",
+    seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Export a trace to other tools: SCALE-Sim GEMMs and config, Timeloop/Sparseloop problems with
+    the masks' densities, or the masks as .npz (docs/export.md)."""
+    from agos import api
+    from agos.export import check_options
+    from agos.fileio import claim_output, output_lock
+
+    target = check_options(to, arch, density, seed)  # a misfit is one line before the trace is read
+    trace = api.load_trace(trace_dir)
+    run = {
+        "trace": str(trace_dir.resolve()),
+        "manifest": trace.manifest.manifest_sha256,
+        "to": target,
+        "arch": arch,
+        "density": density,
+        "seed": seed,
+    }
+    with claim_output(out, "export", run, f"--to {target} of {trace_dir}", force), output_lock(out, "export"):
+        result = api.export(
+            trace, target, out, density=density, seed=seed, arch=arch, on_note=lambda n: _note(f"note: {n}")
+        )
+    files = f"{len(result.files)} files for {target} and provenance.json"
+    typer.echo(f"wrote {out}: {files} ({result.record.label})")
 
 
 class Terminated(BaseException):
