@@ -18,7 +18,14 @@ from typer.exceptions import Abort, Exit, TyperException
 from agos.analysis.work import MAX_FOLDS
 from agos.arch.load import DEFAULT_DESIGNS
 from agos.errors import AgosError, first_line
-from agos.inputs.options import TRAJECTORY_DESIGNS, Command, RunOptions, default
+from agos.inputs.options import (
+    MAX_SWEEP_POINTS,
+    MAX_TRAJECTORY_POINTS,
+    TRAJECTORY_DESIGNS,
+    Command,
+    RunOptions,
+    default,
+)
 from agos.reproduce.settings import CHECK_IMAGES, DEFAULT_MODELS
 
 app = typer.Typer(
@@ -444,7 +451,7 @@ def sweep(
             "--out",
             parser=_output("--out", folder=True),
             metavar="DIR",
-            help="output directory (points/, results.parquet, .csv)",
+            help="output directory (cache/, results.parquet, .csv)",
         ),
     ],
     scheduler: Annotated[
@@ -458,13 +465,16 @@ def sweep(
         bool, typer.Option("--plot", help="draw the Pareto front and sensitivity curves")
     ] = False,
     force: ForceOpt = False,
+    max_points: Annotated[
+        int, typer.Option("--max-points", min=1, help="refuse a sweep of more points (docs/limits.md)")
+    ] = MAX_SWEEP_POINTS,
 ) -> None:
     """Sweep designs over axes of any arch field, densities and traces, on Dask; one row per point."""
     from agos.fileio import claim_output
     from agos.sweep.run import run_sweep
 
     with claim_output(out, "sweep", {"spec": str(spec.resolve())}, f"spec {spec}", force):
-        run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot)
+        run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot, max_points=max_points)
 
 
 @app.command()
@@ -763,6 +773,10 @@ def trajectory(
         bool, typer.Option("--check/--no-check", help="prove every point lossless (a masked step)")
     ] = True,
     force: ForceOpt = False,
+    max_points: Annotated[
+        int,
+        typer.Option("--max-points", min=1, help="refuse more snapshots or checkpoints (docs/limits.md)"),
+    ] = MAX_TRAJECTORY_POINTS,
 ) -> None:
     """Sparsity, MAC bounds and design speedups at every checkpoint of a training run."""
     from agos.fileio import claim_output
@@ -787,7 +801,7 @@ def trajectory(
         f"checkpoints {checkpoints}" if checkpoints else f"{train_steps} steps every {every}"
     )
     with claim_output(out, "trajectory", run_id, label, force):
-        result = run(settings, out)
+        result = run(settings, out, max_points=max_points)
     print_table(result)
     lost = [p.step for p in result.points if p.lossless is False]
     typer.echo(f"wrote {out}: {len(result.points)} points, {result.wall_seconds:.0f} s", err=True)

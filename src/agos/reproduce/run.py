@@ -21,8 +21,8 @@ from agos.reproduce.settings import Settings
 from agos.stages.cache import Cache
 from agos.stages.records import read_trajectory
 from agos.stages.resolve import ResolvedRun
+from agos.sweep.run import check_sweep
 from agos.sweep.section import sweep_section
-from agos.sweep.spec import load_spec
 
 
 def read_output_sparsity(settings: Settings) -> OutputSparsity | None:
@@ -70,7 +70,7 @@ def reproduce(settings: Settings, out: Path, console: Console | None = None) -> 
     trajectory = read_trajectory(settings.trajectory) if settings.trajectory is not None else None
     output_sparsity = read_output_sparsity(settings)
     if settings.sweep is not None:
-        load_spec(settings.sweep)  # schema errors before any capture; traces are checked when it runs
+        check_sweep(settings.sweep)  # every field, trace, design and axis value, before any capture
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AgosError(f"{out} exists and is not a directory")
