@@ -17,21 +17,24 @@
    features; ratios feature / dense row.
 
     .venv/bin/python benchmarks/rtl.py [--trace DIR] [--items 1000] [--layer-items 500]
-        [--sizes 8 16 32] [--no-synthesis] [--out benchmarks/results/rtl.json]
+        [--sizes 8 16 32] [--no-synthesis] [--jobs N] [--out benchmarks/results/rtl.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import hashlib
 import json
+import multiprocessing
 import platform
 import random
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -86,13 +89,16 @@ def _summary(results) -> dict:
     return out
 
 
-def row_alone(count: int) -> dict:
+ROW_ALONE = ("dense", "stream", "join", "static", "compacted", "stream+compacted", "bypass")
+
+
+def row_alone(name: str, count: int) -> dict:
     from agos.rtl.cases import random_items
     from agos.rtl.harness import run_row
     from agos.rtl.row import RowConfig
     from agos.rtl.timing import expected_results, walk
 
-    rows = {
+    cfg = {
         "dense": RowConfig(cols=4),
         "stream": RowConfig(cols=4, stream=True, lookahead=3),
         "join": RowConfig(cols=4, stream=True, lookahead=4, join=True, broadcast=2),
@@ -100,47 +106,42 @@ def row_alone(count: int) -> dict:
         "compacted": RowConfig(cols=4, outputs="compacted", domain=12),
         "stream+compacted": RowConfig(cols=4, stream=True, lookahead=2, outputs="compacted", domain=16),
         "bypass": RowConfig(cols=4, stream=True, join=True, outputs="compacted", domain=8),
+    }[name]
+    t = time.perf_counter()
+    items = random_items(cfg, count, seed=7, bypass=name == "bypass")
+    run = run_row(cfg, items)
+    out = {
+        "items": count,
+        "cycles": run.total,
+        "cycle_mismatches": sum(c != walk(cfg, it).cycles for c, it in zip(run.cycles, items, strict=True)),
+        "result_mismatches": sum(
+            r != expected_results(cfg, it) for r, it in zip(run.results, items, strict=True)
+        ),
+        "seconds": round(time.perf_counter() - t, 1),
     }
-    out = {}
-    for name, cfg in rows.items():
-        t = time.perf_counter()
-        items = random_items(cfg, count, seed=7, bypass=name == "bypass")
-        run = run_row(cfg, items)
-        out[name] = {
-            "items": count,
-            "cycles": run.total,
-            "cycle_mismatches": sum(
-                c != walk(cfg, it).cycles for c, it in zip(run.cycles, items, strict=True)
-            ),
-            "result_mismatches": sum(
-                r != expected_results(cfg, it) for r, it in zip(run.results, items, strict=True)
-            ),
-            "seconds": round(time.perf_counter() - t, 1),
-        }
-        print(f"row alone {name}: {out[name]}", file=sys.stderr)
+    print(f"row alone {name}: {out}", file=sys.stderr)
     return out
 
 
-def random_layers(items: int) -> dict:
+def random_layers(name: str, items: int) -> dict:
     from agos.rtl.cases import random_layer
     from agos.rtl.compare import FEATURES, compare_pass
 
-    out = {}
-    for name, f in FEATURES.items():
-        t = time.perf_counter()
-        results, seed, done = [], 0, 0
-        while done < items:
-            seed += 1
-            r = random.Random(seed)
-            lookahead, broadcast = r.choice([1, 2, 3, 4]), r.choice([1, 2]) if f.join else 1
-            masks = random_layer(seed, 4, small=True)
-            for pass_ in f.passes:
-                res = compare_pass(masks, pass_, f, 4, lookahead, broadcast, r.choice([4, 8, 16]), seed)
-                if res is not None:
-                    results.append(res)
-                    done += res.count
-        out[name] = {**_summary(results), "layers": seed, "seconds": round(time.perf_counter() - t, 1)}
-        print(f"random layers {name}: {out[name]}", file=sys.stderr)
+    f = FEATURES[name]
+    t = time.perf_counter()
+    results, seed, done = [], 0, 0
+    while done < items:
+        seed += 1
+        r = random.Random(seed)
+        lookahead, broadcast = r.choice([1, 2, 3, 4]), r.choice([1, 2]) if f.join else 1
+        masks = random_layer(seed, 4, small=True)
+        for pass_ in f.passes:
+            res = compare_pass(masks, pass_, f, 4, lookahead, broadcast, r.choice([4, 8, 16]), seed)
+            if res is not None:
+                results.append(res)
+                done += res.count
+    out = {**_summary(results), "layers": seed, "seconds": round(time.perf_counter() - t, 1)}
+    print(f"random layers {name}: {out}", file=sys.stderr)
     return out
 
 
@@ -157,71 +158,91 @@ LAYERS = [  # resnet18: the stem, each stage's first convs, a downsample, the la
 ]
 
 
-def real_trace(trace_dir: Path, cols: int, lookahead: int, names: list[str], sample: int) -> dict:
+@functools.cache
+def _cut_layers(trace_dir: Path, cols: int, names: tuple[str, ...]) -> list:
     from agos.capture.trace import load_trace
     from agos.density.real import real_masks
     from agos.rtl.cases import cut_layer
-    from agos.rtl.compare import FEATURES, compare_pass
-    from agos.rtl.timing import decoupled_cycles
 
     trace = load_trace(trace_dir)
-    layers = [
+    return [
         cut_layer(real_masks(trace, rec), images=1, in_channels=2 * cols, out_channels=2 * cols)
         for rec in trace.layers
         if rec.geometry.groups == 1 and rec.geometry.k >= cols and (rec.name in names or "all" in names)
     ]
-    out: dict = {"layers": [m.name for m in layers], "features": {}, "per_pass": []}
-    for name, f in FEATURES.items():
-        t = time.perf_counter()
-        results = []
-        for masks in layers:
-            for pass_ in f.passes:
-                res = compare_pass(masks, pass_, f, cols, lookahead, 1, 2 * cols, seed=0, sample=sample)
-                if res is None:
-                    continue
-                results.append(res)
-                row = {"feature": name, "layer": masks.name, "pass": pass_, **_summary([res])}
-                del row["check_failures"]
-                if name == "stream":  # a decoupled front end, as a what-if (Python only, not RTL)
-                    row["decoupled_queue_L_cycles"] = sum(
-                        decoupled_cycles(it.bits, lookahead, lookahead) for it in res.items
-                    )
-                out["per_pass"].append(row)
-        out["features"][name] = {**_summary(results), "seconds": round(time.perf_counter() - t, 1)}
-        print(f"real trace {name}: {out['features'][name]}", file=sys.stderr)
-    return out
 
 
-def synthesis(sizes: list[int], verilog_dir: Path) -> dict:
+def real_trace(
+    name: str, trace_dir: Path, cols: int, lookahead: int, names: tuple[str, ...], sample: int
+) -> tuple[dict, list[dict]]:
+    """One feature on the cut layers: its summary and its per-pass rows."""
+    from agos.rtl.compare import FEATURES, compare_pass
+    from agos.rtl.timing import decoupled_cycles
+
+    f = FEATURES[name]
+    t = time.perf_counter()
+    results, per_pass = [], []
+    for masks in _cut_layers(trace_dir, cols, names):
+        for pass_ in f.passes:
+            res = compare_pass(masks, pass_, f, cols, lookahead, 1, 2 * cols, seed=0, sample=sample)
+            if res is None:
+                continue
+            results.append(res)
+            row = {"feature": name, "layer": masks.name, "pass": pass_, **_summary([res])}
+            del row["check_failures"]
+            if name == "stream":  # a decoupled front end, as a what-if (Python only, not RTL)
+                row["decoupled_queue_L_cycles"] = sum(
+                    decoupled_cycles(it.bits, lookahead, lookahead) for it in res.items
+                )
+            per_pass.append(row)
+    out = {**_summary(results), "seconds": round(time.perf_counter() - t, 1)}
+    print(f"real trace {name}: {out}", file=sys.stderr)
+    return out, per_pass
+
+
+def synthesise_pe(kind: str, yosys: str) -> dict:
+    from agos.rtl.synth import synthesize_pe
+
+    return _gates(synthesize_pe(kind, yosys))
+
+
+def synthesise_variant(C: int, name: str, yosys: str) -> tuple[dict, str | None]:
+    """One row variant at C: its gates, the table's µm² and, at C = 8, its Verilog."""
     from agos.rtl.row import RowConfig
-    from agos.rtl.synth import synthesize, synthesize_pe, table_area, verilog, yosys_path
+    from agos.rtl.synth import synthesize, table_area, verilog
 
-    yosys = yosys_path()
-    if yosys is None:
-        print("yosys not found: synthesis left out (apt-get install yosys)", file=sys.stderr)
-        return {"left_out": "yosys not installed"}
+    kw, base = VARIANTS[name]
+    cfg = RowConfig(cols=C, pe="bf16", domain=64, **{"bypass": False, **kw})
+    t = time.perf_counter()
+    got = synthesize(cfg, yosys)
+    row = {"row": _gates(got.row), "table_um2": table_area(cfg), "base": base}
+    print(f"synthesis C={C} {name}: {time.perf_counter() - t:.0f} s {row['row']}", file=sys.stderr)
+    return row, verilog(cfg, yosys) if C == 8 else None
+
+
+def _run(tasks: dict, jobs: int) -> dict:
+    """Every task (key: (function, args)), in worker processes when jobs > 1; each is deterministic
+    on its own (its seeds are its own), so the figures do not depend on jobs."""
+    if jobs <= 1:
+        return {key: fn(*args) for key, (fn, args) in tasks.items()}
+    ctx = multiprocessing.get_context("spawn")  # the parent has run torch: no fork
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {key: pool.submit(fn, *args) for key, (fn, args) in tasks.items()}
+        return {key: f.result() for key, f in futures.items()}
+
+
+def _synthesis(done: dict, sizes: list[int], yosys: str, verilog_dir: Path) -> dict:
+    """The synthesis part of the results, from the finished tasks."""
     version = subprocess.run([yosys, "-V"], capture_output=True, text=True).stdout.strip()
-    pe = {kind: synthesize_pe(kind, yosys) for kind in ("int", "bf16")}
-    out: dict = {
-        "yosys": version,
-        "pe": {k: _gates(g) for k, g in pe.items()},
-        "rows": {},
-        "verilog": {},
-    }
+    pe = {kind: done["pe", kind] for kind in ("int", "bf16")}
+    out: dict = {"yosys": version, "pe": pe, "rows": {}, "verilog": {}}
     verilog_dir.mkdir(parents=True, exist_ok=True)
     for C in sizes:
         rows = {}
-        for name, (kw, base) in VARIANTS.items():
-            cfg = RowConfig(cols=C, pe="bf16", domain=64, **{"bypass": False, **kw})
-            t = time.perf_counter()
-            got = synthesize(cfg, yosys)
-            table = table_area(cfg)
-            rows[name] = {"row": _gates(got.row), "table_um2": table, "base": base}
-            took = time.perf_counter() - t
-            print(f"synthesis C={C} {name}: {took:.0f} s {rows[name]['row']}", file=sys.stderr)
-            if C == 8:
-                text = verilog(cfg, yosys)
-                path = verilog_dir / f"row-C8-{_slug(name)}.v"
+        for name in VARIANTS:
+            rows[name], text = done["synthesis", C, name]
+            if text is not None:
+                path = verilog_dir / f"row-C{C}-{_slug(name)}.v"
                 path.write_text(text)
                 digest = hashlib.sha256(text.encode()).hexdigest()
                 out["verilog"][path.name] = {"bytes": len(text), "sha256": digest}
@@ -237,11 +258,11 @@ def _gates(g) -> dict:
     return {"cells": g.cells, "transistors": g.transistors, "flops": g.flops, "um2": round(g.um2, 1)}
 
 
-def _ratios(rows: dict, pe, C: int) -> dict:
+def _ratios(rows: dict, pe: dict, C: int) -> dict:
     """Per feature: its added logic / the dense row (the dense row's own logic + C PEs), from
     synthesis (cells, transistors, µm²) and from the component table (µm²)."""
     dense = rows["dense"]["row"]
-    row_total = {k: dense[k] + C * getattr(pe, k) for k in ("cells", "transistors", "um2")}
+    row_total = {k: dense[k] + C * pe[k] for k in ("cells", "transistors", "um2")}
     table_dense = rows["dense"]["table_um2"]["pe array"]
     out = {}
     for name, v in rows.items():
@@ -321,6 +342,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=150, help="items the row runs per real layer-pass")
     ap.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32])
     ap.add_argument("--no-synthesis", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes (the figures do not depend on it)")
     ap.add_argument("--verilog", type=Path, default=VERILOG)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--markdown", type=Path, help="print the tables of docs/rtl.md from this results file")
@@ -332,8 +354,13 @@ def main() -> None:
     import amaranth
 
     from agos.fileio import write_json
+    from agos.rtl.compare import FEATURES
+    from agos.rtl.synth import yosys_path
 
     start = time.perf_counter()
+    yosys = None if args.no_synthesis else yosys_path()
+    if not args.no_synthesis and yosys is None:
+        print("yosys not found: synthesis left out (apt-get install yosys)", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         trace_dir = args.trace
         if trace_dir is None:
@@ -346,6 +373,22 @@ def main() -> None:
         from agos.capture.trace import load_trace
 
         prov = load_trace(trace_dir).provenance
+        names = tuple(args.layers)
+        tasks: dict = {}  # the longest first: the real trace's features, then synthesis
+        for name in FEATURES:
+            tasks["real", name] = (real_trace, (name, trace_dir, 8, 3, names, args.sample))
+        if yosys is not None:
+            for C in sorted(args.sizes, reverse=True):
+                for name in VARIANTS:
+                    tasks["synthesis", C, name] = (synthesise_variant, (C, name, yosys))
+            for kind in ("int", "bf16"):
+                tasks["pe", kind] = (synthesise_pe, (kind, yosys))
+        for name in FEATURES:
+            tasks["random", name] = (random_layers, (name, args.layer_items))
+        for name in ROW_ALONE:
+            tasks["alone", name] = (row_alone, (name, args.items))
+        done = _run(tasks, args.jobs)
+        layers = _cut_layers(trace_dir, 8, names)
         figures = {
             "what": "issue 25: the PE row in RTL against the cost model; its area from synthesis",
             "date": datetime.date.today().isoformat(),
@@ -354,18 +397,22 @@ def main() -> None:
             "trace": prov.model_dump(
                 mode="json", include={"model", "weights", "batch_size", "image_size", "seed"}
             ),
-            "row_alone": row_alone(args.items),
-            "random_layers": random_layers(args.layer_items),
+            "row_alone": {name: done["alone", name] for name in ROW_ALONE},
+            "random_layers": {name: done["random", name] for name in FEATURES},
             "real_trace": {
                 "cols": 8, "lookahead": 3, "broadcast": 1, "domain": 16,
                 "cut": "1 image, 16 in / 16 out channels", "sample_per_pass": args.sample,
-                **real_trace(trace_dir, 8, 3, args.layers, args.sample),
+                "layers": [m.name for m in layers],
+                "features": {name: done["real", name][0] for name in FEATURES},
+                "per_pass": [row for name in FEATURES for row in done["real", name][1]],
             },
         }  # fmt: skip
     if args.no_synthesis:
         figures["synthesis"] = {"left_out": "--no-synthesis"}
+    elif yosys is None:
+        figures["synthesis"] = {"left_out": "yosys not installed"}
     else:
-        figures["synthesis"] = synthesis(args.sizes, args.verilog)
+        figures["synthesis"] = _synthesis(done, args.sizes, yosys, args.verilog)
     figures["seconds"] = round(time.perf_counter() - start, 1)
     write_json(figures, args.out)
     print(f"wrote {args.out}")

@@ -1,13 +1,13 @@
 """Gather the cost model's validation into the record the report shows
 (`src/agos/report/data/validation.json`): the fast model against the independent reference, the
-dense systolic design against SCALE-Sim 3.0.0, the mutation score, and the ZigZag comparison —
-each with the command that reproduces it and when it was last run.
+dense systolic design against SCALE-Sim 3.0.0, the mutation score, the ZigZag comparison and the
+RTL row (docs/rtl.md) — each with the command that reproduces it and when it was last run.
 
     .venv/bin/python benchmarks/validation.py [--full]     # --full: the reference cross product too
 
-It runs the reference comparison itself (pytest) and reads the SCALE-Sim, mutation and ZigZag
-results from benchmarks/results/ (written by benchmarks/scalesim.py, make mutation and
-benchmarks/zigzag.py); a missing one is recorded as not run, never invented."""
+It runs the reference comparison itself (pytest) and reads the SCALE-Sim, mutation, ZigZag and RTL
+results from benchmarks/results/ (written by benchmarks/scalesim.py, make mutation,
+benchmarks/zigzag.py and make rtl); a missing one is recorded as not run, never invented."""
 
 from __future__ import annotations
 
@@ -94,6 +94,41 @@ def zigzag() -> dict:
     return {"run": True, "command": ".venv/bin/python benchmarks/zigzag.py", **data}
 
 
+def rtl() -> dict:
+    """The RTL row against the model (benchmarks/rtl.py): per feature its cycles over the model's on
+    random layers and on resnet18 cuts, and each feature's added area, synthesis over the table."""
+    data = _load("rtl.json")
+    if data is None:
+        return {"run": False, "command": "make rtl"}
+    real = data["real_trace"]["features"]
+    features = {
+        name: {
+            "items": s["items"] + real[name]["items"],
+            "equal": s["equal"] + real[name]["equal"],
+            "random_layers": s["rtl_over_model"],
+            "resnet18_cuts": real[name]["rtl_over_model"],
+            "check_failures": len(s["check_failures"]) + len(real[name]["check_failures"]),
+        }
+        for name, s in data["random_layers"].items()
+    }
+    out = {"run": True, "command": "make rtl", "date": data["date"], "trace": data["trace"]}
+    out["features"] = features
+    syn = data["synthesis"]
+    if "rows" in syn:
+        area: dict[str, list[float]] = {}
+        for block in syn["rows"].values():
+            for name, r in block["ratios"].items():
+                if r.get("added_um2_table") and not name.startswith("bypass"):
+                    ratio = r["added_um2_synthesis"] / r["added_um2_table"]
+                    area.setdefault(name, []).append(round(ratio, 4))
+        out["area_synthesis_over_table"] = {
+            "sizes": [int(c) for c in syn["rows"]],
+            "features": area,
+            "left_out": "the bypass bits: the table prices §11's rule unit, the row has only its mode bits",
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -109,6 +144,7 @@ def main() -> None:
         "scalesim": scalesim(),
         "mutation": mutation(),
         "zigzag": zigzag(),
+        "rtl": rtl(),
     }
     tmp = OUT.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")

@@ -85,6 +85,8 @@ def test_report_page(tiny_report):
     assert "Sarma et al. 2021" in page and "resnet34" in page and "agos-selfcheck" in page
     # the first screen: one figure per organisation, before every table; no markup shown as text
     assert page.index('id="at-a-glance"') < page.index("<table") and "&lt;span" not in page
+    # the validation section cites the RTL row from the shipped record (docs/rtl.md)
+    assert "the skipping PE row in RTL" in page and "row cycles / model cycles" in page
     assert sorted(p.name for p in (out / "plots").glob("summary-*.png")) == [
         "summary-rows.png",
         "summary-systolic.png",

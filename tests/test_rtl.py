@@ -180,6 +180,19 @@ def test_synthesis_measures_the_row():
     assert "module row" in text and "module agos_pe" in text
 
 
+def test_table_area_prices_the_bypass_rule_only_with_the_mode_bits():
+    """The table's side of the synthesis comparison: the design's default bypass rule (§11) is
+    priced only on the variant that has the mode bits, so it lands in that variant's added area and
+    not in every feature's (each feature is measured on top of a variant without them)."""
+    from agos.rtl.synth import table_area
+
+    without = table_area(RowConfig(cols=4, stream=True, outputs="compacted", domain=16, bypass=False))
+    with_bits = table_area(RowConfig(cols=4, stream=True, outputs="compacted", domain=16))
+    assert "bypass rule" not in without and "bypass rule" in with_bits
+    assert set(with_bits) - set(without) == {"bypass rule"}
+    assert "bypass rule" not in table_area(RowConfig(cols=4, outputs="static", bypass=False))
+
+
 def _one_position(x: list[int], dy: list[int], needed: list[int]) -> object:
     """A 1×1 layer on one pixel of one image: its streams are the given channel masks."""
     import torch

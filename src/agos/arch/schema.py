@@ -132,9 +132,9 @@ class Skipping(_Strict):
         "modulo",
         description=(
             "compacted outputs: how a slot's channels reach the PEs — modulo: channel c on lane (systolic) "
-            "or store (rows) c mod C; matched: the fold's channels spread evenly over the lanes (systolic), "
-            "slots formed with at most one channel per store (rows); full: a lane per domain channel "
-            "through a Benes network (systolic), every store holding the whole domain (rows)"
+            "or store (rows) c mod C, two channels of a slot on one lane serialise; matched: lanes as "
+            "modulo, slots formed with at most one channel per lane (store); full: a lane per domain "
+            "channel through a Benes network (systolic), every store holding the whole domain (rows)"
         ),
     )
     lane_ports: int | None = Field(
@@ -142,8 +142,8 @@ class Skipping(_Strict):
         ge=1,
         le=64,
         description=(
-            "compacted outputs: operands a lane (systolic) or a PE store (rows) serves per cycle; "
-            "default: the lookahead window with stream skip, else 1 (systolic); 1 (rows)"
+            "compacted outputs: operands a lane (systolic) or a PE store (rows) serves per cycle "
+            "(priced as that many crossbars or store copies); default 1 (a stream window does not widen it)"
         ),
     )
     bypass: Literal["rule", "never"] = Field(

@@ -194,6 +194,9 @@ def table_area(cfg: RowConfig) -> dict[str, float]:
     PE array, and each feature's components of docs/cost-model.md §9)."""
     skipping: dict = {"lookahead": cfg.lookahead, "broadcast_width": cfg.broadcast}
     skipping["compaction_domain"] = cfg.domain
+    # the per-layer bypass (§11) only where the row has its mode bits: the design's default rule
+    # would put the rule's unit into every variant and so into no feature's added area
+    skipping["bypass"] = "rule" if cfg.bypass else "never"
     fwd: dict = {"stream": cfg.stream}
     bwd_weight: dict = {"stream": cfg.stream, "pe_operand": cfg.join}
     bwd_data: dict = {"stream": cfg.stream, "outputs": cfg.outputs}
