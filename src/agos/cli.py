@@ -66,6 +66,13 @@ def _output(flag: str, folder: bool) -> Callable[[str], Path]:
     return parse
 
 
+def _path_option(flag: str, help: str, folder: bool = False, metavar: str | None = None):
+    """An output file (or folder) option, checked when the command line is read (`_output`)."""
+    return typer.Option(
+        flag, parser=_output(flag, folder), metavar=metavar or ("DIR" if folder else "FILE"), help=help
+    )
+
+
 ModelOpt = Annotated[
     str,
     typer.Option(
@@ -110,9 +117,7 @@ def _run_id(options: RunOptions) -> dict:
 def trace(
     out: Annotated[
         Path,
-        typer.Option(
-            "--out", parser=_output("--out", folder=True), metavar="DIR", help="trace directory to write"
-        ),
+        _path_option("--out", "trace directory to write", folder=True),
     ],
     model: ModelOpt = default("trace", "model"),
     weights: WeightsOpt = default("trace", "weights"),
@@ -127,12 +132,7 @@ def trace(
     weight_decay: WdOpt = default("trace", "weight_decay"),
     save_weights: Annotated[
         Path | None,
-        typer.Option(
-            "--save-weights",
-            parser=_output("--save-weights", folder=False),
-            metavar="FILE",
-            help="keep the warmed-up weights here",
-        ),
+        _path_option("--save-weights", "keep the warmed-up weights here"),
     ] = None,
     force: ForceOpt = False,
 ) -> None:
@@ -201,21 +201,15 @@ def sparsity(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
     json_out: Annotated[
         Path | None,
-        typer.Option(
-            "--json", parser=_output("--json", folder=False), metavar="FILE", help="write the summary as JSON"
-        ),
+        _path_option("--json", "write the summary as JSON"),
     ] = None,
     csv_out: Annotated[
         Path | None,
-        typer.Option(
-            "--csv", parser=_output("--csv", folder=False), metavar="FILE", help="write per-layer rows as CSV"
-        ),
+        _path_option("--csv", "write per-layer rows as CSV"),
     ] = None,
     plot_out: Annotated[
         Path | None,
-        typer.Option(
-            "--plot", parser=_output("--plot", folder=False), metavar="FILE", help="write a PNG plot"
-        ),
+        _path_option("--plot", "write a PNG plot"),
     ] = None,
     tiles: Annotated[
         bool,
@@ -379,27 +373,15 @@ def simulate(
     seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
     json_out: Annotated[
         Path | None,
-        typer.Option(
-            "--json",
-            parser=_output("--json", folder=False),
-            metavar="FILE",
-            help="write every figure as JSON",
-        ),
+        _path_option("--json", "write every figure as JSON"),
     ] = None,
     csv_out: Annotated[
         Path | None,
-        typer.Option(
-            "--csv",
-            parser=_output("--csv", folder=False),
-            metavar="FILE",
-            help="write one row per design × layer × pass as CSV",
-        ),
+        _path_option("--csv", "write one row per design × layer × pass as CSV"),
     ] = None,
     plot_out: Annotated[
         Path | None,
-        typer.Option(
-            "--plot", parser=_output("--plot", folder=False), metavar="FILE", help="write a PNG plot"
-        ),
+        _path_option("--plot", "write a PNG plot"),
     ] = None,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="also print per-layer speedups")] = False,
     lookahead: Annotated[
@@ -447,12 +429,7 @@ def sweep(
     spec: Annotated[Path, typer.Argument(metavar="SPEC", help="a sweep spec (YAML)")],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            parser=_output("--out", folder=True),
-            metavar="DIR",
-            help="output directory (cache/, results.parquet, .csv)",
-        ),
+        _path_option("--out", "output directory (cache/, results.parquet, .csv)", folder=True),
     ],
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="address of a dask.distributed scheduler to use")
@@ -482,12 +459,7 @@ def search(
     traces: Annotated[list[Path], typer.Argument(metavar="TRACE...", help="trace directories")],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            parser=_output("--out", folder=True),
-            metavar="DIR",
-            help="folder for designs, stages, search.json and plots",
-        ),
+        _path_option("--out", "folder for designs, stages, search.json and plots", folder=True),
     ],
     space: Annotated[
         Path | None, typer.Option("--space", help="a search-space YAML (default: the shipped one)")
@@ -530,12 +502,7 @@ def phase(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory (its geometry)")],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            parser=_output("--out", folder=True),
-            metavar="DIR",
-            help="folder for phase.json and phase.png",
-        ),
+        _path_option("--out", "folder for phase.json and phase.png", folder=True),
     ],
     structures: Annotated[
         str, typer.Option("--structures", help="comma-separated mask structures (docs/density.md)")
@@ -589,12 +556,7 @@ def density(
     seed: Annotated[int, typer.Option("--seed", help="seed of the statistical masks")] = 0,
     json_out: Annotated[
         Path | None,
-        typer.Option(
-            "--json",
-            parser=_output("--json", folder=False),
-            metavar="FILE",
-            help="write the mapping and figures as JSON",
-        ),
+        _path_option("--json", "write the mapping and figures as JSON"),
     ] = None,
 ) -> None:
     """Statistical masks on a trace: profile row → activation → layers, and per layer the real, target
@@ -614,18 +576,11 @@ def bounds(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
     json_out: Annotated[
         Path | None,
-        typer.Option(
-            "--json", parser=_output("--json", folder=False), metavar="FILE", help="write every count as JSON"
-        ),
+        _path_option("--json", "write every count as JSON"),
     ] = None,
     csv_out: Annotated[
         Path | None,
-        typer.Option(
-            "--csv",
-            parser=_output("--csv", folder=False),
-            metavar="FILE",
-            help="write one row per layer × pass (MACs per policy) as CSV",
-        ),
+        _path_option("--csv", "write one row per layer × pass (MACs per policy) as CSV"),
     ] = None,
 ) -> None:
     """Exact MACs per layer and pass under each skipping policy, and the ideal speedups they bound."""
@@ -658,12 +613,7 @@ def gpu_bench(
     device: Annotated[str, typer.Option("--device", help="cuda or cuda:N")] = "cuda",
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out",
-            parser=_output("--out", folder=False),
-            metavar="FILE",
-            help="write the rows as CSV (the anchors' format)",
-        ),
+        _path_option("--out", "write the rows as CSV (the anchors' format)"),
     ] = None,
     bwd_data: Annotated[
         bool,
@@ -733,12 +683,7 @@ def _bwd_data_bench(traces, density, block, repeats, warmup, device, out) -> Non
 def trajectory(
     out: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            parser=_output("--out", folder=True),
-            metavar="DIR",
-            help="output folder (trajectory.json/.csv/.png, cache/)",
-        ),
+        _path_option("--out", "output folder (trajectory.json/.csv/.png, cache/)", folder=True),
     ],
     checkpoints: Annotated[
         str | None,
@@ -819,12 +764,7 @@ def _with_dense(arch: str) -> str:
 def reproduce(
     out: Annotated[
         Path,
-        typer.Option(
-            "--out",
-            parser=_output("--out", folder=True),
-            metavar="DIR",
-            help="report directory (index.html, results.json, cache/)",
-        ),
+        _path_option("--out", "report directory (index.html, results.json, cache/)", folder=True),
     ],
     models: Annotated[str, typer.Option("--models", help="comma-separated models")] = ",".join(
         DEFAULT_MODELS
@@ -938,12 +878,7 @@ def schema(
     ] = "analysis",
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out",
-            parser=_output("--out", folder=False),
-            metavar="FILE",
-            help="write it to FILE instead of stdout",
-        ),
+        _path_option("--out", "write it to FILE instead of stdout"),
     ] = None,
 ) -> None:
     """The JSON Schema of a file agos writes: the versioned Analysis of every --json, and the
@@ -975,7 +910,7 @@ def export(
     to: Annotated[str, typer.Option("--to", help="scalesim | timeloop | npz")],
     out: Annotated[
         Path,
-        typer.Option("--out", parser=_output("--out", folder=True), metavar="DIR", help="folder to write"),
+        _path_option("--out", "folder to write", folder=True),
     ],
     arch: Annotated[
         str | None,
