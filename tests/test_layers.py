@@ -19,6 +19,7 @@ TIERS = [
     ["cli"],
     ["schemas"],
     ["api"],
+    ["compare"],  # two analyses, traces or reproduce runs side by side (reads results.json)
     # reproduce runs a sweep for its report, search runs sweeps of designs; none reads another
     ["reproduce", "trajectory", "search"],
     ["sweep"],

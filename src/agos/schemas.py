@@ -12,6 +12,7 @@ from pydantic import BaseModel
 def registry() -> dict[str, tuple[type[BaseModel], Path]]:
     """name → (record, shipped schema file)."""
     from agos.analysis import model as analysis
+    from agos.compare import model as comparison
     from agos.reproduce import records as results
     from agos.search import front as search
     from agos.search import phase
@@ -27,10 +28,11 @@ def registry() -> dict[str, tuple[type[BaseModel], Path]]:
         "sweep-row": (sweep.SweepRow, sweep.SCHEMA_FILE),  # a row of results.parquet / .csv
         "search": (search.SearchResult, search.SCHEMA_FILE),  # agos search: search.json
         "phase": (phase.PhaseResult, phase.SCHEMA_FILE),  # agos phase: phase.json
+        "comparison": (comparison.Comparison, comparison.SCHEMA_FILE),  # agos compare --json
     }
 
 
-NAMES = ("analysis", "verification", "results", "trajectory", "sweep-row", "search", "phase")
+NAMES = ("analysis", "verification", "results", "trajectory", "sweep-row", "search", "phase", "comparison")
 
 
 def write_all() -> list[Path]:
