@@ -89,7 +89,7 @@ def print_entry(e: EntryComparison, console: Console, layers: bool = False) -> N
                 )
             q = d.speedup_over_best_dense_equal_area
             rows.append(
-                [d.name, "iteration vs equal-area dense", "", "", "", times(q.a), times(q.b), relative(q)]
+                [d.name, "vs equal-area dense", "", "", "", times(q.a), times(q.b), relative(q)]
             )
         print_fitted(console, "Simulated cycles and speedups per design", cols, rows, keys=2)
         per_layer = [d for d in e.designs if d.layers] if layers else []
