@@ -88,9 +88,7 @@ def print_entry(e: EntryComparison, console: Console, layers: bool = False) -> N
                     ]
                 )
             q = d.speedup_over_best_dense_equal_area
-            rows.append(
-                [d.name, "vs equal-area dense", "", "", "", times(q.a), times(q.b), relative(q)]
-            )
+            rows.append([d.name, "vs equal-area dense", "", "", "", times(q.a), times(q.b), relative(q)])
         print_fitted(console, "Simulated cycles and speedups per design", cols, rows, keys=2)
         per_layer = [d for d in e.designs if d.layers] if layers else []
         if per_layer:
@@ -193,7 +191,8 @@ def plot(comparison: Comparison, path: Path | str) -> None:
 
     entries = comparison.entries
     cols = 2 if any(e.designs for e in entries) else 1
-    fig, axes = plt.subplots(len(entries), cols, figsize=(8 * cols, 5 * len(entries)), squeeze=False)
+    row_height = max(5.0, 0.55 * max(len(e.designs) for e in entries))  # two tick lines per design
+    fig, axes = plt.subplots(len(entries), cols, figsize=(8 * cols, row_height * len(entries)), squeeze=False)
     for row, e in zip(axes, entries, strict=True):
         _sparsity_axes(row[0], e)
         if cols == 2:

@@ -163,6 +163,8 @@ def _results_entries(results) -> dict[str, Entry]:
         for name, m in models.items():
             add(f"{group}{name}", m.provenance, m.provenance.density_source, m, m.density_notes)
             for label, d in m.densities.items():
+                if d.density == "real":  # the model's own figures, added above
+                    continue
                 add(f"{group}{name} [{label}]", m.provenance, d.density_label, d, d.density_notes)
     return out
 
