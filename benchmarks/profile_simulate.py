@@ -77,7 +77,7 @@ def main() -> None:
     parts["other"] = total - sum(parts.values())
     prov = trace.provenance
     head = (
-        f"{prov['model']}, batch {prov['batch_size']}, {prov['image_size']} px, real masks; "
+        f"{prov.model}, batch {prov.batch_size}, {prov.image_size} px, real masks; "
         f"{len(net.designs)} simulated designs ({len(designs)} requested), one worker"
     )
     lines = [

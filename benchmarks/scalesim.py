@@ -54,8 +54,9 @@ def compare_trace(trace_dir: Path, full_below: int, with_agos_gemm: bool) -> dic
     from agos.cost.model import LayerContext, SharedPasses, layer_area, simulate_pass
     from agos.cost.network import MaskSource
     from agos.validate import scalesim
-    from agos.validate.gemm import DESIGN, agos_gemm_cycles, compute_cycles, layer_gemm
+    from agos.validate.gemm import DESIGN, agos_gemm_cycles, compute_cycles
     from agos.workload.counts import layer_work
+    from agos.workload.gemm import layer_gemm
     from agos.workload.passes import PASSES
 
     trace = load_trace(trace_dir)

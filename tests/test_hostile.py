@@ -638,3 +638,221 @@ def test_a_plot_agos_cannot_write_is_refused_before_the_other_outputs(capsys, tm
     simulate = ("simulate", str(mixed_trace), "--arch", "dense@systolic", "--json", str(tmp_path / "m.json"))
     _refused(capsys, *simulate, "--plot", str(tmp_path / "m.svg"), says=".png")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- item 2: sweeps and trajectories count their points first ------------------------------------
+
+
+def _grid(tmp_path: Path, trace: Path, axes: str, name: str = "grid.yaml") -> Path:
+    spec = tmp_path / name
+    spec.write_text(f"traces: [{trace}]\narchs: [agos@systolic]\naxes:\n{axes}")
+    return spec
+
+
+HUGE_AXES = (
+    "  pe_array.rows: {start: 1, stop: 4096, step: 1}\n"
+    "  pe_array.cols: {start: 1, stop: 4096, step: 1}\n"
+    "  skipping.lookahead: {start: 1, stop: 10000, step: 1}\n"
+)
+
+
+def test_a_huge_sweep_grid_is_counted_not_expanded_and_refused(capsys, tmp_path, mixed_trace, monkeypatch):
+    """4096 × 4096 × 10000 ended in a MemoryError; a 10⁶-point grid planned for minutes in silence."""
+    from agos.sweep import plan
+
+    def expanded(spec):
+        raise AssertionError("the grid was expanded before it was counted")
+
+    monkeypatch.setattr(plan, "combinations", expanded)
+    out = tmp_path / "o"
+    spec = _grid(tmp_path, mixed_trace, HUGE_AXES)
+    line = _refused(capsys, "sweep", str(spec), "--out", str(out), "--workers", "0", says="--max-points")
+    assert "167,772,160,000 points (4,096 × 4,096 × 10,000 axis values × 1 design" in line
+    assert line.endswith("raise the limit with --max-points 167772160000")
+    million = _grid(tmp_path, mixed_trace, "  pe_array.rows: {start: 1, stop: 1000, step: 1}\n"
+                    "  pe_array.cols: {start: 1, stop: 1000, step: 1}\n", "million.yaml")  # fmt: skip
+    args = ("sweep", str(million), "--out", str(out), "--workers", "0")
+    line = _refused(capsys, *args, says="1,000,000 points")
+    assert "above the limit of 100,000 points" in line and "--max-points 1000000" in line
+    small = _grid(tmp_path, mixed_trace, "  pe_array.rows: [8, 16, 32]\n", "small.yaml")
+    args = ("sweep", str(small), "--out", str(out), "--workers", "0", "--max-points", "2")
+    assert "--max-points 3" in _refused(capsys, *args, says="3 points")
+    assert not out.exists()
+
+
+def test_a_long_sweep_plan_is_announced_with_an_estimate():
+    from agos.sweep.plan import PointCount, check_points
+
+    quick = PointCount((8, 8), 64, 2, 1, 1)
+    assert check_points(quick, 100_000) is None
+    sampled = PointCount((1000, 1000), 1000, 2, 1, 3)  # a sample of 1000 of the grid: quick to plan
+    assert check_points(sampled, 100_000) is None
+    assert sampled.text() == (
+        "6,000 points (1,000 sampled of 1,000 × 1,000 axis values × 2 designs × 1 trace × 3 densities)"
+    )
+    long = PointCount((300, 300), 90_000, 1, 1, 1)
+    assert check_points(long, 100_000) == (
+        "sweep: planning 90,000 points (300 × 300 axis values × 1 design × 1 trace × 1 density), about 2 min"
+    )
+    with pytest.raises(AgosError, match="raise the limit with --max-points 90000"):
+        check_points(long, 89_999)
+
+
+def test_a_million_snapshots_are_refused_before_any_training(capsys, tmp_path, monkeypatch):
+    from agos.trajectory import run as trajectory_run
+
+    def trained(*args, **kwargs):
+        raise AssertionError("trained before the snapshots were counted")
+
+    monkeypatch.setattr(trajectory_run, "train_with_snapshots", trained)
+    out = tmp_path / "t"
+    args = ("trajectory", "--out", str(out), "--model", MODEL, "--train-steps", "1000000", "--every", "1")
+    line = _refused(capsys, *args, says="1,000,001 snapshots")
+    assert "above the limit of 1,000 points" in line and line.endswith("--max-points 1000001")
+    args = ("trajectory", "--out", str(out), "--model", MODEL, "--train-steps", "10", "--every", "3")
+    assert "--max-points 5" in _refused(capsys, *args, "--max-points", "4", says="5 snapshots")
+    assert not out.exists()
+
+
+def test_a_checkpoint_glob_is_counted_before_any_file_is_read_and_announced(capsys, tmp_path, monkeypatch):
+    from agos.trajectory import checkpoints
+
+    state = _mixed_state()
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for step in (0, 10):
+        torch.save({"model": state, "step": step}, folder / f"c{step}.pt")
+    real_step_of, read = checkpoints._step_of, []
+    monkeypatch.setattr(checkpoints, "_step_of", lambda path: read.append(path) or real_step_of(path))
+    out = tmp_path / "t"
+    common = ("trajectory", "--out", str(out), "--model", MODEL, "--checkpoints", str(folder / "*.pt"))
+    line = _refused(capsys, *common, "--max-points", "1", says="2 files make a trajectory of 2 points")
+    assert line.endswith("--max-points 2") and read == [] and not out.exists()
+    small = ("--batch-size", "2", "--image-size", "16", "--device", "cpu", "--no-check")
+    code, _, err = run_cli(capsys, *common, *small, "--arch", "agos@systolic")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0] == (
+        "trajectory: 2 points (2 checkpoint files), each a captured step and a simulation of 3 designs"
+    )  # dense (on both organisations, every speedup is over it) and agos@systolic
+    assert any(line.startswith("step 0 (1/2) ·") for line in lines)
+    assert any(line.startswith("step 10 (2/2, about ") and " left) ·" in line for line in lines)
+
+
+# -- item 7: a failed sweep writes no table; Ctrl-C is one line; reproduce checks its sweep first --
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("tcp://127.0.0.1:99999", "port 99999 is not between 1 and 65535"),
+        ("not an address", "missing port number"),
+        ("foo://somewhere:8786", "unknown scheme 'foo'"),
+        ("tcp://:8786", "no host name"),
+    ],
+)
+def test_a_scheduler_address_dask_cannot_dial_is_refused_first(capsys, tmp_path, spec, address, says):
+    out = tmp_path / "o"
+    line = _refused(capsys, "sweep", str(spec), "--out", str(out), "--scheduler", address, says=says)
+    assert line.startswith(f"agos: error: --scheduler {address}: not a scheduler address")
+    assert not out.exists()
+
+
+def test_a_failed_sweep_writes_no_results_table(capsys, tmp_path, spec, monkeypatch):
+    import distributed
+
+    def unreachable(*args, **kwargs):
+        raise OSError("Timed out trying to connect to tcp://10.255.255.1:8786 after 20 s")
+
+    monkeypatch.setattr(distributed, "Client", unreachable)
+    out = tmp_path / "o"
+    address = "tcp://10.255.255.1:8786"
+    code, _, err = run_cli(capsys, "sweep", str(spec), "--out", str(out), "--scheduler", address)
+    assert code == 2 and err.splitlines()[-1].startswith(f"agos: error: --scheduler {address}: cannot")
+    assert not out.exists() or not {"results.csv", "results.parquet", "skipped.json"} & set(os.listdir(out))
+    # a file where the sweep keeps its points: refused before any work, nothing written
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "cache").write_text("not agos's")
+    args = ("sweep", str(spec), "--out", str(planted), "--workers", "0", "--force")
+    _refused(capsys, *args, says="cache is a file")
+    assert sorted(os.listdir(planted)) == ["cache"]
+
+
+def test_an_interrupted_serial_sweep_writes_the_rows_it_finished_and_one_before_any_none(
+    tmp_path, mixed_trace, monkeypatch
+):
+    from rich.console import Console
+
+    import agos.sweep.run as sweep_run
+
+    quiet = Console(stderr=True, quiet=True)
+    spec = _grid(tmp_path, mixed_trace, "  pe_array.rows: [8, 16, 32]\n")
+    real, calls = sweep_run.run_point, []
+
+    def interrupted(blob, task):
+        calls.append(task.key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(blob, task)
+
+    monkeypatch.setattr(sweep_run, "run_point", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep_run.run_sweep(spec, tmp_path / "some", workers=0, console=quiet)
+    rows = (tmp_path / "some" / "results.csv").read_text().splitlines()
+    assert len(rows) == 4 and sum("not run (interrupted)" in r for r in rows) == 2
+    calls.clear()
+    calls.append("first")  # the next point is the second call: interrupted before any finished
+    with pytest.raises(KeyboardInterrupt):
+        sweep_run.run_sweep(spec, tmp_path / "none", workers=0, console=quiet)
+    assert not (tmp_path / "none" / "results.csv").exists()
+
+
+def test_reproduce_checks_its_sweep_before_the_model_pipeline(capsys, tmp_path, mixed_trace, monkeypatch):
+    from agos.reproduce import run as reproduce_run
+
+    def pipeline(*args, **kwargs):
+        raise AssertionError("the model pipeline ran before the sweep spec was checked")
+
+    monkeypatch.setattr(reproduce_run, "_run", pipeline)
+    out = tmp_path / "r"
+    common = ("reproduce", "--out", str(out), "--models", MODEL, "--quick", "--trained", "none")
+    unknown = _grid(tmp_path, mixed_trace, "  pe_array.rowz: [8, 16]\n", "unknown.yaml")
+    _refused(capsys, *common, "--sweep", str(unknown), says="field 'axes.pe_array.rowz'")
+    zero = _grid(tmp_path, mixed_trace, "  pe_array.rows: [8, 0]\n", "zero.yaml")
+    _refused(capsys, *common, "--sweep", str(zero), says="pe_array.rows=0")
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(f"traces: [{tmp_path / 'nowhere'}]\narchs: [agos@systolic]\n")
+    _refused(capsys, *common, "--sweep", str(missing), says="is not a trace directory")
+    huge = _grid(tmp_path, mixed_trace, HUGE_AXES, "huge.yaml")
+    line = _refused(capsys, *common, "--sweep", str(huge), says="167,772,160,000 points")
+    assert "--max-points" not in line  # reproduce has no such flag: the line says what to change instead
+    assert not out.exists()
+
+
+@pytest.mark.slow  # about a minute: three local clusters started and interrupted
+@pytest.mark.ci
+def test_ctrl_c_on_a_dask_sweep_is_one_line_and_exit_130_every_time(tmp_path, mixed_trace):
+    """A terminal's Ctrl-C reaches the whole process group: agos and its Dask workers. It printed
+    34–36 lines (a distributed ERROR line, worker tracebacks) and once in six tries was lost."""
+    spec = _grid(tmp_path, mixed_trace, "  pe_array.rows: {start: 4, stop: 400, step: 1}\n")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "AGOS_PROGRESS": "0"}
+    # the moments: as the cluster starts, while it starts its workers, once points are being stored
+    for trial, (wait, after_a_point) in enumerate(((0.0, False), (2.0, False), (0.0, True))):
+        out = tmp_path / f"o{trial}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agos", "sweep", str(spec), "--out", str(out), "--workers", "2"],
+            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+        first = proc.stderr.readline()
+        assert first.startswith("sweep: 397 points"), first + proc.communicate(timeout=60)[1]
+        time.sleep(wait)
+        deadline = time.monotonic() + 120
+        while after_a_point and not list(out.glob("cache/point-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended before it was interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130 and err.splitlines() == ["agos: interrupted"], (trial, err)
+        table = out / "results.csv"
+        assert table.exists() == after_a_point, trial  # the rows it finished, or no table at all

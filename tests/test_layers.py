@@ -20,12 +20,13 @@ TIERS = [
     ["schemas"],
     ["api"],
     ["compare"],  # two analyses, traces or reproduce runs side by side (reads results.json)
-    # reproduce runs a sweep for its report, search runs sweeps of designs; none reads another
-    ["reproduce", "trajectory", "search"],
+    # reproduce runs a sweep for its report and shows a search's fronts; trajectory reads neither
+    ["reproduce", "trajectory"],
+    ["search"],  # sweeps of designs: fronts with and without output skipping, the phase diagram
     ["sweep"],
     ["stages"],  # resolve a run, capture and prove, analyse, the cache; the records above Analysis
     ["gpu"],
-    ["report"],
+    ["report", "export"],  # renderers of an Analysis; a trace as other tools' workloads (peers)
     ["analysis"],
     ["cost"],
     ["arch"],
@@ -139,7 +140,10 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
         ({"reference/array.py": "from agos.rtl.timing import walk\n"}, "one oracle imports another"),
         ({"cost/model.py": "from agos.rtl.pe import PE\n"}, "imports an oracle"),
         ({"sweep/run.py": "from agos.search.run import run_search\n"}, "a layer above"),
-        ({"search/run.py": "from agos.reproduce.run import reproduce\n"}, "a peer of its tier"),
+        ({"search/run.py": "from agos.reproduce.run import reproduce\n"}, "a layer above"),
+        ({"search/run.py": "from agos.trajectory.run import trajectory\n"}, "a layer above"),
+        ({"export/scalesim.py": "from agos.validate.scalesim import run_files\n"}, "imports an oracle"),
+        ({"export/npz.py": "from agos.report.format import pct\n"}, "a peer of its tier"),
     ],
 )
 def test_the_check_finds_a_wrong_arrow(tmp_path, files, why):
@@ -155,5 +159,7 @@ def test_the_check_allows_arrows_down_and_oracles_reading_the_product(tmp_path):
         "workload/bruteforce.py": "from agos.workload.counts import LayerWork\n",
         "rtl/compare.py": "from agos.reference.array import duration\nfrom agos.cost import model\n",
         "search/run.py": "from agos.sweep.run import run_sweep\n",
+        "validate/run.py": "from agos.export import scalesim\n",
+        "api.py": "from agos.export import export_trace\n",
     }
     assert wrong_arrows(_package(tmp_path, files)) == []

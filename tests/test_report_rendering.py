@@ -202,3 +202,13 @@ def test_version_and_progress(capsys, tmp_path, monkeypatch):
     assert code == 0, err
     for phase in ("building tests.models:mixed", "capturing one training step", "writing"):
         assert phase in err
+
+
+def test_the_sweep_plot_reads_the_level_of_a_structured_uniform_density():
+    """`uniform:S:structure=…` (docs/density.md) is a uniform level S, as --density parses it."""
+    from agos.sweep.plot import _uniform_level
+
+    assert _uniform_level("uniform:0.6") == 0.6
+    assert _uniform_level("uniform:0.7:structure=blobs:4") == 0.7
+    assert _uniform_level("uniform:0.3:structure=channels") == 0.3
+    assert _uniform_level("real") is None and _uniform_level("profile:sparsetrain:last") is None

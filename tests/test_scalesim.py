@@ -11,7 +11,8 @@ import pytest
 import torch
 import torchvision
 
-from agos.validate.gemm import Gemm, agos_gemm_cost, agos_gemm_cycles, compute_cycles, layer_gemm
+from agos.validate.gemm import agos_gemm_cost, agos_gemm_cycles, compute_cycles
+from agos.workload.gemm import Gemm, layer_gemm
 from agos.workload.layer import LayerGeometry, geometry_of
 
 pytest.importorskip("scalesim")

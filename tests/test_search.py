@@ -4,6 +4,7 @@ fastest design of each family that fits (brute force), every point is a design f
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -26,7 +27,7 @@ TINY = {
         "lane_ports": [None],
         "compaction_domain": [64],
     },
-    "scale": {"arrays": [[8, 8], [16, 16]], "buffer_mib": [1], "store_entries": [256]},
+    "scale": {"fit": True, "arrays": [[8, 8]], "buffer_mib": [1], "store_entries": [256]},
     "top": 1,
 }
 
@@ -170,3 +171,60 @@ def test_phase_writes_a_typed_record_with_its_shipped_schema(mixed_trace, tmp_pa
     assert (out / "phase.png").stat().st_size > 10_000
     assert main([*args, "--zeros", "1", "--out", str(tmp_path / "other")]) == 2
     assert "--zeros" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+
+def _next_area(file: str) -> tuple[float, float]:
+    """A design file's area, and its area with the next array of the fitting sequence."""
+    from agos.arch.area import design_area
+    from agos.arch.load import load_arch
+    from agos.search.space import _shaped, array_shape
+
+    loaded = load_arch(file)
+    a = loaded.arch
+    rows, cols = a.organisation.pe_array.rows, a.organisation.pe_array.cols
+    k = next(k for k in range(2 * 4096) if array_shape(k) == (rows, cols))
+    bigger = a.model_copy(update={"organisation": _shaped(a.organisation, *array_shape(k + 1))})
+    return design_area(a, loaded.area).total_mm2, design_area(bigger, loaded.area).total_mm2
+
+
+@pytest.mark.parametrize("preset", ["dense", "input-skip", "output-skip", "agos"])
+@pytest.mark.parametrize("org", ["systolic", "rows"])
+def test_a_fitted_array_is_the_largest_of_its_sequence_within_the_budget(preset, org):
+    """Brute force over the sequence: every array up to the fitted one fits, the next does not."""
+    from agos.arch.area import design_area
+    from agos.arch.load import load_arch
+    from agos.search.space import _shaped, array_shape, fitted_array
+
+    loaded = load_arch(f"{preset}@{org}")
+    a = loaded.arch
+
+    def area(k: int) -> float:
+        shaped = a.model_copy(update={"organisation": _shaped(a.organisation, *array_shape(k))})
+        return design_area(shaped, loaded.area).total_mm2
+
+    areas = [area(k) for k in range(200)]
+    # not monotone: a wider row needs fewer compaction banks; the fit must find the last that fits
+    assert preset != "agos" or org != "systolic" or not all(x < y for x, y in itertools.pairwise(areas))
+    dips = [(areas[k] + areas[k + 1]) / 2 for k in range(199) if areas[k] > areas[k + 1]]  # k + 1 fits, k not
+    for target in (areas[0] * 0.99, areas[0], areas[37] * 1.0001, (areas[120] + areas[121]) / 2, *dips):
+        got = fitted_array(a, a.organisation, loaded.area, target)
+        fits = [k for k in range(200) if areas[k] <= target * (1 + 1e-9)]
+        assert got == (array_shape(max(fits)) if fits else None), target
+
+
+def test_every_budget_holds_a_design_of_each_family_grown_to_it(searched):
+    """Equal area: at each budget, each family has a searched design that fits and whose next
+    larger array would not (on a fixed grid one family dropped a whole grid step below)."""
+    result = SearchResult.model_validate_json((searched / "search.json").read_text())
+    for front in result.fronts:
+        for b in front.budgets:
+            limit = b.area_mm2 * (1 + 1e-9)
+            for family in ("with", "without"):
+                tight = []
+                for p in front.points:
+                    if p.family == family and p.area_mm2 <= limit:
+                        area, next_area = _next_area(p.file)
+                        assert area == pytest.approx(p.area_mm2)  # the file is the design searched
+                        tight.append(next_area > limit)
+                assert any(tight), (front.organisation, b.budget, family)

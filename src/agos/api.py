@@ -28,6 +28,7 @@ from agos.compare.model import Comparison
 from agos.density.select import parse_density, resolve_density
 from agos.engine.check import CheckReport, run_check
 from agos.errors import AgosError
+from agos.export import ExportResult, check_options, export_trace
 from agos.inputs.options import Command, RunOptions
 from agos.inputs.session import save_weights as _save_weights
 from agos.inputs.weights import IN_MEMORY
@@ -46,6 +47,7 @@ __all__ = [
     "check",
     "compare",
     "designs",
+    "export",
     "load_trace",
     "resolve",
     "resolve_run",
@@ -193,6 +195,31 @@ def simulate(
         trace, density=density, designs=designs, sections=SIMULATION, seed=seed, workers=workers,
         lookahead=lookahead, oracle=oracle, max_folds=max_folds, on_note=on_note,
     )  # fmt: skip
+
+
+def export(
+    trace: Trace | Path | str,
+    to: str,
+    out: Path | str,
+    *,
+    density: str = "real",
+    seed: int = 0,
+    arch: str | None = None,
+    on_note: Callable[[str], None] = _warn,
+) -> ExportResult:
+    """Write a trace as another tool's workload into the folder `out` (docs/export.md): `to` is
+    'scalesim' (the GEMMs of every pass and a config of `arch`'s organisation, default
+    dense@systolic), 'timeloop' (Timeloop/Sparseloop problems and AccelForge workloads with the
+    masks' densities) or 'npz' (the masks, bit-packed); masks from `density` as `analyse` takes it.
+    What the target cannot express is reported through `on_note`, one line each, and kept in the
+    folder's provenance.json."""
+    target = check_options(to, arch, density, seed)
+    t = _trace(trace)
+    source = resolve_density(t, density, seed)
+    result = export_trace(t, target, Path(out), source, arch)
+    for note in result.notes:
+        on_note(note)
+    return result
 
 
 def compare(a, b) -> Comparison:

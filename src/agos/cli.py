@@ -18,7 +18,14 @@ from typer.exceptions import Abort, Exit, TyperException
 from agos.analysis.work import MAX_FOLDS
 from agos.arch.load import DEFAULT_DESIGNS
 from agos.errors import AgosError, first_line
-from agos.inputs.options import TRAJECTORY_DESIGNS, Command, RunOptions, default
+from agos.inputs.options import (
+    MAX_SWEEP_POINTS,
+    MAX_TRAJECTORY_POINTS,
+    TRAJECTORY_DESIGNS,
+    Command,
+    RunOptions,
+    default,
+)
 from agos.reproduce.settings import CHECK_IMAGES, DEFAULT_MODELS
 
 app = typer.Typer(
@@ -444,7 +451,7 @@ def sweep(
             "--out",
             parser=_output("--out", folder=True),
             metavar="DIR",
-            help="output directory (points/, results.parquet, .csv)",
+            help="output directory (cache/, results.parquet, .csv)",
         ),
     ],
     scheduler: Annotated[
@@ -458,13 +465,16 @@ def sweep(
         bool, typer.Option("--plot", help="draw the Pareto front and sensitivity curves")
     ] = False,
     force: ForceOpt = False,
+    max_points: Annotated[
+        int, typer.Option("--max-points", min=1, help="refuse a sweep of more points (docs/limits.md)")
+    ] = MAX_SWEEP_POINTS,
 ) -> None:
     """Sweep designs over axes of any arch field, densities and traces, on Dask; one row per point."""
     from agos.fileio import claim_output
     from agos.sweep.run import run_sweep
 
     with claim_output(out, "sweep", {"spec": str(spec.resolve())}, f"spec {spec}", force):
-        run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot)
+        run_sweep(spec, out, scheduler=scheduler, workers=workers, plot=plot, max_points=max_points)
 
 
 @app.command()
@@ -763,6 +773,10 @@ def trajectory(
         bool, typer.Option("--check/--no-check", help="prove every point lossless (a masked step)")
     ] = True,
     force: ForceOpt = False,
+    max_points: Annotated[
+        int,
+        typer.Option("--max-points", min=1, help="refuse more snapshots or checkpoints (docs/limits.md)"),
+    ] = MAX_TRAJECTORY_POINTS,
 ) -> None:
     """Sparsity, MAC bounds and design speedups at every checkpoint of a training run."""
     from agos.fileio import claim_output
@@ -787,7 +801,7 @@ def trajectory(
         f"checkpoints {checkpoints}" if checkpoints else f"{train_steps} steps every {every}"
     )
     with claim_output(out, "trajectory", run_id, label, force):
-        result = run(settings, out)
+        result = run(settings, out, max_points=max_points)
     print_table(result)
     lost = [p.step for p in result.points if p.lossless is False]
     typer.echo(f"wrote {out}: {len(result.points)} points, {result.wall_seconds:.0f} s", err=True)
@@ -869,6 +883,13 @@ def reproduce(
     sweep: Annotated[
         Path | None, typer.Option("--sweep", help="also run this sweep spec and add a sweep section")
     ] = None,
+    search: Annotated[
+        Path | None,
+        typer.Option("--search", help="a finished `agos search` folder: the report's answer on output skip"),
+    ] = None,
+    phase: Annotated[
+        Path | None, typer.Option("--phase", help="a finished `agos phase` folder: where output skip pays")
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
@@ -898,6 +919,8 @@ def reproduce(
         trained=trained_models,
         trajectory=None if trajectory_dir is None else str(trajectory_dir),
         sweep=str(sweep) if sweep is not None else None,
+        search=str(search) if search is not None else None,
+        phase=str(phase) if phase is not None else None,
     )
     run_id = settings.model_dump(mode="json", exclude={"run": {"device"}})
     label = f"models {','.join(settings.models)}, batch {options.batch_size}, {options.image_size} px"
@@ -953,8 +976,8 @@ def schema(
     name: Annotated[
         str,
         typer.Argument(
-            help="analysis (every --json), verification, results, trajectory, sweep-row, search, phase "
-            "or comparison"
+            help="analysis (every --json), verification, results, trajectory, sweep-row, search, phase, "
+            "export or comparison"
         ),
     ] = "analysis",
     out: Annotated[
@@ -988,6 +1011,50 @@ def schema(
         return
     with atomic_file(out) as f:
         f.write(text)
+
+
+@app.command()
+def export(
+    trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory")],
+    to: Annotated[str, typer.Option("--to", help="scalesim | timeloop | npz")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", parser=_output("--out", folder=True), metavar="DIR", help="folder to write"),
+    ],
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch", help="scalesim: the design whose organisation the config takes (dense@systolic)"
+        ),
+    ] = None,
+    density: Annotated[
+        str, typer.Option("--density", help="timeloop, npz: real | uniform:S | profile:FILE[:CHECKPOINT]")
+    ] = "real",
+    seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Export a trace to other tools: SCALE-Sim GEMMs and config, Timeloop/Sparseloop problems with
+    the masks' densities, or the masks as .npz (docs/export.md)."""
+    from agos import api
+    from agos.export import check_options
+    from agos.fileio import claim_output, output_lock
+
+    target = check_options(to, arch, density, seed)  # a misfit is one line before the trace is read
+    trace = api.load_trace(trace_dir)
+    run = {
+        "trace": str(trace_dir.resolve()),
+        "manifest": trace.manifest.manifest_sha256,
+        "to": target,
+        "arch": arch,
+        "density": density,
+        "seed": seed,
+    }
+    with claim_output(out, "export", run, f"--to {target} of {trace_dir}", force), output_lock(out, "export"):
+        result = api.export(
+            trace, target, out, density=density, seed=seed, arch=arch, on_note=lambda n: _note(f"note: {n}")
+        )
+    files = f"{len(result.files)} files for {target} and provenance.json"
+    typer.echo(f"wrote {out}: {files} ({result.record.label})")
 
 
 class Terminated(BaseException):

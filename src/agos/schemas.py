@@ -13,6 +13,7 @@ def registry() -> dict[str, tuple[type[BaseModel], Path]]:
     """name → (record, shipped schema file)."""
     from agos.analysis import model as analysis
     from agos.compare import model as comparison
+    from agos.export import folder as export
     from agos.reproduce import records as results
     from agos.search import front as search
     from agos.search import phase
@@ -28,11 +29,22 @@ def registry() -> dict[str, tuple[type[BaseModel], Path]]:
         "sweep-row": (sweep.SweepRow, sweep.SCHEMA_FILE),  # a row of results.parquet / .csv
         "search": (search.SearchResult, search.SCHEMA_FILE),  # agos search: search.json
         "phase": (phase.PhaseResult, phase.SCHEMA_FILE),  # agos phase: phase.json
+        "export": (export.ExportRecord, export.SCHEMA_FILE),  # agos export: provenance.json
         "comparison": (comparison.Comparison, comparison.SCHEMA_FILE),  # agos compare --json
     }
 
 
-NAMES = ("analysis", "verification", "results", "trajectory", "sweep-row", "search", "phase", "comparison")
+NAMES = (
+    "analysis",
+    "verification",
+    "results",
+    "trajectory",
+    "sweep-row",
+    "search",
+    "phase",
+    "export",
+    "comparison",
+)
 
 
 def write_all() -> list[Path]:

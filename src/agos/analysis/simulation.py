@@ -109,6 +109,7 @@ class PassFigures(Model):
     utilisation: Ratio
     bypassed: list[str] = Field(default_factory=list)  # what the bypass rule switched off (§11)
     decision_cycles: Count = 0  # the rule's own cycles, in `cycles`
+    predicted: Ratio = None  # output skip's predicted time ratio, on / off (§11), where decided
 
 
 class LayerFigures(Model):
@@ -232,6 +233,7 @@ def _pass_figures(cost, pes: int) -> PassFigures:
         utilisation=_ratio(cost.effective_macs, pes * cost.cycles),
         bypassed=list(cost.bypassed),
         decision_cycles=cost.decision_cycles,
+        predicted=cost.predicted,
     )
 
 

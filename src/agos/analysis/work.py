@@ -30,11 +30,12 @@ class Work:
     def text(self) -> str:
         return (
             f"{self.folds:,} PE-array folds ({self.designs} designs incl. twins and equal-area candidates "
-            f"× {self.layers} layers × 3 passes), about {_duration(self.seconds)}"
+            f"× {self.layers} layers × 3 passes), about {duration(self.seconds)}"
         )
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as a reader says them: 45 s, 12 min, 3.5 h."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

@@ -87,6 +87,7 @@ class PassCost:
     energy_breakdown: dict[str, float] = field(default_factory=dict)
     bypassed: tuple[str, ...] = ()  # what the bypass rule switched off in this layer and pass (§11)
     decision_cycles: int = 0  # the rule's own cycles, included in `cycles`
+    predicted: float | None = None  # output skip's predicted time ratio, on / off (§11), if decided
 
     @property
     def dram_bytes(self) -> int:
@@ -612,7 +613,13 @@ def simulate_pass(
         energy_breakdown=parts,
         bypassed=decision.off,
         decision_cycles=decision.cycles,
+        predicted=_finite_or_none(decision.predicted),
     )
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """A JSON ratio: the rule's ∞ (output skip can never finish, §11) is recorded as unknown."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def layer_area(loaded: LoadedArch) -> AreaReport:

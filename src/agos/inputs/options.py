@@ -60,6 +60,9 @@ DEFAULTS: dict[str, dict] = {
 
 
 TRAJECTORY_DESIGNS = "dense,input-skip,agos"  # what `agos trajectory` simulates at every point
+# Work limits, counted before the work starts (docs/limits.md); the commands' --max-points lift them.
+MAX_SWEEP_POINTS = 100_000  # a sweep's points; a planned point holds about 12 KB
+MAX_TRAJECTORY_POINTS = 1_000  # a trajectory's points (snapshots or checkpoint files)
 
 
 def default(command: Command, field: str):

@@ -204,6 +204,19 @@ def render(results: dict, out_dir: Path) -> Path:
                 copy = plot_dir / f"sweep-{source.name}"
                 shutil.copyfile(source, copy)
                 sweep_plots.append((f"sweep: {title}", _image_src(copy)))
+    output_plots = {}
+    section = results.get("output_sparsity") or {}
+    for key in ("answer_plot", "phase_plot"):
+        if section.get(key) and Path(section[key]).is_file():
+            copy = plot_dir / f"output-sparsity-{Path(section[key]).name}"
+            shutil.copyfile(section[key], copy)
+            output_plots[key] = _image_src(copy)
+    front_plots = []
+    for path in section.get("front_plots") or []:
+        if Path(path).is_file():
+            copy = plot_dir / f"search-{Path(path).name}"
+            shutil.copyfile(path, copy)
+            front_plots.append(_image_src(copy))
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(
         resources.files("agos.report").joinpath("templates", "index.html.j2").read_text(encoding="utf-8")
@@ -222,6 +235,8 @@ def render(results: dict, out_dir: Path) -> Path:
         tile_shapes=tile_shapes,
         sweep=sweep,
         sweep_plots=sweep_plots,
+        output_plots=output_plots,
+        front_plots=front_plots,
         gpu_device=first_gpu.get("gpu_device", ""),
         gpu_batch=first_gpu.get("gpu_batch", ""),
         differences=differences(results),

@@ -18,6 +18,8 @@ from agos.analysis.simulation import Cycles, DesignFigures, SpanRatios, TimeMs
 from agos.inputs.provenance import Provenance
 from agos.record import Record
 from agos.reproduce.settings import Settings
+from agos.search.front import SearchResult
+from agos.search.phase import PhaseResult
 from agos.stages.records import TrajectoryRecord
 from agos.stages.verification import Verification
 from agos.sweep.section import SweepSection
@@ -147,6 +149,71 @@ class GpuEntry(Record):
     twin_speedup: float | None = None
 
 
+class LayerDecision(Record):
+    """One layer's BWD-D under the bypass rule (docs/cost-model.md §11)."""
+
+    layer: str
+    output_skip: bool  # ran in this layer's BWD-D
+    predicted: Ratio = None  # the rule's predicted time ratio with output skip, on / off
+    why: list[str]  # what the rule switched off there, with its reason ([] where all ran)
+
+
+class OutputSkipDecisions(Record):
+    """Where a design skipped BWD-D outputs on the real masks, and why not elsewhere."""
+
+    design: str
+    organisation: str
+    on: int  # layers with BWD-D whose output skip ran
+    off: int
+    layers: list[LayerDecision]  # layers with a BWD-D, in order
+    predicted_on: Span | None = None  # the rule's predicted ratios of the layers where it ran
+    predicted_off: Span | None = None  # and of those where it was switched off (∞ left out)
+    oracle_backprop: Ratio = None  # the per-layer oracle's backprop speedup, when simulated
+
+    @classmethod
+    def of(cls, name: str, design: DesignFigures) -> OutputSkipDecisions:
+        layers = [
+            LayerDecision(
+                layer=layer.name,
+                output_skip=not any(w.startswith("output skip") for w in layer.bwd_data.bypassed),
+                predicted=layer.bwd_data.predicted,
+                why=list(layer.bwd_data.bypassed),
+            )
+            for layer in design.layers or []
+            if layer.bwd_data.dense_macs  # the first layer runs no BWD-D
+        ]
+        on = sum(d.output_skip for d in layers)
+        oracle = design.oracle_speedup_over_twin
+
+        def span(ran: bool) -> Span | None:
+            values = [d.predicted for d in layers if d.output_skip == ran and d.predicted is not None]
+            return Span(low=min(values), high=max(values)) if values else None
+
+        return cls(
+            design=name,
+            organisation=design.organisation,
+            on=on,
+            off=len(layers) - on,
+            layers=layers,
+            predicted_on=span(True),
+            predicted_off=span(False),
+            oracle_backprop=oracle.backprop if oracle is not None else None,
+        )
+
+
+class OutputSparsity(Record):
+    """The report's answer on output sparsity: a search's fronts (`agos search`) and the phase
+    diagram (`agos phase`), when given, with the plots drawn from them."""
+
+    search: SearchResult | None = None
+    search_dir: str | None = None
+    answer_plot: str | None = None  # best without / best with at each area budget, per network
+    front_plots: list[str] = Field(default_factory=list)
+    phase: PhaseResult | None = None
+    phase_dir: str | None = None
+    phase_plot: str | None = None
+
+
 class ModelResults(Figures):
     """One model: its capture's provenance and proof, the real masks' figures (the fields of
     `Figures`), every density's, and the GPU comparison."""
@@ -161,6 +228,7 @@ class ModelResults(Figures):
     seconds: float  # wall time of this invocation
     compute_seconds: float  # what its stages took when they were computed
     files: dict[str, str]  # density → stage folder
+    output_skip: list[OutputSkipDecisions] = Field(default_factory=list)  # real masks, per design
 
 
 class Span(Record):
@@ -194,3 +262,4 @@ class Results(Record):
     validation: dict[str, Any] | None  # the cost model's recorded validation (report/data/validation.json)
     trajectory: TrajectoryRecord | None = None
     sweep: SweepSection | None = None
+    output_sparsity: OutputSparsity | None = None

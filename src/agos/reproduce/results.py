@@ -20,6 +20,7 @@ from agos.reproduce.records import (
     Figures,
     GpuEntry,
     ModelResults,
+    OutputSkipDecisions,
     Results,
     SeedComparison,
     Span,
@@ -94,6 +95,11 @@ def model_results(outcome: ModelOutcome) -> ModelResults:
         seconds=outcome.seconds,
         compute_seconds=outcome.compute_seconds,
         files={d: str(path) for d, path in outcome.analyses.items()},
+        output_skip=[
+            OutputSkipDecisions.of(name, real.simulation.designs[name])
+            for name in real.simulation.requested
+            if real.simulation.designs[name].preset in ("output-skip", "agos")
+        ],
     )
 
 

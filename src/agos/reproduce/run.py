@@ -12,24 +12,65 @@ from rich.console import Console
 from agos.arch.load import load_archs
 from agos.errors import AgosError
 from agos.fileio import output_lock
+from agos.record import read_record
 from agos.report.html import render
 from agos.reproduce.pipeline import check_settings, run_model
-from agos.reproduce.records import Results
+from agos.reproduce.records import OutputSparsity, Results
 from agos.reproduce.results import gather, write_results
 from agos.reproduce.settings import Settings
 from agos.stages.cache import Cache
 from agos.stages.records import read_trajectory
 from agos.stages.resolve import ResolvedRun
+from agos.sweep.run import check_sweep
 from agos.sweep.section import sweep_section
-from agos.sweep.spec import load_spec
+
+
+def read_output_sparsity(settings: Settings) -> OutputSparsity | None:
+    """A finished search (`--search DIR`) and phase diagram (`--phase DIR`), read strictly; one line
+    when a folder holds neither."""
+    from agos.search.front import SearchResult
+    from agos.search.phase import PhaseResult
+
+    if settings.search is None and settings.phase is None:
+        return None
+    found: dict = {}
+    for option, folder, name, kind in (
+        ("--search", settings.search, "search.json", SearchResult),
+        ("--phase", settings.phase, "phase.json", PhaseResult),
+    ):
+        if folder is None:
+            continue
+        path = Path(folder) / name
+        if not path.is_file():
+            raise AgosError(f"{option} {folder}: no {name} there (made by agos {option[2:]} --out)")
+        found[option[2:]] = read_record(kind, path, f"{option} {name}")
+        found[f"{option[2:]}_dir"] = str(Path(folder).resolve())
+    return OutputSparsity(**found)
+
+
+def _with_plots(section: OutputSparsity, out: Path) -> OutputSparsity:
+    """The answer at a glance from the search's fronts, its front plots and the phase diagram."""
+    from agos.search.plot import plot_answer, plot_phase
+
+    folder = out / "output-sparsity"
+    folder.mkdir(parents=True, exist_ok=True)
+    update: dict = {}
+    if section.search is not None:
+        update["answer_plot"] = str(plot_answer(section.search.fronts, folder / "answer.png"))
+        plots = sorted(Path(section.search_dir).glob("front-*.png"))
+        update["front_plots"] = [str(p) for p in plots]
+    if section.phase is not None:
+        update["phase_plot"] = str(plot_phase(section.phase, folder / "phase.png"))
+    return section.model_copy(update=update)
 
 
 def reproduce(settings: Settings, out: Path, console: Console | None = None) -> Results:
     console = console or Console(stderr=True)
     runs = check_settings(settings)  # fail before any long computation
     trajectory = read_trajectory(settings.trajectory) if settings.trajectory is not None else None
+    output_sparsity = read_output_sparsity(settings)
     if settings.sweep is not None:
-        load_spec(settings.sweep)  # schema errors before any capture; traces are checked when it runs
+        check_sweep(settings.sweep)  # every field, trace, design and axis value, before any capture
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AgosError(f"{out} exists and is not a directory")
@@ -39,6 +80,8 @@ def reproduce(settings: Settings, out: Path, console: Console | None = None) -> 
             results.trajectory = trajectory
         if settings.sweep is not None:
             results.sweep = sweep_section(settings.sweep, out / "sweep", console)
+        if output_sparsity is not None:
+            results.output_sparsity = _with_plots(output_sparsity, out)
         write_results(results, out / "results.json")
         page = render(results.model_dump(mode="json"), out)
         console.print(f"report: {page}  ·  results: {out / 'results.json'}  ·  {results.wall_seconds:.0f} s")

@@ -24,6 +24,8 @@ class Settings(BaseModel):
     trained: tuple[str, ...] = ()  # also run these with trained ImageNet weights (real masks only)
     trajectory: str | None = None  # a finished `agos trajectory` folder to show in the report
     sweep: str | None = None  # a sweep spec: its results become the report's "Design-space sweep" section
+    search: str | None = None  # a finished `agos search` folder: the report's answer on output sparsity
+    phase: str | None = None  # a finished `agos phase` folder: where output skipping pays
 
     def weights_for(self, model: str) -> str:
         weights = self.run.weights

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agos.search.front import Front
+from agos.search.front import BUDGETS, Front
 
 COLOURS = {"with": "#c0392b", "without": "#2c6fbb"}
 NAMES = {"with": "with output skipping", "without": "without (dense, input skipping, join)"}
@@ -105,7 +105,7 @@ def plot_phase(result, path: Path) -> Path:
     return path
 
 
-def plot_answer(fronts: list[Front], path: Path, budgets=(1.0, 1.1, 1.25, 1.5)) -> Path:
+def plot_answer(fronts: list[Front], path: Path, budgets: tuple[float, ...] = BUDGETS) -> Path:
     """The answer at a glance, one panel per organisation: per network and density source, the
     fastest design without output skipping over the fastest with it at each area budget (above 1:
     output skipping pays on that area)."""
@@ -118,6 +118,7 @@ def plot_answer(fronts: list[Front], path: Path, budgets=(1.0, 1.1, 1.25, 1.5)) 
 
     orgs = list(dict.fromkeys(f.organisation for f in fronts))
     fig, axes = plt.subplots(1, len(orgs), figsize=(6.2 * len(orgs), 3.6), sharey=True, squeeze=False)
+    top = 1.35
     for ax, org in zip(axes[0], orgs, strict=True):
         mine = [f for f in fronts if f.organisation == org]
         width = 0.8 / len(budgets)
@@ -126,15 +127,16 @@ def plot_answer(fronts: list[Front], path: Path, budgets=(1.0, 1.1, 1.25, 1.5)) 
             for f in mine:
                 b = next((b for b in f.budgets if abs(b.budget - factor) < 1e-9), None)
                 values.append(b.with_over_without if b and b.with_over_without else 0.0)
+            top = max(top, 1.12 * max(values, default=0.0))
             xs = [i + (k - (len(budgets) - 1) / 2) * width for i in range(len(mine))]
             bars = ax.bar(xs, values, width, label=f"{factor:g}× dense area")
             ax.bar_label(bars, labels=[f"{v:.2f}" if v else "—" for v in values], fontsize=6, padding=1)
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
-        ax.set_ylim(0, 1.35)
         ax.set_xticks(range(len(mine)))
         ax.set_xticklabels([_short(f) for f in mine], fontsize=7, rotation=20, ha="right")
         ax.set_title(org, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylim(0, top)  # shared: no bar is cut off
     axes[0][0].set_ylabel("backprop: best without / best with\n(above 1: output skipping pays)", fontsize=8)
     axes[0][0].legend(fontsize=7, title="area budget", title_fontsize=7)
     fig.tight_layout()

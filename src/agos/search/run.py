@@ -15,10 +15,11 @@ import yaml
 from rich.console import Console
 
 from agos import __version__
+from agos.arch.area import design_area
 from agos.arch.load import LoadedArch, load_arch
 from agos.errors import AgosError
 from agos.fileio import atomic_file
-from agos.search.front import Front, SearchPoint, SearchResult, Winner, budgets, pareto
+from agos.search.front import BUDGETS, Front, SearchPoint, SearchResult, Winner, budgets, pareto
 from agos.search.space import SearchSpace
 from agos.sweep.records import SweepRow
 from agos.sweep.run import run_sweep
@@ -59,6 +60,12 @@ def _sweep(traces, files, densities, seed, out, equal_area, workers, scheduler, 
     return result.records
 
 
+def _shipped_dense_area(org: str) -> float:
+    """The area every budget is a multiple of (the fronts' `dense_area_mm2`)."""
+    dense = load_arch(f"dense@{org}")
+    return design_area(dense.arch, dense.area).total_mm2
+
+
 def run_search(
     traces: list[str],
     out: Path,
@@ -75,9 +82,10 @@ def run_search(
     family: dict[str, str] = {}
     files: dict[str, Path] = {}
     first: list[LoadedArch] = []
+    origin: dict[str, str] = {}  # design → the organisation of the search it belongs to
     for org in space.organisations:
         for fam, loaded in space.stage_one(org):
-            family[loaded.name] = fam
+            family[loaded.name], origin[loaded.name] = fam, org
             first.append(loaded)
     files.update(_write_designs(first, out / "designs"))
     console.print(
@@ -95,13 +103,17 @@ def run_search(
         for r in sorted(group, key=lambda r: (r.cycles_backprop, r.area_mm2, r.design))[: space.top]:
             tops[r.design] = load_arch(str(files[r.design]))
     second: list[LoadedArch] = []
+    dense_area = {org: _shipped_dense_area(org) for org in space.organisations}
     for name, loaded in tops.items():
-        for scaled in space.stage_two(loaded):
+        targets = [dense_area[origin[name]] * b for b in BUDGETS]
+        for scaled in space.stage_two(loaded, targets):
             family[scaled.name] = family[name]
             second.append(scaled)
     files.update(_write_designs(second, out / "designs"))
     console.print(
-        f"search stage two: {len(tops)} designs × arrays and buffers = {len(second)}", highlight=False
+        f"search stage two: {len(tops)} designs × buffers × arrays fitted to {len(BUDGETS)} area budgets"
+        f" = {len(second)}",
+        highlight=False,
     )
     scaled = [files[d.name] for d in second]
     rows += _sweep(traces, scaled, densities, seed, out / "stage-two", False, workers, scheduler, console)

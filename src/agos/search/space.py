@@ -12,8 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agos.arch.area import design_area
 from agos.arch.load import ORGANISATIONS, LoadedArch, load_arch, validation_message, yaml_text
 from agos.errors import AgosError
 
@@ -36,11 +37,21 @@ class Realizations(_Strict):
 
 
 class Scale(_Strict):
-    """What the second stage varies for the best designs of each family."""
+    """What the second stage varies for the best designs of each family: at each buffer (and store
+    size on `rows`), the largest PE array that fits each area budget (`fit`), and any fixed
+    `arrays`. Fitting is what makes a budget's comparison one of equal area: on a fixed grid a
+    family whose extras cost area drops a whole grid step below the budget."""
 
-    arrays: list[tuple[int, int]] = Field(default=[(16, 16), (32, 32), (48, 48), (64, 64)], min_length=1)
+    fit: bool = True
+    arrays: list[tuple[int, int]] = Field(default=[])
     buffer_mib: list[float] = Field(default=[1, 2, 4], min_length=1)
     store_entries: list[int] = Field(default=[256, 1024], min_length=1, description="rows only")
+
+    @model_validator(mode="after")
+    def _something(self) -> Scale:
+        if not self.fit and not self.arrays:
+            raise ValueError("scale: fit is off and no arrays are listed: stage two would have no designs")
+        return self
 
 
 class SearchSpace(_Strict):
@@ -85,25 +96,57 @@ class SearchSpace(_Strict):
                         out.append(("with", _variant(base, name, update)))
         return _unique(out)
 
-    def stage_two(self, best: LoadedArch) -> list[LoadedArch]:
-        """The design at every array shape and buffer (and store size on `rows`)."""
+    def stage_two(self, best: LoadedArch, budgets_mm2: list[float] = ()) -> list[LoadedArch]:
+        """The design at every buffer (and store size on `rows`), with the largest PE array that
+        fits each area in `budgets_mm2` (when `fit`), and with every listed array."""
         a = best.arch
         o = a.organisation
         stores = self.scale.store_entries if o.sync == "independent" else [o.pe_store_entries]
-        out = []
-        for (rows, cols), mib, entries in itertools.product(self.scale.arrays, self.scale.buffer_mib, stores):
-            org = o.model_copy(
-                update={
-                    "pe_array": o.pe_array.model_copy(update={"rows": rows, "cols": cols}),
-                    "memory": o.memory.model_copy(update={"global_buffer_bytes": int(mib * MiB)}),
-                    "pe_store_entries": entries,
-                }
-            )
-            tag = f"{rows}x{cols}~{mib:g}MiB" + (f"~E{entries}" if o.sync == "independent" else "")
-            out.append(
-                _revalidated(best, a.model_copy(update={"name": f"{a.name}~{tag}", "organisation": org}))
-            )
-        return out
+        out: dict[str, LoadedArch] = {}
+        for mib, entries in itertools.product(self.scale.buffer_mib, stores):
+            memory = o.memory.model_copy(update={"global_buffer_bytes": int(mib * MiB)})
+            base = o.model_copy(update={"memory": memory, "pe_store_entries": entries})
+            shapes = list(self.scale.arrays)
+            if self.scale.fit:
+                shapes += [s for t in budgets_mm2 if (s := fitted_array(a, base, best.area, t)) is not None]
+            for rows, cols in shapes:
+                org = _shaped(base, rows, cols)
+                tag = f"{rows}x{cols}~{mib:g}MiB" + (f"~E{entries}" if o.sync == "independent" else "")
+                name = f"{a.name}~{tag}"
+                if name not in out:
+                    out[name] = _revalidated(best, a.model_copy(update={"name": name, "organisation": org}))
+        return list(out.values())
+
+
+MAX_SIDE = 4096  # the schema's largest PE array side
+PAST = 1.25  # the walk stops once a design is this far above the target (dips are about 1 %)
+
+
+def array_shape(k: int) -> tuple[int, int]:
+    """The k-th PE array of the fitting sequence 1×1, 2×1, 2×2, 3×2, 3×3, …: one row or column at
+    a time, the array as square as it can be, so that area grows with k."""
+    return 1 + (k + 1) // 2, 1 + k // 2
+
+
+def fitted_array(arch, org, table, target_mm2: float) -> tuple[int, int] | None:
+    """The largest array of the sequence whose design (`arch` on `org`) has at most `target_mm2`
+    of area; None when even 1 × 1 PE is larger (the buffer alone may be). Area is not monotone
+    in the array (a wider row needs fewer banks per compaction domain, 22 × 21 → 22 × 22 PEs is
+    smaller on agos@systolic), so the sequence is walked, not bisected, until its area is clearly
+    past the target."""
+    limit = target_mm2 * (1 + 1e-9)
+    best = None
+    for k in range(2 * (MAX_SIDE - 1) + 1):
+        area = design_area(arch.model_copy(update={"organisation": _shaped(org, *array_shape(k))}), table)
+        if area.total_mm2 <= limit:
+            best = k
+        elif area.total_mm2 > PAST * limit:
+            break
+    return array_shape(best) if best is not None else None
+
+
+def _shaped(org, rows: int, cols: int):
+    return org.model_copy(update={"pe_array": org.pe_array.model_copy(update={"rows": rows, "cols": cols})})
 
 
 def _outputs(base: LoadedArch, outputs: str):

@@ -33,7 +33,10 @@ def _label(plan: Plan, where: str) -> str:
 
 
 def _uniform_level(density: str) -> float | None:
-    return float(density.split(":", 1)[1]) if density.startswith("uniform:") else None
+    """S of `uniform:S`, with or without a `:structure=…` (parsed as --density parses it)."""
+    from agos.density.select import parse_density
+
+    return parse_density(density).zero_fraction if density.startswith("uniform:") else None
 
 
 def _bytes(v: float) -> str:

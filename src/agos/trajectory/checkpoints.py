@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 
 from agos.errors import AgosError
 from agos.fileio import owned_file
+from agos.inputs.options import MAX_TRAJECTORY_POINTS
 from agos.inputs.session import MAX_STEPS, PreparedRun, train_steps
 from agos.stages.resolve import file_sha256
 
@@ -65,11 +67,31 @@ def _step_of(path: Path) -> tuple[int | None, str]:
     return None, "order"
 
 
-def resolve_checkpoints(text: str) -> list[Checkpoint]:
-    """The files, with their training step: the checkpoint's `step` (or global_step, iteration,
-    epoch) key, else the last number in the file name, else their order; sorted by step."""
+def check_points(count: int, what: str, max_points: int) -> None:
+    """A trajectory point is a captured step, its proof and a simulation (seconds to minutes each):
+    more than `max_points` of them is refused in one line naming the flag that lifts the limit."""
+    if count > max_points:
+        raise AgosError(
+            f"{what} make a trajectory of {count:,} points, each a captured step, its proof and a "
+            f"simulation: above the limit of {max_points:,} points; take fewer, or raise the limit with "
+            f"--max-points {count}"
+        )
+
+
+def checkpoint_files(text: str, max_points: int = MAX_TRAJECTORY_POINTS) -> list[Path]:
+    """The files `--checkpoints` names, counted before any is read."""
+    paths = _expand(text)
+    check_points(len(paths), f"--checkpoints {text}: {len(paths):,} files", max_points)
+    return paths
+
+
+def resolve_checkpoints(files: str | list[Path], max_points: int = MAX_TRAJECTORY_POINTS) -> list[Checkpoint]:
+    """The files (`--checkpoints` text, or `checkpoint_files`), with their training step: the
+    checkpoint's `step` (or global_step, iteration, epoch) key, else the last number in the file
+    name, else their order; sorted by step."""
+    paths = checkpoint_files(files, max_points) if isinstance(files, str) else files
     found = []
-    for i, path in enumerate(_expand(text)):
+    for i, path in enumerate(paths):
         step, source = _step_of(path)
         if step is not None and not 0 <= step <= MAX_STEPS:
             raise AgosError(
@@ -86,11 +108,16 @@ def resolve_checkpoints(text: str) -> list[Checkpoint]:
     return sorted(found, key=lambda c: c.step)
 
 
-def snapshot_steps(steps: int, every: int) -> list[int]:
+def snapshot_steps(steps: int, every: int, max_points: int | None = None) -> list[int]:
+    """Step 0, every `every`-th step and the last: counted before they are listed when `max_points`
+    is given (`--train-steps 1000000 --every 1` would be a million snapshots)."""
     if not 1 <= steps <= MAX_STEPS:
         raise AgosError(f"--train-steps must be between 1 and {MAX_STEPS:,} for a trajectory (got {steps})")
     if not 1 <= every <= steps:
         raise AgosError(f"--every must be between 1 and --train-steps ({steps}) (got {every})")
+    if max_points is not None:
+        count = steps // every + 1 + (steps % every != 0)
+        check_points(count, f"--train-steps {steps} --every {every}: {count:,} snapshots", max_points)
     return sorted({*range(0, steps + 1, every), steps})
 
 
@@ -99,7 +126,12 @@ def _snapshot_path(folder: Path, step: int) -> Path:
 
 
 def train_with_snapshots(
-    run: PreparedRun, steps: int, every: int, folder: Path, identity: dict
+    run: PreparedRun,
+    steps: int,
+    every: int,
+    folder: Path,
+    identity: dict,
+    on_start: Callable[[], None] = lambda: None,
 ) -> list[Checkpoint]:
     """Train `steps` SGD steps on batches 0…steps−1, saving weights and optimizer state at step 0
     and every `every` steps. A run that was stopped continues from its last snapshot: the batches
@@ -114,6 +146,7 @@ def train_with_snapshots(
             f"{folder} holds the snapshots of another training run (model, data, seed or SGD settings "
             "differ): use another --out"
         )
+    on_start()  # the folder is this run's: the work starts
     with owned_file(identity_file) as f:
         f.write(ident_text)
     optimizer = torch.optim.SGD(

@@ -15,28 +15,36 @@ from pathlib import Path
 from rich.console import Console
 
 from agos import __version__
+from agos.analysis.work import duration
 from agos.arch.load import LoadedArch, load_archs
 from agos.capture.trace import load_trace
 from agos.errors import AgosError
 from agos.fileio import output_lock, write_json
 from agos.inputs.models import resolve_model
+from agos.inputs.options import MAX_TRAJECTORY_POINTS
 from agos.inputs.weights import check_weights_files
 from agos.stages.analyse import analysis_stage, read_analysis
 from agos.stages.cache import Cache, announcer
 from agos.stages.capture import capture_and_prove
 from agos.stages.records import POINT_SECTIONS, TrajectoryPoint, TrajectoryRecord, TrajectorySettings
 from agos.stages.resolve import resolve_run
-from agos.trajectory.checkpoints import Checkpoint, resolve_checkpoints, snapshot_steps, train_with_snapshots
+from agos.trajectory.checkpoints import (
+    Checkpoint,
+    checkpoint_files,
+    resolve_checkpoints,
+    snapshot_steps,
+    train_with_snapshots,
+)
 
 __all__ = ["TrajectorySettings", "check_settings", "trajectory"]
 
 
-def check_settings(s: TrajectorySettings) -> list[LoadedArch]:
+def check_settings(s: TrajectorySettings, max_points: int = MAX_TRAJECTORY_POINTS) -> list[LoadedArch]:
     """Everything that can be wrong, before any training or capture; the designs, loaded once."""
     if (s.checkpoints is None) == (s.train_steps == 0):
         raise AgosError("give either --checkpoints (files of a training run) or --train-steps N --every K")
     if s.checkpoints is None:
-        snapshot_steps(s.train_steps, s.every)
+        snapshot_steps(s.train_steps, s.every, max_points)
     elif s.every:
         raise AgosError("--every goes with --train-steps, not with --checkpoints")
     elif s.run.weights != "init":
@@ -49,12 +57,13 @@ def check_settings(s: TrajectorySettings) -> list[LoadedArch]:
 
 
 def _point(
-    ckpt: Checkpoint, s: TrajectorySettings, designs: list[LoadedArch], cache: Cache, console: Console
-) -> TrajectoryPoint:
+    ckpt: Checkpoint, s: TrajectorySettings, designs: list[LoadedArch], cache: Cache, console: Console,
+    label: str,
+) -> TrajectoryPoint:  # fmt: skip
     resolved = resolve_run(
         s.options(str(ckpt.path)), batch_index=s.capture_batch, training_step=ckpt.step, check_size=False
     )
-    say = announcer(console, f"step {ckpt.step}")
+    say = announcer(console, label)
     proven = capture_and_prove(resolved, cache, proof=s.check, say=say)
     stage = analysis_stage(
         cache, proven.trace_key, proven.trace_dir, "real", designs, s.run.seed, POINT_SECTIONS, False, say
@@ -66,12 +75,46 @@ def _point(
     return TrajectoryPoint.of(ckpt, analysis, lossless, loss, proven.trace_dir, seconds)
 
 
-def trajectory(s: TrajectorySettings, out: Path, console: Console | None = None) -> TrajectoryRecord:
+def _points(
+    checkpoints: list[Checkpoint], s: TrajectorySettings, designs: list[LoadedArch], cache: Cache,
+    console: Console,
+) -> list[TrajectoryPoint]:  # fmt: skip
+    """Every point, each labelled with its place in the run and, once one has finished, the time
+    left at this run's pace so far."""
+    points: list[TrajectoryPoint] = []
+    start = time.perf_counter()
+    for i, ckpt in enumerate(checkpoints):
+        left = ""
+        if i:
+            seconds = (time.perf_counter() - start) / i * (len(checkpoints) - i)
+            left = f", about {duration(seconds)} left"
+        label = f"step {ckpt.step} ({i + 1}/{len(checkpoints)}{left})"
+        points.append(_point(ckpt, s, designs, cache, console, label))
+    return points
+
+
+def trajectory(
+    s: TrajectorySettings, out: Path, console: Console | None = None, max_points: int = MAX_TRAJECTORY_POINTS
+) -> TrajectoryRecord:
     console = console or Console(stderr=True)
-    designs = check_settings(s)
-    checkpoints = resolve_checkpoints(s.checkpoints) if s.checkpoints is not None else None
+    designs = check_settings(s, max_points)
+    files = checkpoint_files(s.checkpoints, max_points) if s.checkpoints is not None else None
+    checkpoints = resolve_checkpoints(files) if files is not None else None
     if checkpoints is not None:  # every file readable, matching the model and finite, before any point
         check_weights_files([c.path for c in checkpoints], resolve_model(s.run.model), s.run.seed)
+    count = len(files) if files is not None else len(snapshot_steps(s.train_steps, s.every))
+    source = (
+        f"{count:,} checkpoint files" if files is not None
+        else f"snapshots of {s.train_steps:,} SGD steps trained here first, every {s.every:,}"
+    )  # fmt: skip
+
+    def announce() -> None:
+        console.print(
+            f"trajectory: {count:,} points ({source}), each a captured step"
+            + (", its proof" if s.check else "") + f" and a simulation of {len(designs)} designs",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise AgosError(f"{out} exists and is not a directory")
@@ -91,9 +134,11 @@ def trajectory(s: TrajectorySettings, out: Path, console: Console | None = None)
                 "sgd": o.warm_up.model_dump(exclude={"steps"}),
             }
             checkpoints = train_with_snapshots(
-                start_run.prepare(), s.train_steps, s.every, out / "checkpoints", identity
+                start_run.prepare(), s.train_steps, s.every, out / "checkpoints", identity, announce
             )
-        points = [_point(c, s, designs, cache, console) for c in checkpoints]
+        else:
+            announce()
+        points = _points(checkpoints, s, designs, cache, console)
         result = TrajectoryRecord(
             agos_version=__version__,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

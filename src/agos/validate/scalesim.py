@@ -18,15 +18,22 @@ feasible this way; tests/test_scalesim.py holds the two methods equal on whole G
 NumPy ≥ 2.4 compatibility. SCALE-Sim 3.0.0's `double_buffered_scratchpad.service_memory_requests`
 ends with `int(max(ofmap_serviced_cycles))`, the max of a list of one-element arrays — a 1-D array,
 which NumPy 2.4 no longer converts with int() ("only 0-dimensional arrays can be converted to
-Python scalars"; deprecated since 1.25). `_numpy_compat` gives that one module a `max` that
-returns the element of such a one-element result (what int() used to take from it) and removes it
-afterwards; nothing else in SCALE-Sim is touched.
+Python scalars"; deprecated since 1.25); with a user-given DRAM bandwidth (`InterfaceBandwidth =
+USER`, as `agos export --to scalesim` writes it) `read_buffer.prefetch_active_buffer` does the same
+(`int(max(response_cycles_arr))`). `_numpy_compat` gives those two modules a `max` that returns the
+element of such a one-element result (what int() used to take from it) and removes it afterwards;
+nothing else in SCALE-Sim is touched.
+
+`run_files` runs SCALE-Sim on a config, topology and layout file as its own command line would
+(`python -m scalesim.scale -c … -t … -l … -i gemm`), with that compatibility, and returns its
+compute report.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import csv
 import io
 import math
 import tempfile
@@ -38,9 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from agos.errors import AgosError
+from agos.export import scalesim as export
 from agos.validate.gemm import Gemm
 
-VERSION = "3.0.0"
+VERSION = export.VERSION
 INSTALL = f"pip install scalesim=={VERSION}  (or: pip install -e '.[dev]')"
 METHODS = ("full", "fold")
 
@@ -113,24 +121,98 @@ def _max_of_one_element(*args, **kwargs):
 
 @contextlib.contextmanager
 def _numpy_compat() -> Iterator[None]:
-    """See the module docstring: a `max` for SCALE-Sim's scratchpad module, for the run only."""
+    """See the module docstring: a `max` for SCALE-Sim's scratchpad and read-buffer modules, for
+    the run only."""
     from scalesim.memory import double_buffered_scratchpad_mem as scratchpad
+    from scalesim.memory import read_buffer
 
-    had = "max" in vars(scratchpad)
-    old = vars(scratchpad).get("max")
-    scratchpad.max = _max_of_one_element
+    saved = [(m, vars(m).get("max"), "max" in vars(m)) for m in (scratchpad, read_buffer)]
+    for module, _, _ in saved:
+        module.max = _max_of_one_element
     try:
         yield
     finally:
-        if had:
-            scratchpad.max = old
-        else:
-            del scratchpad.max
+        for module, old, had in saved:
+            if had:
+                module.max = old
+            else:
+                del module.max
 
 
 def _sram_kb(words: int) -> int:
     """An SRAM (1-byte words, as SCALE-Sim counts) that holds the operand twice (it double-buffers)."""
     return max(64, math.ceil(2 * words / 1024) + 1)
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One row of SCALE-Sim's COMPUTE_REPORT.csv."""
+
+    layer: int  # zero-based row of the topology
+    cycles: int  # "Total Cycles": compute and stall cycles
+    stall_cycles: int  # "Stall Cycles": waiting for memory
+
+    @property
+    def compute_cycles(self) -> int:
+        return self.cycles - self.stall_cycles
+
+
+def run_files(
+    config: Path, topology: Path, layout: Path, gemm: bool = True, report_dir: Path | None = None
+) -> list[LayerReport]:
+    """SCALE-Sim on these files, as `python -m scalesim.scale -c config -t topology -l layout
+    [-i gemm]` runs them (with `_numpy_compat`), its prints swallowed; its reports go to
+    `report_dir` (a temporary folder when None). Returns its COMPUTE_REPORT.csv, one row a layer."""
+    version()
+    with contextlib.ExitStack() as stack:
+        if report_dir is None:
+            report_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agos-scalesim-")))
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), _numpy_compat():
+                from scalesim.scale_sim import scalesim
+
+                sim = scalesim(
+                    save_disk_space=True,
+                    verbose=False,
+                    config=str(config),
+                    topology=str(topology),
+                    layout=str(layout),
+                    input_type_gemm=gemm,
+                )
+                sim.run_scale(top_path=str(report_dir))
+        except (Exception, SystemExit) as exc:
+            said = " ".join(out.getvalue().split())[-200:]
+            raise AgosError(
+                f"SCALE-Sim failed on {topology}: {type(exc).__name__}: {exc}"
+                + (f" (it printed: {said})" if said else "")
+            ) from None
+        reports = sorted(report_dir.glob("*/COMPUTE_REPORT.csv"))
+        if len(reports) != 1:
+            raise AgosError(
+                f"SCALE-Sim wrote {len(reports)} compute reports under {report_dir}, expected one"
+            )
+        with open(reports[0], newline="", encoding="utf-8") as f:
+            rows = [[cell.strip() for cell in row] for row in csv.reader(f)]
+    head, body = rows[0], [r for r in rows[1:] if any(r)]
+    col = {name: i for i, name in enumerate(head)}
+    return [
+        LayerReport(
+            int(r[col["LayerID"]]), int(float(r[col["Total Cycles"]])), int(float(r[col["Stall Cycles"]]))
+        )
+        for r in body
+    ]
+
+
+def run_export(folder: Path, report_dir: Path | None = None) -> list[LayerReport]:
+    """SCALE-Sim on a folder `agos export --to scalesim` wrote (its own run, with the NumPy ≥ 2.4
+    shim), one report per topology row: "Total Cycles" and "Stall Cycles" of its COMPUTE_REPORT.csv."""
+    folder = Path(folder)
+    for name in (export.CONFIG, export.TOPOLOGY, export.LAYOUT):
+        if not (folder / name).is_file():
+            raise AgosError(f"{folder} is not a SCALE-Sim export (no {name}); run agos export --to scalesim")
+    files = (folder / export.CONFIG, folder / export.TOPOLOGY, folder / export.LAYOUT)
+    return run_files(*files, gemm=True, report_dir=report_dir)
 
 
 def run_one(m: int, n: int, k: int, rows: int = 32, cols: int = 32) -> tuple[int, int]:
@@ -153,29 +235,11 @@ def run_one(m: int, n: int, k: int, rows: int = 32, cols: int = 32) -> tuple[int
             "Layer," + ",".join(f"f{i}" for i in range(20)) + ",\ng," + ",".join(["1"] * 20) + ",\n",
             encoding="utf-8",
         )
-        out = io.StringIO()
         try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), _numpy_compat():
-                from scalesim.scale_sim import scalesim
-
-                sim = scalesim(
-                    save_disk_space=True,
-                    verbose=False,
-                    config=str(d / "scale.cfg"),
-                    topology=str(d / "gemm.csv"),
-                    layout=str(d / "layout.csv"),
-                    input_type_gemm=True,
-                )
-                sim.run_scale(top_path=str(d / "out"))
-                layer = sim.runner.single_layer_sim_object_list[0]
-                _, cycles, stalls, *_ = layer.get_compute_report_items()
-        except (Exception, SystemExit) as exc:
-            said = " ".join(out.getvalue().split())[-200:]
-            raise AgosError(
-                f"SCALE-Sim failed on GEMM M={m} N={n} K={k}: {type(exc).__name__}: {exc}"
-                + (f" (it printed: {said})" if said else "")
-            ) from None
-    return int(cycles), int(stalls)
+            (report,) = run_files(d / "scale.cfg", d / "gemm.csv", d / "layout.csv", report_dir=d / "out")
+        except AgosError as exc:
+            raise AgosError(f"SCALE-Sim failed on GEMM M={m} N={n} K={k}: {exc}") from None
+    return report.cycles, report.stall_cycles
 
 
 def simulate(
