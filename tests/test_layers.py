@@ -19,6 +19,7 @@ TIERS = [
     ["cli"],
     ["schemas"],
     ["api"],
+    ["compare"],  # two analyses, traces or reproduce runs side by side (reads results.json)
     # reproduce runs a sweep for its report and shows a search's fronts; trajectory reads neither
     ["reproduce", "trajectory"],
     ["search"],  # sweeps of designs: fronts with and without output skipping, the phase diagram

@@ -6,7 +6,7 @@ first use."""
 
 __version__ = "0.1.0"
 
-_API = ("trace", "check", "analyse", "simulate", "designs", "load_trace", "resolve", "AgosError")
+_API = ("trace", "check", "analyse", "simulate", "designs", "load_trace", "resolve", "compare", "AgosError")
 
 
 def __getattr__(name: str):

@@ -24,6 +24,7 @@ from agos.analysis.model import Analysis
 from agos.analysis.work import MAX_FOLDS, check_work, simulation_work
 from agos.arch.load import DEFAULT_DESIGNS, LoadedArch, load_archs
 from agos.capture.trace import Trace, load_trace
+from agos.compare.model import Comparison
 from agos.density.select import parse_density, resolve_density
 from agos.engine.check import CheckReport, run_check
 from agos.errors import AgosError
@@ -39,10 +40,12 @@ __all__ = [
     "DEFAULT_DESIGNS",
     "AgosError",
     "Analysis",
+    "Comparison",
     "RunOptions",
     "Trace",
     "analyse",
     "check",
+    "compare",
     "designs",
     "export",
     "load_trace",
@@ -217,3 +220,14 @@ def export(
     for note in result.notes:
         on_note(note)
     return result
+
+
+def compare(a, b) -> Comparison:
+    """Two analyses, traces or reproduce runs side by side (`agos compare`): paths (an analysis
+    JSON or stage folder, a trace folder, a reproduce run's folder or results.json) or an Analysis,
+    Trace or reproduce `Results` in memory. Per layer (matched by name, the unmatched listed) and in
+    total: X zero, dY zero and skippable dX; per design and span: simulated cycles and speedups.
+    Two different kinds, or two sides with nothing in common, raise AgosError."""
+    from agos.compare.model import compare as _compare
+
+    return _compare(a, b)

@@ -869,11 +869,55 @@ def reproduce(
 
 
 @app.command()
+def compare(
+    a: Annotated[
+        Path,
+        typer.Argument(
+            metavar="A", help="an analysis (--json file or stage folder), a trace or a reproduce run"
+        ),
+    ],
+    b: Annotated[Path, typer.Argument(metavar="B", help="the same kind of thing as A")],
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            parser=_output("--json", folder=False),
+            metavar="FILE",
+            help="write the comparison as JSON",
+        ),
+    ] = None,
+    plot_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", parser=_output("--plot", folder=False), metavar="FILE", help="write a PNG plot"
+        ),
+    ] = None,
+    layers: Annotated[
+        bool,
+        typer.Option("--layers", help="print each design's cycles per layer and pass (always in --json)"),
+    ] = False,
+) -> None:
+    """Two analyses, traces or reproduce runs side by side: per layer and in total, X zero, dY zero,
+    skippable dX, and each design's simulated cycles and speedups — A, B and the change."""
+    from agos import api
+    from agos.compare import model, render
+
+    _plot_format(plot_out, ("png", "svg", "pdf"))
+    comparison = api.compare(a, b)
+    render.print_comparison(comparison, layers=layers)
+    if json_out:
+        model.write(comparison, json_out)
+    if plot_out:
+        render.plot(comparison, plot_out)
+
+
+@app.command()
 def schema(
     name: Annotated[
         str,
         typer.Argument(
-            help="analysis (every --json), verification, results, trajectory, sweep-row, search or phase"
+            help="analysis (every --json), verification, results, trajectory, sweep-row, search, phase, "
+            "export or comparison"
         ),
     ] = "analysis",
     out: Annotated[

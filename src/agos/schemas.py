@@ -12,6 +12,7 @@ from pydantic import BaseModel
 def registry() -> dict[str, tuple[type[BaseModel], Path]]:
     """name → (record, shipped schema file)."""
     from agos.analysis import model as analysis
+    from agos.compare import model as comparison
     from agos.export import folder as export
     from agos.reproduce import records as results
     from agos.search import front as search
@@ -29,10 +30,21 @@ def registry() -> dict[str, tuple[type[BaseModel], Path]]:
         "search": (search.SearchResult, search.SCHEMA_FILE),  # agos search: search.json
         "phase": (phase.PhaseResult, phase.SCHEMA_FILE),  # agos phase: phase.json
         "export": (export.ExportRecord, export.SCHEMA_FILE),  # agos export: provenance.json
+        "comparison": (comparison.Comparison, comparison.SCHEMA_FILE),  # agos compare --json
     }
 
 
-NAMES = ("analysis", "verification", "results", "trajectory", "sweep-row", "search", "phase", "export")
+NAMES = (
+    "analysis",
+    "verification",
+    "results",
+    "trajectory",
+    "sweep-row",
+    "search",
+    "phase",
+    "export",
+    "comparison",
+)
 
 
 def write_all() -> list[Path]:
