@@ -879,18 +879,11 @@ def compare(
     b: Annotated[Path, typer.Argument(metavar="B", help="the same kind of thing as A")],
     json_out: Annotated[
         Path | None,
-        typer.Option(
-            "--json",
-            parser=_output("--json", folder=False),
-            metavar="FILE",
-            help="write the comparison as JSON",
-        ),
+        _path_option("--json", "write the comparison as JSON"),
     ] = None,
     plot_out: Annotated[
         Path | None,
-        typer.Option(
-            "--plot", parser=_output("--plot", folder=False), metavar="FILE", help="write a PNG plot"
-        ),
+        _path_option("--plot", "write a PNG plot"),
     ] = None,
     layers: Annotated[
         bool,
