@@ -117,7 +117,7 @@ def plot_answer(fronts: list[Front], path: Path, budgets: tuple[float, ...] = BU
     from agos.fileio import atomic_file
 
     orgs = list(dict.fromkeys(f.organisation for f in fronts))
-    fig, axes = plt.subplots(1, len(orgs), figsize=(6.2 * len(orgs), 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(orgs), figsize=(6.2 * len(orgs), 4.4), sharey=True, squeeze=False)
     top = 1.35
     for ax, org in zip(axes[0], orgs, strict=True):
         mine = [f for f in fronts if f.organisation == org]
@@ -130,7 +130,8 @@ def plot_answer(fronts: list[Front], path: Path, budgets: tuple[float, ...] = BU
             top = max(top, 1.12 * max(values, default=0.0))
             xs = [i + (k - (len(budgets) - 1) / 2) * width for i in range(len(mine))]
             bars = ax.bar(xs, values, width, label=f"{factor:g}× dense area")
-            ax.bar_label(bars, labels=[f"{v:.2f}" if v else "—" for v in values], fontsize=6, padding=1)
+            text = [f"{v:.2f}" if v else "—" for v in values]
+            ax.bar_label(bars, labels=text, fontsize=5, padding=1, rotation=90)
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.set_xticks(range(len(mine)))
         ax.set_xticklabels([_short(f) for f in mine], fontsize=7, rotation=20, ha="right")
@@ -138,8 +139,10 @@ def plot_answer(fronts: list[Front], path: Path, budgets: tuple[float, ...] = BU
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylim(0, top)  # shared: no bar is cut off
     axes[0][0].set_ylabel("backprop: best without / best with\n(above 1: output skipping pays)", fontsize=8)
-    axes[0][0].legend(fontsize=7, title="area budget", title_fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()  # above the panels: it covered bars
+    fig.legend(handles, labels, loc="upper center", ncol=len(budgets), fontsize=7, title="area budget",
+               title_fontsize=7, frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
