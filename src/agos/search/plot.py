@@ -38,13 +38,21 @@ def plot_front(front: Front, path: Path) -> Path:
         ax.axvline(b.area_mm2, color="grey", lw=0.6, ls=":")
         ax.annotate(f"{b.budget:g}×", (b.area_mm2, 0.01), xycoords=("data", "axes fraction"),
                     fontsize=7, color="grey", ha="left", va="bottom", rotation=90)  # fmt: skip
+    # the fronts decide the scale: small designs far slower than any front would squash them
+    on_front = [by_name[n].backprop_ms for fam in front.time_front.values() for n in fam]
+    top = 2 * max(on_front) if on_front else None
+    hidden = sum(p.backprop_ms > top for p in front.points) if top else 0
+    if top:
+        ax.set_ylim(0, top)
     ax.set_xlabel("area (mm², 45 nm)")
     ax.set_ylabel("backprop time per step (ms)")
     ax.set_title(f"{front.organisation}: {front.label}", fontsize=9)
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
     fig.text(0.01, 0.01, f"dotted: area budgets × the shipped dense@{front.organisation} "
-             f"({front.dense_area_mm2:.1f} mm²); every design with the bypass rule", fontsize=7)  # fmt: skip
+             f"({front.dense_area_mm2:.1f} mm²); every design with the bypass rule"
+             + (f"; {hidden} slower designs off the top" if hidden else ""),
+             fontsize=7)  # fmt: skip
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=130)
