@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from agos.arch.schema import Arch, PassSkipping
 from agos.cost.layout import ceil_div, channel_tiles, compaction_tiles, store_channels
 from agos.workload.passes import mapping
@@ -181,8 +183,9 @@ def output_ratio(arch: Arch, ctx: LayerContext, stream: bool) -> float:
     f_on = f  # per item, the slower of its walk and its lane conflicts (known per slot)
     if compacted and sk.lanes == "modulo":
         ports = sk.lane_ports or 1
-        loads = [ceil_div(int(x), ports) for t in tiles for x in sets.loads(t)]
-        f_on = sum(max(f, walk * x) for x in loads) / len(loads)
+        loads = ceil_div(np.concatenate([sets.loads(t) for t in tiles]), ports)
+        # summed in item order, one addition at a time: the very float a Python loop gives
+        f_on = float(np.cumsum(np.maximum(f, walk * loads.astype(np.float64)))[-1]) / loads.size
     if arch.lockstep:
         fd = o.fd if o.fill_drain == "per_fold" else 0
         union = width_off
