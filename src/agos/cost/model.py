@@ -105,6 +105,7 @@ class LayerContext:
         self._both_full: dict[tuple, np.ndarray] = {}
         self._sets: dict[tuple[int, bool], SlotSets] = {}
         self.tilings: dict = {}  # cost.tiling's byte shares by (pass tensors, channel tiles): any design's
+        self.memo: dict = {}  # other values derived from the layer alone, by what they depend on
         self.passes: dict[tuple, PassCost] = {}  # by timing key: shared by designs
 
     def view(self) -> LayerContext:
@@ -119,7 +120,7 @@ class LayerContext:
             self._sets,
         )
         view._needed, view._rows = self._needed, self._rows
-        view.tilings = self.tilings
+        view.tilings, view.memo = self.tilings, self.memo
         return view
 
     def absorb(self, view: LayerContext) -> None:
@@ -257,17 +258,27 @@ def _zero_cost() -> PassCost:
 
 
 def _bounds(pass_: str, ctx: LayerContext, arch: Arch) -> tuple[int, int, int, int, int]:
-    """(effective, dense, design MACs, mapping bound, MAC bound) of §7."""
+    """(effective, dense, design MACs, mapping bound, MAC bound) of §7: they depend on the layer, the
+    PE array and the pass's policy only, so they are made once for every design that shares them."""
+    policy = arch.skipping.effective_policy(pass_) if not arch.ideal else None
+    key = ("bounds", pass_, arch.pe_array.rows, arch.pe_array.cols, policy)
+    if key not in ctx.memo:
+        ctx.memo[key] = _layer_bounds(pass_, ctx, arch.pe_array.rows, arch.pe_array.cols, policy)
+    return ctx.memo[key]
+
+
+def _layer_bounds(
+    pass_: str, ctx: LayerContext, rows: int, cols: int, policy: str | None
+) -> tuple[int, int, int, int, int]:
     work = ctx.work
     lay = ctx.layout(pass_)
-    cols, rows = arch.pe_array.cols, arch.pe_array.rows
     dense_tiles = channel_tiles(lay.groups, lay.ch, cols)
     effective = work.total(pass_, "input+output")
     bound = mapping_bound(
         effective, lay.positions * len(dense_tiles), max(t.width for t in dense_tiles), rows, cols
     )
     mac_bound = math.ceil(effective / (rows * cols)) if effective else 0
-    design = work.total(pass_, arch.skipping.effective_policy(pass_)) if not arch.ideal else effective
+    design = work.total(pass_, policy) if policy is not None else effective
     return effective, work.total(pass_, "dense"), design, bound, mac_bound
 
 
