@@ -107,6 +107,9 @@ class LayerContext:
         self.tilings: dict = {}  # cost.tiling's byte shares by (pass tensors, channel tiles): any design's
         self.memo: dict = {}  # other values derived from the layer alone, by what they depend on
         self.passes: dict[tuple, PassCost] = {}  # by timing key: shared by designs
+        # the compute of candidate tilings by (compute key, channel tiles, a, σ): shared by designs that
+        # differ only in what the buffer tiling alone reads (`compute_key`); small arrays, kept per view
+        self.computed: dict[tuple, Computed] = {}
 
     def view(self) -> LayerContext:
         """A context on the same masks and counts sharing this one's design-independent structures
@@ -282,6 +285,30 @@ def _layer_bounds(
     return effective, work.total(pass_, "dense"), design, bound, mac_bound
 
 
+@dataclass(frozen=True)
+class Computed:
+    """One candidate (a, σ) of a pass computed: the action totals of its items, the compute of every
+    (channel tile, stream block, position block) and its dispatched items, and each tile's schedule."""
+
+    mac_issued: int
+    mac_nonzero: int
+    metadata_bits: int
+    compute: np.ndarray  # int64 [tiles, σ, a]
+    items: np.ndarray  # int64 [tiles, σ, a]
+    blocks: list[schedule.BlockCompute]
+
+
+def _computed(items: list[TileItems], blocks: list[schedule.BlockCompute], compute, count) -> Computed:
+    return Computed(
+        sum(it.mac_issued for it in items),
+        sum(it.mac_nonzero for it in items),
+        sum(it.metadata_bits for it in items),
+        compute,
+        count,
+        blocks,
+    )
+
+
 @dataclass
 class _Pass:
     """What one pass of one layer needs on one design, shared by both organisations."""
@@ -295,7 +322,14 @@ class _Pass:
     capacity: int
     compacted: bool
     sets: SlotSets | None
-    computed: dict = field(default_factory=dict)  # (a, σ) → (items, blocks)
+    key: tuple  # compute_key and channel tiles: what its items and schedules depend on
+
+    def shared(self, a: int, sigma: int, make) -> Computed:
+        """The compute of candidate (a, σ), made once per layer for every design with the same key."""
+        key = (*self.key, a, sigma)
+        if key not in self.ctx.computed:
+            self.ctx.computed[key] = make()
+        return self.ctx.computed[key]
 
     @property
     def masks(self) -> LayerMasks:
@@ -333,7 +367,21 @@ def _setup(pass_: str, ctx: LayerContext, arch: Arch) -> _Pass:
         tiles = channel_tiles(lay.groups, lay.ch, o.pe_array.cols)
     by_store = compacted and arch.skipping.lanes == "matched"
     sets = ctx.slot_sets(o.pe_array.cols, by_store) if compacted else None
-    return _Pass(pass_, ctx, arch, lay, tiles, tensors, capacity, compacted, sets)
+    key = (compute_key(arch, pass_), tuple(tiles))
+    return _Pass(pass_, ctx, arch, lay, tiles, tensors, capacity, compacted, sets, key)
+
+
+def compute_key(arch: Arch, pass_: str) -> tuple:
+    """What a pass's items and their schedules depend on (§2–§5): its timing key less what only the
+    buffer tiling (§6) reads — the buffer's size, double buffering, the DRAM rate — and names. The
+    equal-area designs with more buffer share their twin's compute."""
+    o = arch.organisation
+    memory = o.memory.model_copy(
+        update={"global_buffer_bytes": 64, "double_buffering": False, "dram_gbps": 1.0}
+    )
+    org = o.model_copy(update={"name": "", "description": "", "memory": memory})
+    key = timing_key(arch, pass_)
+    return (*key[:2], org, *key[3:])
 
 
 def lane_conflicts(arch: Arch, compacted: bool) -> bool:
@@ -354,7 +402,7 @@ def _lockstep_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
         part = uniform_blocks(pass_, g, sigma)
         return list(zip(part.starts, part.stops, strict=True))
 
-    def compute_for(a: int, sigma: int):
+    def make(a: int, sigma: int) -> Computed:
         if sigma not in item_cache:
             part = None if sigma == 1 else uniform_blocks(pass_, g, sigma)
             item_cache[sigma] = p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted))
@@ -366,8 +414,12 @@ def _lockstep_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
             if id(it) not in done:  # tiles sharing items share their schedule
                 done[id(it)] = schedule.lockstep(it, block_of_row, a, arch, pass_, p.sets)
             blocks.append(done[id(it)])
-        p.computed[(a, sigma)] = (items, blocks)
-        return np.stack([bc.compute for bc in blocks]), np.stack([bc.items for bc in blocks])
+        compute = np.stack([bc.compute for bc in blocks])
+        return _computed(items, blocks, compute, np.stack([bc.items for bc in blocks]))
+
+    def compute_for(a: int, sigma: int):
+        c = p.shared(a, sigma, lambda: make(a, sigma))
+        return c.compute, c.items
 
     return choose_tiling(
         p.tensors, p.tiles, p.capacity, o.dram_bytes_per_cycle, o.memory.double_buffering, units(pass_, g),
@@ -385,7 +437,7 @@ def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
     opts = arch.skipping.of(pass_)
     vb = o.precision.value_bytes
     part = store_chunks(pass_, p.masks, o.pe_store_entries // store_channels(arch, p.tiles, p.compacted))
-    chunk_items = p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted))
+    chunk_items: list[TileItems] = []  # built when a candidate is not shared
     eps = np.array(part.entries, np.int64)
     store_load = []
     for tile in p.tiles:
@@ -402,7 +454,9 @@ def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
     def ranges(sigma: int) -> list[tuple[int, int]]:
         return [(part.starts[lo], part.stops[hi - 1]) for lo, hi in groups_of(sigma)]
 
-    def compute_for(a: int, sigma: int):
+    def make(a: int, sigma: int) -> Computed:
+        if not chunk_items:
+            chunk_items.extend(p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted)))
         if a not in per_a:
             block_of_row = p.blocks_of(a)
             done: dict[int, schedule.BlockCompute] = {}
@@ -412,12 +466,17 @@ def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
                     done[id(it)] = schedule.independent(it, block_of_row, a, arch, pass_, store_load[ti])
                 per_a[a].append(done[id(it)])
         blocks = per_a[a]
-        p.computed[(a, sigma)] = (chunk_items, blocks)
         cuts = [lo for lo, _ in groups_of(sigma)]
-        return (
+        return _computed(
+            chunk_items,
+            blocks,
             np.stack([np.add.reduceat(bc.compute, cuts, axis=0) for bc in blocks]),
             np.stack([np.add.reduceat(bc.items, cuts, axis=0) for bc in blocks]),
         )
+
+    def compute_for(a: int, sigma: int):
+        c = p.shared(a, sigma, lambda: make(a, sigma))
+        return c.compute, c.items
 
     return choose_tiling(
         p.tensors, p.tiles, p.capacity, o.dram_bytes_per_cycle, o.memory.double_buffering, part.count,
@@ -458,7 +517,8 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
         dense = ctx.timed(pass_, loaded.with_arch(arch.twin()))
         twin = dense.blocks
     plan = _lockstep_plan(p, twin) if arch.lockstep else _rows_plan(p, twin)
-    items, blocks = p.computed[(plan.a, plan.sigma)]
+    done = p.shared(plan.a, plan.sigma, None)
+    blocks = done.blocks
     fd = arch.organisation.fd
     work_cycles = int(sum(int(bc.work.sum()) for bc in blocks))
     fill = int(sum(int(bc.fill_drain.sum()) for bc in blocks)) + fd * plan.overhead_tiles
@@ -478,15 +538,15 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
         design_macs=design,
         mapping_bound=bound,
         mac_bound=mac_bound,
-        mac_issued=sum(it.mac_issued for it in items),
-        mac_nonzero=sum(it.mac_nonzero for it in items),
+        mac_issued=done.mac_issued,
+        mac_nonzero=done.mac_nonzero,
         components={
             "work": work_cycles,
             "fill_drain": fill,
             "delivery": compute - work_cycles - fill,
             "exposed": plan.exposed,
         },
-        actions=_actions(items, blocks, plan, arch, p.compacted),
+        actions=_actions(done, plan, arch, p.compacted),
     )
 
 
@@ -500,9 +560,10 @@ def crossbar_factor(arch: Arch, compacted: bool) -> int:
     return 1
 
 
-def _actions(items: list[TileItems], blocks, plan: Plan, arch: Arch, compacted: bool) -> dict[str, float]:
+def _actions(done: Computed, plan: Plan, arch: Arch, compacted: bool) -> dict[str, float]:
     vb = arch.precision.value_bytes
-    mac = sum(it.mac_issued for it in items)
+    blocks = done.blocks
+    mac = done.mac_issued
     loads = plan.dram_a + plan.dram_b
     reads = sum(int(bc.reads.sum()) for bc in blocks) + plan.dram_o
     writes = sum(int(bc.writes.sum()) for bc in blocks) + loads
@@ -517,7 +578,7 @@ def _actions(items: list[TileItems], blocks, plan: Plan, arch: Arch, compacted: 
         "buffer_write_bytes": float(writes),
         "store_read_bytes": float(mac * vb) if rows_org else 0.0,
         "store_write_bytes": float(arch.pe_array.rows * store_loads * copies) if rows_org else 0.0,
-        "metadata_bits": float(sum(it.metadata_bits for it in items)),
+        "metadata_bits": float(done.metadata_bits),
         "crossbar_bytes": float(mac * vb * crossbar_factor(arch, compacted)),
         "dram_bytes": float(plan.dram_bytes),
     }
