@@ -28,7 +28,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ""
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/capture.py
@@ -47,9 +47,9 @@ rtl: $(STAMP)
 golden: $(STAMP)
 	$(BIN)/python -m tests.golden_networks --update
 
-# regenerate the JSON Schema of the Analysis model after changing a results model
+# regenerate the shipped JSON Schemas (agos.schemas) after changing a record
 schema: $(STAMP)
-	$(BIN)/agos schema --out src/agos/analysis/analysis.schema.json
+	$(BIN)/python -m agos.schemas
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info

@@ -22,7 +22,8 @@ import torch
 
 
 def _setup(model_name: str, batch_size: int, image_size: int):
-    from agos.inputs.session import RunOptions, prepare
+    from agos.inputs.options import RunOptions
+    from agos.inputs.session import prepare
 
     run = prepare(RunOptions(model=model_name, batch_size=batch_size, image_size=image_size, device="cpu"))
     images, labels = run.batch(0)

@@ -23,9 +23,10 @@ def add_trace_args(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def trace_and_plain_step(args: argparse.Namespace) -> Iterator[tuple[Path, dict, object]]:
     """Yield (trace dir, its provenance, a zero-argument plain training step of the same batch)."""
-    from agos.capture.pipeline import capture_trace
+    from agos.api import trace as capture_trace
     from agos.capture.trace import load_trace
-    from agos.inputs.session import RunOptions, prepare
+    from agos.inputs.options import RunOptions
+    from agos.inputs.session import prepare
     from agos.inputs.training import plain_step
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,14 +47,14 @@ def trace_and_plain_step(args: argparse.Namespace) -> Iterator[tuple[Path, dict,
         # a plain step's time depends on the model and the batch's shape, not on the weights' values
         run = prepare(
             RunOptions(
-                model=prov["model"],
-                batch_size=prov["batch_size"],
-                image_size=prov["image_size"],
-                seed=prov["seed"],
+                model=prov.model,
+                batch_size=prov.batch_size,
+                image_size=prov.image_size,
+                seed=prov.seed,
                 device="cpu",
             )
         )
-        images, labels = run.batch(prov.get("batch_index", 0))
+        images, labels = run.batch(prov.batch_index)
 
         def step() -> None:
             plain_step(run.model, images, labels, seed=0)
@@ -69,13 +70,13 @@ def timed(fn, *args):
     return time.perf_counter() - start, result
 
 
-def base_figures(prov: dict, args: argparse.Namespace) -> dict:
+def base_figures(prov, args: argparse.Namespace) -> dict:
     import torch
 
     return {
-        "model": prov["model"],
-        "batch_size": prov["batch_size"],
-        "image_size": prov["image_size"],
+        "model": prov.model,
+        "batch_size": prov.batch_size,
+        "image_size": prov.image_size,
         "reps": args.reps,
         "threads": torch.get_num_threads(),
     }

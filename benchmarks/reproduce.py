@@ -25,8 +25,9 @@ TARGET_S = 15 * 60
 
 
 def _lossless(verify: dict) -> bool:
-    engine = verify.get("engine")
-    return verify["soundness"]["bit_identical"] and (engine is None or engine["passed"])
+    from agos.stages.verification import Verification
+
+    return bool(Verification.model_validate(verify).lossless)
 
 
 def main() -> None:

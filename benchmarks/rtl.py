@@ -337,8 +337,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trace_dir = args.trace
         if trace_dir is None:
-            from agos.capture.pipeline import capture_trace
-            from agos.inputs.session import RunOptions
+            from agos.api import trace as capture_trace
+            from agos.inputs.options import RunOptions
 
             trace_dir = Path(tmp) / "resnet18"
             options = RunOptions(model="resnet18", batch_size=2, image_size=32, seed=0, device="cpu")
@@ -351,7 +351,9 @@ def main() -> None:
             "date": datetime.date.today().isoformat(),
             "machine": platform.platform(),
             "amaranth": amaranth.__version__,
-            "trace": {k: prov.get(k) for k in ("model", "weights", "batch_size", "image_size", "seed")},
+            "trace": prov.model_dump(
+                mode="json", include={"model", "weights", "batch_size", "image_size", "seed"}
+            ),
             "row_alone": row_alone(args.items),
             "random_layers": random_layers(args.layer_items),
             "real_trace": {

@@ -35,8 +35,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 
 def _trace(args: argparse.Namespace, size: int, tmp: Path) -> Path:
-    from agos.capture.pipeline import capture_trace
-    from agos.inputs.session import RunOptions
+    from agos.api import trace as capture_trace
+    from agos.inputs.options import RunOptions
 
     out = tmp / f"{args.model}-{size}"
     options = RunOptions(
@@ -128,11 +128,11 @@ def compare_trace(trace_dir: Path, full_below: int, with_agos_gemm: bool) -> dic
         totals[span or "iteration"] = t
     prov = trace.provenance
     return {
-        "model": prov["model"],
-        "image_size": prov["image_size"],
-        "batch_size": prov["batch_size"],
-        "seed": prov["seed"],
-        "trace_weights_sha256": prov["weights"]["sha256"],
+        "model": prov.model,
+        "image_size": prov.image_size,
+        "batch_size": prov.batch_size,
+        "seed": prov.seed,
+        "trace_weights_sha256": prov.weights.sha256,
         "layer_passes": len(rows),
         "scalesim_runs_whole": len(small),
         "max_abs_agos_gemm_minus_scalesim_per_copy": (

@@ -68,8 +68,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         trace = args.trace
         if trace is None:
-            from agos.capture.pipeline import capture_trace
-            from agos.inputs.session import RunOptions
+            from agos.api import trace as capture_trace
+            from agos.inputs.options import RunOptions
 
             trace = tmp / "trace"
             capture_trace(
@@ -124,7 +124,7 @@ def main() -> None:
         prov = loaded_trace.provenance
 
     figures = {
-        "trace": {k: prov.get(k) for k in ("model", "batch_size", "image_size")},
+        "trace": prov.model_dump(mode="json", include={"model", "batch_size", "image_size"}),
         "points": n,
         "spec": SPEC,
         "cpu_count": os.cpu_count(),

@@ -235,13 +235,13 @@ def main() -> int:
         )
         return 2
 
+    from agos.api import trace as capture_trace
     from agos.arch.load import load_arch
-    from agos.capture.pipeline import capture_trace
     from agos.capture.trace import load_trace
     from agos.cost.network import MaskSource
     from agos.errors import AgosError
     from agos.fileio import atomic_file
-    from agos.inputs.session import RunOptions
+    from agos.inputs.options import RunOptions
     from agos.validate.gemm import DESIGN
 
     loaded = load_arch(DESIGN)
@@ -326,8 +326,8 @@ def main() -> int:
             "design_sha256": loaded.sha256,
             "zigzag": found,
             "python": platform.python_version(),
-            "trace": {k: prov[k] for k in ("model", "image_size", "batch_size", "seed")},
-            "trace_weights_sha256": prov["weights"]["sha256"],
+            "trace": prov.model_dump(mode="json", include={"model", "image_size", "batch_size", "seed"}),
+            "trace_weights_sha256": prov.weights.sha256,
         },
         "zigzag_hardware_yaml": hardware,
         "zigzag_mapping_yaml": MAPPING,

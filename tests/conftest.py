@@ -15,8 +15,8 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def mixed_trace(tmp_path_factory) -> Path:
     """A small real trace of tests.models:mixed, captured once per test session."""
-    from agos.capture.pipeline import capture_trace
-    from agos.inputs.session import RunOptions
+    from agos.api import trace as capture_trace
+    from agos.inputs.options import RunOptions
 
     out = tmp_path_factory.mktemp("traces") / "mixed"
     capture_trace(
@@ -27,8 +27,8 @@ def mixed_trace(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def resnet18_trace(tmp_path_factory) -> Path:
-    from agos.capture.pipeline import capture_trace
-    from agos.inputs.session import RunOptions
+    from agos.api import trace as capture_trace
+    from agos.inputs.options import RunOptions
 
     out = tmp_path_factory.mktemp("traces") / "resnet18"
     capture_trace(RunOptions(model="resnet18", batch_size=2, image_size=64, seed=0, device="cpu"), out)

@@ -23,8 +23,8 @@ REL = 1e-9  # floats (energy, area, ratios) agree to this relative tolerance; cy
 
 
 def capture(model: str, out: Path) -> Path:
-    from agos.capture.pipeline import capture_trace
-    from agos.inputs.session import RunOptions
+    from agos.api import trace as capture_trace
+    from agos.inputs.options import RunOptions
 
     batch, size = TRACES[model]
     # synthetic images (seeded noise from torch): the parts of a trace the statistical masks keep

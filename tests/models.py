@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -198,3 +199,116 @@ class FxOnlyFailure(nn.Module):
 
 def fx_only_failure() -> nn.Module:
     return FxOnlyFailure()
+
+
+# -- tiny twins of real networks: torchvision's own classes, narrow --------------------------------
+# The same modules, names, ReLUs and graph as vgg16, resnet34 and resnet50 (so a published profile
+# maps onto them row for row), with 1/16 of the channels: a capture at 32 px takes a fraction of a
+# second instead of the seconds that building the full networks costs. The real networks are kept
+# for the tests marked `ci`.
+
+
+def tiny_vgg16(classes: int = 10) -> nn.Module:
+    from torchvision.models.vgg import VGG, cfgs, make_layers
+
+    class TinyVGG16(VGG):
+        def __init__(self) -> None:
+            nn.Module.__init__(self)
+            self.features = make_layers([v if v == "M" else v // 16 for v in cfgs["D"]])
+            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+            self.classifier = nn.Sequential(
+                nn.Linear(32 * 7 * 7, 64), nn.ReLU(True), nn.Dropout(),
+                nn.Linear(64, 64), nn.ReLU(True), nn.Dropout(),
+                nn.Linear(64, classes),
+            )  # fmt: skip
+
+    return TinyVGG16()
+
+
+def _tiny_resnet(block, layers: list[int], classes: int = 10, width: int = 8) -> nn.Module:
+    from torchvision.models.resnet import ResNet
+
+    class TinyResNet(ResNet):
+        def __init__(self) -> None:
+            nn.Module.__init__(self)
+            self._norm_layer = nn.BatchNorm2d
+            self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            self.layer1 = self._make_layer(block, width, layers[0])
+            self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
+            self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
+            self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(8 * width * block.expansion, classes)
+
+    return TinyResNet()
+
+
+def tiny_resnet34() -> nn.Module:
+    from torchvision.models.resnet import BasicBlock
+
+    return _tiny_resnet(BasicBlock, [3, 4, 6, 3])
+
+
+def tiny_resnet50() -> nn.Module:
+    from torchvision.models.resnet import Bottleneck
+
+    return _tiny_resnet(Bottleneck, [3, 4, 6, 3])
+
+
+def tiny_resnet18() -> nn.Module:
+    from torchvision.models.resnet import BasicBlock
+
+    return _tiny_resnet(BasicBlock, [2, 2, 2, 2])
+
+
+def tiny_mobilenet_v2() -> nn.Module:
+    """torchvision's MobileNetV2 (ReLU6, depthwise convs, inverted residuals without a ReLU after
+    the add), a quarter as wide, 10 classes."""
+    from torchvision.models import MobileNetV2
+
+    return MobileNetV2(num_classes=10, width_mult=0.25)
+
+
+def tiny_googlenet() -> nn.Module:
+    """GoogLeNet's own blocks (BasicConv2d: conv → BN → ReLU; Inception: four branches, one through
+    a ceil-mode max-pool, concatenated), two of them, narrow."""
+    from torchvision.models.googlenet import BasicConv2d, Inception
+
+    class TinyGoogLeNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = BasicConv2d(3, 8, kernel_size=3, padding=1)
+            self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            self.inception3a = Inception(8, 4, 4, 8, 2, 4, 4)
+            self.inception3b = Inception(20, 8, 4, 8, 2, 4, 4)
+            self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            self.inception4a = Inception(24, 8, 4, 8, 2, 4, 4)
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.dropout = nn.Dropout(0.2)
+            self.fc = nn.Linear(24, 10)
+
+        def forward(self, x):
+            x = self.maxpool1(self.conv1(x))
+            x = self.maxpool3(self.inception3b(self.inception3a(x)))
+            x = self.avgpool(self.inception4a(x))
+            return self.fc(self.dropout(torch.flatten(x, 1)))
+
+    return TinyGoogLeNet()
+
+
+# the tiny twin of each torchvision network the default tier used to capture
+TINY = {
+    "resnet18": "tests.models:tiny_resnet18",
+    "resnet34": "tests.models:tiny_resnet34",
+    "resnet50": "tests.models:tiny_resnet50",
+    "vgg16": "tests.models:tiny_vgg16",
+    "mobilenet_v2": "tests.models:tiny_mobilenet_v2",
+    "googlenet": "tests.models:tiny_googlenet",
+}
+
+# the marks of a test on a real network whose property a tiny twin carries in the default tier
+REAL_NETWORK = [pytest.mark.slow, pytest.mark.ci, pytest.mark.real_network]

@@ -9,7 +9,7 @@ import json
 import jsonschema
 import pytest
 
-from agos.analysis.model import SCHEMA_FILE, SECTIONS, Analysis, schema_text
+from agos.analysis.model import SCHEMA_FILE, SECTIONS, VERSION, Analysis, schema_text
 from agos.cli import main
 
 
@@ -57,7 +57,7 @@ COMPUTED = {
 def test_command_output_is_valid_against_the_shipped_schema(outputs, command):
     data = outputs[command]
     jsonschema.validate(data, _shipped())
-    assert data["format"] == "agos-analysis" and data["version"] == 1
+    assert data["format"] == "agos-analysis" and data["version"] == VERSION
     assert {s for s in SECTIONS if s in data} == COMPUTED[command]
 
 
@@ -69,7 +69,7 @@ def test_every_section_is_written_by_some_command():
     "doctor",
     [
         lambda d: d.update(unexpected=1),
-        lambda d: d.update(version=2),
+        lambda d: d.update(version=VERSION + 1),
         lambda d: d.update(format="something-else"),
         lambda d: d.pop("provenance"),
         lambda d: d["bounds"].update(unexpected=1),

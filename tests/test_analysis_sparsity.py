@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from agos.analysis import model
-from agos.analysis.model import SECTIONS, Analysis
+from agos.analysis.model import SECTIONS, VERSION, Analysis
 from agos.capture.trace import load_trace
 from agos.cli import main
 from agos.density.real import iter_real_masks
@@ -27,8 +27,8 @@ def sparsity_json(mixed_trace, tmp_path_factory) -> dict:
 
 def test_sparsity_json_is_an_analysis(sparsity_json, mixed_trace):
     analysis = Analysis.model_validate(sparsity_json)
-    assert analysis.format == "agos-analysis" and analysis.version == 1
-    assert analysis.trace == str(mixed_trace) and analysis.provenance["model"] == "tests.models:mixed"
+    assert analysis.format == "agos-analysis" and analysis.version == VERSION
+    assert analysis.trace == str(mixed_trace) and analysis.provenance.model == "tests.models:mixed"
     assert analysis.sparsity is not None
     assert [name for name in SECTIONS if getattr(analysis, name, None) is not None] == ["sparsity"]
     assert set(sparsity_json) & set(SECTIONS) == {"sparsity"}  # the sections not computed are left out

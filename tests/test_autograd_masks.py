@@ -14,7 +14,7 @@ from agos.capture.recorder import capture_step
 from agos.capture.verify import compare_gradients, masked_step_gradients
 from agos.inputs.models import build_model, resolve_model
 from agos.inputs.training import plain_step
-from tests.models import DataDependent, Mixed, ShapeDependent
+from tests.models import REAL_NETWORK, TINY, DataDependent, Mixed, ShapeDependent
 
 
 def _untraced(monkeypatch):
@@ -61,11 +61,13 @@ FAMILIES = [
         "alexnet", 64, marks=[pytest.mark.slow, pytest.mark.ci]
     ),  # its ops all occur in resnet18/mobilenet_v2
     pytest.param("vgg16", 32, marks=pytest.mark.slow),  # alexnet has the same rules, 4× faster
-    ("resnet18", 64),
-    ("googlenet", 64),
-    ("mobilenet_v2", 64),
+    pytest.param("resnet18", 64, marks=REAL_NETWORK),
+    pytest.param("googlenet", 64, marks=REAL_NETWORK),
+    pytest.param("mobilenet_v2", 64, marks=REAL_NETWORK),
     pytest.param("densenet121", 64, marks=[pytest.mark.slow, pytest.mark.ci]),  # concat rules: googlenet
     pytest.param("resnet50", 64, marks=pytest.mark.slow),
+    # the default tier: tiny twins (torchvision's own blocks, narrow) carry the same op families
+    *[(TINY[name], 32) for name in ("resnet18", "googlenet", "mobilenet_v2", "resnet50")],
 ]
 
 

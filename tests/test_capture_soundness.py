@@ -12,6 +12,7 @@ from agos.capture.recorder import capture_step
 from agos.capture.verify import compare_gradients, masked_step_gradients
 from agos.inputs.models import build_model, resolve_model
 from agos.inputs.training import plain_step
+from tests.models import REAL_NETWORK, TINY
 
 
 def _grads(model):
@@ -23,10 +24,12 @@ def _grads(model):
     [
         pytest.param("alexnet", 64, marks=[pytest.mark.slow, pytest.mark.ci]),
         pytest.param("vgg16", 32, marks=pytest.mark.slow),  # alexnet has the same rules, 4× faster
-        ("resnet18", 64),
-        ("googlenet", 64),
-        ("mobilenet_v2", 64),
+        pytest.param("resnet18", 64, marks=REAL_NETWORK),
+        pytest.param("googlenet", 64, marks=REAL_NETWORK),
+        pytest.param("mobilenet_v2", 64, marks=REAL_NETWORK),
         pytest.param("densenet121", 64, marks=[pytest.mark.slow, pytest.mark.ci]),  # concat rules: googlenet
+        # the default tier: tiny twins (torchvision's own blocks, narrow) carry the same op families
+        *[(TINY[name], 32) for name in ("resnet18", "googlenet", "mobilenet_v2", "vgg16")],
     ],
 )
 def test_capture_is_transparent_and_masks_are_sound(name, size):
@@ -71,7 +74,7 @@ def test_a_wrong_mask_is_caught():
 def test_reproduce_soundness_against_the_captured_gradients_can_fail():
     """`agos reproduce` judges the masked step against the capture's own gradients: sound masks pass,
     one needed element dropped fails — with either reference."""
-    from agos.reproduce.pipeline import soundness_record
+    from agos.capture.verify import soundness_record
     from agos.workload.bits import pack
 
     model = build_model(resolve_model("resnet18"), seed=0)
@@ -81,11 +84,11 @@ def test_reproduce_soundness_against_the_captured_gradients_can_fail():
     result = capture_step(model, images, labels, seed=0)
     captured = _grads(model)
     good = soundness_record(before, images, labels, 0, result, captured)
-    assert good["bit_identical"] and good["reference"] == "the captured step's gradients"
-    assert soundness_record(before, images, labels, 0, result)["bit_identical"]
+    assert good.bit_identical and good.reference == "the captured step's gradients"
+    assert soundness_record(before, images, labels, 0, result).bit_identical
     victim = next(layer for layer in result.layers if layer.dx_needed is not None)
     wrong = victim.dx_needed.tensor().clone()
     wrong.view(-1)[wrong.view(-1).nonzero()[0]] = False
     victim.dx_needed = pack(wrong)
-    assert not soundness_record(before, images, labels, 0, result, captured)["bit_identical"]
-    assert not soundness_record(before, images, labels, 0, result)["bit_identical"]
+    assert not soundness_record(before, images, labels, 0, result, captured).bit_identical
+    assert not soundness_record(before, images, labels, 0, result).bit_identical

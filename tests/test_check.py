@@ -13,8 +13,10 @@ from agos.engine import sparse_training
 from agos.engine import training as engine_training
 from agos.engine.check import run_check
 from agos.inputs.models import build_model, resolve_model
-from agos.inputs.session import RunOptions
+from agos.inputs.options import RunOptions
+from agos.inputs.session import prepare
 from agos.inputs.training import plain_step
+from tests.models import REAL_NETWORK, TINY
 
 
 def _options(model: str, size: int, batch: int = 2) -> RunOptions:
@@ -34,8 +36,9 @@ def _assert_passes(report, graph: str = "torch.fx") -> None:
 @pytest.mark.parametrize(
     "name,size",
     [
-        pytest.param("resnet18", 64, marks=[pytest.mark.slow, pytest.mark.ci]),  # mobilenet_v2 has BN+add
-        ("mobilenet_v2", 64),
+        pytest.param("resnet18", 64, marks=REAL_NETWORK),  # mobilenet_v2 has BN+add
+        pytest.param("mobilenet_v2", 64, marks=REAL_NETWORK),
+        (TINY["mobilenet_v2"], 32),  # the default tier: its tiny twin (BN + add, ReLU6, depthwise)
         pytest.param("alexnet", 64, marks=pytest.mark.slow),  # its rules: test_capture_soundness (ci)
         pytest.param(
             "googlenet", 64, marks=[pytest.mark.slow, pytest.mark.ci]
@@ -44,7 +47,7 @@ def _assert_passes(report, graph: str = "torch.fx") -> None:
     ],
 )
 def test_check_passes_on_torchvision_models(name, size):
-    report = run_check(_options(name, size), steps=2)
+    report = run_check(prepare(_options(name, size)), steps=2)
     _assert_passes(report)
     first = report.steps[0]
     assert first.bwd_data_skipped > 0.2 and first.bwd_weight_skipped > 0.1
@@ -52,14 +55,14 @@ def test_check_passes_on_torchvision_models(name, size):
 
 
 def test_check_on_every_mask_rule_and_sparse_forward():
-    report = run_check(_options("tests.models:mixed", 16, batch=4), steps=3)
+    report = run_check(prepare(_options("tests.models:mixed", 16, batch=4)), steps=3)
     _assert_passes(report)
-    forward = run_check(_options("tests.models:mixed", 16, batch=4), steps=1, sparse_forward=True)
+    forward = run_check(prepare(_options("tests.models:mixed", 16, batch=4)), steps=1, sparse_forward=True)
     assert forward.passed, forward.steps[0].problem
 
 
 def test_check_on_a_model_fx_cannot_trace():
-    report = run_check(_options("tests.models:data_dependent", 16), steps=2)
+    report = run_check(prepare(_options("tests.models:data_dependent", 16)), steps=2)
     _assert_passes(report, graph="autograd (not traceable")
 
 
@@ -86,10 +89,17 @@ def _drop_one_needed(monkeypatch, layer: str) -> None:
     monkeypatch.setattr(engine_training._SparseInterpreter, "needed_mask", needed_mask)
 
 
-@pytest.mark.parametrize("layer", ["fc", "layer4.1.conv1"])
-def test_a_wrong_mask_fails_the_check(monkeypatch, layer):
+@pytest.mark.parametrize(
+    ("model", "layer"),
+    [
+        (TINY["resnet18"], "fc"),
+        (TINY["resnet18"], "layer4.1.conv1"),
+        pytest.param("resnet18", "layer4.1.conv1", marks=REAL_NETWORK),
+    ],
+)
+def test_a_wrong_mask_fails_the_check(monkeypatch, model, layer):
     _drop_one_needed(monkeypatch, layer)
-    report = run_check(_options("resnet18", 32), steps=1)
+    report = run_check(prepare(_options(model, 32)), steps=1)
     assert not report.passed
     worst = report.steps[0].worst
     assert report.steps[0].ratio > 100, worst
@@ -98,7 +108,9 @@ def test_a_wrong_mask_fails_the_check(monkeypatch, layer):
 
 def test_cli_check_fails_with_one_line(monkeypatch, capsys):
     _drop_one_needed(monkeypatch, "fc")
-    code = main(["check", "--model", "resnet18", "--image-size", "32", "--batch-size", "2", "--steps", "1"])
+    code = main(
+        ["check", "--model", TINY["resnet18"], *("--image-size", "32", "--batch-size", "2", "--steps", "1")]
+    )
     err = capsys.readouterr().err
     assert code == 1
     lines = [line for line in err.splitlines() if line.strip()]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
-import pytest
 import torch
 
 from agos.arch.area import design_area
@@ -145,11 +144,17 @@ def test_compaction_pays_its_lane_conflicts():
     assert static.components["work"] == 2 * t  # two tiles, each 4 items on 4 rows: T each
 
 
-@pytest.mark.parametrize("seed", range(1, 41))
-def test_no_design_beats_its_mapping_bound_and_gains_beyond_the_mac_bound_are_explained(seed):
+SEEDS = range(1, 41)
+MIN_SIMULATED = 30  # 34 of the 40 layers fit: one kernel outgrows its input, five buffers hold no tile
+
+
+def _bound_holds(seed: int) -> bool:
+    """No design of one random layer beats its mapping bound, and every gain beyond the MAC bound
+    carries its flag. False when the layer could not be simulated (a kernel larger than the padded
+    input, or a buffer too small to hold any tile — an error, never a result)."""
     masks = random_layer(seed)
     if masks is None:
-        pytest.skip("kernel larger than the padded input")
+        return False
     r = random.Random(seed)
     org = r.choice(["systolic", "rows"])
     designs = [shrunk(p, org, seed) for p in ("dense", "input-skip", "output-skip", "agos", "ideal")]
@@ -160,10 +165,10 @@ def test_no_design_beats_its_mapping_bound_and_gains_beyond_the_mac_bound_are_ex
     manifest = SimpleNamespace(vector_ops=[], vector_note=None, parameters=0, logits_numel=0)
     try:
         net = simulate_network([masks], designs, manifest, workers=1)
-    except Exception as exc:  # a tiny buffer may hold no tile at all: that is an error, not a result
-        assert "buffer" in str(exc)
-        return
-    assert mapping_bound_violations(net) == []
+    except Exception as exc:
+        assert "buffer" in str(exc), (seed, exc)
+        return False
+    assert mapping_bound_violations(net) == [], seed
     for name in names:
         s = speedups(net, name)
         for span in SPANS:  # every pass as well as backprop and iteration (DESIGN.md §4 "Bounds")
@@ -172,7 +177,15 @@ def test_no_design_beats_its_mapping_bound_and_gains_beyond_the_mac_bound_are_ex
             over, bound = s["speedup_over_twin"][span], s["mac_bound_speedup"][span]
             if over and bound and over > bound * (1 + 1e-9) and not net.designs[name].arch.ideal:
                 flagged = [f for f in s["flags"] if f.startswith(f"{LABELS[span]} ")]
-                assert any("exceeds its MAC bound" in f for f in flagged), (name, span)
+                assert any("exceeds its MAC bound" in f for f in flagged), (seed, name, span)
+    return True
+
+
+def test_no_design_beats_its_mapping_bound_and_gains_beyond_the_mac_bound_are_explained():
+    """On random layers; the test counts the layers it really simulated, so that a change that made
+    most of them unsimulatable (and the test vacuous) fails it."""
+    simulated = [seed for seed in SEEDS if _bound_holds(seed)]
+    assert len(simulated) >= MIN_SIMULATED, f"only {len(simulated)} of {len(SEEDS)} random layers simulated"
 
 
 def test_equal_area_candidates_fill_the_area_and_no_more():

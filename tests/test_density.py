@@ -1,5 +1,5 @@
 """Statistical sparsity: seeded masks of given zero fractions, and the published profile's mapping
-onto torchvision's VGG16, ResNet-34 and ResNet-50."""
+onto torchvision's VGG16, ResNet-34 and ResNet-50 (their tiny twins in the default tier)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from agos.density.real import iter_real_masks
 from agos.density.select import statistical_source
 from agos.density.statistical import bernoulli_nonzero, plan_layers
 from agos.errors import AgosError
+from tests.models import REAL_NETWORK
 
 SHARED_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "sparsity" / DATA_FILE
 
@@ -41,18 +42,41 @@ def _zero(mask: torch.Tensor) -> float:
     return 1 - mask.float().mean().item()
 
 
-@pytest.fixture(scope="module")
-def published_traces(tmp_path_factory) -> dict[str, Path]:
-    """vgg16, resnet34, resnet50 at 32 px, batch 2: cheap, and the graphs are the full models."""
-    from agos.capture.pipeline import capture_trace
-    from agos.inputs.session import RunOptions
+class Published(dict):
+    """model → trace folder; `real`: torchvision's networks, else their tiny twins (tests.models:
+    the same classes, modules, names and ReLUs, narrow), which name the profile they take."""
 
+    def __init__(self, paths: dict[str, Path], real: bool):
+        super().__init__(paths)
+        self.real = real
+
+    def spec(self, model: str, tail: str = "") -> str:
+        """The --density text of the model's published profile: found from the trace's own model
+        (the real networks), or named (their twins)."""
+        return "profile:sparsetrain" + ("" if self.real else f"/{model}") + tail
+
+
+@pytest.fixture(scope="module", params=["tiny", pytest.param("real", marks=REAL_NETWORK)])
+def published_traces(request, tmp_path_factory) -> Published:
+    """vgg16, resnet34, resnet50 at 32 px, batch 2 — their tiny twins in the default tier, the
+    networks themselves in CI."""
+    from agos.api import trace as capture_trace
+    from agos.inputs.options import RunOptions
+    from tests.models import TINY
+
+    real = request.param == "real"
     out = {}
     for model in ("vgg16", "resnet34", "resnet50"):
         path = tmp_path_factory.mktemp("published") / model
-        capture_trace(RunOptions(model=model, batch_size=2, image_size=32, seed=0, device="cpu"), path)
+        options = RunOptions(model=model if real else TINY[model], batch_size=2, image_size=32, device="cpu")
+        capture_trace(options, path)
         out[model] = path
-    return out
+    return Published(out, real)
+
+
+def _own(notes: list[str]) -> list[str]:
+    """A mapping's notes, but for the one a twin gets for naming another model's profile."""
+    return [n for n in notes if "measured on" not in n]
 
 
 def _csv_rows(model: str) -> dict[tuple[int, int], tuple[str, float]]:
@@ -125,7 +149,7 @@ def test_resnet_mapping_one_to_one_in_graph_order(published_traces, model, rows)
     mapping = map_profile(trace, resolve_profile("sparsetrain", None, model))
     assert len(acts) == rows and len(mapping.matches) == rows
     assert [m.activation for m in mapping.matches] == acts
-    assert not mapping.unmatched_rows and not mapping.unmapped_activations and not mapping.notes
+    assert not mapping.unmatched_rows and not mapping.unmapped_activations and not _own(mapping.notes)
     assert mapping.matches[0].activation == "relu" and mapping.matches[0].x_layers[0] == "layer1.0.conv1"
     last = checkpoints(model)[-1]
     csv_rows = _csv_rows(model)
@@ -147,7 +171,7 @@ def test_resnet_row_order_agrees_with_the_data(published_traces, model, identity
     zeros than every ReLU behind a BN output; the rows shifted by one against the ReLUs lose this."""
     trace = load_trace(published_traces[model])
     acts = [a.name for a in trace.manifest.activations]
-    fr = statistical_source(trace, "profile:sparsetrain:first").fractions.activations
+    fr = statistical_source(trace, published_traces.spec(model, ":first")).fractions.activations
     values = [fr[a] for a in acts]
     post_add = {layer.y_act for layer in trace.layers if "add" in layer.y_consumer}
     downsample = {layer.y_act for layer in trace.layers if "downsample" in layer.name}
@@ -172,7 +196,7 @@ def test_profile_for_another_model_is_refused(resnet18_trace, published_traces, 
         statistical_source(trace, f"profile:{long_copy}")
     # explicitly asked for, with the same ReLUs: applied, and the mapping says so
     vgg = load_trace(published_traces["vgg16"])
-    vgg.manifest.provenance["model"] = "vgg16_custom"
+    vgg.manifest.provenance.model = "vgg16_custom"
     source = statistical_source(vgg, "profile:sparsetrain/vgg16:1")
     assert any("measured on vgg16" in note for note in source.mapping.notes)
 
@@ -181,15 +205,15 @@ def test_checkpoints_select_columns(published_traces):
     trace = load_trace(published_traces["resnet50"])
     csv_rows = _csv_rows("resnet50")
     for spec, cp in (("first", 1), ("last", 90), ("45", 45), (None, 90)):
-        text = "profile:sparsetrain" + (f":{spec}" if spec else "")
+        text = published_traces.spec("resnet50", f":{spec}" if spec else "")
         fr = statistical_source(trace, text).fractions.activations
         assert fr["relu"] == csv_rows[(1, cp)][1]
         assert fr["layer4_2_relu_2"] == csv_rows[(49, cp)][1]
-    assert resolve_density(trace, "profile:sparsetrain", 3).label == (
-        "profile:sparsetrain:last (resnet50 checkpoint 90 of 90) (seed 3)"
+    assert resolve_density(trace, published_traces.spec("resnet50"), 3).label == (
+        published_traces.spec("resnet50", ":last (resnet50 checkpoint 90 of 90) (seed 3)")
     )
     with pytest.raises(AgosError, match=r"1\.\.90; checkpoint 95 does not exist"):
-        statistical_source(trace, "profile:sparsetrain:95")
+        statistical_source(trace, published_traces.spec("resnet50", ":95"))
 
 
 # -- generated masks ----------------------------------------------------------------------------
@@ -227,7 +251,7 @@ def test_uniform_realises_its_targets(resnet18_trace):
 def test_profiles_realise_their_targets(published_traces):
     for model in ("vgg16", "resnet50"):
         trace = load_trace(published_traces[model])
-        assert _check_realised(trace, "profile:sparsetrain:last", seed=1) > 30
+        assert _check_realised(trace, published_traces.spec(model, ":last"), seed=1) > 30
 
 
 def test_deterministic_per_seed_and_different_across_seeds(resnet18_trace):
@@ -256,7 +280,7 @@ def test_activation_masks_are_seeded_by_name(resnet18_trace):
 
 def test_dy_zero_covers_activation_zero_where_relu_follows_directly(published_traces):
     trace = load_trace(published_traces["vgg16"])
-    density = "profile:sparsetrain:last"
+    density = published_traces.spec("vgg16", ":last")
     source = statistical_source(trace, density)
     acts = {a.name: a for a in trace.manifest.activations}
     plans = plan_layers(trace, source.fractions)
@@ -363,17 +387,16 @@ def test_parse_density():
 
 def test_cli_density(published_traces, tmp_path, capsys):
     out = tmp_path / "vgg.json"
-    code = main(
-        ["density", str(published_traces["vgg16"]), "--density", "profile:sparsetrain", "--json", str(out)]
-    )
+    spec = published_traces.spec("vgg16")
+    code = main(["density", str(published_traces["vgg16"]), "--density", spec, "--json", str(out)])
     printed = capsys.readouterr().out
     assert code == 0 and "max-pool of features_29" in printed and "classifier.0" in printed
     data = json.loads(out.read_text())
     summary = data["density_mapping"]
     assert len(summary["rows"]) == 20 and len(summary["layers"]) == 16
     assert summary["profile"]["unmatched_rows"] == [] and summary["profile"]["unmapped_activations"] == []
-    assert data["density"]["label"] == "profile:sparsetrain:last (vgg16 checkpoint 72 of 72) (seed 0)"
-    assert data["density"]["spec"] == "profile:sparsetrain" and data["density"]["seed"] == 0
+    assert data["density"]["label"] == spec + ":last (vgg16 checkpoint 72 of 72) (seed 0)"
+    assert data["density"]["spec"] == spec and data["density"]["seed"] == 0
     assert summary["totals"]["x_realised"] > summary["totals"]["x_real"]  # converged beats init
 
 

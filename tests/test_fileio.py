@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from agos.errors import AgosError
-from agos.fileio import atomic_file, write_json
+from agos.fileio import atomic_dir, atomic_file, write_json
 
 
 def test_writes_through_a_symlink_and_keeps_it(tmp_path):
@@ -67,17 +67,46 @@ def test_new_files_follow_the_umask_and_old_ones_keep_their_mode(tmp_path):
     assert stat.S_IMODE(kept.stat().st_mode) == 0o640
 
 
-def test_an_unwritable_folder_is_one_error(tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        with pytest.raises(AgosError, match="cannot write"):
-            write_json({}, locked / "out.json")
-    finally:
-        locked.chmod(0o700)
+def _refused(*args, **kwargs):
+    raise PermissionError(13, "Permission denied")
+
+
+def test_an_unwritable_folder_is_one_error(tmp_path, monkeypatch, capsys, mixed_trace):
+    """The kernel's refusal to create a file (EACCES) is one line, from the library and from the
+    CLI. The refusal is injected: chmod cannot make a folder unwritable to root, as CI runs."""
+    from tests.cli_helpers import one_error_line, run_cli
+
+    monkeypatch.setattr("agos.fileio.tempfile.mkstemp", _refused)
+    monkeypatch.setattr("agos.fileio.tempfile.mkdtemp", _refused)
+    with pytest.raises(AgosError, match=r"cannot write .*out\.json: Permission denied"):
+        write_json({}, tmp_path / "out.json")
+    with (
+        pytest.raises(AgosError, match=r"cannot write .*folder: Permission denied"),
+        atomic_dir(tmp_path / "folder"),
+    ):
+        pass
+    code, _, err = run_cli(capsys, "sparsity", str(mixed_trace), "--json", str(tmp_path / "s.json"))
+    assert code == 2 and one_error_line(err).endswith("s.json: Permission denied")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_directory_is_built_aside_and_renamed_into_place(tmp_path):
+    target = tmp_path / "stage"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "half").write_text("x")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("new")
+        assert not target.exists()
+    assert (target / "a").read_text() == "new"
+    with atomic_dir(target) as tmp:  # one that exists is kept (a concurrent build of the same stage)
+        (tmp / "a").write_text("other")
+    assert (target / "a").read_text() == "new"
+    with atomic_dir(target, replace=True) as tmp:
+        (tmp / "b").write_text("replaced")
+    assert sorted(p.name for p in target.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage"]
 
 
 def test_a_failed_write_leaves_the_old_file(tmp_path):

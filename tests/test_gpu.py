@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -439,15 +440,22 @@ def test_report_gpu_rows_are_at_the_gpus_image_size(resnet18_trace):
 
     layers = load_trace(resnet18_trace).manifest.layers
     traced = sum(layer.geometry.macs * (3 if layer.needs_bwd_data else 2) for layer in layers)
-    entry = {
-        "designs": {
-            "agos@systolic": {"time_ms": {"iteration": 4.0}, "energy_j": 0.02, "twin": "dense@systolic"},
-            "dense@systolic": {"time_ms": {"iteration": 5.0}, "energy_j": 0.03, "twin": None},
-        },
-        "dense_macs_per_iteration": traced,
-    }
-    prov = {"model": "resnet18", "batch_size": 2, "image_size": 64}
-    rows, note = _gpu("resnet18", entry, prov, {"agos@systolic": "bf16", "dense@systolic": "bf16"})
+
+    def design(iteration_ms: float, energy_j: float, twin: str | None) -> SimpleNamespace:
+        return SimpleNamespace(
+            time_ms=SimpleNamespace(iteration=iteration_ms), energy_j=energy_j, twin=twin, precision="bf16"
+        )
+
+    def entry(macs: int) -> SimpleNamespace:  # what `_gpu` reads of a model's `records.Figures`
+        designs = {
+            "agos@systolic": design(4.0, 0.02, "dense@systolic"),
+            "dense@systolic": design(5.0, 0.03, None),
+        }
+        return SimpleNamespace(designs=designs, dense_macs_per_iteration=macs)
+
+    prov = SimpleNamespace(model="resnet18", batch_size=2, image_size=64)
+    rows, note = _gpu("resnet18", entry(traced), prov)
+    rows = {name: r.model_dump() for name, r in rows.items()}
     scale = dense_macs_per_image("resnet18", 224) / (traced / 2)
     gpu = anchor_for("resnet18", "bf16-autocast")
     assert note is None and set(rows) == {"agos@systolic", "dense@systolic"}
@@ -457,5 +465,5 @@ def test_report_gpu_rows_are_at_the_gpus_image_size(resnet18_trace):
     assert a["energy_ratio"] == pytest.approx(gpu.joules_per_image / (0.02 / 2 * scale))
     assert a["twin_energy_ratio"] == pytest.approx(gpu.joules_per_image / (0.03 / 2 * scale))
     assert "64 px" in a["note"] and "224 px" in a["note"]
-    rows, note = _gpu("resnet18", {**entry, "dense_macs_per_iteration": traced + 2}, prov, {})
+    rows, note = _gpu("resnet18", entry(traced + 2), prov)
     assert rows == {} and note.startswith("resnet18: no GPU comparison: cannot set resnet18's work at 224 px")

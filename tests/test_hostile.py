@@ -128,17 +128,30 @@ def _trajectory_point() -> dict:
 
 
 def _trajectory_folder(folder: Path, point: dict, text: str | None = None) -> Path:
+    from agos.stages.records import TrajectorySettings
+
     folder.mkdir()
-    body = {"format": "agos-trajectory", "version": 1, "points": [point]}
+    body = {
+        "format": "agos-trajectory",
+        "version": 2,
+        "agos_version": "0",
+        "created": "2026-01-01T00:00:00+00:00",
+        "settings": TrajectorySettings().model_dump(mode="json"),
+        "capture_batch": 0,
+        "source": "checkpoints",
+        "wall_seconds": 1.0,
+        "compute_seconds": 1.0,
+        "points": [point],
+    }
     (folder / "trajectory.json").write_text(text if text is not None else json.dumps(body))
     return folder
 
 
 def test_reproduce_refuses_a_trajectory_with_nan_speedups(capsys, tmp_path):
-    from agos.trajectory.run import read_trajectory
+    from agos.stages.records import read_trajectory
 
     good = _trajectory_folder(tmp_path / "good", _trajectory_point())
-    assert read_trajectory(good)["points"][0]["loss"] == 2.3
+    assert read_trajectory(good).points[0].loss == 2.3
     bad_text = (good / "trajectory.json").read_text().replace('"iteration": 1.25', '"iteration": NaN', 1)
     bad = _trajectory_folder(tmp_path / "bad", {}, bad_text)
     out = tmp_path / "report"
@@ -149,7 +162,7 @@ def test_reproduce_refuses_a_trajectory_with_nan_speedups(capsys, tmp_path):
     point["sparsity"]["x_zero_frac"] = 5.0
     for case, p in (("fraction", point), ("speedup", {**_trajectory_point(), "loss": -1.0})):
         folder = _trajectory_folder(tmp_path / case, p)
-        with pytest.raises(AgosError, match="point 0"):
+        with pytest.raises(AgosError, match=r"points\.0\."):
             read_trajectory(folder)
 
 
@@ -539,8 +552,9 @@ def test_a_failed_trace_replace_leaves_the_old_trace_and_no_old_folder(
 def test_sigterm_of_a_trajectory_leaves_no_stage_folder(tmp_path):
     out = tmp_path / "traj"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "AGOS_PROGRESS": "0"}
-    args = ["--out", str(out), "--train-steps", "1", "--every", "1", "--model", MODEL, "--batch-size", "2"]
-    args += ["--image-size", "16", "--device", "cpu", "--arch", "agos@systolic"]
+    # enough points that a stage is still being written when the poll looks (a 16 px run finished first)
+    args = ["--out", str(out), "--train-steps", "4", "--every", "1", "--model", MODEL, "--batch-size", "2"]
+    args += ["--image-size", "32", "--device", "cpu", "--arch", "agos@systolic"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "agos", "trajectory", *args],
         stderr=subprocess.PIPE,
@@ -549,9 +563,9 @@ def test_sigterm_of_a_trajectory_leaves_no_stage_folder(tmp_path):
         cwd=ROOT,
     )
     deadline = time.monotonic() + 120
-    while not list((out / "cache").glob(".point-*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    assert list((out / "cache").glob(".point-*")), "the first stage never started"
+    while not list((out / "cache").glob(".*.tmp-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    assert list((out / "cache").glob(".*.tmp-*")), "no stage was ever seen being written"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and err.splitlines()[-1] == "agos: terminated"

@@ -35,7 +35,7 @@ def test_lossless_renders_as_markup_in_every_table():
 
     from agos.report.html import _lossless
 
-    verify = {"soundness": {"bit_identical": True}, "engine": {"passed": True}}
+    verify = {"soundness": {"bit_identical": True}, "engine": {"step": {"problem": None}}}
     env = jinja2.Environment(autoescape=True)
     page = env.from_string("<td>{{ lossless(v) }}</td>").render(lossless=_lossless, v=verify)
     assert page == '<td><span class="ok">yes</span></td>'  # not &lt;span …&gt;, with or without |safe
@@ -100,16 +100,18 @@ def test_simulate_figure_keeps_ideal_off_the_real_designs_scale(mixed_sim):
 
 
 def test_first_figure_shows_every_design_over_its_twin_and_equal_area_dense(mixed_sim):
-    """Built from what results.json carries (`_density_entry`, the real entry of a model)."""
+    """Built from what results.json carries (`records.Figures`, the real entry of a model)."""
     import matplotlib.pyplot as plt
 
     from agos.report import summary
-    from agos.reproduce.results import _density_entry
+    from agos.reproduce.records import Figures
 
-    entry = _density_entry(mixed_sim)
+    entry = Figures(**Figures.fields_of(mixed_sim)).model_dump(mode="json")
     results = {
         "models": {"mixed": {"designs": entry["designs"]}},
-        "settings": {"weights": "init", "data": "samples", "batch_size": 4, "image_size": 16, "seed": 3},
+        "settings": {
+            "run": {"weights": "init", "data": "samples", "batch_size": 4, "image_size": 16, "seed": 3}
+        },
     }
     assert summary.organisations(results) == ["systolic", "rows"]
     fig = summary.figure(results, "systolic")
@@ -128,7 +130,7 @@ def test_first_figure_shows_every_design_over_its_twin_and_equal_area_dense(mixe
     assert area_top["agos"] == pytest.approx(agos["speedup_over_best_dense_equal_area"])
     diamonds = np.concatenate([c.get_offsets()[:, 1] for c in area_ax.collections])
     detail = agos["best_dense_equal_area_detail"]
-    expected = detail["backprop_ms"] / agos["time_ms"]["backprop"]  # backprop over equal-area dense
+    expected = detail["time_ms"]["backprop"] / agos["time_ms"]["backprop"]  # backprop over equal-area dense
     assert any(v == pytest.approx(expected) for v in diamonds)
     plt.close(fig)
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
 
 from agos.arch.load import ORGANISATIONS, PRESETS
 from agos.cli import main
+from agos.record import read_record
+from agos.reproduce.records import Results
+from agos.schemas import registry
 from agos.validate.browser import chromium_available
 
 
@@ -38,6 +42,8 @@ def tiny_report(tmp_path_factory):
 def test_results_json(tiny_report):
     out, _ = tiny_report
     results = json.loads((out / "results.json").read_text())
+    jsonschema.validate(results, json.loads(registry()["results"][1].read_text()))
+    assert read_record(Results, out / "results.json").models["resnet34"].verify.lossless
     assert set(results["models"]) == {"resnet34", "squeezenet1_1"}
     expected = {f"{p}@{o}" for p in PRESETS for o in ORGANISATIONS}
     for name, m in results["models"].items():
@@ -58,7 +64,7 @@ def test_results_json(tiny_report):
             assert g["gpu_precision"] == "bf16-autocast" and g["twin_energy_ratio"] is not None
         prov = m["provenance"]
         assert prov["model"] == name and prov["batch_size"] == 2 and prov["image_size"] == 32
-        assert m["verify"]["soundness"]["bit_identical"] and m["verify"]["engine"]["passed"]
+        assert m["verify"]["soundness"]["bit_identical"] and m["verify"]["engine"]["step"]["problem"] is None
         assert len(m["designs"]["agos@systolic"]["sha256"]) == 64
     # resnet34 has a published profile: early and converged statistical runs beside the real one
     densities = results["models"]["resnet34"]["densities"]
@@ -130,8 +136,8 @@ def test_tile_section_matches_the_sparsity_command(tiny_report, tmp_path, capsys
     direct = json.loads((tmp_path / "t.json").read_text())["tiles"]
     assert real["element_skip_fraction"] == direct["element_skip_fraction"]
     for shape, t in direct["totals"].items():
-        assert real["shapes"][shape]["empty_tiles"] == t["empty_tiles"]
-        assert real["shapes"][shape]["tiles"] == t["tiles"]
+        assert real["totals"][shape]["empty_tiles"] == t["empty_tiles"]
+        assert real["totals"][shape]["tiles"] == t["tiles"]
     page = (out / "index.html").read_text()
     section = page.split('id="tiles"')[1].split("<h2")[0]
     assert section.count("<tr><td") == 3  # resnet34 real and converged, squeezenet1_1 real

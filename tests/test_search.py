@@ -133,3 +133,40 @@ def test_the_shipped_space_is_the_default_and_a_bad_one_is_one_line(tmp_path):
     with pytest.raises(AgosError) as err:
         load_space(bad)
     assert "\n" not in str(err.value)
+
+
+def test_search_json_is_a_typed_record_with_its_shipped_schema(searched, tmp_path):
+    import jsonschema
+
+    from agos.record import read_record
+    from agos.schemas import registry
+
+    data = json.loads((searched / "search.json").read_text())
+    jsonschema.validate(data, json.loads(registry()["search"][1].read_text()))
+    assert read_record(SearchResult, searched / "search.json").fronts
+    bad = tmp_path / "search.json"
+    bad.write_text(json.dumps({**data, "version": 2}))
+    with pytest.raises(AgosError, match="version 2; this agos reads version 1"):
+        read_record(SearchResult, bad)
+
+
+def test_phase_writes_a_typed_record_with_its_shipped_schema(mixed_trace, tmp_path, capsys):
+    """`agos phase`: every realization at every structure and zero fraction, phase.json a record
+    that validates against its shipped schema; a zero fraction of 1 is one line, before any work."""
+    import jsonschema
+
+    from agos.record import read_record
+    from agos.schemas import registry
+    from agos.search.phase import PhaseResult, realizations
+
+    out = tmp_path / "phase"
+    args = ["phase", str(mixed_trace), "--out", str(out), "--structures", "independent,channels"]
+    assert main([*args, "--zeros", "0.5", "--organisation", "systolic"]) == 0
+    data = json.loads((out / "phase.json").read_text())
+    jsonschema.validate(data, json.loads(registry()["phase"][1].read_text()))
+    result = read_record(PhaseResult, out / "phase.json")
+    assert len(result.points) == len(realizations("systolic")) * 2
+    assert {p.structure for p in result.points} == {"independent", "channels"}
+    assert (out / "phase.png").stat().st_size > 10_000
+    assert main([*args, "--zeros", "1", "--out", str(tmp_path / "other")]) == 2
+    assert "--zeros" in capsys.readouterr().err and not (tmp_path / "other").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 from rich.console import Console
 
@@ -192,7 +193,7 @@ def test_interrupted_sweep_resumes(serial_example, monkeypatch):
     out = root / "resume"
     with _in(root), pytest.raises(KeyboardInterrupt):
         run_sweep(spec, out, workers=0, console=QUIET)
-    assert len(list((out / "points").glob("*.json"))) == 5
+    assert len(list((out / "cache").glob("point-*/point.json"))) == 5
     partial = pq.read_table(out / "results.parquet").to_pylist()
     assert sum(r["error"] == "not run (interrupted)" for r in partial) == 7
     calls.clear()
@@ -292,15 +293,15 @@ def test_a_bad_spec_is_one_line_naming_the_field(mixed_trace, tmp_path, capsys, 
 @pytest.mark.ci
 def test_sweep_section_of_the_report(serial_example):
     root, _, serial = serial_example
-    from agos.reproduce.run import sweep_section
+    from agos.sweep.section import sweep_section
 
     with _in(root):
         section = sweep_section("spec.yaml", root / "report-sweep", QUIET, workers=0)
-    assert section["points"] == 12 and section["failed"] == 0 and section["skipped"] == 0
-    assert {b["design"] for b in section["best"]} == {"agos@systolic", "agos@rows"}
+    assert section.points == 12 and section.failed == 0 and section.skipped == 0
+    assert {b.design for b in section.best} == {"agos@systolic", "agos@rows"}
     best = max(r["speedup_iteration"] for r in serial.rows if r["design"] == "agos@rows")
-    assert next(b for b in section["best"] if b["design"] == "agos@rows")["speedup_iteration"] == best
-    assert Path(section["files"]["pareto"]).is_file()
+    assert next(b for b in section.best if b.design == "agos@rows").speedup_iteration == best
+    assert Path(section.files["pareto"]).is_file()
 
 
 @pytest.mark.slow
@@ -318,3 +319,26 @@ def test_reproduce_with_a_sweep_section(serial_example, tmp_path):
     assert results["sweep"]["points"] == 12
     page = (tmp_path / "r" / "index.html").read_text()
     assert "Design-space sweep" in page and "sweep: Pareto front" in page
+
+
+def test_weights_retrained_in_place_are_captured_again(tmp_path):
+    """A `models:` entry's trace is keyed on the bytes of its weights file, not on the option's
+    text: a file retrained in place between two sweeps gives a new trace and new figures (the trace
+    used to be keyed on the options, so the second sweep silently showed the old weights')."""
+    from tests.models import Mixed
+
+    weights = tmp_path / "w.pt"
+    torch.manual_seed(0)
+    torch.save(Mixed().state_dict(), weights)
+    model = {"model": "tests.models:mixed", "weights": str(weights), "batch_size": 4, "image_size": 16}
+    spec = _spec(tmp_path, {"models": [{**model, "seed": 3}], "archs": ["agos@systolic"]})
+    first = run_sweep(spec, tmp_path / "out", workers=0, console=QUIET)
+    torch.manual_seed(1)  # "retrained": other weights, same file
+    torch.save(Mixed().state_dict(), weights)
+    second = run_sweep(spec, tmp_path / "out", workers=0, console=QUIET)
+    (a,), (b,) = first.rows, second.rows
+    assert a["error"] is None and b["error"] is None and second.computed == 1
+    assert a["weights_sha256"] != b["weights_sha256"] and a["trace_sha256"] != b["trace_sha256"]
+    assert _figures([a]) != _figures([b])
+    third = run_sweep(spec, tmp_path / "out", workers=0, console=QUIET)  # unchanged: all cached
+    assert third.computed == 0 and _figures(third.rows) == _figures([b])

@@ -12,6 +12,7 @@ from agos.capture.verify import compare_gradients, masked_step_gradients
 from agos.inputs.models import build_model, model_fingerprint, resolve_model
 from agos.inputs.training import plain_step
 from tests.cli_helpers import one_error_line, run_cli
+from tests.models import REAL_NETWORK
 
 pytest.importorskip("timm")
 
@@ -19,10 +20,14 @@ pytest.importorskip("timm")
 @pytest.mark.parametrize(
     "name,skips",
     [
-        ("timm:resnet18", True),  # ResNet: BN → ReLU
-        ("timm:regnetx_002", True),  # RegNet: grouped convs
-        ("timm:mobilenetv2_050", True),  # MobileNet: ReLU6, depthwise
-        ("timm:efficientnet_b0", False),  # EfficientNet: SiLU (no output sparsity) and squeeze-excite
+        # timm's own tiny test networks in the default tier; the real families in CI
+        ("timm:test_resnet", True),  # ResNet: BN → ReLU
+        ("timm:test_byobnet", True),  # BYOB: bottleneck and basic blocks, residual adds
+        ("timm:test_efficientnet", False),  # SiLU (no output sparsity), depthwise, squeeze-excite
+        pytest.param("timm:resnet18", True, marks=REAL_NETWORK),
+        pytest.param("timm:regnetx_002", True, marks=REAL_NETWORK),  # grouped convs
+        pytest.param("timm:mobilenetv2_050", True, marks=REAL_NETWORK),  # ReLU6
+        pytest.param("timm:efficientnet_b0", False, marks=REAL_NETWORK),
     ],
 )
 def test_timm_families_capture_soundly(name, skips):

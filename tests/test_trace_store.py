@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from agos.capture.trace import MANIFEST, MASKS, load_trace
+from agos.capture.trace import MANIFEST, MASKS, SCHEMA_VERSION, load_trace
 from agos.errors import AgosError
 
 
 def test_round_trip_and_size(mixed_trace: Path):
     trace = load_trace(mixed_trace)
     m = trace.manifest
-    assert m.format == "agos-trace" and m.schema_version == 2
+    assert m.format == "agos-trace" and m.schema_version == SCHEMA_VERSION
     prov = m.provenance
-    for key in ("model", "weights", "data", "batch_size", "image_size", "seed", "torch", "device"):
-        assert key in prov
-    assert prov["weights"]["source"] == "init" and len(prov["weights"]["sha256"]) == 64
+    assert (prov.model, prov.batch_size, prov.image_size, prov.seed) == ("tests.models:mixed", 4, 16, 3)
+    assert prov.model_class == "tests.models.Mixed" and "sha256:" in prov.model_code
+    assert prov.weights.source == "init" and len(prov.weights.sha256) == 64
     assert [layer.name for layer in trace.layers][:2] == ["stem", "a"]
     assert [a.op for a in m.activations] == ["ReLU", "ReLU", "ReLU", "ReLU6", "ReLU", "ReLU", "ReLU"]
     assert trace.layer("d").x_acts == ["relu_2", "relu6"] and trace.layer("d").y_act == "relu_3"
@@ -96,14 +96,14 @@ def _empty():
     return CaptureResult(layers=[], loss=1.0, graph="torch.fx", skipped=[])
 
 
-def test_write_refuses_to_clobber_a_foreign_directory(tmp_path):
+def test_write_refuses_to_clobber_a_foreign_directory(tmp_path, mixed_trace):
     from agos.capture.trace import write_trace
 
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(AgosError, match="not an agos trace"):
-        write_trace(foreign, _empty(), {})
+        write_trace(foreign, _empty(), load_trace(mixed_trace).provenance)
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
@@ -111,7 +111,8 @@ def test_rewriting_a_trace_replaces_it_whole(mixed_trace, tmp_path):
     from agos.capture.trace import write_trace
 
     d = _copy(mixed_trace, tmp_path)
-    write_trace(d, _empty(), {"model": "empty"})
+    provenance = load_trace(d).provenance.model_copy(update={"model": "empty"})
+    write_trace(d, _empty(), provenance)
     trace = load_trace(d)
-    assert trace.layers == [] and trace.provenance["model"] == "empty"
+    assert trace.layers == [] and trace.provenance.model == "empty"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from agos.cli import main
+from agos.inputs.options import RunOptions
 from agos.inputs.session import prepare
 from agos.trajectory.checkpoints import resolve_checkpoints, train_with_snapshots
 from agos.trajectory.run import TrajectorySettings
@@ -48,7 +49,8 @@ def test_resumed_training_equals_training_in_one_go(trained, tmp_path):
     """Stopped after step 2, then asked for 4 steps: the momentum buffers come back from the
     snapshot, so step 4 holds the same bytes as the uninterrupted run's."""
     out, result = trained
-    settings = TrajectorySettings(model=MODEL, batch_size=2, image_size=16, train_steps=4, every=2)
+    run = RunOptions.for_command("trajectory", model=MODEL, batch_size=2, image_size=16)
+    settings = TrajectorySettings(run=run, train_steps=4, every=2)
     identity = json.loads((out / "checkpoints" / "training.json").read_text())
     part = tmp_path / "checkpoints"
     train_with_snapshots(prepare(settings.options()), 2, 2, part, identity)
@@ -152,3 +154,26 @@ def test_the_report_shows_a_given_trajectory(trained, tmp_path, capsys):
     assert "data:image/png;base64," in section and "capture batch 4" in section
     stored = json.loads((report / "results.json").read_text())["trajectory"]
     assert [p["step"] for p in stored["points"]] == [0, 2, 4]
+
+
+def test_trajectory_json_is_a_valid_record_and_a_doctored_one_is_one_line(trained, tmp_path):
+    import jsonschema
+
+    from agos.errors import AgosError
+    from agos.schemas import registry
+    from agos.stages.records import read_trajectory
+
+    out, result = trained
+    jsonschema.validate(result, json.loads(registry()["trajectory"][1].read_text()))
+    assert read_trajectory(out).plot == str(out / "trajectory.png")
+    for doctor, message in (
+        (lambda d: d.update(version=1), "agos-trajectory version 1; this agos reads version 2"),
+        (lambda d: d["points"][0].update(unexpected=1), "points.0.unexpected"),
+        (lambda d: d["settings"]["run"].update(batch_size="two"), "settings.run.batch_size"),
+    ):
+        data = json.loads(json.dumps(result))
+        doctor(data)
+        (tmp_path / "trajectory.json").write_text(json.dumps(data))
+        with pytest.raises(AgosError) as caught:
+            read_trajectory(tmp_path)
+        assert message in str(caught.value) and "\n" not in str(caught.value)

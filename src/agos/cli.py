@@ -1,4 +1,5 @@
-"""The `agos` command line. Every user error is one line on stderr and a non-zero exit."""
+"""The `agos` command line: a thin layer over `agos.api` and the commands' runners. Every user error
+is one line on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ import typer
 from typer.exceptions import Abort, Exit, TyperException
 
 from agos.analysis.work import MAX_FOLDS
+from agos.arch.load import DEFAULT_DESIGNS
 from agos.errors import AgosError, first_line
+from agos.inputs.options import TRAJECTORY_DESIGNS, Command, RunOptions, default
+from agos.reproduce.settings import CHECK_IMAGES, DEFAULT_MODELS
 
 app = typer.Typer(
     add_completion=False,
@@ -35,7 +39,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _options(
+def _root(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="print agos's version and exit"),
@@ -56,7 +60,11 @@ def _output(flag: str, folder: bool) -> Callable[[str], Path]:
 
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", help="torchvision classifier name, timm:NAME, or pkg.module:factory")
+    str,
+    typer.Option(
+        "--model",
+        help="torchvision classifier name, timm:NAME, pkg.module:factory or path/to/file.py:factory",
+    ),
 ]
 WeightsOpt = Annotated[
     str, typer.Option("--weights", help="init | imagenet (local hub cache) | PATH to a state_dict")
@@ -76,20 +84,19 @@ ForceOpt = Annotated[
 ]
 
 
-def _run_options(model, weights, data, batch_size, image_size, seed, device, train_steps, lr, momentum, wd):
-    from agos.inputs.session import RunOptions
-    from agos.inputs.training import WarmUp
+def _run_options(command: Command, **flags) -> RunOptions:
+    """The run options of a command, built once from its flags (defaults: `inputs.options`)."""
+    return RunOptions.for_command(command, **flags)
 
-    return RunOptions(
-        model=model,
-        weights=weights,
-        data=data,
-        batch_size=batch_size,
-        image_size=image_size,
-        seed=seed,
-        device=device,
-        warm_up=WarmUp(steps=train_steps, lr=lr, momentum=momentum, weight_decay=wd),
-    )
+
+def _note(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def _run_id(options: RunOptions) -> dict:
+    """What identifies a run in its output folder's marker (`fileio.claim_output`): its options but
+    the device, which changes no figure."""
+    return options.model_dump(mode="json", exclude={"device"})
 
 
 @app.command()
@@ -100,17 +107,17 @@ def trace(
             "--out", parser=_output("--out", folder=True), metavar="DIR", help="trace directory to write"
         ),
     ],
-    model: ModelOpt = "resnet18",
-    weights: WeightsOpt = "init",
-    data: DataOpt = "samples",
-    batch_size: BatchOpt = 32,
-    image_size: SizeOpt = 224,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    train_steps: StepsOpt = 0,
-    lr: LrOpt = 0.01,
-    momentum: MomentumOpt = 0.9,
-    weight_decay: WdOpt = 1e-4,
+    model: ModelOpt = default("trace", "model"),
+    weights: WeightsOpt = default("trace", "weights"),
+    data: DataOpt = default("trace", "data"),
+    batch_size: BatchOpt = default("trace", "batch_size"),
+    image_size: SizeOpt = default("trace", "image_size"),
+    seed: SeedOpt = default("trace", "seed"),
+    device: DeviceOpt = default("trace", "device"),
+    train_steps: StepsOpt = default("trace", "steps"),
+    lr: LrOpt = default("trace", "lr"),
+    momentum: MomentumOpt = default("trace", "momentum"),
+    weight_decay: WdOpt = default("trace", "weight_decay"),
     save_weights: Annotated[
         Path | None,
         typer.Option(
@@ -123,21 +130,21 @@ def trace(
     force: ForceOpt = False,
 ) -> None:
     """Capture the masks of one real training step into a trace directory."""
-    from dataclasses import asdict
-
-    from agos.capture.pipeline import capture_trace
+    from agos import api
     from agos.fileio import claim_output
 
     options = _run_options(
-        model, weights, data, batch_size, image_size, seed, device, train_steps, lr, momentum, weight_decay
-    )
-    run = {k: v for k, v in asdict(options).items() if k != "device"}
+        "trace", model=model, weights=weights, data=data, batch_size=batch_size, image_size=image_size,
+        seed=seed, device=device, steps=train_steps, lr=lr, momentum=momentum, weight_decay=weight_decay,
+    )  # fmt: skip
     label = f"{model}, weights {weights}, data {data}, batch {batch_size}, {image_size} px, seed {seed}"
-    with claim_output(out, "trace", run, label, force, make=False) as claim:
-        manifest = capture_trace(options, out, None if save_weights is None else str(save_weights))
+    notes: list[str] = []
+    with claim_output(out, "trace", _run_id(options), label, force, make=False) as claim:
+        traced = api.trace(api.resolve_run(options), out, save_weights=save_weights, on_note=notes.append)
         claim.mark()
-    for note in manifest.notes:
+    for note in notes:
         typer.echo(f"warning: {note}", err=True)
+    manifest = traced.manifest
     typer.echo(
         f"wrote {out}: {len(manifest.layers)} layers, loss {manifest.loss:.4f}, "
         f"{manifest.masks_bytes / 2**20:.1f} MiB of masks "
@@ -147,33 +154,34 @@ def trace(
 
 @app.command()
 def check(
-    model: ModelOpt = "resnet18",
-    weights: WeightsOpt = "init",
-    data: DataOpt = "samples",
-    batch_size: BatchOpt = 8,
-    image_size: SizeOpt = 224,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
+    model: ModelOpt = default("check", "model"),
+    weights: WeightsOpt = default("check", "weights"),
+    data: DataOpt = default("check", "data"),
+    batch_size: BatchOpt = default("check", "batch_size"),
+    image_size: SizeOpt = default("check", "image_size"),
+    seed: SeedOpt = default("check", "seed"),
+    device: DeviceOpt = default("check", "device"),
     steps: Annotated[int, typer.Option("--steps", help="SGD steps to train twice")] = 3,
-    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate")] = 0.01,
-    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum")] = 0.9,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay")] = 1e-4,
+    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate")] = default("check", "lr"),
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum")] = default(
+        "check", "momentum"
+    ),
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay")] = default(
+        "check", "weight_decay"
+    ),
     sparse_forward: Annotated[
         bool, typer.Option("--sparse-forward", help="run FWD on the sparse engine too (default: model's own)")
     ] = False,
 ) -> None:
     """Train N steps with plain autograd and with the exact sparse engine; fail if they differ."""
-    from agos.engine.check import print_report, run_check
+    from agos import api
+    from agos.report.check import print_report
 
-    options = _run_options(model, weights, data, batch_size, image_size, seed, device, 0, lr, momentum, 0.0)
-    report = run_check(
-        options,
-        steps=steps,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        sparse_forward=sparse_forward,
-    )
+    options = _run_options(
+        "check", model=model, weights=weights, data=data, batch_size=batch_size, image_size=image_size,
+        seed=seed, device=device, lr=lr, momentum=momentum, weight_decay=weight_decay,
+    )  # fmt: skip
+    report = api.check(api.resolve_run(options), steps=steps, sparse_forward=sparse_forward)
     print_report(report)
     failed = next((s.problem for s in report.steps if s.problem is not None), None)
     if failed is not None:
@@ -224,10 +232,8 @@ def sparsity(
     ] = 0,
 ) -> None:
     """Per-layer sparsity of a trace: X, dY, skippable dX, and the forward/backward correlation."""
+    from agos import api
     from agos.analysis import model as analysis_model
-    from agos.analysis.analyse import analyse
-    from agos.capture.trace import load_trace
-    from agos.density.select import resolve_density
     from agos.report import sparsity as report
 
     if tiles and structure:
@@ -241,8 +247,7 @@ def sparsity(
         raise AgosError(
             "--density applies to --tiles and --structure only (agos density shows statistical masks)"
         )
-    trace = load_trace(trace_dir)
-    analysis = analyse(trace, resolve_density(trace, "real"), ["sparsity"])
+    analysis = api.analyse(trace_dir, sections=["sparsity"])
     report.print_table(analysis)
     if json_out:
         analysis_model.write(analysis, json_out)
@@ -264,17 +269,15 @@ def _mask_section(
     section: str, trace_dir: Path, density: str, seed: int, json_out, csv_out, plot_out
 ) -> None:
     """`sparsity --tiles` or `--structure`: one section of any density source's masks."""
+    from agos import api
     from agos.analysis import model as analysis_model
-    from agos.analysis.analyse import analyse
-    from agos.capture.trace import load_trace
-    from agos.density.select import parse_density, resolve_density
+    from agos.density.select import parse_density
     from agos.report import structure, tiles
 
     if csv_out or plot_out:
         raise AgosError(f"--{section} writes JSON only (--json)")
     parse_density(density)  # a bad spec is refused before the trace is read
-    trace = load_trace(trace_dir)
-    analysis = analyse(trace, resolve_density(trace, density, seed), [section])
+    analysis = api.analyse(trace_dir, density=density, seed=seed, sections=[section])
     (tiles if section == "tiles" else structure).print_table(analysis)
     if json_out:
         analysis_model.write(analysis, json_out)
@@ -362,9 +365,9 @@ def simulate(
         typer.Option(
             "--arch", help="comma-separated designs: PRESET@ORG, PRESET (on both organisations), FILE"
         ),
-    ] = "dense,zero-gate,input-skip,output-skip,agos,ideal",
+    ] = DEFAULT_DESIGNS,
     density: Annotated[
-        str, typer.Option("--density", help="real | uniform:S | profile:FILE[:CHECKPOINT]")
+        str, typer.Option("--density", help="real | uniform:S | profile:FILE[:CHECKPOINT] [:structure=…]")
     ] = "real",
     seed: Annotated[int, typer.Option("--seed", help="seed of statistical masks")] = 0,
     json_out: Annotated[
@@ -409,26 +412,20 @@ def simulate(
 ) -> None:
     """Cycles, area, energy and speedups of each design (over its dense twin and the best dense
     design of equal area) on a trace's layers."""
+    from agos import api
     from agos.analysis import model
-    from agos.analysis.analyse import analyse
-    from agos.analysis.work import check_work, simulation_work
-    from agos.arch.load import load_archs
-    from agos.capture.trace import load_trace
-    from agos.density.select import resolve_density
     from agos.report import simulate as report
 
     if workers is not None and not 1 <= workers <= 64:
         raise AgosError(f"--workers must be between 1 and 64, got {workers}")
     _plot_format(plot_out, ("png",))
     windows = _windows(lookahead) if lookahead is not None else None
-    trace = load_trace(trace_dir)
-    designs = load_archs(arch)
-    source = resolve_density(trace, density, seed)  # checks the density spec before any work
-    note = check_work(simulation_work(trace, designs), max_folds)  # hours are refused, minutes announced
-    if note:
-        typer.echo(note, err=True)
-    sections = ["realised", "bounds", "simulation"]  # the counts come out of the simulation's pass
-    analysis = analyse(trace, source, sections, designs, workers=workers, lookahead=windows, oracle=oracle)
+    trace = api.load_trace(trace_dir)
+    designs = api.designs(arch)
+    analysis = api.simulate(
+        trace, designs, density=density, seed=seed, workers=workers, lookahead=windows, oracle=oracle,
+        max_folds=max_folds, on_note=_note,
+    )  # fmt: skip
     report.print_table(analysis, per_layer=per_layer)
     if json_out:
         model.write(analysis, json_out)
@@ -473,7 +470,15 @@ def sweep(
 @app.command()
 def search(
     traces: Annotated[list[Path], typer.Argument(metavar="TRACE...", help="trace directories")],
-    out: Annotated[Path, typer.Option("--out", help="folder for designs, stages, search.json and plots")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=True),
+            metavar="DIR",
+            help="folder for designs, stages, search.json and plots",
+        ),
+    ],
     space: Annotated[
         Path | None, typer.Option("--space", help="a search-space YAML (default: the shipped one)")
     ] = None,
@@ -513,7 +518,15 @@ def search(
 @app.command()
 def phase(
     trace_dir: Annotated[Path, typer.Argument(metavar="TRACE", help="a trace directory (its geometry)")],
-    out: Annotated[Path, typer.Option("--out", help="folder for phase.json and phase.png")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            parser=_output("--out", folder=True),
+            metavar="DIR",
+            help="folder for phase.json and phase.png",
+        ),
+    ],
     structures: Annotated[
         str, typer.Option("--structures", help="comma-separated mask structures (docs/density.md)")
     ] = "independent,channels,planes,positions,blobs:2,blobs:4",
@@ -526,7 +539,7 @@ def phase(
 ) -> None:
     """Where output skipping pays: per realization, backprop speedup over the best input-only design
     of equal area, against mask structure and density (the phase diagram)."""
-    from agos.fileio import atomic_file, claim_output
+    from agos.fileio import claim_output, owned_file
     from agos.search.phase import phase as run_phase
     from agos.search.plot import plot_phase
 
@@ -541,7 +554,7 @@ def phase(
     run["seed"] = seed
     with claim_output(out, "phase", run, f"phase diagram of {trace_dir}", force):
         result = run_phase(str(trace_dir), orgs, kinds, levels, seed)
-        with atomic_file(out / "phase.json") as f:
+        with owned_file(out / "phase.json") as f:
             f.write(result.model_dump_json(indent=1))
         plot_phase(result, out / "phase.png")
     for p in sorted(result.points, key=lambda p: -(p.speedup or 0))[:5]:
@@ -576,14 +589,11 @@ def density(
 ) -> None:
     """Statistical masks on a trace: profile row → activation → layers, and per layer the real, target
     and realised zero fractions of X, dY and dX."""
+    from agos import api
     from agos.analysis import model
-    from agos.analysis.analyse import analyse
-    from agos.capture.trace import load_trace
-    from agos.density.select import resolve_density
     from agos.report import density as report
 
-    trace = load_trace(trace_dir)
-    analysis = analyse(trace, resolve_density(trace, spec, seed), ["density_mapping"])
+    analysis = api.analyse(trace_dir, density=spec, seed=seed, sections=["density_mapping"])
     report.print_tables(analysis)
     if json_out:
         model.write(analysis, json_out)
@@ -609,14 +619,11 @@ def bounds(
     ] = None,
 ) -> None:
     """Exact MACs per layer and pass under each skipping policy, and the ideal speedups they bound."""
+    from agos import api
     from agos.analysis import model
-    from agos.analysis.analyse import analyse
-    from agos.capture.trace import load_trace
-    from agos.density.select import resolve_density
     from agos.report import bounds as report
 
-    trace = load_trace(trace_dir)
-    analysis = analyse(trace, resolve_density(trace, "real"), ["realised", "bounds"])
+    analysis = api.analyse(trace_dir, sections=["realised", "bounds"])
     report.print_table(analysis)
     if json_out:
         model.write(analysis, json_out)
@@ -731,62 +738,67 @@ def trajectory(
         int, typer.Option("--train-steps", help="or: train this many SGD steps here, with snapshots")
     ] = 0,
     every: Annotated[int, typer.Option("--every", help="a snapshot every K steps (with --train-steps)")] = 0,
-    model: ModelOpt = "resnet18",
+    model: ModelOpt = default("trajectory", "model"),
     weights: Annotated[
         str, typer.Option("--weights", help="where --train-steps starts: init | imagenet | PATH")
-    ] = "init",
-    data: DataOpt = "samples",
-    batch_size: BatchOpt = 8,
-    image_size: SizeOpt = 64,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate (with --train-steps)")] = 0.01,
-    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum")] = 0.9,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay")] = 1e-4,
+    ] = default("trajectory", "weights"),
+    data: DataOpt = default("trajectory", "data"),
+    batch_size: BatchOpt = default("trajectory", "batch_size"),
+    image_size: SizeOpt = default("trajectory", "image_size"),
+    seed: SeedOpt = default("trajectory", "seed"),
+    device: DeviceOpt = default("trajectory", "device"),
+    lr: Annotated[float, typer.Option("--lr", help="SGD learning rate (with --train-steps)")] = default(
+        "trajectory", "lr"
+    ),
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum")] = default(
+        "trajectory", "momentum"
+    ),
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay")] = default(
+        "trajectory", "weight_decay"
+    ),
     arch: Annotated[
         str, typer.Option("--arch", help="designs to simulate (a bare preset: on both organisations)")
-    ] = "dense,input-skip,agos",
+    ] = TRAJECTORY_DESIGNS,
     check: Annotated[
         bool, typer.Option("--check/--no-check", help="prove every point lossless (a masked step)")
     ] = True,
     force: ForceOpt = False,
 ) -> None:
     """Sparsity, MAC bounds and design speedups at every checkpoint of a training run."""
-    from dataclasses import asdict
-
     from agos.fileio import claim_output
-    from agos.inputs.training import WarmUp
     from agos.trajectory.report import print_table
     from agos.trajectory.run import TrajectorySettings
     from agos.trajectory.run import trajectory as run
 
+    options = _run_options(
+        "trajectory", model=model, weights=weights, data=data, batch_size=batch_size, image_size=image_size,
+        seed=seed, device=device, lr=lr, momentum=momentum, weight_decay=weight_decay,
+    )  # fmt: skip
     settings = TrajectorySettings(
-        model=model,
-        data=data,
-        batch_size=batch_size,
-        image_size=image_size,
-        seed=seed,
-        device=device,
-        archs=arch if "dense" in arch.split(",") else f"dense,{arch}",
+        run=options,
+        archs=_with_dense(arch),
         checkpoints=checkpoints,
         train_steps=train_steps,
         every=every,
-        sgd=WarmUp(steps=0, lr=lr, momentum=momentum, weight_decay=weight_decay),
-        weights=weights,
         check=check,
     )
-    run_id = {k: v for k, v in asdict(settings).items() if k != "device"}
+    run_id = settings.model_dump(mode="json", exclude={"run": {"device"}})
     label = f"{model}, " + (
         f"checkpoints {checkpoints}" if checkpoints else f"{train_steps} steps every {every}"
     )
     with claim_output(out, "trajectory", run_id, label, force):
         result = run(settings, out)
     print_table(result)
-    lost = [p["step"] for p in result["points"] if p["lossless"] is False]
-    typer.echo(f"wrote {out}: {len(result['points'])} points, {result['wall_seconds']:.0f} s", err=True)
+    lost = [p.step for p in result.points if p.lossless is False]
+    typer.echo(f"wrote {out}: {len(result.points)} points, {result.wall_seconds:.0f} s", err=True)
     if lost:
         print(f"agos: error: skipping was not lossless at step(s) {lost}", file=sys.stderr)
         raise Exit(1)
+
+
+def _with_dense(arch: str) -> str:
+    """The designs asked for, with the dense baseline every speedup is over."""
+    return arch if "dense" in arch.split(",") else f"dense,{arch}"
 
 
 @app.command()
@@ -800,28 +812,46 @@ def reproduce(
             help="report directory (index.html, results.json, cache/)",
         ),
     ],
-    models: Annotated[str, typer.Option("--models", help="comma-separated models")] = (
-        "alexnet,vgg16,resnet18,resnet50,googlenet,mobilenet_v2"
+    models: Annotated[str, typer.Option("--models", help="comma-separated models")] = ",".join(
+        DEFAULT_MODELS
     ),
-    weights: Annotated[str, typer.Option("--weights", help="init | imagenet | PATH | model=PATH,…")] = "init",
-    data: DataOpt = "samples",
+    weights: Annotated[
+        str, typer.Option("--weights", help="init | imagenet | PATH | model=PATH,…")
+    ] = default("reproduce", "weights"),
+    data: DataOpt = default("reproduce", "data"),
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="images per step (32; quick: 8)")
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help=f"images per step ({default('reproduce', 'batch_size')}; "
+            f"quick: {default('reproduce-quick', 'batch_size')})",
+        ),
     ] = None,
-    image_size: Annotated[int | None, typer.Option("--image-size", help="pixels (224; quick: 160)")] = None,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    train_steps: StepsOpt = 0,
-    lr: LrOpt = 0.01,
-    momentum: MomentumOpt = 0.9,
-    weight_decay: WdOpt = 1e-4,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            "--image-size",
+            help=f"pixels ({default('reproduce', 'image_size')}; "
+            f"quick: {default('reproduce-quick', 'image_size')})",
+        ),
+    ] = None,
+    seed: SeedOpt = default("reproduce", "seed"),
+    device: DeviceOpt = default("reproduce", "device"),
+    train_steps: StepsOpt = default("reproduce", "steps"),
+    lr: LrOpt = default("reproduce", "lr"),
+    momentum: MomentumOpt = default("reproduce", "momentum"),
+    weight_decay: WdOpt = default("reproduce", "weight_decay"),
     check_images: Annotated[
         int | None,
-        typer.Option("--check-images", help="images the sparse engine recomputes (4; quick: 2; 0: off)"),
+        typer.Option(
+            "--check-images",
+            help=f"images the sparse engine recomputes ({CHECK_IMAGES['reproduce']}; "
+            f"quick: {CHECK_IMAGES['reproduce-quick']}; 0: off)",
+        ),
     ] = None,
     arch: Annotated[
         str, typer.Option("--arch", help="designs to simulate (a bare preset: on both organisations)")
-    ] = "dense,zero-gate,input-skip,output-skip,agos,ideal",
+    ] = DEFAULT_DESIGNS,
     quick: Annotated[
         bool, typer.Option("--quick", help="smaller batch and images: minutes, not an hour")
     ] = False,
@@ -844,42 +874,45 @@ def reproduce(
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
     from agos.fileio import claim_output
     from agos.inputs.offline_weights import available
-    from agos.inputs.training import WarmUp
-    from agos.reproduce.pipeline import FULL, QUICK, Settings, runs_at
+    from agos.reproduce.pipeline import runs_at
     from agos.reproduce.run import reproduce as run
+    from agos.reproduce.settings import Settings
 
-    base = QUICK if quick else FULL
-    size = image_size if image_size is not None else base["image_size"]
+    command: Command = "reproduce-quick" if quick else "reproduce"
+    options = _run_options(
+        command, weights=weights, data=data, batch_size=batch_size, image_size=image_size, seed=seed,
+        device=device, steps=train_steps, lr=lr, momentum=momentum, weight_decay=weight_decay,
+    )  # fmt: skip
     if trained == "auto":
-        trained_models = tuple(runs_at(available(), size))
+        trained_models = tuple(runs_at(available(), options.image_size))
     elif trained == "none":
         trained_models = ()
     else:
         trained_models = tuple(m.strip() for m in trained.split(",") if m.strip())
     settings = Settings(
+        run=options,
         models=tuple(m.strip() for m in models.split(",") if m.strip()),
-        weights=weights,
-        data=data,
-        seed=seed,
-        device=device,
-        batch_size=batch_size if batch_size is not None else base["batch_size"],
-        image_size=size,
-        check_images=check_images if check_images is not None else base["check_images"],
-        warm_up=WarmUp(steps=train_steps, lr=lr, momentum=momentum, weight_decay=weight_decay),
-        archs=arch if "dense" in arch.split(",") else f"dense,{arch}",
+        check_images=check_images if check_images is not None else CHECK_IMAGES[command],
+        archs=_with_dense(arch),
         quick=quick,
         trained=trained_models,
         trajectory=None if trajectory_dir is None else str(trajectory_dir),
         sweep=str(sweep) if sweep is not None else None,
     )
-    run_id = {k: v for k, v in settings.describe().items() if k != "device"}
-    label = f"models {','.join(settings.models)}, batch {settings.batch_size}, {settings.image_size} px"
+    run_id = settings.model_dump(mode="json", exclude={"run": {"device"}})
+    label = f"models {','.join(settings.models)}, batch {options.batch_size}, {options.image_size} px"
     with claim_output(out, "reproduce", run_id, label + (", quick" if quick else ""), force):
         run(settings, out)
 
 
 @app.command()
 def schema(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="analysis (every --json), verification, results, trajectory, sweep-row, search or phase"
+        ),
+    ] = "analysis",
     out: Annotated[
         Path | None,
         typer.Option(
@@ -890,13 +923,18 @@ def schema(
         ),
     ] = None,
 ) -> None:
-    """The JSON Schema of every --json output (the versioned Analysis model)."""
-    from agos.analysis.model import schema_text
+    """The JSON Schema of a file agos writes: the versioned Analysis of every --json, and the
+    records of reproduce, trajectory, sweep, search and phase."""
     from agos.fileio import atomic_file
+    from agos.record import schema_text
+    from agos.schemas import NAMES, registry
 
+    if name not in NAMES:
+        raise AgosError(f"no schema '{name}' (there are: {', '.join(NAMES)})")
+    text = schema_text(registry()[name][0])
     if out is None:
         try:
-            sys.stdout.write(schema_text())
+            sys.stdout.write(text)
             sys.stdout.flush()
         except BrokenPipeError:
             raise
@@ -905,7 +943,7 @@ def schema(
             raise StdoutError(exc.strerror or first_line(exc)) from None
         return
     with atomic_file(out) as f:
-        f.write(schema_text())
+        f.write(text)
 
 
 class Terminated(BaseException):

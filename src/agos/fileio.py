@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +112,53 @@ def check_output_path(path: Path | str, what: str, folder: bool) -> Path:
     if not os.access(writable, os.W_OK | os.X_OK):
         raise AgosError(f"{what} {path}: the folder {writable} is not writable")
     return path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path | str, replace: bool = False, what: str = "") -> Iterator[Path]:
+    """Build a directory in a temporary sibling (yielded), then rename it into place: a reader never
+    sees half of one, and a failure leaves nothing behind. An existing directory at `path` is
+    swapped out and removed with `replace` (should the swap fail, the old one is back in place and
+    no `.old-*` folder is left); without it, one that appeared meanwhile (a concurrent build of the
+    same content-addressed stage) is kept and the new one discarded. `what` names the directory in
+    the one-line error (e.g. "the trace")."""
+    path = Path(path)
+    named = f"{what} {path}" if what else str(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    except OSError as exc:
+        raise AgosError(f"cannot write {named}: {exc.strerror or exc}") from None
+    try:
+        yield tmp
+        if replace or not path.exists():
+            try:
+                _swap_in(tmp, path)
+            except OSError as exc:
+                raise AgosError(f"cannot write {named}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the swap succeeded
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put the directory `new` at `out`, replacing an old one there; on any failure the old one is
+    back where it was and no `.old-*` folder is left."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    try:
+        os.rename(out, old / out.name)
+    except BaseException:
+        old.rmdir()
+        raise
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old / out.name, out)  # should this fail too, `old` keeps the folder: never deleted
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def finite_json(value):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from agos.record import Record
 
 Count = Annotated[int, Field(ge=0)]  # MACs, cycles, bytes, tiles, items
 Fraction = Annotated[float, Field(ge=0, le=1)]  # a share of elements or of work
@@ -19,8 +21,8 @@ NonNegative = Annotated[float, Field(ge=0)]  # energy, area, time, power, a loss
 Ratio = Annotated[float, Field(ge=0)] | None  # a speedup or ratio; None where undefined (0 / 0)
 
 
-class Model(BaseModel):
-    """Every results model: unknown fields refused, so a renamed field fails loudly; NaN and ±inf
-    refused, so a number that overflowed is never written."""
+class Model(Record):
+    """Every results model: a typed record (unknown fields refused, so a renamed field fails
+    loudly), with NaN and ±inf refused, so a number that overflowed is never written."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
-import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from agos import __version__
 from agos.analysis.base import Count, Model
@@ -23,11 +21,13 @@ from agos.analysis.simulation import Simulation
 from agos.analysis.sparsity import Sparsity
 from agos.analysis.structure import Structure
 from agos.analysis.tiles import Tiles
-from agos.errors import AgosError, first_line
 from agos.fileio import write_json
+from agos.inputs.provenance import Provenance
+from agos.record import read_record, schema_of
+from agos.record import schema_text as record_schema_text
 
 FORMAT = "agos-analysis"
-VERSION = 1
+VERSION = 2  # 2: typed provenance (the model's class and code fingerprint)
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
 SECTIONS = ("sparsity", "tiles", "density_mapping", "realised", "bounds", "simulation", "structure")
 __all__ = ["Analysis", "DensityInfo", "Model"]
@@ -51,10 +51,10 @@ class DensityInfo(Model):
 
 class Analysis(Model):
     format: Literal["agos-analysis"] = FORMAT
-    version: Literal[1] = VERSION
+    version: Literal[2] = VERSION
     agos_version: str = __version__
     label: str  # provenance label of every figure: model, weights, data, batch, size, seed, masks
-    provenance: dict[str, Any]
+    provenance: Provenance
     trace: str | None = None
     density: DensityInfo | None = None
     capture_notes: list[str] = Field(default_factory=list)
@@ -67,15 +67,26 @@ class Analysis(Model):
     simulation: Simulation | None = None
     structure: Structure | None = None
 
+    def layers_frame(self):
+        """A pandas DataFrame, one row per layer × pass × design, with provenance columns."""
+        from agos.analysis.frames import layers_frame
+
+        return layers_frame(self)
+
+    def designs_frame(self):
+        """A pandas DataFrame, one row per design, with provenance columns."""
+        from agos.analysis.frames import designs_frame
+
+        return designs_frame(self)
+
 
 def schema() -> dict:
     """The JSON Schema of the files agos writes (serialisation mode: every field is present)."""
-    out = Analysis.model_json_schema(mode="serialization")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"{FORMAT}/{VERSION}", **out}
+    return schema_of(Analysis)
 
 
 def schema_text() -> str:
-    return json.dumps(schema(), indent=2, sort_keys=True) + "\n"
+    return record_schema_text(Analysis)
 
 
 @functools.cache
@@ -97,57 +108,7 @@ def write(analysis: Analysis, path: Path | str) -> None:
 
 
 def load(path: Path | str) -> Analysis:
-    """An Analysis file read back strictly: its format and version present and this agos's, every
-    field typed without coercion, every number finite and in range. A file that is not one is one
-    AgosError line naming the file and the first field that is wrong."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AgosError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    return parse(text, str(path))
-
-
-def parse(text: str, where: str) -> Analysis:
-    head = read_head(text, where)
-    if head.get("format") != FORMAT or head.get("version") != VERSION:
-        raise AgosError(
-            f"{where}: not an agos analysis of format {FORMAT} version {VERSION} "
-            f"(format {head.get('format')!r}, version {head.get('version')!r})"
-        )
-    try:
-        return Analysis.model_validate_json(text, strict=True)
-    except ValidationError as exc:
-        raise AgosError(f"{where}: {validation_line(exc)}") from None
-
-
-def read_head(text: str, where: str) -> dict:
-    """The top-level mapping of a JSON file, parsed as strict JSON (NaN, Infinity and numbers that
-    overflow refused); any problem one line."""
-
-    def refuse(token: str):
-        raise ValueError(f"{token} is not a number JSON allows")
-
-    def finite(token: str) -> float:
-        value = float(token)
-        if math.isinf(value):
-            raise ValueError(f"{token[:20]} overflows a float")
-        return value
-
-    try:
-        data = json.loads(text, parse_constant=refuse, parse_float=finite)
-    except RecursionError:
-        raise AgosError(f"{where}: nested too deeply to read") from None
-    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, a number of more than 4300 digits
-        raise AgosError(f"{where}: not valid JSON ({first_line(exc).split(';')[0]})") from None
-    if not isinstance(data, dict):
-        raise AgosError(f"{where}: expected a JSON object at the top level")
-    return data
-
-
-def validation_line(exc: ValidationError) -> str:
-    """The first problem of a validation error as one line: the field's path, what is wrong."""
-    first = exc.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"field '{field}': {first['msg']}{extra}"
+    """An Analysis file read back strictly (`record.read_record`): its format and version this
+    agos's, every field typed without coercion, every number finite and in range. A file that is
+    not one is one AgosError line naming the file and the first field that is wrong."""
+    return read_record(Analysis, path)

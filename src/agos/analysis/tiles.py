@@ -7,12 +7,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import AliasChoices, Field
+
 from agos.analysis.base import Count, Fraction, Model, Ratio
 
 if TYPE_CHECKING:
     from agos.capture.trace import Trace
     from agos.density.select import DensitySource
-    from agos.density.tiles import LayerTiles
 
 LAYOUT = "implicit GEMM: rows = N·H·W input positions (n, h, w), columns = C input channels"
 
@@ -42,7 +43,8 @@ class LayerTileStats(Model):
     all_needed: bool  # the conservative mask (no output sparsity recorded)
     work_dense: Count  # BWD-D MACs, valid taps
     work_element_skip: Count  # MACs of every masked element: the element-level output-skip bound
-    shapes: dict[str, ShapeTiles]  # by tile shape name
+    # by tile shape name (read from `density.tiles.LayerTiles.by_shape`)
+    shapes: dict[str, ShapeTiles] = Field(validation_alias=AliasChoices("by_shape", "shapes"))
 
 
 class TileTotals(Model):
@@ -70,29 +72,6 @@ class Tiles(Model):
     element_skip_fraction: Fraction  # element-level bound: masked BWD-D work over all BWD-D work
 
 
-def _layer(t: LayerTiles) -> LayerTileStats:
-    return LayerTileStats(
-        name=t.name,
-        rows=t.rows,
-        cols=t.cols,
-        needed_fraction=t.needed_fraction,
-        all_needed=t.all_needed,
-        work_dense=t.work_dense,
-        work_element_skip=t.work_element_skip,
-        shapes={
-            s.shape: ShapeTiles(
-                tiles=s.tiles,
-                empty_tiles=s.empty_tiles,
-                empty_fraction=s.empty_fraction,
-                work_skipped=s.work_skipped,
-                work_skipped_fraction=s.work_skipped / t.work_dense if t.work_dense else 0.0,
-                independent_empty=s.independent_empty,
-            )
-            for s in t.shapes
-        },
-    )
-
-
 def _bounded(figures: dict) -> dict:
     """An unbounded speedup (every BWD-D MAC in an empty tile) is None, as in the JSON."""
     unbounded = figures["max_speedup"] is not None and math.isinf(figures["max_speedup"])
@@ -114,7 +93,7 @@ def compute_tiles(trace: Trace, source: DensitySource) -> Tiles:
             TileShapeInfo(name=s.name, rows=s.rows, cols=s.cols if s.cols is not None else "C")
             for s in TILE_SHAPES
         ],
-        layers=[_layer(t) for t in layers],
+        layers=[LayerTileStats.model_validate(t, from_attributes=True) for t in layers],
         totals={s.name: TileTotals(**_bounded(totals(layers, s.name))) for s in TILE_SHAPES},
         element_skip_fraction=sum(t.work_element_skip for t in layers) / work if work else 0.0,
     )

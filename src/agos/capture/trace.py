@@ -8,8 +8,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -21,12 +19,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from agos import __version__
 from agos.capture.recorder import CaptureResult
 from agos.errors import AgosError
+from agos.fileio import atomic_dir
+from agos.inputs.provenance import Provenance
 from agos.progress import progress_status
 from agos.workload.bits import PackedMask, packed_nbytes
 from agos.workload.layer import LayerGeometry
 
 FORMAT = "agos-trace"
-SCHEMA_VERSION = 2  # 2: manifest_sha256 covers the whole manifest
+SCHEMA_VERSION = 3  # 2: manifest_sha256 covers the whole manifest; 3: typed provenance
 MANIFEST = "manifest.json"
 MASKS = "masks.bin"
 MASK_NAMES = ("x_nonzero", "dy_nonzero", "dx_needed")
@@ -122,7 +122,7 @@ class Manifest(_Strict):
     schema_version: int
     agos_version: str
     created: str
-    provenance: dict  # model, weights, data, batch, image size, seed, warm-up, device, versions
+    provenance: Provenance  # model, its code, weights, data, batch, image size, seed, warm-up, device
     loss: float
     graph: str
     skipped_layers: list[str]
@@ -153,7 +153,7 @@ class Trace:
         return self.manifest.layers
 
     @property
-    def provenance(self) -> dict:
+    def provenance(self) -> Provenance:
         return self.manifest.provenance
 
     def layer(self, name: str) -> LayerRecord:
@@ -198,17 +198,13 @@ def _is_trace_dir(path: Path) -> bool:
         return False
 
 
-def write_trace(out: Path, result: CaptureResult, provenance: dict, created: str | None = None) -> Manifest:
-    """Write atomically: build in a sibling temporary directory, then swap it into place."""
+def write_trace(
+    out: Path, result: CaptureResult, provenance: Provenance, created: str | None = None
+) -> Manifest:
+    """Write atomically (`fileio.atomic_dir`): a reader never sees half a trace."""
     out = Path(out)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or _is_trace_dir(out))):
         raise AgosError(f"{out} exists and is not an agos trace; choose another --out")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = Path(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=out.parent))
-        probe.rmdir()
-    except OSError as exc:
-        raise AgosError(f"cannot write the trace {out}: {exc.strerror or exc}") from None
 
     blobs: list[np.ndarray] = []
     index: dict[bytes, int] = {}
@@ -277,37 +273,13 @@ def write_trace(out: Path, result: CaptureResult, provenance: dict, created: str
         notes=list(getattr(result, "notes", [])),
     )
     manifest = manifest.model_copy(update={"manifest_sha256": manifest_digest(manifest)})
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        _fsync_write(tmp / MASKS, chunks=(memoryview(b) for b in blobs))
-        _fsync_write(tmp / MANIFEST, manifest.model_dump_json(indent=1).encode())
-        _swap_in(tmp, out)
-    except OSError as exc:
+        with atomic_dir(out, replace=True, what="the trace") as tmp:
+            _fsync_write(tmp / MASKS, chunks=(memoryview(b) for b in blobs))
+            _fsync_write(tmp / MANIFEST, manifest.model_dump_json(indent=1).encode())
+    except OSError as exc:  # a full disk while writing: one line (the swap's own failure is one already)
         raise AgosError(f"cannot write the trace {out}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the swap succeeded
     return manifest
-
-
-def _swap_in(new: Path, out: Path) -> None:
-    """Put the directory `new` at `out`, replacing an old trace there; on any failure the old trace
-    is back where it was and no `.old-*` folder is left."""
-    if not out.exists():
-        os.rename(new, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    try:
-        os.rename(out, old / "trace")
-    except BaseException:
-        old.rmdir()
-        raise
-    try:
-        os.rename(new, out)
-    except BaseException:
-        os.rename(old / "trace", out)  # should this fail too, `old` keeps the trace: never deleted
-        old.rmdir()
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # -- reading ----------------------------------------------------------------------------------

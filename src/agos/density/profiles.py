@@ -390,7 +390,7 @@ def _close(name: str, names: list[str]) -> str:
 def map_profile(trace: Trace, profile: Profile) -> ProfileMapping:
     """Match every row of `profile` to the trace's activations, or refuse with one line."""
     acts = [a.name for a in trace.manifest.activations]
-    trace_model = str(trace.provenance.get("model", "?"))
+    trace_model = trace.provenance.model
     if not acts:
         raise AgosError(f"trace {trace.path} records no ReLU activations: capture it again with this agos")
     notes: list[str] = []

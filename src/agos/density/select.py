@@ -123,7 +123,7 @@ def statistical_source(trace: Trace, density: str | DensitySpec) -> StatisticalS
             label = f"{fractions.label}:structure={spec.structure.text}"
             fractions = replace(fractions, label=label, structure=spec.structure)
         return StatisticalSource(spec, fractions, None)
-    model = str(trace.provenance.get("model", "?"))
+    model = trace.provenance.model
     profile = resolve_profile(spec.file, spec.checkpoint, model)
     mapping = map_profile(trace, profile)
     cp = profile.checkpoint

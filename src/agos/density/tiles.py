@@ -64,10 +64,15 @@ class TileStats:
     empty_tiles: int
     work_skipped: int  # BWD-D MACs inside empty tiles
     independent_empty: float  # expected empty fraction were the needed elements independent
+    work_dense: int  # the layer's BWD-D MACs
 
     @property
     def empty_fraction(self) -> float:
         return self.empty_tiles / self.tiles if self.tiles else 0.0
+
+    @property
+    def work_skipped_fraction(self) -> float:
+        return self.work_skipped / self.work_dense if self.work_dense else 0.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,10 @@ class LayerTiles:
 
     def stats(self, shape: str) -> TileStats:
         return next(s for s in self.shapes if s.shape == shape)
+
+    @property
+    def by_shape(self) -> dict[str, TileStats]:
+        return {s.shape: s for s in self.shapes}
 
 
 def axis_taps(out: int, size: int, kernel: int, stride: int, pad: int, dil: int) -> np.ndarray:
@@ -166,6 +175,7 @@ def layer_tiles(masks: LayerMasks, shapes: Iterable[TileShape] = TILE_SHAPES) ->
                 empty_tiles=int(nonempty.size - np.count_nonzero(nonempty)),
                 work_skipped=int(tile_work[~nonempty].sum()),
                 independent_empty=float(np.mean((1.0 - density) ** elements)) if nonempty.size else 0.0,
+                work_dense=work_dense,
             )
         )
     return LayerTiles(

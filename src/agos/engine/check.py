@@ -42,16 +42,14 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from rich.console import Console
-from rich.table import Table
 from torch import nn
 
 from agos.engine.training import LayerProducts, float64_backward, sparse_training
 from agos.errors import AgosError
-from agos.inputs.provenance import provenance_label
-from agos.inputs.session import MAX_STEPS, RunOptions, check_sgd, prepare
+from agos.inputs.provenance import Provenance, SgdInfo, provenance_label
+from agos.inputs.session import MAX_STEPS, PreparedRun
 from agos.inputs.training import model_errors, plain_step
-from agos.progress import progress_bar, progress_status
+from agos.progress import progress_bar
 
 TOLERANCE = 1e-6
 NOISE_FACTOR = 10.0
@@ -146,7 +144,7 @@ class StepResult:
 
 @dataclass
 class CheckReport:
-    provenance: dict
+    provenance: Provenance
     graph: str
     sparse_forward: bool
     steps: list[StepResult] = field(default_factory=list)
@@ -245,21 +243,13 @@ def check_batch(
         return result, engine.graph
 
 
-def run_check(
-    options: RunOptions,
-    steps: int = 3,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    sparse_forward: bool = False,
-    on_step=None,
-) -> CheckReport:
-    """Train on the sparse engine and on plain autograd; `on_step(StepResult)` after each step."""
+def run_check(run: PreparedRun, steps: int = 3, sparse_forward: bool = False, on_step=None) -> CheckReport:
+    """Train `steps` SGD steps (the run's `warm_up` settings: lr, momentum, weight decay) on the
+    sparse engine and on plain autograd; `on_step(StepResult)` after each step."""
     if not 1 <= steps <= MAX_STEPS:
         raise AgosError(f"--steps must be between 1 and {MAX_STEPS:,} (got {steps})")
-    check_sgd(lr, momentum, weight_decay)
-    with progress_status(f"building {options.model} and its data"):
-        run = prepare(options)
+    sgd = run.options.warm_up
+    lr, momentum, weight_decay = sgd.lr, sgd.momentum, sgd.weight_decay
     plain = run.model
     sparse = copy.deepcopy(plain)
     twin32 = copy.deepcopy(plain)  # float32 autograd, reloaded with the sparse run's state at every step
@@ -268,14 +258,13 @@ def run_check(
         torch.optim.SGD(m.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         for m in (plain, sparse)
     ]
-    provenance = run.provenance()
-    provenance["check"] = {"steps": steps, "lr": lr, "momentum": momentum, "weight_decay": weight_decay}
+    provenance = run.provenance(check=SgdInfo(steps=steps, **sgd.model_dump(exclude={"steps"})))
     with float64_backward(twin64), sparse_training(sparse, sparse_forward=sparse_forward) as engine:
         report = CheckReport(provenance, engine.graph, sparse_forward)
         with progress_bar("check: autograd and the sparse engine", steps) as advance:
             for i in range(steps):
                 images, labels = run.batch(i)
-                seed = options.seed + 1_000 + i  # the same dropout in every run of the step
+                seed = run.options.seed + 1_000 + i  # the same dropout in every run of the step
                 loss_plain = float(plain_step(plain, images, labels, seed))
                 result = _judged_step(
                     i + 1, sparse, twin32, twin64, engine, images, labels, seed, loss_plain, sparse_forward
@@ -287,78 +276,3 @@ def run_check(
                     optimizer.step()
                 advance(1, f"step {i + 1}: {'ok' if result.problem is None else 'FAILED'}")
     return report
-
-
-def _products(n: int) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
-
-
-def _rel(numerator: float, scale: float) -> str:
-    return f"{numerator / scale:.1e}" if scale > 0 else ("0" if numerator == 0 else "inf")
-
-
-def _console() -> Console:
-    """The terminal's own width; written to a file or pipe, as wide as the table needs (as
-    `agos.report.format.wide_console`, which this layer cannot import)."""
-    probe = Console()
-    return probe if probe.is_terminal else Console(width=max(1000, probe.width))
-
-
-def print_report(report: CheckReport, console: Console | None = None) -> None:
-    console = console or _console()
-    table = Table(title=f"agos check — {report.label}", title_justify="left")
-    columns = (
-        ("step", "right"),
-        ("loss sparse", "right"),
-        ("loss autograd, float64", "right"),
-        ("Δ / allowed", "right"),
-        ("at", "left"),
-        ("D/S there", "right"),
-        ("N/S there", "right"),
-        ("max rel Δ vs float32 autograd", "right"),
-        ("BWD-D skipped", "right"),
-        ("BWD-W skipped", "right"),
-        ("loss plain run", "right"),
-        ("time autograd", "right"),
-        ("time sparse", "right"),
-    )
-    for col, justify in columns:
-        table.add_column(col, justify=justify, overflow="fold")
-    for s in report.steps:
-        w = s.worst
-        hit = w is not None and w.ratio > 0
-        table.add_row(
-            str(s.step),
-            f"{s.loss_sparse:.7f}",
-            "identical"
-            if s.loss_autograd == s.loss_sparse == s.loss_float64
-            else f"{s.loss_autograd:.7f}, {s.loss_float64:.7f}",
-            f"{s.ratio:.2f}",
-            w.name if hit else "— (bit-identical)",
-            _rel(w.diff, w.scale) if hit else "0",
-            _rel(w.noise, w.scale) if hit else "—",
-            f"{s.max_rel_float32:.1e}",
-            f"{100 * s.bwd_data_skipped:.1f}% of {_products(s.bwd_data_dense)}",
-            f"{100 * s.bwd_weight_skipped:.1f}% of {_products(s.bwd_weight_dense)}",
-            f"{s.loss_plain:.7f}",
-            f"{s.seconds_autograd:.1f} s",
-            f"{s.seconds_sparse:.1f} s",
-        )
-    console.print(table)
-    forward = "FWD on the sparse engine" if report.sparse_forward else "FWD is the model's own op"
-    unresolved = max((s.unresolved for s in report.steps), default=0)
-    console.print(
-        f"graph: {report.graph}; {forward}. Each step is also run, at the sparse run's weights, by float32 "
-        "autograd and by a twin whose Conv2d/Linear backward is dense in float64. Per parameter, "
-        "D = max|g_sparse − g_float64|, S = max|g_float64|, N = max|g_float32 − g_float64| (autograd's own "
-        f"rounding); pass: D ≤ {TOLERANCE:g}·S + {NOISE_FACTOR:g}·N for every parameter"
-        + ("" if report.sparse_forward else " and bit-identical losses")
-        + ". 'max rel Δ vs float32 autograd' is over parameters float32 resolves to 1%"
-        + (f" ({unresolved} gradients are ≈ 0 within float32 rounding)" if unresolved else "")
-        + "; 'loss plain run' is an independent autograd trajectory."
-    )
-    if report.passed:
-        console.print("PASS: skipping changed nothing beyond floating-point reassociation")

@@ -36,6 +36,7 @@ from agos.errors import AgosError
 from agos.fileio import atomic_file
 from agos.gpu import bwd_data_kernel as kern
 from agos.gpu import training_bench as gpu_bench
+from agos.inputs.provenance import Provenance
 from agos.report.format import wide_console
 from agos.workload.masks import LayerMasks
 
@@ -118,7 +119,7 @@ def _supported(lm: LayerMasks) -> bool:
 
 def bench_layer(
     lm: LayerMasks,
-    prov: dict,
+    prov: Provenance,
     density: str,
     block: tuple[int, int, int],
     device: torch.device,
@@ -150,14 +151,12 @@ def bench_layer(
         check = "masked elements not zero"
     tiles = layer_tiles(lm, [TileShape("kernel", block[0], block[1])])
     stats = tiles.stats("kernel")
-    weights = prov.get("weights", {})
     return BwdDataRow(
-        model=str(prov.get("model", "?")),
-        weights=str(weights.get("source", "?"))
-        + (f" ({weights['sha256'][:8]})" if weights.get("sha256") else ""),
-        data=str(prov.get("data", {}).get("source", "?")),
-        batch=int(prov.get("batch_size", g.n)),
-        image_size=int(prov.get("image_size", 0)),
+        model=prov.model,
+        weights=prov.weights.source + (f" ({prov.weights.sha256[:8]})" if prov.weights.sha256 else ""),
+        data=prov.data.source,
+        batch=prov.batch_size,
+        image_size=prov.image_size,
         density=density,
         layer=lm.name,
         shape=f"{g.n}×{g.c}×{g.h}×{g.w} ← {g.k}, {g.r}×{g.s}/{g.stride[0]}",

@@ -334,7 +334,8 @@ def bench_model(
 ) -> GpuAnchor:
     """Measure one model at one precision; the row has the anchors' columns and provenance."""
     from agos.inputs.models import build_model, resolve_model
-    from agos.inputs.training import WarmUp, num_classes_of
+    from agos.inputs.options import WarmUp
+    from agos.inputs.training import num_classes_of
 
     spec = resolve_model(model_ref)
     size = image_size or image_size_for(model_ref)

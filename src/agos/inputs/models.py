@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import warnings
@@ -22,11 +24,49 @@ from agos.errors import AgosError
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What `--model` named, and how to build it again."""
+    """What `--model` named (or the model given in memory), and how to build it again."""
 
     name: str
-    origin: str  # "torchvision" or "user"
+    origin: str  # "torchvision", "timm", "user", "memory" or the package of a known extra model
     build: Callable[[], nn.Module]
+    ref: str = ""  # the --model text ("" for a model given in memory)
+
+
+def memory_model(model: nn.Module) -> ModelSpec:
+    """A model object given in memory (agos.api): named by its class; every build is a copy, so
+    the caller's model is never trained or hooked."""
+    if not isinstance(model, nn.Module):
+        raise AgosError(f"a model is an nn.Module or a name, not {type(model).__name__}")
+    return ModelSpec(name=type(model).__name__, origin="memory", build=lambda: copy.deepcopy(model))
+
+
+def class_name(model: nn.Module) -> str:
+    return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def _source_of(cls: type) -> bytes:
+    """A class's source (its file's bytes when it has one, so an edited helper counts too); a class
+    defined where no source is kept (an interactive session) by its qualified name only."""
+    try:
+        path = inspect.getsourcefile(cls)
+        if path is not None and Path(path).is_file():
+            return Path(path).read_bytes()
+        return inspect.getsource(cls).encode()
+    except (OSError, TypeError):
+        return f"{cls.__module__}.{cls.__qualname__} (no source)".encode()
+
+
+def memory_fingerprint(model: nn.Module) -> str:
+    """What identifies an in-memory model's code: the SHA-256 of the source of every module class
+    in it that is not torch's own, and of its printed structure (which names every layer)."""
+    digest = hashlib.sha256(repr(model).encode())
+    classes = {type(m) for m in model.modules()}
+    own = sorted((c for c in classes if not c.__module__.startswith("torch.")), key=lambda c: c.__qualname__)
+    for cls in own:
+        digest.update(f"{cls.__module__}.{cls.__qualname__}\0".encode())
+        digest.update(_source_of(cls))
+    names = ",".join(c.__qualname__ for c in own) or type(model).__qualname__
+    return f"memory {names} sha256:{digest.hexdigest()}"
 
 
 def torchvision_names() -> list[str]:
@@ -85,9 +125,13 @@ def import_user_module(module_ref: str):
         raise AgosError(f"cannot import model module '{module_ref}': {exc}") from None
 
 
-def model_fingerprint(ref: str) -> str:
+def model_fingerprint(ref: str | ModelSpec) -> str:
     """What identifies a model's code for caching: torchvision's version, or the SHA-256 of the
     user's module file (an edited model is computed again, never served from the cache)."""
+    if isinstance(ref, ModelSpec):
+        if ref.origin == "memory":
+            return memory_fingerprint(ref.build())
+        ref = ref.ref
     if ref.startswith("timm:"):
         return f"timm {_timm().__version__}:{ref}"
     if ref in EXTRA_MODELS:
@@ -167,7 +211,7 @@ def resolve_model(ref: str) -> ModelSpec:
             close = difflib.get_close_matches(name, names, n=4, cutoff=0.6)
             hint = f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
             raise AgosError(f"unknown timm model '{name}'{hint} (timm.list_models() has them all)")
-        return ModelSpec(name=ref, origin="timm", build=lambda: _build_timm(name))
+        return ModelSpec(name=ref, origin="timm", build=lambda: _build_timm(name), ref=ref)
     if ":" in ref:
         module_name, _, attr = ref.partition(":")
         if not module_name or not attr:
@@ -175,10 +219,10 @@ def resolve_model(ref: str) -> ModelSpec:
                 f"model reference '{ref}' must look like 'package.module:factory' or "
                 "'path/to/file.py:factory'"
             )
-        return ModelSpec(name=ref, origin="user", build=lambda: _build_user(ref))
+        return ModelSpec(name=ref, origin="user", build=lambda: _build_user(ref), ref=ref)
     if ref in EXTRA_MODELS:
         origin, build = EXTRA_MODELS[ref]
-        return ModelSpec(name=ref, origin=origin, build=build)
+        return ModelSpec(name=ref, origin=origin, build=build, ref=ref)
     names = torchvision_names()
     if ref not in names:
         close = difflib.get_close_matches(ref, names, n=4, cutoff=0.5)
@@ -187,7 +231,7 @@ def resolve_model(ref: str) -> ModelSpec:
             f"unknown model '{ref}'{hint} (any torchvision classification model, "
             f"or 'package.module:factory' / 'path/to/file.py:factory' for your own)"
         )
-    return ModelSpec(name=ref, origin="torchvision", build=lambda: _build_torchvision(ref))
+    return ModelSpec(name=ref, origin="torchvision", build=lambda: _build_torchvision(ref), ref=ref)
 
 
 def build_model(spec: ModelSpec, seed: int) -> nn.Module:

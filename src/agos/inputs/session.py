@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,9 +17,10 @@ from agos import __version__
 from agos.errors import AgosError, first_line
 from agos.fileio import atomic_file
 from agos.inputs.data import BatchSource, parse_data
-from agos.inputs.models import ModelSpec, import_user_module, resolve_model
+from agos.inputs.models import ModelSpec, class_name, import_user_module, model_fingerprint, resolve_model
+from agos.inputs.options import RunOptions
+from agos.inputs.provenance import DataInfo, Provenance, SgdInfo, WarmUpInfo
 from agos.inputs.training import (
-    WarmUp,
     loss_of,
     model_errors,
     non_finite_parameters,
@@ -27,21 +28,8 @@ from agos.inputs.training import (
     require_finite_step,
     step_rng,
 )
-from agos.inputs.weights import WeightsInfo, load_model_with_weights, state_dict_sha256
+from agos.inputs.weights import IN_MEMORY, WeightsInfo, load_model_with_weights, state_dict_sha256
 from agos.progress import progress_bar
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    model: str = "resnet18"
-    weights: str = "init"
-    data: str = "samples"
-    batch_size: int = 32
-    image_size: int = 224
-    seed: int = 0
-    device: str = "auto"
-    warm_up: WarmUp = field(default_factory=WarmUp)
-
 
 MAX_SEED = 2**63 - 1
 MAX_IMAGE_SIZE = 4096
@@ -57,8 +45,9 @@ def _memory_bytes() -> int:
         return 0
 
 
-def check_options(options: RunOptions) -> None:
-    """Every argument checked before a model is built or an image read: one line for each."""
+def check_options(options: RunOptions, spec: ModelSpec | None = None) -> None:
+    """Every argument checked before a model is built or an image read: one line for each.
+    `spec`: the model when it is given in memory (options.model is then only its name)."""
     o, w = options, options.warm_up
     if o.batch_size < 1:
         raise AgosError(f"--batch-size must be at least 1 (got {o.batch_size})")
@@ -80,9 +69,9 @@ def check_options(options: RunOptions) -> None:
     data = parse_data(o.data)
     if data.kind == "imagefolder" and not Path(data.path or "").is_dir():
         raise AgosError(f"image folder {data.path} does not exist or is not a directory")
-    if o.weights not in ("init", "imagenet") and not Path(o.weights).expanduser().is_file():
+    if o.weights not in ("init", "imagenet", IN_MEMORY) and not Path(o.weights).expanduser().is_file():
         raise AgosError(f"weights file {o.weights} does not exist")
-    spec = resolve_model(o.model)
+    spec = spec or resolve_model(o.model)
     if spec.origin == "user":
         import_user_module(o.model.partition(":")[0])
 
@@ -94,12 +83,12 @@ def check_sgd(lr: float, momentum: float, weight_decay: float) -> None:
             raise AgosError(f"{flag} must be a finite number between 0 and {MAX_SGD_VALUE:.3g} (got {value})")
 
 
-def check_image_size(options: RunOptions) -> None:
+def check_image_size(options: RunOptions, spec: ModelSpec | None = None) -> None:
     """A shape-only forward on the meta device: a model too deep for the image size is refused in
     a fraction of a second instead of after the runs before it. User models are skipped (their code
     may not run on meta tensors); their size errors come when they are built."""
-    spec = resolve_model(options.model)
-    if spec.origin == "user":
+    spec = spec or resolve_model(options.model)
+    if spec.origin in ("user", "memory"):
         return
     with torch.device("meta"):
         model = spec.build()
@@ -141,6 +130,7 @@ class PreparedRun:
     weights: WeightsInfo
     source: BatchSource
     device: torch.device
+    model_code: str  # fingerprint of the model's code (inputs.models.model_fingerprint)
     warm_up_losses: list[float] = field(default_factory=list)
 
     @property
@@ -151,37 +141,46 @@ class PreparedRun:
         images, labels = self.source.batch(index, self.options.batch_size)
         return images.to(self.device), labels.to(self.device)
 
-    def provenance(self) -> dict:
+    def provenance(
+        self, batch_index: int | None = None, training_step: int | None = None, check: SgdInfo | None = None
+    ) -> Provenance:
+        """The provenance of what this run computes (on batch `batch_index`, default the capture
+        batch), made here and nowhere else."""
         o = self.options
-        return {
-            "model": self.spec.name,
-            "model_origin": self.spec.origin,
-            "weights": asdict(self.weights),
-            "data": self.source.describe(),
-            "batch_size": o.batch_size,
-            "image_size": o.image_size,
-            "seed": o.seed,
-            "batch_index": self.capture_batch_index,
-            "warm_up": {
-                **asdict(o.warm_up),
-                "losses": self.warm_up_losses,
-                "weights_sha256_after": state_dict_sha256(self.model) if o.warm_up.steps else None,
-            },
-            "device": device_label(self.device),
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "agos": __version__,
-        }
+        return Provenance(
+            model=self.spec.name,
+            model_origin=self.spec.origin,
+            model_class=class_name(self.model),
+            model_code=self.model_code,
+            weights=self.weights,
+            data=DataInfo.model_validate(self.source.describe()),
+            batch_size=o.batch_size,
+            image_size=o.image_size,
+            seed=o.seed,
+            batch_index=self.capture_batch_index if batch_index is None else batch_index,
+            warm_up=WarmUpInfo(
+                **o.warm_up.model_dump(),
+                losses=self.warm_up_losses,
+                weights_sha256_after=state_dict_sha256(self.model) if o.warm_up.steps else None,
+            ),
+            device=device_label(self.device),
+            torch=torch.__version__,
+            torchvision=torchvision.__version__,
+            agos=__version__,
+            training_step=training_step,
+            check=check,
+        )
 
 
-def prepare(options: RunOptions) -> PreparedRun:
-    """Resolve everything that can be wrong before any long computation starts."""
-    check_options(options)
+def prepare(options: RunOptions, spec: ModelSpec | None = None, model_code: str | None = None) -> PreparedRun:
+    """Resolve everything that can be wrong before any long computation starts. `spec`: the model
+    when it is given in memory; `model_code`: its fingerprint when the caller has it already."""
+    check_options(options, spec)
     device = resolve_device(options.device)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-    spec = resolve_model(options.model)
+    spec = spec or resolve_model(options.model)
     data_spec = parse_data(options.data)
     model, weights = load_model_with_weights(spec, options.weights, options.seed)
     model.to(device)
@@ -193,7 +192,8 @@ def prepare(options: RunOptions) -> PreparedRun:
         first = first_line(exc)
         raise AgosError(f"{spec.name} cannot run on {options.image_size}-px images: {first}") from None
     source = BatchSource(data_spec, options.image_size, options.seed, num_classes)
-    return PreparedRun(options=options, spec=spec, model=model, weights=weights, source=source, device=device)
+    code = model_code or model_fingerprint(spec)
+    return PreparedRun(options, spec, model, weights, source, device, code)
 
 
 def warm_up(run: PreparedRun) -> list[float]:

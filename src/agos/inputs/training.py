@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -104,14 +103,6 @@ def plain_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, see
         loss = loss_of(model(images), labels)
         loss.backward()
     return loss.detach()
-
-
-@dataclass(frozen=True)
-class WarmUp:
-    steps: int = 0
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
 
 
 def num_classes_of(model: nn.Module, image_size: int, device: torch.device) -> int:

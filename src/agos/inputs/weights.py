@@ -8,7 +8,6 @@ import pickle
 import pickletools
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,14 +18,10 @@ from torch import nn
 from agos.errors import AgosError, first_line
 from agos.inputs.models import ModelSpec, build_model
 from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
+from agos.inputs.provenance import WeightsInfo
 from agos.inputs.training import all_finite
 
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    source: str  # "init", "imagenet" or a file path
-    sha256: str  # of the state_dict actually loaded (tensor bytes in key order)
-    file: str | None = None
+IN_MEMORY = "in-memory"  # the weights a model given in memory carries
 
 
 def state_dict_sha256(model: nn.Module) -> str:
@@ -184,7 +179,17 @@ def check_weights_files(paths: list[Path], spec: ModelSpec, seed: int) -> None:
 
 
 def load_model_with_weights(spec: ModelSpec, weights: str, seed: int) -> tuple[nn.Module, WeightsInfo]:
-    """Build the model and put the requested weights in it."""
+    """Build the model and put the requested weights in it. A model given in memory keeps its own
+    weights ("in-memory") unless a file is named."""
+    if (spec.origin == "memory") != (weights == IN_MEMORY) and weights in ("init", "imagenet", IN_MEMORY):
+        raise AgosError(
+            f"a model given in memory carries its own weights (weights='{IN_MEMORY}') or a file's"
+            if spec.origin == "memory"
+            else f"--weights {IN_MEMORY} is for a model given in memory (agos.api), not {spec.name}"
+        )
+    if weights == IN_MEMORY:
+        model = spec.build()
+        return model, WeightsInfo(source=IN_MEMORY, sha256=state_dict_sha256(model))
     if weights == "init":
         model = build_model(spec, seed)
         return model, WeightsInfo(source="init", sha256=state_dict_sha256(model))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from agos.report.format import print_density_notes, wide_console
+from agos.report.format import macs, print_density_notes, times, wide_console
 from agos.workload.passes import LABELS, PASSES, SPANS
 
 if TYPE_CHECKING:
@@ -17,16 +17,13 @@ if TYPE_CHECKING:
 
 
 def _macs(n: int) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3f}{unit}"
-    return str(n)
+    return macs(n, digits=3, units="TGMk")
 
 
 def _x(value: float | None, dense: int) -> str:
     if value is None:
         return "—" if dense == 0 else "∞"
-    return f"{value:.2f}×"
+    return times(value)
 
 
 def _rows(
@@ -93,7 +90,7 @@ def csv_rows(analysis: Analysis) -> list[dict]:
     rows = []
     for layer in b.layers:
         for pass_ in PASSES:
-            macs = getattr(layer, pass_)
+            counts = getattr(layer, pass_)
             rows.append(
                 {
                     "layer_index": layer.index,
@@ -101,7 +98,7 @@ def csv_rows(analysis: Analysis) -> list[dict]:
                     "kind": layer.kind,
                     "needs_bwd_data": layer.needs_bwd_data,
                     "pass": pass_,
-                    **{f"macs_{policy}": macs[policy] for policy in b.policies},
+                    **{f"macs_{policy}": counts[policy] for policy in b.policies},
                     **{f"speedup_{policy}": getattr(s, pass_) for policy, s in layer.speedups.items()},
                 }
             )

@@ -4,7 +4,6 @@ written beside it under `plots/` for papers)."""
 from __future__ import annotations
 
 import base64
-import math
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -13,8 +12,9 @@ import jinja2
 from markupsafe import Markup
 
 from agos.fileio import owned_file
+from agos.report import format as fmt
 from agos.report import summary
-from agos.validate.browser import SELF_CHECK_SCRIPT
+from agos.report.selfcheck import SELF_CHECK_SCRIPT
 
 PLOTS = (
     ("sparsity.png", "forward and backward sparsity per layer (real masks)"),
@@ -23,39 +23,20 @@ PLOTS = (
 )
 
 
-def _pct(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
-
-
-def _x(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))) else f"{v:.2f}×"
-
-
-def _num(v, digits: int = 2) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def _rng(span) -> str:
-    if not span:
-        return "—"
-    low, high = span["low"], span["high"]
-    return f"{low:.2f}×" if abs(high - low) < 5e-3 else f"{low:.2f}×–{high:.2f}×"
-
-
 def _lossless(verify: dict) -> Markup:
     """Markup, so that every use renders it (a plain string was shown as literal `<span …>`)."""
     sound = verify["soundness"]["bit_identical"]
     engine = verify.get("engine")
-    ok = sound and (engine is None or engine["passed"])
+    ok = sound and (engine is None or engine["step"]["problem"] is None)
     return Markup('<span class="ok">yes</span>' if ok else '<span class="bad">NO</span>')
 
 
 def _verify_text(verify: dict) -> str:
     s = verify["soundness"]
     text = (
-        f"zeroing dX outside the masks ({100 * s['dx_zeroed_fraction']:.1f}% of all dX) left "
+        f"zeroing dX outside the masks ({fmt.pct(s['dx_zeroed_fraction'], width=0)} of all dX) left "
         + (
-            f"every parameter gradient bit-identical to {s.get('reference', 'a plain autograd step')}"
+            f"every parameter gradient bit-identical to {s['reference']}"
             if s["bit_identical"]
             else f"{len(s['differing'])}+ gradients different (max |Δ| {s['max_abs_diff']:.3g})"
         )
@@ -63,11 +44,13 @@ def _verify_text(verify: dict) -> str:
     )
     e = verify.get("engine")
     if e is not None:
+        step = e["step"]
         text += (
             f"; the sparse engine on {e['images']} images of the batch skipped "
-            f"{100 * e['bwd_data_skipped']:.1f}% of BWD-D and {100 * e['bwd_weight_skipped']:.1f}% of BWD-W "
-            f"products and {'passed' if e['passed'] else 'FAILED'} the float64 comparison "
-            f"(worst difference / allowed = {e['worst_ratio']:.2g})"
+            f"{fmt.pct(step['bwd_data_skipped'], width=0)} of BWD-D and "
+            f"{fmt.pct(step['bwd_weight_skipped'], width=0)} of BWD-W products and "
+            f"{'passed' if step['problem'] is None else 'FAILED'} the float64 comparison "
+            f"(worst difference / allowed = {step['ratio']:.2g})"
         )
     return text + "."
 
@@ -88,9 +71,9 @@ def _mean(values: list[float]) -> float | None:
 def differences(results: dict) -> list[str]:
     """The honest sentences on where and why this run differs from the paper, and where agos's
     remaining gain comes from."""
-    s = results["settings"]
+    s = results["settings"]["run"]
     ours = results["seed_comparison"]["ours"]
-    models = ", ".join(s["models"])
+    models = ", ".join(results["settings"]["models"])
     out = [
         "The paper's abstract reports five ImageNet CNNs it does not name, trained ImageNet weights and a "
         "micro-architecture whose parameters are not public; agos reconstructs that design (preset agos) and "
@@ -125,9 +108,10 @@ def differences(results: dict) -> list[str]:
         edge = _mean(per_model)
         if agos and inp and edge is not None:
             text = (
-                f"On {org}, one-sided input skipping alone (input-skip) gives {_rng(inp)} over the "
+                f"On {org}, one-sided input skipping alone (input-skip) gives {fmt.span(inp)} over the "
                 "dense twin "
-                f"per iteration; agos gives {_rng(agos)}, so its output skip and two-sided join, with the "
+                f"per iteration; agos gives {fmt.span(agos)}, so its output skip and two-sided join, "
+                "with the "
                 f"hardware they need, add {edge:.2f}× on average over input-skip."
             )
             if edge < 1.05:
@@ -138,7 +122,7 @@ def differences(results: dict) -> list[str]:
                 )
             eq = o.get("agos_equal_area_real")
             if eq:
-                text += f" Against the best dense design of equal area agos is {_rng(eq)}."
+                text += f" Against the best dense design of equal area agos is {fmt.span(eq)}."
             out.append(text)
     conv = {
         org: o.get("agos_backprop_converged") for org, o in ours.items() if o.get("agos_backprop_converged")
@@ -146,7 +130,7 @@ def differences(results: dict) -> list[str]:
     if conv:
         out.append(
             "With the published converged sparsity, agos's backpropagation speedup over its dense twin is "
-            + "; ".join(f"{_rng(v)} on {org}" for org, v in conv.items())
+            + "; ".join(f"{fmt.span(v)} on {org}" for org, v in conv.items())
             + " (the paper: 1.69×–5.43×)."
         )
     out.append(
@@ -194,7 +178,7 @@ def render(results: dict, out_dir: Path) -> Path:
                 if d.get("tiles"):
                     masks = "real" if d["density"] == "real" else f"converged profile ({d['density']})"
                     tile_rows.append((name, weights, masks, d["tiles"]))
-    tile_shapes = list(tile_rows[0][3]["shapes"]) if tile_rows else []
+    tile_shapes = list(tile_rows[0][3]["totals"]) if tile_rows else []
     found = {d["organisation"] for m in results["models"].values() for d in m["designs"].values()}
     first = summary.organisations(results)  # systolic, rows, then others: the figures' order
     orgs = [o for o in first if o in found] + sorted(found - set(first))
@@ -242,10 +226,10 @@ def render(results: dict, out_dir: Path) -> Path:
         gpu_batch=first_gpu.get("gpu_batch", ""),
         differences=differences(results),
         self_check=SELF_CHECK_SCRIPT,
-        pct=_pct,
-        x=_x,
-        num=_num,
-        rng=_rng,
+        pct=lambda v: fmt.pct(v, width=0),
+        x=fmt.times,
+        num=fmt.num,
+        rng=fmt.span,
         lossless=_lossless,
         verify_text=_verify_text,
     )

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agos.analysis.frames import layer_rows
 from agos.analysis.model import Analysis
 from agos.report import csvfile
-from agos.report.format import Col, print_density_notes, print_fitted, wide_console
-from agos.workload.passes import PASSES
-
-
-def _x(v) -> str:
-    return "—" if v is None else f"{v:.2f}"
+from agos.report.format import Col, num, print_density_notes, print_fitted, wide_console
 
 
 def bypass_lines(sim) -> list[str]:
@@ -29,9 +25,9 @@ def bypass_lines(sim) -> list[str]:
         line = f"  {name}: bypass rule switched features off in {a.bypassed_passes} layer passes"
         if a.always_on_speedup_over_twin and a.oracle_speedup_over_twin:
             line += (
-                f"; backprop ×{_x(a.speedup_over_twin.backprop)} with the rule, "
-                f"×{_x(a.always_on_speedup_over_twin.backprop)} every feature always on, "
-                f"×{_x(a.oracle_speedup_over_twin.backprop)} per-layer oracle (an upper bound)"
+                f"; backprop ×{num(a.speedup_over_twin.backprop)} with the rule, "
+                f"×{num(a.always_on_speedup_over_twin.backprop)} every feature always on, "
+                f"×{num(a.oracle_speedup_over_twin.backprop)} per-layer oracle (an upper bound)"
             )
         out.append(line)
     return out
@@ -62,13 +58,13 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
                 f"{c.bwd_data / 1e6:.2f}",
                 f"{c.bwd_weight / 1e6:.2f}",
                 f"{a.time_ms.iteration:.2f}",
-                _x(s.backprop if s else None),
-                _x(s.iteration if s else None),
-                _x(bound.iteration if bound else None),
-                _x(a.speedup_over_best_dense_equal_area),
+                num(s.backprop if s else None),
+                num(s.iteration if s else None),
+                num(bound.iteration if bound else None),
+                num(a.speedup_over_best_dense_equal_area),
                 a.best_dense_equal_area or "—",
                 f"{a.energy_j * 1e3:.2f}",
-                _x(a.energy_vs_twin),
+                num(a.energy_vs_twin),
                 f"{100 * (a.utilisation or 0):.0f}%",
                 str(len(a.flags)) if a.flags else "",
             ]
@@ -102,7 +98,7 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
             "Lookahead window sensitivity: iteration (backprop) speedup over the twin",
             [Col("design", "left"), *(Col(f"L={w}") for w in windows)],
             [
-                [name, *(f"{_x(row[w].iteration)} ({_x(row[w].backprop)})" for w in windows)]
+                [name, *(f"{num(row[w].iteration)} ({num(row[w].backprop)})" for w in windows)]
                 for name, row in sens.items()
             ],
         )
@@ -113,56 +109,14 @@ def print_table(analysis: Analysis, per_layer: bool = False, console=None) -> No
             "Per-layer backprop speedup over each design's twin",
             [Col("layer", "left"), *(Col(n) for n in names)],
             [
-                [layer.name, *(_x(sim.designs[n].layers[i].speedup_over_twin.backprop) for n in names)]
+                [layer.name, *(num(sim.designs[n].layers[i].speedup_over_twin.backprop) for n in names)]
                 for i, layer in enumerate(sim.designs[names[0]].layers)
             ],
         )
 
 
-def csv_rows(analysis: Analysis) -> list[dict]:
-    """One row per requested design × layer × pass: cycles and where they go, MACs, bounds, DRAM
-    bytes, energy, utilisation, and the pass's speedup over the design's twin."""
-    sim = analysis.simulation
-    rows = []
-    for name in sim.requested:
-        d = sim.designs[name]
-        for index, layer in enumerate(d.layers or []):
-            for pass_ in PASSES:
-                f = getattr(layer, pass_)
-                rows.append(
-                    {
-                        "design": name,
-                        "organisation": d.organisation,
-                        "preset": d.preset,
-                        "twin": d.twin,
-                        "design_sha256": d.sha256,
-                        "layer_index": index,
-                        "layer": layer.name,
-                        "kind": layer.kind,
-                        "pass": pass_,
-                        "cycles": f.cycles,
-                        "compute_cycles": f.compute_cycles,
-                        **{f"cycles_{k}": v for k, v in f.components.items()},
-                        "speedup_over_twin": getattr(layer.speedup_over_twin, pass_),
-                        "dense_macs": f.dense_macs,
-                        "effective_macs": f.effective_macs,
-                        "design_macs": f.design_macs,
-                        "mapping_bound_cycles": f.mapping_bound_cycles,
-                        "mac_bound_cycles": f.mac_bound_cycles,
-                        "items": f.items,
-                        "tiles": f.tiles,
-                        "dram_bytes_a": f.dram_bytes.a,
-                        "dram_bytes_b": f.dram_bytes.b,
-                        "dram_bytes_o": f.dram_bytes.o,
-                        "energy_pj": f.energy_pj,
-                        "utilisation": f.utilisation,
-                    }
-                )
-    return rows
-
-
 def write_csv(analysis: Analysis, path: Path) -> None:
-    csvfile.write_csv(analysis, csv_rows(analysis), path)
+    csvfile.write_csv(analysis, layer_rows(analysis), path)
 
 
 def figure(analysis: Analysis):

@@ -26,7 +26,7 @@ def _over_equal_area(d: dict, span: str) -> float | None:
     if span == "iteration":
         return d.get("speedup_over_best_dense_equal_area")
     detail = d.get("best_dense_equal_area_detail") or {}
-    theirs, ours = detail.get("backprop_ms"), (d.get("time_ms") or {}).get("backprop")
+    theirs, ours = (detail.get("time_ms") or {}).get("backprop"), (d.get("time_ms") or {}).get("backprop")
     return theirs / ours if theirs and ours else None
 
 
@@ -51,7 +51,7 @@ def organisations(results: dict) -> list[str]:
 
 
 def caption(results: dict) -> str:
-    s = results["settings"]
+    s = results["settings"]["run"]
     return (
         f"real masks · {s['weights']} weights (trained networks: ImageNet) · data {s['data']} · "
         f"batch {s['batch_size']} · {s['image_size']} px · seed {s['seed']}"

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from agos.analysis.model import Analysis
 from agos.analysis.tiles import Tiles
-from agos.report.format import print_density_notes, wide_console
+from agos.report.format import pct, print_density_notes, wide_console
 
 INDEPENDENT_NOTE = (
     "statistical masks are drawn independently per element, so their empty-tile fractions are the "
@@ -19,7 +19,7 @@ INDEPENDENT_NOTE = (
 
 
 def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.2f}%"
+    return pct(x, digits=2, width=0)
 
 
 def _section(analysis: Analysis) -> Tiles:

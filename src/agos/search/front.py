@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from agos.record import Record
 
 FORMAT, VERSION = "agos-search", 1
+SCHEMA_FILE = Path(__file__).with_name("search.schema.json")
 Family = Literal["with", "without"]
 BUDGETS = (1.0, 1.1, 1.25, 1.5, 2.0)  # area budgets, × the organisation's shipped dense design
 
 
-class _Record(BaseModel):
+class _Record(Record):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 

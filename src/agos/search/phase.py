@@ -6,19 +6,24 @@ buffer, as far as its area allows). Above 1: output sparsity is worth its hardwa
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from agos.arch.area import design_area
 from agos.arch.load import LoadedArch, load_arch
 from agos.progress import progress_bar
+from agos.record import Record
 
 STRUCTURES = ("independent", "channels", "planes", "positions", "blobs:2", "blobs:4")
 ZEROS = (0.3, 0.5, 0.7, 0.9)
 
 
-class _Record(BaseModel):
+SCHEMA_FILE = Path(__file__).with_name("phase.schema.json")
+
+
+class _Record(Record):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from agos.fileio import atomic_file
+from agos.fileio import owned_file
 from agos.report.format import wide_console
 from agos.search.front import SearchResult
 from agos.search.plot import plot_front
@@ -16,7 +16,7 @@ from agos.search.plot import plot_front
 
 def write(result: SearchResult, out: Path) -> list[Path]:
     path = out / "search.json"
-    with atomic_file(path) as f:
+    with owned_file(path) as f:  # in the search's own folder: a planted link is replaced
         f.write(result.model_dump_json(indent=1))
     files = [path]
     for i, front in enumerate(result.fronts):

@@ -20,6 +20,7 @@ from agos.errors import AgosError
 from agos.fileio import atomic_file
 from agos.search.front import Front, SearchPoint, SearchResult, Winner, budgets, pareto
 from agos.search.space import SearchSpace
+from agos.sweep.records import SweepRow
 from agos.sweep.run import run_sweep
 from agos.sweep.spec import SweepSpec
 
@@ -40,7 +41,9 @@ def _write_designs(designs: list[LoadedArch], folder: Path) -> dict[str, Path]:
     return files
 
 
-def _sweep(traces, files, densities, seed, out, equal_area, workers, scheduler, console) -> list[dict]:
+def _sweep(traces, files, densities, seed, out, equal_area, workers, scheduler, console) -> list[SweepRow]:
+    """One stage as a sweep into `out` (its points cached under OUT/cache, so a stopped search
+    resumes); its rows, typed."""
     spec = SweepSpec(
         traces=traces,
         archs=[str(f) for f in files],
@@ -49,12 +52,11 @@ def _sweep(traces, files, densities, seed, out, equal_area, workers, scheduler, 
         equal_area=equal_area,
     )
     result = run_sweep(str(out), out, scheduler=scheduler, workers=workers, spec=spec, console=console)
-    failed = [r for r in result.rows if r["error"]]
+    failed = [r for r in result.records if r.error]
     if failed:
-        raise AgosError(
-            f"search: {len(failed)} points failed; the first: {failed[0]['design']}: {failed[0]['error']}"
-        )
-    return result.rows
+        first = failed[0]
+        raise AgosError(f"search: {len(failed)} points failed; the first: {first.design}: {first.error}")
+    return result.records
 
 
 def run_search(
@@ -85,13 +87,13 @@ def run_search(
         traces, files.values(), densities, seed, out / "stage-one", False, workers, scheduler, console
     )
     # the `top` fastest of each family, per trace, density and organisation
-    ranked: dict[tuple, list[dict]] = defaultdict(list)
+    ranked: dict[tuple, list[SweepRow]] = defaultdict(list)
     for r in rows:
-        ranked[(r["trace"], r["density"], r["organisation"], family[r["design"]])].append(r)
+        ranked[(r.trace, r.density, r.organisation, family[r.design])].append(r)
     tops: dict[str, LoadedArch] = {}
     for group in ranked.values():
-        for r in sorted(group, key=lambda r: (r["cycles_backprop"], r["area_mm2"], r["design"]))[: space.top]:
-            tops[r["design"]] = load_arch(str(files[r["design"]]))
+        for r in sorted(group, key=lambda r: (r.cycles_backprop, r.area_mm2, r.design))[: space.top]:
+            tops[r.design] = load_arch(str(files[r.design]))
     second: list[LoadedArch] = []
     for name, loaded in tops.items():
         for scaled in space.stage_two(loaded):
@@ -118,32 +120,32 @@ def run_search(
     )
 
 
-def _point(r: dict, family: dict[str, str], files: dict[str, Path]) -> SearchPoint:
-    clock_cycles_per_ms = r["cycles_iteration"] / (r["time_s"] * 1e3) if r["time_s"] else 1e6
+def _point(r: SweepRow, family: dict[str, str], files: dict[str, Path]) -> SearchPoint:
+    clock_cycles_per_ms = r.cycles_iteration / (r.time_s * 1e3) if r.time_s else 1e6
     return SearchPoint(
-        design=r["design"],
-        family=family[r["design"]],
-        file=str(files[r["design"]]),
-        area_mm2=r["area_mm2"],
-        backprop_ms=r["cycles_backprop"] / clock_cycles_per_ms,
-        iteration_ms=r["time_s"] * 1e3,
-        energy_mj=r["energy_j"] * 1e3,
-        speedup_backprop_over_twin=r["speedup_backprop"],
+        design=r.design,
+        family=family[r.design],
+        file=str(files[r.design]),
+        area_mm2=r.area_mm2,
+        backprop_ms=r.cycles_backprop / clock_cycles_per_ms,
+        iteration_ms=r.time_s * 1e3,
+        energy_mj=r.energy_j * 1e3,
+        speedup_backprop_over_twin=r.speedup_backprop,
     )
 
 
-def _fronts(rows: list[dict], family: dict[str, str], files: dict[str, Path]) -> list[Front]:
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+def _fronts(rows: list[SweepRow], family: dict[str, str], files: dict[str, Path]) -> list[Front]:
+    groups: dict[tuple, list[SweepRow]] = defaultdict(list)
     for r in rows:
-        groups[(r["trace"], r["density"], r["organisation"])].append(r)
+        groups[(r.trace, r.density, r.organisation)].append(r)
     out = []
     for (trace, density, org), group in groups.items():
         points = [_point(r, family, files) for r in group]
         dense = next(p for p in points if p.design == f"dense@{org}")
         r0 = group[0]
         label = (
-            f"{r0['model']} · weights {r0['weights']} · data {r0['data']} · batch {r0['batch_size']} · "
-            f"{r0['image_size']} px · {r0['density_label'] or density}"
+            f"{r0.model} · weights {r0.weights} · data {r0.data} · batch {r0.batch_size} · "
+            f"{r0.image_size} px · {r0.density_label or density}"
         )
         out.append(
             Front(
@@ -173,20 +175,22 @@ def _fronts(rows: list[dict], family: dict[str, str], files: dict[str, Path]) ->
     return out
 
 
-def _with_winners(front: Front, checked: list[dict], family: dict[str, str], files: dict[str, Path]) -> Front:
+def _with_winners(
+    front: Front, checked: list[SweepRow], family: dict[str, str], files: dict[str, Path]
+) -> Front:
     names = {n for fam in front.time_front.values() for n in fam}
     winners = [
         Winner(
-            design=r["design"],
-            family=family[r["design"]],
-            file=str(files[r["design"]]),
-            speedup_backprop_over_twin=r["speedup_backprop"],
-            speedup_iteration_over_twin=r["speedup_iteration"],
-            best_dense_equal_area=r["best_dense_equal_area"],
-            speedup_over_best_dense_equal_area=r["speedup_over_best_dense_equal_area"],
-            flags=r["flags"] or "",
+            design=r.design,
+            family=family[r.design],
+            file=str(files[r.design]),
+            speedup_backprop_over_twin=r.speedup_backprop,
+            speedup_iteration_over_twin=r.speedup_iteration,
+            best_dense_equal_area=r.best_dense_equal_area,
+            speedup_over_best_dense_equal_area=r.speedup_over_best_dense_equal_area,
+            flags=r.flags or "",
         )
         for r in checked
-        if r["design"] in names and (r["trace"], r["density"]) == (front.trace, front.density)
+        if r.design in names and (r.trace, r.density) == (front.trace, front.density)
     ]
     return front.model_copy(update={"winners": sorted(winners, key=lambda w: w.design)})

@@ -10,20 +10,20 @@ its values."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from agos import __version__
 from agos.arch.area import design_area
 from agos.arch.load import ORGANISATIONS, PRESETS, LoadedArch, expand, load_arch, load_archs
 from agos.arch.schema import Arch, Organisation
 from agos.errors import AgosError
+from agos.inputs.options import RunOptions
+from agos.stages.cache import Cache, announcer, stage_key
+from agos.sweep.records import TraceColumns
 from agos.sweep.spec import SweepSpec
 
 ORG_AXIS = "organisation"
@@ -38,36 +38,26 @@ NOT_SWEPT = (
 )
 
 
-@dataclass(frozen=True)
-class TraceRef:
-    """A trace as the table records it: the path given, its manifest checksum and provenance."""
+class TraceRef(TraceColumns):
+    """A trace as the table records it (its columns), and whether statistical densities apply."""
 
-    path: str
-    sha256: str
-    model: str
-    weights: str
-    weights_sha256: str
-    data: str
-    batch_size: int
-    image_size: int
-    activations: bool  # has ReLU activations, so statistical densities apply
+    activations: bool  # has ReLU activations
 
-    def columns(self) -> dict:
-        return {
-            "trace": self.path,
-            "trace_sha256": self.sha256,
-            "model": self.model,
-            "weights": self.weights,
-            "weights_sha256": self.weights_sha256,
-            "data": self.data,
-            "batch_size": self.batch_size,
-            "image_size": self.image_size,
-        }
+    @property
+    def path(self) -> str:
+        return self.trace
+
+    @property
+    def sha256(self) -> str:
+        return self.trace_sha256
+
+    def columns(self) -> TraceColumns:
+        return TraceColumns.model_validate(self.model_dump(exclude={"activations"}))
 
 
 @dataclass(frozen=True)
 class Point:
-    key: str  # hash of the inputs: names DIR/points/<key>.json
+    key: str  # the cache key of the point (`point_key`)
     trace: int  # index into Plan.traces
     design: str  # e.g. agos@systolic
     organisation: str
@@ -152,22 +142,21 @@ def apply_axes(loaded: LoadedArch, values: dict, paths: dict[str, tuple[str, ...
 
 
 def point_key(trace_sha256: str, loaded: LoadedArch, density: str, seed: int, equal_area: bool) -> str:
-    """SHA-256 of everything a point's result depends on: the trace (its manifest checksum covers
-    the masks' checksum), the resolved design and its energy and area tables, the density source,
-    whether equal-area designs are compared, and the agos version."""
-    blob = json.dumps(
-        {
-            "trace": trace_sha256,
-            "arch": loaded.arch.model_dump(mode="json"),
-            "tables": loaded.sha256,
-            "density": density,
-            "seed": seed,
-            "equal_area": equal_area,
-            "agos": __version__,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """The cache key of a point (`stages.cache.stage_key`): everything its result depends on — the
+    trace (its manifest checksum covers the masks' checksum), the resolved design and its energy and
+    area tables, the density source, whether equal-area designs are compared, and the agos version."""
+    return stage_key("point", point_inputs(trace_sha256, loaded, density, seed, equal_area))
+
+
+def point_inputs(trace_sha256: str, loaded: LoadedArch, density: str, seed: int, equal_area: bool) -> dict:
+    return {
+        "trace": trace_sha256,
+        "arch": loaded.arch.model_dump(mode="json"),
+        "tables": loaded.sha256,
+        "density": density,
+        "seed": seed,
+        "equal_area": equal_area,
+    }
 
 
 def trace_ref(path: str, where: str) -> TraceRef:
@@ -179,46 +168,34 @@ def trace_ref(path: str, where: str) -> TraceRef:
         )
     trace = load_trace(path)
     m, p = trace.manifest, trace.provenance
-    weights = p.get("weights") or {}
-    data = p.get("data") or {}
     return TraceRef(
-        path=path,
-        sha256=m.manifest_sha256,
-        model=str(p.get("model", "?")),
-        weights=str(weights.get("source", "?")) if isinstance(weights, dict) else str(weights),
-        weights_sha256=str(weights.get("sha256", "")) if isinstance(weights, dict) else "",
-        data=str(data.get("source", "?")) if isinstance(data, dict) else str(data),
-        batch_size=int(p.get("batch_size", 0)),
-        image_size=int(p.get("image_size", 0)),
+        trace=path,
+        trace_sha256=m.manifest_sha256,
+        model=p.model,
+        weights=p.weights.source,
+        weights_sha256=p.weights.sha256,
+        data=p.data.source,
+        batch_size=p.batch_size,
+        image_size=p.image_size,
         activations=bool(m.activations),
     )
 
 
-def capture_models(spec: SweepSpec, out: Path) -> list[str]:
-    """Capture each `models:` entry once into OUT/traces/ (keyed by its options and the agos
-    version, so a repeated sweep reuses it); returns the trace paths."""
-    from agos.capture.pipeline import capture_trace
-    from agos.inputs.session import RunOptions
+def capture_models(spec: SweepSpec, cache: Cache, where: str, console=None) -> list[str]:
+    """Capture each `models:` entry once into the cache, keyed on its content (the model's code,
+    the weights' bytes, the images read), so a repeated sweep reuses it and a retrained weights file
+    is captured again; returns the trace paths."""
+    from agos.stages.capture import capture_and_prove
+    from agos.stages.resolve import resolve_run
 
     paths = []
-    for m in spec.models:
-        digest = hashlib.sha256(
-            json.dumps([m.model_dump(), __version__], sort_keys=True).encode()
-        ).hexdigest()
-        slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in m.model)
-        path = out / "traces" / f"{slug}-{digest[:12]}"
-        if not (path / "manifest.json").is_file():
-            options = RunOptions(
-                model=m.model,
-                weights=m.weights,
-                data=m.data,
-                batch_size=m.batch_size,
-                image_size=m.image_size,
-                seed=m.seed,
-                device="cpu",
-            )
-            capture_trace(options, path)
-        paths.append(str(path))
+    for i, m in enumerate(spec.models):
+        try:
+            resolved = resolve_run(RunOptions.model_validate(m.model_dump()))
+        except AgosError as exc:
+            raise AgosError(f"{where}: field 'models.{i}': {exc}") from None
+        proven = capture_and_prove(resolved, cache, proof=False, say=announcer(console, m.model))
+        paths.append(str(proven.trace_dir))
     return paths
 
 

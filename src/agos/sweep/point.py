@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agos.arch.load import LoadedArch
+from agos.fileio import atomic_dir
+from agos.sweep.records import PointFigures, PointResult
 
 TRACE_FILES = ("manifest.json", "masks.bin")
 MAX_COUNTED = 4  # (trace, density) counts a worker keeps; each holds every layer's masks
@@ -62,15 +63,9 @@ def _materialise(blob: TraceBlob) -> Path:
     path = root / blob.sha256[:40]
     if (path / "manifest.json").is_file():
         return path
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".trace.", dir=root))
-    try:
+    with atomic_dir(path) as tmp:
         for name, data in blob.files.items():
             (tmp / name).write_bytes(data)
-        os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -98,53 +93,57 @@ def counted(blob: TraceBlob, density: str, seed: int) -> Counted:
         return result
 
 
-def figures(net, name: str) -> dict:
+def figures(net, name: str) -> PointFigures:
     """The row figures of one design, taken from `agos simulate`'s own entry of it."""
     from agos.analysis.simulation import design_figures
 
     d = design_figures(net, name, layers=False)
     twin = design_figures(net, d.twin, layers=False)
     cycles = d.cycles
-    return {
-        "twin": d.twin,
-        "cycles_fwd": cycles.fwd,
-        "cycles_bwd_data": cycles.bwd_data,
-        "cycles_bwd_weight": cycles.bwd_weight,
-        "cycles_backprop": cycles.backprop,
-        "cycles_iteration": cycles.iteration,
-        "twin_cycles_iteration": twin.cycles.iteration,
-        "speedup_backprop": d.speedup_over_twin.backprop,
-        "speedup_iteration": d.speedup_over_twin.iteration,
-        "mac_bound_backprop": d.mac_bound_speedup.backprop,
-        "best_dense_equal_area": d.best_dense_equal_area,
-        "speedup_over_best_dense_equal_area": d.speedup_over_best_dense_equal_area,
-        "energy_j": d.energy_j,
-        "twin_energy_j": twin.energy_j,
-        "energy_vs_twin": d.energy_vs_twin,
-        "area_mm2": d.area_mm2,
-        "time_s": cycles.iteration / (net.designs[name].arch.clock_ghz * 1e9),
-        "dram_bytes": d.dram_bytes,
-        "arch_sha256": d.sha256,
-        "flags": "; ".join(d.flags),
-    }
+    return PointFigures(
+        twin=d.twin,
+        cycles_fwd=cycles.fwd,
+        cycles_bwd_data=cycles.bwd_data,
+        cycles_bwd_weight=cycles.bwd_weight,
+        cycles_backprop=cycles.backprop,
+        cycles_iteration=cycles.iteration,
+        twin_cycles_iteration=twin.cycles.iteration,
+        speedup_backprop=d.speedup_over_twin.backprop,
+        speedup_iteration=d.speedup_over_twin.iteration,
+        mac_bound_backprop=d.mac_bound_speedup.backprop,
+        best_dense_equal_area=d.best_dense_equal_area,
+        speedup_over_best_dense_equal_area=d.speedup_over_best_dense_equal_area,
+        energy_j=d.energy_j,
+        twin_energy_j=twin.energy_j,
+        energy_vs_twin=d.energy_vs_twin,
+        area_mm2=d.area_mm2,
+        time_s=cycles.iteration / (net.designs[name].arch.clock_ghz * 1e9),
+        dram_bytes=d.dram_bytes,
+        arch_sha256=d.sha256,
+        flags="; ".join(d.flags),
+    )
 
 
-def run_point(blob: TraceBlob, task: PointTask) -> dict:
-    """{key, density_label, result figures | None, error | None, seconds, worker}."""
+def failure(exc: BaseException) -> str:
+    """A point's error as one line (its type and the first line of its message)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:500]
+
+
+def run_point(blob: TraceBlob, task: PointTask) -> PointResult:
     from agos.cost.network import simulate_counted
 
     start = time.perf_counter()
-    out: dict = {"key": task.key, "density_label": None, "result": None, "error": None}
+    out = PointResult(key=task.key)
     try:
         c = counted(blob, task.density, task.seed)
-        out["density_label"] = c.label
+        out.density_label = c.label
         net = simulate_counted(c.contexts, [task.loaded], c.manifest, equal_area=task.equal_area)
-        out["result"] = figures(net, net.requested[0])
+        out.result = figures(net, net.requested[0])
     except Exception as exc:  # recorded on the point's row; the sweep goes on
-        first = (str(exc).strip().splitlines() or [""])[0]
-        out["error"] = f"{type(exc).__name__}: {first}"[:500]
-    out["seconds"] = time.perf_counter() - start
-    out["worker"] = f"{os.uname().nodename}:{os.getpid()}"
+        out.error = failure(exc)
+    out.seconds = time.perf_counter() - start
+    out.worker = f"{os.uname().nodename}:{os.getpid()}"
     return out
 
 

@@ -1,8 +1,9 @@
 """Run a sweep's points: on a Dask cluster (a local one by default, one single-threaded worker
 process per core, or an existing `dask.distributed` scheduler), or serially in this process
 (`workers=0`, the benchmark's baseline). Each trace is scattered to the workers once; each finished
-point is written to the point cache as it arrives, so an interrupted sweep resumes; a failing point
-is recorded with its error. A progress bar shows points done and the rate."""
+point is stored in the cache (`stages.cache.Cache`, OUT/cache) as it arrives, so an interrupted
+sweep resumes; a failing point is recorded with its error on its row and runs again next time. A
+progress bar shows points done and the rate."""
 
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agos.errors import AgosError
-from agos.sweep.plan import Plan, Point, build_plan, capture_models
-from agos.sweep.point import PointTask, read_blob, run_point, start_worker
+from agos.stages.cache import Cache
+from agos.sweep.plan import Plan, Point, build_plan, capture_models, point_inputs
+from agos.sweep.point import PointTask, failure, read_blob, run_point, start_worker
+from agos.sweep.records import PointResult, SweepRow
 from agos.sweep.spec import SweepSpec, load_spec
-from agos.sweep.table import PointCache, row, write_skipped, write_tables
+from agos.sweep.table import row, write_skipped, write_tables
+
+POINT = "point.json"
 
 DASK_LOGGERS = ("distributed", "dask", "tornado", "bokeh", "asyncio")
 
@@ -30,12 +35,17 @@ DASK_LOGGERS = ("distributed", "dask", "tornado", "bokeh", "asyncio")
 @dataclass
 class SweepResult:
     plan: Plan
-    rows: list[dict]
+    records: list[SweepRow]
     computed: int = 0
     cached: int = 0
     failed: int = 0
     seconds: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> list[dict]:
+        """The table's rows (axis values as columns), as written to results.parquet and .csv."""
+        return [r.flat() for r in self.records]
 
     @property
     def rate(self) -> float | None:
@@ -81,7 +91,7 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
         yield advance
 
 
-def _serial(plan: Plan, tasks: list[PointTask], record: Callable[[dict], None]) -> None:
+def _serial(plan: Plan, tasks: list[PointTask], record: Callable[[PointResult], None]) -> None:
     blobs = {}
     for task in tasks:
         if task.trace_sha256 not in blobs:
@@ -123,7 +133,7 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator:
         cluster.close()
 
 
-def _on_dask(client, plan: Plan, tasks: list[PointTask], record: Callable[[dict], None]) -> None:
+def _on_dask(client, plan: Plan, tasks: list[PointTask], record: Callable[[PointResult], None]) -> None:
     from distributed import as_completed
 
     client.run(start_worker)
@@ -142,10 +152,7 @@ def _on_dask(client, plan: Plan, tasks: list[PointTask], record: Callable[[dict]
             try:
                 result = future.result()
             except Exception as exc:  # the worker died or the task could not run: this point's error
-                first = (str(exc).strip().splitlines() or [""])[0]
-                error = f"{type(exc).__name__}: {first}"[:500]
-                result = {"key": task.key, "result": None, "density_label": None, "error": error}
-                result.update(seconds=None, worker=None)
+                result = PointResult(key=task.key, error=failure(exc))
             record(result)
             future.release()
     except BaseException:
@@ -173,10 +180,13 @@ def run_sweep(
         raise AgosError(f"--workers must be between 0 (serial, no Dask) and 1024, got {workers}")
     if scheduler is not None and workers is not None:
         raise AgosError("--scheduler uses that cluster's workers; leave out --workers")
-    extra = capture_models(spec, out) if spec.models else []
+    cache = Cache(out / "cache")
+    cache.sweep()
+    extra = capture_models(spec, cache, where, console) if spec.models else []
     plan = build_plan(spec, where, extra)
     out.mkdir(parents=True, exist_ok=True)
-    cache = PointCache(out / "points")
+    inputs = {p.key: point_inputs(plan.traces[p.trace].sha256, p.loaded, p.density, p.seed, spec.equal_area)
+              for p in plan.points}  # fmt: skip
     todo = [p for p in plan.points if not cache.done(p.key)]
     result = SweepResult(plan, [], cached=len(plan.points) - len(todo))
     skipped = write_skipped(plan, out)
@@ -198,14 +208,18 @@ def run_sweep(
             soft_wrap=True,
         )
     enabled = sys.stderr.isatty() or os.environ.get("AGOS_PROGRESS") == "1"
+    failures: dict[str, PointResult] = {}  # kept for this run's rows only: a failed point runs again
     start = time.perf_counter()
     try:
         with _progress(len(todo), enabled) as advance:
 
-            def record(rec: dict) -> None:
-                cache.put(rec)
+            def record(rec: PointResult) -> None:
+                if rec.error is None:
+                    cache.put(rec.key, inputs[rec.key], POINT, rec, rec.seconds or 0.0)
+                else:
+                    failures[rec.key] = rec
                 result.computed += 1
-                result.failed += rec.get("error") is not None
+                result.failed += rec.error is not None
                 advance()
 
             tasks = _tasks(plan, todo, spec.equal_area)
@@ -218,9 +232,13 @@ def run_sweep(
                     _on_dask(client, plan, tasks, record)
     finally:
         result.seconds = time.perf_counter() - start
-        result.rows = [row(plan, p, cache.get(p.key)) for p in plan.points]
-        if result.rows:
-            parquet, csv_path = write_tables(result.rows, out)
+
+        def stored(p: Point) -> PointResult | None:
+            return cache.read(p.key, POINT, PointResult) if cache.done(p.key) else failures.get(p.key)
+
+        result.records = [row(plan, p, stored(p)) for p in plan.points]
+        if result.records:
+            parquet, csv_path = write_tables(result.records, out)
             result.files.update(parquet=parquet, csv=csv_path)
     rate = f", {result.rate:.2f} points/s" if result.rate else ""
     written = (
@@ -235,9 +253,9 @@ def run_sweep(
         soft_wrap=True,
     )
     if result.failed:
-        first = next(r for r in result.rows if r["error"])
+        first = next(r for r in result.records if r.error)
         console.print(
-            f"first failure: {first['design']} {first['density']}: {first['error']}",
+            f"first failure: {first.design} {first.density}: {first.error}",
             highlight=False,
             soft_wrap=True,
         )

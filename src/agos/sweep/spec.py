@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agos.arch.load import yaml_text
 from agos.errors import AgosError
+from agos.inputs.options import DEFAULTS, RunOptions
 
 Scalar = int | float | str | bool
 
@@ -77,15 +78,16 @@ class ProfileDensity(_Strict):
         return [f"profile:{self.profile}:{c}" for c in self.checkpoints]
 
 
-class ModelTrace(_Strict):
-    """A model to capture once into DIR/traces/ (then swept like a trace)."""
+class ModelTrace(RunOptions):
+    """A model to capture once into the sweep's cache (then swept like a trace): the run options,
+    with the sweep's defaults (`inputs.options.DEFAULTS['sweep']`); `model` has none."""
 
     model: str = Field(min_length=1)
-    weights: str = "init"
-    data: str = "samples"
-    batch_size: int = Field(8, ge=1, le=4096)
-    image_size: int = Field(64, ge=8, le=4096)
-    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sweep_defaults(cls, data: Any) -> Any:
+        return {**DEFAULTS["sweep"], **data} if isinstance(data, dict) else data
 
 
 class Sample(_Strict):

@@ -1,6 +1,5 @@
-"""The sweep's results: one row per point with its provenance, written as Parquet (pyarrow) and CSV,
-and the per-point cache the rows are made from (`DIR/points/<hash>.json`, written atomically, so an
-interrupted sweep resumes from the points it finished)."""
+"""The sweep's results: one typed row per point with its provenance (`records.SweepRow`), written as
+Parquet (pyarrow) and CSV, and read back typed (`read_rows`)."""
 
 from __future__ import annotations
 
@@ -11,85 +10,35 @@ from pathlib import Path
 from agos import __version__
 from agos.fileio import owned_file, write_json
 from agos.sweep.plan import ORG_AXIS, Plan, Point
-
-FIGURES = (
-    "cycles_fwd",
-    "cycles_bwd_data",
-    "cycles_bwd_weight",
-    "cycles_backprop",
-    "cycles_iteration",
-    "twin",
-    "twin_cycles_iteration",
-    "speedup_backprop",
-    "speedup_iteration",
-    "mac_bound_backprop",
-    "best_dense_equal_area",
-    "speedup_over_best_dense_equal_area",
-    "energy_j",
-    "twin_energy_j",
-    "energy_vs_twin",
-    "area_mm2",
-    "time_s",
-    "dram_bytes",
-    "arch_sha256",
-    "flags",
-)
+from agos.sweep.records import FORMAT, VERSION, PointResult, SweepRow
 
 
-class PointCache:
-    """One JSON file per point, named by the hash of its inputs. A point whose record holds an
-    error is run again on resume (the failure may have been the machine's)."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.json"
-
-    def get(self, key: str) -> dict | None:
-        try:
-            record = json.loads(self.path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # absent, or unreadable: computed again
-        return record if isinstance(record, dict) and record.get("key") == key else None
-
-    def done(self, key: str) -> bool:
-        record = self.get(key)
-        return record is not None and record.get("error") is None and record.get("result") is not None
-
-    def put(self, record: dict) -> None:
-        write_json(record, self.path(record["key"]), owned=True)
-
-
-def row(plan: Plan, point: Point, record: dict | None) -> dict:
+def row(plan: Plan, point: Point, record: PointResult | None) -> SweepRow:
+    """The table's row of a point: its trace, design, axes, density and figures (none when it failed
+    or was not run), with the design's source and the agos version."""
     trace = plan.traces[point.trace]
-    result = (record or {}).get("result") or {}
-    out = {
-        "point": point.key,
-        **trace.columns(),
-        "density": point.density,
-        "density_seed": point.seed,
-        "density_label": (record or {}).get("density_label"),
-        "density_notes": plan.density_notes.get((point.trace, point.density)),
-        "design": point.design,
-        "preset": point.loaded.arch.preset,
-        "organisation": point.organisation,
-    }
-    for axis in plan.axes:
-        if axis != ORG_AXIS:
-            out[axis] = point.axes.get(axis)
-    for name in FIGURES:
-        out[name] = result.get(name)
-    if out["area_mm2"] is None:
-        out["area_mm2"] = point.area_mm2  # known from the plan even when the point failed
-    if out["arch_sha256"] is None:
-        out["arch_sha256"] = point.loaded.sha256
-    out["design_source"] = point.loaded.source
-    out["agos_version"] = __version__
-    out["point_seconds"] = (record or {}).get("seconds")
-    out["worker"] = (record or {}).get("worker")
-    out["error"] = (record or {}).get("error") if record is not None else "not run (interrupted)"
-    return out
+    figures = record.result.model_dump() if record is not None and record.result is not None else {}
+    return SweepRow.model_validate(
+        {
+            "point": point.key,
+            **trace.columns().model_dump(),
+            "density": point.density,
+            "density_seed": point.seed,
+            "density_label": record.density_label if record is not None else None,
+            "density_notes": plan.density_notes.get((point.trace, point.density)),
+            "design": point.design,
+            "preset": point.loaded.arch.preset,
+            "organisation": point.organisation,
+            "axes": {a: point.axes.get(a) for a in plan.axes if a != ORG_AXIS},
+            **figures,
+            "area_mm2": figures.get("area_mm2", point.area_mm2),  # known from the plan when it failed
+            "arch_sha256": figures.get("arch_sha256", point.loaded.sha256),
+            "design_source": point.loaded.source,
+            "point_seconds": record.seconds if record is not None else None,
+            "worker": record.worker if record is not None else None,
+            "error": record.error if record is not None else "not run (interrupted)",
+        }
+    )
 
 
 def _column_types(rows: list[dict]) -> dict[str, type]:
@@ -123,15 +72,18 @@ def normalised(rows: list[dict]) -> list[dict]:
     return fixed
 
 
-def write_tables(rows: list[dict], out: Path) -> tuple[Path, Path]:
-    """`results.parquet` and `results.csv` in OUT, atomically."""
+def write_tables(records: list[SweepRow], out: Path) -> tuple[Path, Path]:
+    """`results.parquet` and `results.csv` in OUT, atomically: the rows' dumps, axis values as
+    columns; the Parquet metadata names the row format and version (`read_rows` checks them)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = normalised(rows)
+    rows = normalised([r.flat() for r in records])
     parquet, csv_path = out / "results.parquet", out / "results.csv"
     table = pa.Table.from_pylist(rows)
-    table = table.replace_schema_metadata({"agos": __version__, "format": "agos-sweep"})
+    table = table.replace_schema_metadata(
+        {"agos": __version__, "format": FORMAT, "version": str(VERSION), "axes": json.dumps(_axes(records))}
+    )
     with owned_file(parquet, "wb") as f:
         pq.write_table(table, f)
     with owned_file(csv_path, "w") as f:
@@ -139,6 +91,39 @@ def write_tables(rows: list[dict], out: Path) -> tuple[Path, Path]:
         writer.writeheader()
         writer.writerows(rows)
     return parquet, csv_path
+
+
+def _axes(records: list[SweepRow]) -> list[str]:
+    return list(records[0].axes) if records else []
+
+
+def read_rows(path: Path | str) -> list[SweepRow]:
+    """The rows of a `results.parquet`, typed; a table of another format or version, or with a column
+    no row has, is one line."""
+    import pyarrow.parquet as pq
+
+    from agos.errors import AgosError
+    from agos.record import parse_record
+
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:
+        raise AgosError(f"cannot read the sweep table {path}: {exc}") from None
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    if meta.get("format") != FORMAT:
+        raise AgosError(f"{path} is not an {FORMAT} table")
+    if meta.get("version") != str(VERSION):
+        raise AgosError(
+            f"{path} is {FORMAT} version {meta.get('version')}; this agos reads version {VERSION}"
+        )
+    axes = json.loads(meta.get("axes", "[]"))
+    out = []
+    for i, flat in enumerate(table.to_pylist()):
+        values = {k: v for k, v in flat.items() if k not in axes}
+        values.update(format=FORMAT, version=VERSION, axes={a: flat.get(a) for a in axes})
+        out.append(parse_record(SweepRow, values, f"{path} row {i}"))
+    return out
 
 
 def write_skipped(plan: Plan, out: Path) -> Path:

@@ -5,7 +5,6 @@ table and the plot are ordered by training progress, not by file name."""
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import torch
 from agos.errors import AgosError
 from agos.fileio import owned_file
 from agos.inputs.session import MAX_STEPS, PreparedRun, train_steps
+from agos.stages.resolve import file_sha256
 
 STEP_KEYS = ("step", "global_step", "iteration", "epoch")
 
@@ -26,14 +26,6 @@ class Checkpoint:
     step: int
     step_source: str  # the checkpoint's own key, "file name" or "order"
     sha256: str
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _expand(text: str) -> list[Path]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agos.errors import AgosError
+from agos.report.selfcheck import SELF_CHECK_SCRIPT
 
 CHROMIUM = "/usr/bin/chromium"
 REQUIRED_FLAGS = (
@@ -47,73 +48,6 @@ EXTRA_FLAGS = (
     "--v=0",
 )
 
-SELF_CHECK_SCRIPT = """<script id="agos-selfcheck-script">
-/* agos self-check: after load, summarise images, tables and script errors into #agos-selfcheck. */
-(function () {
-  var errors = [];
-  window.addEventListener("error", function (e) {
-    if (e instanceof ErrorEvent) {
-      errors.push(String(e.message) + " (" + (e.filename || "?") + ":" + (e.lineno || 0) + ")");
-    }
-  }, true);
-  window.addEventListener("unhandledrejection", function (e) {
-    errors.push("unhandled rejection: " + String(e.reason));
-  });
-  function settle(img) {
-    return new Promise(function (resolve) {
-      if (img.complete) { resolve(); return; }
-      img.addEventListener("load", resolve);
-      img.addEventListener("error", resolve);
-      setTimeout(resolve, 10000);
-    });
-  }
-  function label(el) {
-    var src = el.getAttribute("src") || "";
-    return src.length > 120 ? src.slice(0, 117) + "..." : src;
-  }
-  function report() {
-    var images = Array.prototype.slice.call(document.images);
-    images.forEach(function (img) { if (img.loading === "lazy") { img.loading = "eager"; } });
-    Promise.all(images.map(settle)).then(function () {
-      var broken = [];
-      images.forEach(function (img) {
-        if (!(img.complete && img.naturalWidth > 0)) { broken.push(label(img)); }
-      });
-      var tables = Array.prototype.slice.call(document.querySelectorAll("table"));
-      var empty = [];
-      tables.forEach(function (t, i) {
-        var rows = 0;
-        Array.prototype.forEach.call(t.tBodies, function (body) {
-          Array.prototype.forEach.call(body.rows, function (row) {
-            if (row.querySelector("td")) { rows += 1; }
-          });
-        });
-        if (rows === 0) {
-          var cap = t.caption ? t.caption.textContent.trim().slice(0, 80) : "";
-          empty.push("table " + (i + 1) + (t.id ? " #" + t.id : "") + (cap ? " (" + cap + ")" : ""));
-        }
-      });
-      var out = document.getElementById("agos-selfcheck");
-      if (!out) {
-        out = document.createElement("pre");
-        out.id = "agos-selfcheck";
-        out.hidden = true;
-        document.body.appendChild(out);
-      }
-      out.textContent = JSON.stringify({
-        images_total: images.length,
-        images_loaded: images.length - broken.length,
-        broken_images: broken,
-        tables_total: tables.length,
-        tables_with_rows: tables.length - empty.length,
-        empty_tables: empty,
-        js_errors: errors
-      });
-    });
-  }
-  if (document.readyState === "complete") { report(); } else { window.addEventListener("load", report); }
-})();
-</script>"""
 
 _CONSOLE = re.compile(r':CONSOLE[:(]\d+\)?\] "(?P<msg>.*)", source: (?P<src>.*?) \((?P<line>\d+)\)\s*$')
 _SELF_CHECK = re.compile(r'<pre[^>]*\bid="agos-selfcheck"[^>]*>(?P<json>.*?)</pre>', re.DOTALL)
@@ -248,7 +182,7 @@ def check_page(html_path: Path | str, timeout_s: float = 60, budget_ms: int = 10
         except OSError as exc:
             raise BrowserError(
                 f"{html_path} has no self-check script and its folder is not writable for a checked copy "
-                f"({exc.strerror}); embed agos.validate.browser.SELF_CHECK_SCRIPT at the end of <body>"
+                f"({exc.strerror}); embed agos.report.selfcheck.SELF_CHECK_SCRIPT at the end of <body>"
             ) from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(patched)

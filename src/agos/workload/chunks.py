@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from agos.errors import AgosError
-from agos.workload.counts import _axes, _box_scatter, _box_sum, _exact_arithmetic, _from_full, _to_full
+from agos.workload.boxsum import axes_of, box_scatter, box_sum, exact_arithmetic, from_full, to_full
 from agos.workload.layer import LayerGeometry
 from agos.workload.masks import LayerMasks
 from agos.workload.passes import mapping
@@ -109,9 +109,9 @@ class RowCounts:
 
 def row_counts(masks: LayerMasks) -> RowCounts:
     g = masks.geometry
-    ah, aw = _axes(g)
+    ah, aw = axes_of(g)
     x = masks.x_nonzero.reshape(g.x_shape).numpy().view(np.uint8)
-    xf = _to_full(x, ah, aw)  # [N, C, full_h, full_w], zeros where padded
+    xf = to_full(x, ah, aw)  # [N, C, full_h, full_w], zeros where padded
     s = np.zeros((g.n, g.p, g.c, g.r, g.s), np.int32)
     for si in range(g.s):
         cols = slice(si * aw.dil, si * aw.dil + (aw.out - 1) * aw.stride + 1, aw.stride)
@@ -131,7 +131,7 @@ def block_counts(
 ) -> BlockCounts:
     g = masks.geometry
     form = mapping(pass_).stream_sum
-    with _exact_arithmetic(g.macs):
+    with exact_arithmetic(g.macs):
         if form == "box":
             return _fwd(masks, part)
         if form == "scatter":
@@ -164,10 +164,10 @@ def _block_sums(mask: np.ndarray, part: Partition) -> np.ndarray:
 
 def _fwd(masks: LayerMasks, part: Partition) -> BlockCounts:
     g = masks.geometry
-    ah, aw = _axes(g)
+    ah, aw = axes_of(g)
     x = masks.x_nonzero.reshape(g.x_shape).numpy().view(np.uint8)
     blocks = _block_sums(x.reshape(g.n, g.groups, g.c_per_group, g.h, g.w), part)  # [N, G, J, H, W]
-    s = _box_sum(_to_full(blocks, ah, aw), ah, aw)  # [N, G, J, P, Q]
+    s = box_sum(to_full(blocks, ah, aw), ah, aw)  # [N, G, J, P, Q]
     s = s.transpose(2, 1, 0, 3, 4).reshape(part.count, g.groups, -1).astype(np.int64)
     taps = np.outer(ah.taps_per_output.numpy(), aw.taps_per_output.numpy()).reshape(-1)
     length = part.sizes()[:, None] * np.tile(taps, g.n)[None, :]
@@ -176,10 +176,10 @@ def _fwd(masks: LayerMasks, part: Partition) -> BlockCounts:
 
 def _bwd_data(masks: LayerMasks, part: Partition) -> BlockCounts:
     g = masks.geometry
-    ah, aw = _axes(g)
+    ah, aw = axes_of(g)
     dy = masks.dy_nonzero.reshape(g.y_shape).numpy().view(np.uint8)
     blocks = _block_sums(dy.reshape(g.n, g.groups, g.k_per_group, g.p, g.q), part)  # [N, G, J, P, Q]
-    s = _from_full(_box_scatter(blocks, ah, aw), ah, aw)  # [N, G, J, H, W]
+    s = from_full(box_scatter(blocks, ah, aw), ah, aw)  # [N, G, J, H, W]
     s = s.transpose(2, 1, 0, 3, 4).reshape(part.count, g.groups, -1).astype(np.int64)
     reach = np.outer(ah.reach.numpy(), aw.reach.numpy()).reshape(-1)
     length = part.sizes()[:, None] * np.tile(reach, g.n)[None, :]
@@ -216,7 +216,7 @@ def _both_per_block(masks: LayerMasks, part: Partition) -> np.ndarray:
     """b_{k,j} for every block, group and output channel: dY (0/1) times the im2col of X (0/1)
     over the block's output rows."""
     g = masks.geometry
-    ah, aw = _axes(g)
+    ah, aw = axes_of(g)
     x = masks.x_nonzero.reshape(g.x_shape).to(torch.float32)
     dy = masks.dy_nonzero.reshape(g.y_shape).to(torch.float32)
     cgrs = g.c_per_group * g.r * g.s
@@ -232,7 +232,7 @@ def _both_per_block(masks: LayerMasks, part: Partition) -> np.ndarray:
             ]
             if not pieces:
                 continue
-            xs = torch.from_numpy(_to_full(x[n : n + 1].numpy(), ah, aw))
+            xs = torch.from_numpy(to_full(x[n : n + 1].numpy(), ah, aw))
             cols = unfold(xs).reshape(g.groups, cgrs, g.p, g.q)
             d = dy[n].reshape(g.groups, g.k_per_group, g.p, g.q)
             for j, p0, p1 in pieces:

@@ -36,7 +36,6 @@ recomputed in float64; failing again is a bug and raises.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -44,6 +43,19 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from agos.workload.boxsum import (
+    Array,
+    Axis,
+    axes_of,
+    box_scatter,
+    box_sum,
+    exact_arithmetic,
+    from_full,
+    int64_tensor,
+    int_dtype,
+    tap_sums,
+    to_full,
+)
 from agos.workload.layer import LayerGeometry
 from agos.workload.masks import LayerMasks
 from agos.workload.passes import MAPPINGS, PassMapping, mapping
@@ -52,195 +64,6 @@ POLICIES = ("dense", "input", "output", "input+output")
 
 FP32_EXACT = 2**24  # every integer below this is representable in float32
 FP64_EXACT = 2**53
-
-
-# -- per-axis index arithmetic (exact, integer) ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Axis:
-    """One spatial axis: output index o, kernel index t, input index i = o·stride + t·dil − pad."""
-
-    out: int
-    size: int
-    kernel: int
-    stride: int
-    pad: int
-    dil: int
-
-    @cached_property
-    def _valid(self) -> tuple[torch.Tensor, torch.Tensor]:
-        pos = (
-            torch.arange(self.out, dtype=torch.int64)[:, None] * self.stride
-            + torch.arange(self.kernel, dtype=torch.int64)[None, :] * self.dil
-            - self.pad
-        )
-        return pos, (pos >= 0) & (pos < self.size)
-
-    @property
-    def taps_per_output(self) -> torch.Tensor:  # [out]: kernel indices landing inside the input
-        return self._valid[1].sum(1)
-
-    @property
-    def outputs_per_tap(self) -> torch.Tensor:  # [kernel]: output indices at which the tap is inside
-        return self._valid[1].sum(0)
-
-    @property
-    def reach(self) -> torch.Tensor:  # [size]: (output, kernel) pairs landing on each input index
-        pos, valid = self._valid
-        return torch.bincount(pos[valid], minlength=self.size)
-
-    @property
-    def full(self) -> int:
-        """Length of the zero-padded input a padding-free convolution reads:
-        (out − 1)·stride + (kernel − 1)·dil + 1."""
-        return (self.out - 1) * self.stride + (self.kernel - 1) * self.dil + 1
-
-
-def _axes(g: LayerGeometry) -> tuple[_Axis, _Axis]:
-    return (
-        _Axis(g.p, g.h, g.r, g.stride[0], g.padding[0], g.dilation[0]),
-        _Axis(g.q, g.w, g.s, g.stride[1], g.padding[1], g.dilation[1]),
-    )
-
-
-def _shift(t: torch.Tensor, offset_h: int, offset_w: int, size_h: int, size_w: int) -> torch.Tensor:
-    """out[.., i, j] = t[.., i − offset_h, j − offset_w] where that index exists, else 0;
-    shape [.., size_h, size_w]."""
-    out = _zeros(t, (*t.shape[:-2], size_h, size_w))
-    src_h, src_w = t.shape[-2], t.shape[-1]
-    h0, h1 = max(0, offset_h), min(size_h, src_h + offset_h)
-    w0, w1 = max(0, offset_w), min(size_w, src_w + offset_w)
-    if h1 > h0 and w1 > w0:
-        out[..., h0:h1, w0:w1] = t[..., h0 - offset_h : h1 - offset_h, w0 - offset_w : w1 - offset_w]
-    return out
-
-
-def _to_full(t: torch.Tensor, ah: _Axis, aw: _Axis) -> torch.Tensor:
-    """Input-indexed [.., H, W] → padded [.., full_h, full_w] (index i + pad); zeros where padded,
-    cropped where the input extends beyond the last tap."""
-    if ah.pad == aw.pad == 0 and ah.full == ah.size and aw.full == aw.size:
-        return t
-    return _shift(t, ah.pad, aw.pad, ah.full, aw.full)
-
-
-def _from_full(t: torch.Tensor, ah: _Axis, aw: _Axis) -> torch.Tensor:
-    """Padded [.., full_h, full_w] → input-indexed [.., H, W] (the inverse crop of `_to_full`)."""
-    if ah.pad == aw.pad == 0 and ah.full == ah.size and aw.full == aw.size:
-        return t
-    return _shift(t, -ah.pad, -aw.pad, ah.size, aw.size)
-
-
-# -- integer box sums: convolutions with all-ones kernels, exact by construction -----------------
-# They run on numpy arrays (CPU: several times faster than torch's small-kernel convolutions here,
-# up to 30× for depthwise layers) or torch tensors (CUDA), with the same slicing code.
-
-Array = np.ndarray | torch.Tensor
-
-
-def _zeros(like: Array, shape: tuple[int, ...], dtype=None) -> Array:
-    if isinstance(like, np.ndarray):
-        return np.zeros(shape, dtype=dtype or like.dtype)
-    return like.new_zeros(shape, dtype=dtype or like.dtype)
-
-
-def _copy(a: Array) -> Array:
-    return a.copy() if isinstance(a, np.ndarray) else a.clone()
-
-
-def _taps(ax: _Axis, t: int) -> slice:
-    """Indices o·stride + t·dil of the padded input over all outputs o (one kernel index t)."""
-    start = t * ax.dil
-    return slice(start, start + (ax.out - 1) * ax.stride + 1, ax.stride)
-
-
-def _box_sum(a: Array, ah: _Axis, aw: _Axis) -> Array:
-    """FWD direction: out[.., o, o'] = Σ_{t, t'} a[.., o·S + t·D, o'·S' + t'·D'] over padded a [.., full_h,
-    full_w]; separable, so R + S slice additions."""
-    rows = _copy(a[..., _taps(ah, 0), :])
-    for t in range(1, ah.kernel):
-        rows += a[..., _taps(ah, t), :]
-    out = _copy(rows[..., _taps(aw, 0)])
-    for t in range(1, aw.kernel):
-        out += rows[..., _taps(aw, t)]
-    return out
-
-
-def _box_scatter(a: Array, ah: _Axis, aw: _Axis) -> Array:
-    """Transposed direction (BWD-D scatter form): full[.., o·S + t·D, o'·S' + t'·D'] += a[.., o, o'] for
-    every tap (t, t'); [.., out_h, out_w] → padded [.., full_h, full_w]."""
-    cols = _zeros(a, (*a.shape[:-1], aw.full))
-    for t in range(aw.kernel):
-        cols[..., _taps(aw, t)] += a
-    full = _zeros(a, (*a.shape[:-2], ah.full, aw.full))
-    for t in range(ah.kernel):
-        full[..., _taps(ah, t), :] += cols
-    return full
-
-
-def _tap_sums(a: Array, ah: _Axis, aw: _Axis) -> Array:
-    """BWD-W direction: out[.., t, t'] = Σ_{o, o'} a[.., o·S + t·D, o'·S' + t'·D'] → [.., R, S] (the
-    same box sum with the roles of taps and outputs swapped)."""
-    out = _zeros(a, (*a.shape[:-2], ah.kernel, aw.kernel))
-    for t in range(ah.kernel):
-        rows = a[..., _taps(ah, t), :].sum(-2)
-        for u in range(aw.kernel):
-            out[..., t, u] = rows[..., _taps(aw, u)].sum(-1)
-    return out
-
-
-def _int_dtype(bound: int, like: Array):
-    """The narrowest signed integer type holding every count up to `bound`."""
-    bits = next(b for b in (16, 32, 64) if bound < 2 ** (b - 1))
-    if isinstance(like, np.ndarray):
-        return {16: np.int16, 32: np.int32, 64: np.int64}[bits]
-    return {16: torch.int16, 32: torch.int32, 64: torch.int64}[bits]
-
-
-def _int64_tensor(a: Array) -> torch.Tensor:
-    if isinstance(a, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(a).astype(np.int64, copy=False))
-    return a.to(torch.int64)
-
-
-# -- exact float convolutions ------------------------------------------------------------------
-
-
-SMALL_LAYER_MACS = 4_000_000  # below this: one thread, no oneDNN (their start-up costs more than they save)
-
-
-def _precision_settings() -> list[tuple[object, str, object]]:
-    """(object, attribute, exact value): fp32 convolutions and matmuls in IEEE fp32, never TF32/bf16."""
-    b = torch.backends
-    out = []
-    for module in (b.mkldnn.conv, b.mkldnn.matmul, b.cudnn.conv, b.cuda.matmul):
-        if hasattr(module, "fp32_precision"):
-            out.append((module, "fp32_precision", "ieee"))
-    if not out:  # older torch: the legacy switches
-        out = [(b.cudnn, "allow_tf32", False), (b.cuda.matmul, "allow_tf32", False)]
-    return out
-
-
-@contextlib.contextmanager
-def _exact_arithmetic(macs: int):
-    """IEEE fp32 throughout; a small layer's handful of tiny convolutions on one thread without
-    oneDNN. Every global setting is restored afterwards."""
-    saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in _precision_settings()]
-    threads, mkldnn = torch.get_num_threads(), torch._C._get_mkldnn_enabled()
-    small = macs < SMALL_LAYER_MACS
-    try:
-        for obj, attr, value in _precision_settings():
-            setattr(obj, attr, value)
-        if small:
-            torch.set_num_threads(1)
-            torch._C._set_mkldnn_enabled(False)
-        yield
-    finally:
-        for obj, attr, value in saved:
-            setattr(obj, attr, value)
-        if small:
-            torch.set_num_threads(threads)
-            torch._C._set_mkldnn_enabled(mkldnn)
 
 
 def _dtype_for(bound: int) -> torch.dtype:
@@ -279,14 +102,14 @@ def _count(mask: torch.Tensor, dims: tuple[int, ...], bound: int | None = None) 
     tensor. `_count_int64` gives int64 tensors."""
     most = math.prod(mask.shape[d] for d in dims)
     if mask.device.type != "cpu":
-        return mask.sum(dims, dtype=_int_dtype(max(most, bound or 0), mask))
+        return mask.sum(dims, dtype=int_dtype(max(most, bound or 0), mask))
     acc = next(t for t in (np.uint8, np.uint16, np.uint32, np.int64) if most <= np.iinfo(t).max)
     counts = np.asarray(np.sum(mask.numpy().view(np.uint8), axis=dims, dtype=acc))
-    return counts.astype(_int_dtype(max(most, bound or 0), counts), copy=False)
+    return counts.astype(int_dtype(max(most, bound or 0), counts), copy=False)
 
 
 def _count_int64(mask: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    return _int64_tensor(_count(mask, dims, 2**62))
+    return int64_tensor(_count(mask, dims, 2**62))
 
 
 def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -405,13 +228,13 @@ def layer_work(masks: LayerMasks, shortcuts: bool = True) -> LayerWork:
 
     `shortcuts=False` convolves every output channel for the BWD-W both-nonzero count, even those whose
     dY is all nonzero or all zero (same result, slower: for tests and benchmarks)."""
-    with _exact_arithmetic(masks.geometry.macs):
+    with exact_arithmetic(masks.geometry.macs):
         return _layer_work(masks, shortcuts)
 
 
 def _layer_work(masks: LayerMasks, shortcuts: bool) -> LayerWork:
     g = masks.geometry
-    ah, aw = _axes(g)
+    ah, aw = axes_of(g)
     G, Cg, Kg = g.groups, g.c_per_group, g.k_per_group
     n = g.n
     x = masks.x_nonzero.reshape(g.x_shape)
@@ -424,15 +247,15 @@ def _layer_work(masks: LayerMasks, shortcuts: bool) -> LayerWork:
 
     # FWD: per-group channel sums of X≠0, box-summed over the valid taps of each output pixel
     x_group = _count(x.reshape(n, G, Cg, g.h, g.w), (2,), bound=Cg * g.r * g.s)  # [N, G, H, W]
-    fwd_nonzero = _int64_tensor(_box_sum(_to_full(x_group, ah, aw), ah, aw))
+    fwd_nonzero = int64_tensor(box_sum(to_full(x_group, ah, aw), ah, aw))
 
     # BWD-D: per-group channel sums of dY≠0, scattered onto the input pixels each tap reaches
     dy_group = _count(dy.reshape(n, G, Kg, g.p, g.q), (2,), bound=Kg * g.r * g.s)  # [N, G, P, Q]
-    bwd_data_nonzero = _int64_tensor(_from_full(_box_scatter(dy_group, ah, aw), ah, aw))
+    bwd_data_nonzero = int64_tensor(from_full(box_scatter(dy_group, ah, aw), ah, aw))
 
     # BWD-W, X stream: batch sums of X≠0, summed over every output pixel of each tap
     x_channel = _count(x, (0,), bound=n * g.p * g.q)  # [C, H, W]
-    bwd_weight_nonzero = _int64_tensor(_tap_sums(_to_full(x_channel, ah, aw), ah, aw))
+    bwd_weight_nonzero = int64_tensor(tap_sums(to_full(x_channel, ah, aw), ah, aw))
 
     bwd_weight_both = _both(masks.name, g, x, dy, fwd_nonzero, bwd_weight_nonzero, ah, aw, shortcuts)
 
@@ -458,8 +281,8 @@ def _both(
     dy: torch.Tensor,
     fwd_nonzero: torch.Tensor,
     bwd_weight_nonzero: torch.Tensor,
-    ah: _Axis,
-    aw: _Axis,
+    ah: Axis,
+    aw: Axis,
     shortcuts: bool = True,
 ) -> torch.Tensor:
     """[K, C_g, R, S]: products with X≠0 and dY≠0 — the weight gradient of the two binary masks.
@@ -483,7 +306,7 @@ def _both(
     return both
 
 
-def _native_padding(ax: _Axis) -> bool:
+def _native_padding(ax: Axis) -> bool:
     """True when PyTorch's symmetric padding by `pad` yields exactly `out` outputs on this axis."""
     return (ax.size + 2 * ax.pad - ax.dil * (ax.kernel - 1) - 1) // ax.stride + 1 == ax.out
 
@@ -494,8 +317,8 @@ def _both_conv(
     x: torch.Tensor,
     dy_sel: torch.Tensor,
     fwd_nonzero: torch.Tensor,
-    ah: _Axis,
-    aw: _Axis,
+    ah: Axis,
+    aw: Axis,
 ) -> torch.Tensor:
     """Weight gradient of binary masks for the selected output channels of `g` (all of them when
     grouped), exact; checked against Σ_{n,g,p,q} (Σ_{k∈g} dY) · fwd_nonzero, which equals the sum of
@@ -514,7 +337,7 @@ def _both_conv(
             return (dm @ xm.T).reshape(ksel, cg, 1, 1)
         padding = g.padding if native else (0, 0)
         if not native:
-            xf = _to_full(xf, ah, aw)
+            xf = to_full(xf, ah, aw)
         return torch.nn.grad.conv2d_weight(
             xf,
             (ksel, cg, g.r, g.s),
