@@ -88,14 +88,14 @@ def designs(which: str):
 
 def trace_for(model: str, batch: int, size: int, folder: Path) -> Path:
     """A trace of one step (seed 0), captured once into `folder`."""
-    from agos.capture.pipeline import capture_trace
+    from agos.api import trace as capture_trace
     from agos.capture.trace import load_trace
-    from agos.inputs.session import RunOptions
+    from agos.inputs.options import RunOptions
 
     path = folder / f"{model}-b{batch}-{size}px"
     if (path / "manifest.json").exists():
         prov = load_trace(path).provenance
-        if (prov["model"], prov["batch_size"], prov["image_size"], prov["seed"]) == (model, batch, size, 0):
+        if (prov.model, prov.batch_size, prov.image_size, prov.seed) == (model, batch, size, 0):
             return path
     start = time.perf_counter()
     capture_trace(RunOptions(model=model, batch_size=batch, image_size=size, seed=0, device="cpu"), path)
@@ -104,7 +104,8 @@ def trace_for(model: str, batch: int, size: int, folder: Path) -> Path:
 
 
 def plain_step_seconds(model: str, batch: int, size: int, reps: int) -> list[float]:
-    from agos.inputs.session import RunOptions, prepare
+    from agos.inputs.options import RunOptions
+    from agos.inputs.session import prepare
     from agos.inputs.training import plain_step
 
     run = prepare(RunOptions(model=model, batch_size=batch, image_size=size, seed=0, device="cpu"))
