@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -110,6 +111,7 @@ class LayerContext:
         # the compute of candidate tilings by (compute key, channel tiles, a, σ): shared by designs that
         # differ only in what the buffer tiling alone reads (`compute_key`); small arrays, kept per view
         self.computed: dict[tuple, Computed] = {}
+        self.compute_ids: dict[tuple, int] = {}  # (compute key, channel tiles) → a small number, hashed once
 
     def view(self) -> LayerContext:
         """A context on the same masks and counts sharing this one's design-independent structures
@@ -297,6 +299,19 @@ class Computed:
     items: np.ndarray  # int64 [tiles, σ, a]
     blocks: list[schedule.BlockCompute]
 
+    @cached_property
+    def totals(self) -> dict[str, int]:
+        """Each of the schedules' counts summed over every tile (work, fill/drain, items, buffer
+        reads and writes, store loads): tiles that share a schedule add its sums once each, and
+        designs that share this candidate read them once."""
+        times: dict[int, list] = {}
+        for bc in self.blocks:
+            times.setdefault(id(bc), [bc, 0])[1] += 1
+        return {
+            name: sum(n * int(getattr(bc, name).sum()) for bc, n in times.values())
+            for name in ("work", "fill_drain", "items", "reads", "writes", "store_loads")
+        }
+
 
 def _computed(items: list[TileItems], blocks: list[schedule.BlockCompute], compute, count) -> Computed:
     return Computed(
@@ -322,11 +337,11 @@ class _Pass:
     capacity: int
     compacted: bool
     sets: SlotSets | None
-    key: tuple  # compute_key and channel tiles: what its items and schedules depend on
+    key: int  # the number of (compute_key, channel tiles) in the context: what its compute depends on
 
     def shared(self, a: int, sigma: int, make) -> Computed:
         """The compute of candidate (a, σ), made once per layer for every design with the same key."""
-        key = (*self.key, a, sigma)
+        key = (self.key, a, sigma)
         if key not in self.ctx.computed:
             self.ctx.computed[key] = make()
         return self.ctx.computed[key]
@@ -367,7 +382,8 @@ def _setup(pass_: str, ctx: LayerContext, arch: Arch) -> _Pass:
         tiles = channel_tiles(lay.groups, lay.ch, o.pe_array.cols)
     by_store = compacted and arch.skipping.lanes == "matched"
     sets = ctx.slot_sets(o.pe_array.cols, by_store) if compacted else None
-    key = (compute_key(arch, pass_), tuple(tiles))
+    ids = ctx.compute_ids
+    key = ids.setdefault((compute_key(arch, pass_), tuple(tiles)), len(ids))
     return _Pass(pass_, ctx, arch, lay, tiles, tensors, capacity, compacted, sets, key)
 
 
@@ -518,10 +534,9 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
         twin = dense.blocks
     plan = _lockstep_plan(p, twin) if arch.lockstep else _rows_plan(p, twin)
     done = p.shared(plan.a, plan.sigma, None)
-    blocks = done.blocks
     fd = arch.organisation.fd
-    work_cycles = int(sum(int(bc.work.sum()) for bc in blocks))
-    fill = int(sum(int(bc.fill_drain.sum()) for bc in blocks)) + fd * plan.overhead_tiles
+    work_cycles = done.totals["work"]
+    fill = done.totals["fill_drain"] + fd * plan.overhead_tiles
     compute = int(sum(plan.tile_compute))
     return PassCost(
         cycles=plan.cycles,
@@ -532,7 +547,7 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
         dram_a=plan.dram_a,
         dram_b=plan.dram_b,
         dram_o=plan.dram_o,
-        items=int(sum(int(bc.items.sum()) for bc in blocks)),
+        items=done.totals["items"],
         effective_macs=effective,
         dense_macs=dense,
         design_macs=design,
@@ -562,13 +577,12 @@ def crossbar_factor(arch: Arch, compacted: bool) -> int:
 
 def _actions(done: Computed, plan: Plan, arch: Arch, compacted: bool) -> dict[str, float]:
     vb = arch.precision.value_bytes
-    blocks = done.blocks
     mac = done.mac_issued
     loads = plan.dram_a + plan.dram_b
-    reads = sum(int(bc.reads.sum()) for bc in blocks) + plan.dram_o
-    writes = sum(int(bc.writes.sum()) for bc in blocks) + loads
+    reads = done.totals["reads"] + plan.dram_o
+    writes = done.totals["writes"] + loads
     rows_org = not arch.lockstep
-    store_loads = sum(int(bc.store_loads.sum()) for bc in blocks) if rows_org else 0
+    store_loads = done.totals["store_loads"] if rows_org else 0
     # every store of a row holds the whole domain with lanes `full`: C copies of each load
     copies = arch.pe_array.cols if compacted and arch.skipping.lanes == "full" else 1
     return {
@@ -602,10 +616,10 @@ def timing_key(arch: Arch, pass_: str) -> tuple:
     return (pass_, arch.ideal, arch.organisation, opts, window, bw, domain, storage)
 
 
-def mask_independent(arch: Arch, pass_: str) -> bool:
+def mask_independent(arch: Arch, pass_: str, key: tuple | None = None) -> bool:
     """A pass that skips nothing and stores its tensors dense times the same on any masks of the
-    same geometry (so repeated layers share it)."""
-    key = timing_key(arch, pass_)
+    same geometry (so repeated layers share it). `key`: its timing key, when already made."""
+    key = key if key is not None else timing_key(arch, pass_)
     opts = arch.skipping.of(pass_)
     return (
         not arch.ideal
@@ -649,9 +663,10 @@ def simulate_pass(
     arch = decision.arch
     run = loaded if arch is loaded.arch else loaded.with_arch(arch)
     key = timing_key(arch, pass_)
+    independent = mask_independent(arch, pass_, key)
     cost = ctx.passes.get(key)
     if cost is None:
-        if shared is not None and mask_independent(arch, pass_):
+        if shared is not None and independent:
             gkey = (ctx.work.geometry, ctx.masks.needs_bwd_data, key)
             cost = shared.passes.get(gkey)
             if cost is None:
@@ -659,7 +674,7 @@ def simulate_pass(
         else:
             cost = _timed_pass(pass_, ctx, run)
         ctx.passes[key] = cost
-    if mask_independent(arch, pass_) and cost.mac_issued:
+    if independent and cost.mac_issued:
         # the timing may come from another layer of the geometry; the nonzero count is this layer's
         cost = replace(cost, mac_nonzero=_nonzero_macs(pass_, ctx))
     cost = _gated(cost, pass_, ctx, arch)
