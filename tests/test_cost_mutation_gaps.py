@@ -14,7 +14,13 @@ import torch
 from agos.arch.area import design_area
 from agos.arch.load import LoadedArch, load_arch
 from agos.cost.model import LayerContext, layer_area, simulate_pass
-from agos.cost.network import dense_name, equal_area_candidates, simulate_network, speedups
+from agos.cost.network import (
+    dense_name,
+    equal_area_candidates,
+    grown_organisations,
+    simulate_network,
+    speedups,
+)
 from agos.cost.vector import vector_cost
 from agos.reference import reference_pass
 from agos.workload.counts import layer_work
@@ -334,3 +340,19 @@ def test_matched_slots_deal_each_lanes_channels_one_per_slot():
     streams, outputs = 3 * 2 * 2, (1 + 1 + 1) * 2
     assert fast.actions["buffer_read_bytes"] - fast.dram_o == streams + 2 * (2 + 1) * 2
     assert fast.actions["buffer_write_bytes"] - fast.dram_a - fast.dram_b == outputs
+
+
+def test_equal_area_pes_of_a_non_square_array_grow_one_row_at_a_time():
+    """The smaller side grows one row (or column) per step: an area that holds exactly one more row
+    buys that row (the fault equal_area_pe_step_of_two survived every square preset)."""
+    loaded = load_arch("dense@systolic")
+    o = loaded.arch.organisation
+
+    def with_rows(rows: int):
+        org = o.model_copy(update={"pe_array": o.pe_array.model_copy(update={"rows": rows, "cols": 32})})
+        return loaded.arch.model_copy(update={"organisation": org})
+
+    target = design_area(with_rows(17), loaded.area).total_mm2
+    grown = grown_organisations(with_rows(16), loaded.area, target)
+    pe, _ = grown[0]
+    assert (pe.pe_array.rows, pe.pe_array.cols) == (17, 32)
