@@ -90,7 +90,7 @@ def trace_for(model: str, batch: int, size: int, folder: Path) -> Path:
     """A trace of one step (seed 0), captured once into `folder`."""
     from agos.api import trace as capture_trace
     from agos.capture.trace import load_trace
-    from agos.inputs.session import RunOptions
+    from agos.inputs.options import RunOptions
 
     path = folder / f"{model}-b{batch}-{size}px"
     if (path / "manifest.json").exists():
@@ -104,7 +104,8 @@ def trace_for(model: str, batch: int, size: int, folder: Path) -> Path:
 
 
 def plain_step_seconds(model: str, batch: int, size: int, reps: int) -> list[float]:
-    from agos.inputs.session import RunOptions, prepare
+    from agos.inputs.options import RunOptions
+    from agos.inputs.session import prepare
     from agos.inputs.training import plain_step
 
     run = prepare(RunOptions(model=model, batch_size=batch, image_size=size, seed=0, device="cpu"))

@@ -14,7 +14,13 @@ import torch
 from agos.arch.area import design_area
 from agos.arch.load import LoadedArch, load_arch
 from agos.cost.model import LayerContext, layer_area, simulate_pass
-from agos.cost.network import dense_name, equal_area_candidates, simulate_network, speedups
+from agos.cost.network import (
+    dense_name,
+    equal_area_candidates,
+    grown_organisations,
+    simulate_network,
+    speedups,
+)
 from agos.cost.vector import vector_cost
 from agos.reference import reference_pass
 from agos.workload.counts import layer_work
@@ -292,3 +298,61 @@ def test_lane_conflicts_serialise_per_item_and_ports_round_up():
         assert (fast.items, fast.compute_cycles) == (1, compute)
         ref_pass = reference_pass("bwd_data", masks, loaded.arch)
         assert (fast.cycles, fast.tile_compute) == (ref_pass.cycles, ref_pass.tile_compute)
+
+
+def test_matched_slots_deal_each_lanes_channels_one_per_slot():
+    """§2.3, lanes `matched` on `systolic`: slot j holds the j-th needed channel of every lane, so a
+    position needing channels {0, 3} of 6 (C = 3: both on lane 0) has two slots, {0} and {3}, and
+    one needing {3} has one. Slot-major on R = 2 rows, the folds are [{0}, {3}] and [{3}]: their
+    column operands carry unions of 2 and 1 channels. Slots dealt by rank instead ({0, 3} and an
+    empty one) would carry 2 and 0. The reference forms the slots itself; the two agree."""
+    conv = torch.nn.Conv2d(6, 2, 1)
+    xs = torch.zeros(1, 6, 1, 2)
+    g = geometry_of(conv, xs, conv(xs), "l")
+    needed = torch.zeros(g.x_shape, dtype=torch.bool)
+    needed[0, [0, 3], 0, 0] = True
+    needed[0, 3, 0, 1] = True
+    masks = LayerMasks(
+        "l", g, True, torch.ones(g.x_shape, dtype=torch.bool), torch.ones(g.y_shape, dtype=torch.bool),
+        needed, False,
+    )  # fmt: skip
+    base = load_arch("output-skip@systolic")
+    o = base.arch.organisation
+    org = o.model_copy(
+        update={
+            "pe_array": o.pe_array.model_copy(update={"rows": 2, "cols": 3}),
+            "memory": o.memory.model_copy(update={"global_buffer_bytes": 1 << 20}),
+        }
+    )
+    skipping = base.arch.skipping.model_copy(
+        update={"compaction_domain": 6, "lanes": "matched", "bypass": "never"}
+    )
+    arch = base.arch.model_copy(update={"organisation": org, "skipping": skipping})
+    loaded = base.with_arch(type(arch).model_validate(arch.model_dump()))
+    fast = simulate_pass("bwd_data", LayerContext(masks, layer_work(masks)), loaded, layer_area(loaded))
+    ref_pass = reference_pass("bwd_data", masks, loaded.arch)
+    assert fast.items == ref_pass.items == 3
+    assert (fast.cycles, fast.tile_compute) == (ref_pass.cycles, ref_pass.tile_compute)
+    assert {k: int(v) for k, v in fast.actions.items()} == dict(ref_pass.actions)
+    # T = 2 taps of dY per position (K = 2, a 1×1 kernel), vb = 2: column operands 2·(2 + 1)·2 bytes
+    # beside the items' streams (2·2 each, dense dY) and outputs (|S|·2 each), all read and written
+    # within the folds (one stream block)
+    streams, outputs = 3 * 2 * 2, (1 + 1 + 1) * 2
+    assert fast.actions["buffer_read_bytes"] - fast.dram_o == streams + 2 * (2 + 1) * 2
+    assert fast.actions["buffer_write_bytes"] - fast.dram_a - fast.dram_b == outputs
+
+
+def test_equal_area_pes_of_a_non_square_array_grow_one_row_at_a_time():
+    """The smaller side grows one row (or column) per step: an area that holds exactly one more row
+    buys that row (the fault equal_area_pe_step_of_two survived every square preset)."""
+    loaded = load_arch("dense@systolic")
+    o = loaded.arch.organisation
+
+    def with_rows(rows: int):
+        org = o.model_copy(update={"pe_array": o.pe_array.model_copy(update={"rows": rows, "cols": 32})})
+        return loaded.arch.model_copy(update={"organisation": org})
+
+    target = design_area(with_rows(17), loaded.area).total_mm2
+    grown = grown_organisations(with_rows(16), loaded.area, target)
+    pe, _ = grown[0]
+    assert (pe.pe_array.rows, pe.pe_array.cols) == (17, 32)

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from agos.arch.schema import Arch, PassSkipping
 from agos.cost.layout import ceil_div, channel_tiles, compaction_tiles, store_channels
 from agos.workload.passes import mapping
@@ -180,9 +182,7 @@ def output_ratio(arch: Arch, ctx: LayerContext, stream: bool) -> float:
         return 0.0
     f_on = f  # per item, the slower of its walk and its lane conflicts (known per slot)
     if compacted and sk.lanes == "modulo":
-        ports = sk.lane_ports or 1
-        loads = [ceil_div(int(x), ports) for t in tiles for x in sets.loads(t)]
-        f_on = sum(max(f, walk * x) for x in loads) / len(loads)
+        f_on = _mean_lane_time(ctx, tiles, sets, sk.lane_ports or 1, f, walk)
     if arch.lockstep:
         fd = o.fd if o.fill_drain == "per_fold" else 0
         union = width_off
@@ -217,6 +217,18 @@ def output_ratio(arch: Arch, ctx: LayerContext, stream: bool) -> float:
     if not off:
         return 1.0 if not on else math.inf
     return round(on / off, DIGITS)
+
+
+def _mean_lane_time(ctx: LayerContext, tiles, sets, ports: int, f: float, walk: float) -> float:
+    """The mean over the compacted items of max(f, walk·⌈λ / q⌉), summed in item order one
+    addition at a time (the very float a Python loop gives); the same for every design with these
+    domains, ports and walk, so kept in the layer's context."""
+    key = ("lane time", tuple(tiles), sets.cols, sets.by_store, ports, f, walk)
+    if key not in ctx.memo:
+        loads = ceil_div(np.concatenate([sets.loads(t) for t in tiles]), ports)
+        total = np.cumsum(np.maximum(f, walk * loads.astype(np.float64)))[-1]
+        ctx.memo[key] = float(total) / loads.size
+    return ctx.memo[key]
 
 
 def _chunks(g, entries: int) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -106,7 +107,12 @@ class LayerContext:
         self._both_full: dict[tuple, np.ndarray] = {}
         self._sets: dict[tuple[int, bool], SlotSets] = {}
         self.tilings: dict = {}  # cost.tiling's byte shares by (pass tensors, channel tiles): any design's
+        self.memo: dict = {}  # other values derived from the layer alone, by what they depend on
         self.passes: dict[tuple, PassCost] = {}  # by timing key: shared by designs
+        # the compute of candidate tilings by (compute key, channel tiles, a, σ): shared by designs that
+        # differ only in what the buffer tiling alone reads (`compute_key`); small arrays, kept per view
+        self.computed: dict[tuple, Computed] = {}
+        self.compute_ids: dict[tuple, int] = {}  # (compute key, channel tiles) → a small number, hashed once
 
     def view(self) -> LayerContext:
         """A context on the same masks and counts sharing this one's design-independent structures
@@ -120,7 +126,7 @@ class LayerContext:
             self._sets,
         )
         view._needed, view._rows = self._needed, self._rows
-        view.tilings = self.tilings
+        view.tilings, view.memo = self.tilings, self.memo
         return view
 
     def absorb(self, view: LayerContext) -> None:
@@ -258,18 +264,65 @@ def _zero_cost() -> PassCost:
 
 
 def _bounds(pass_: str, ctx: LayerContext, arch: Arch) -> tuple[int, int, int, int, int]:
-    """(effective, dense, design MACs, mapping bound, MAC bound) of §7."""
+    """(effective, dense, design MACs, mapping bound, MAC bound) of §7: they depend on the layer, the
+    PE array and the pass's policy only, so they are made once for every design that shares them."""
+    policy = arch.skipping.effective_policy(pass_) if not arch.ideal else None
+    key = ("bounds", pass_, arch.pe_array.rows, arch.pe_array.cols, policy)
+    if key not in ctx.memo:
+        ctx.memo[key] = _layer_bounds(pass_, ctx, arch.pe_array.rows, arch.pe_array.cols, policy)
+    return ctx.memo[key]
+
+
+def _layer_bounds(
+    pass_: str, ctx: LayerContext, rows: int, cols: int, policy: str | None
+) -> tuple[int, int, int, int, int]:
     work = ctx.work
     lay = ctx.layout(pass_)
-    cols, rows = arch.pe_array.cols, arch.pe_array.rows
     dense_tiles = channel_tiles(lay.groups, lay.ch, cols)
     effective = work.total(pass_, "input+output")
     bound = mapping_bound(
         effective, lay.positions * len(dense_tiles), max(t.width for t in dense_tiles), rows, cols
     )
     mac_bound = math.ceil(effective / (rows * cols)) if effective else 0
-    design = work.total(pass_, arch.skipping.effective_policy(pass_)) if not arch.ideal else effective
+    design = work.total(pass_, policy) if policy is not None else effective
     return effective, work.total(pass_, "dense"), design, bound, mac_bound
+
+
+@dataclass(frozen=True)
+class Computed:
+    """One candidate (a, σ) of a pass computed: the action totals of its items, the compute of every
+    (channel tile, stream block, position block) and its dispatched items, and each tile's schedule."""
+
+    mac_issued: int
+    mac_nonzero: int
+    metadata_bits: int
+    compute: np.ndarray  # int64 [tiles, σ, a]
+    items: np.ndarray  # int64 [tiles, σ, a]
+    blocks: list[schedule.BlockCompute]
+
+    @cached_property
+    def totals(self) -> dict[str, int]:
+        """Each of the schedules' counts summed over every tile (work, fill/drain, items, buffer
+        reads and writes, store loads): tiles that share a schedule add its sums once each, and
+        designs that share this candidate read them once."""
+        times: dict[int, list] = {}
+        for bc in self.blocks:
+            times.setdefault(id(bc), [bc, 0])[1] += 1
+        return {
+            name: sum(n * int(getattr(bc, name).sum()) for bc, n in times.values())
+            for name in ("work", "fill_drain", "items", "reads", "writes", "store_loads")
+        }
+
+
+def _computed(items: list[TileItems], blocks: list[schedule.BlockCompute], compute, count) -> Computed:
+    return Computed(
+        sum(it.mac_issued for it in items),
+        sum(it.mac_nonzero for it in items),
+        sum(it.metadata_bits for it in items),
+        compute,
+        count,
+        blocks,
+    )
 
 
 @dataclass
@@ -285,7 +338,14 @@ class _Pass:
     capacity: int
     compacted: bool
     sets: SlotSets | None
-    computed: dict = field(default_factory=dict)  # (a, σ) → (items, blocks)
+    key: int  # the number of (compute_key, channel tiles) in the context: what its compute depends on
+
+    def shared(self, a: int, sigma: int, make) -> Computed:
+        """The compute of candidate (a, σ), made once per layer for every design with the same key."""
+        key = (self.key, a, sigma)
+        if key not in self.ctx.computed:
+            self.ctx.computed[key] = make()
+        return self.ctx.computed[key]
 
     @property
     def masks(self) -> LayerMasks:
@@ -323,7 +383,22 @@ def _setup(pass_: str, ctx: LayerContext, arch: Arch) -> _Pass:
         tiles = channel_tiles(lay.groups, lay.ch, o.pe_array.cols)
     by_store = compacted and arch.skipping.lanes == "matched"
     sets = ctx.slot_sets(o.pe_array.cols, by_store) if compacted else None
-    return _Pass(pass_, ctx, arch, lay, tiles, tensors, capacity, compacted, sets)
+    ids = ctx.compute_ids
+    key = ids.setdefault((compute_key(arch, pass_), tuple(tiles)), len(ids))
+    return _Pass(pass_, ctx, arch, lay, tiles, tensors, capacity, compacted, sets, key)
+
+
+def compute_key(arch: Arch, pass_: str) -> tuple:
+    """What a pass's items and their schedules depend on (§2–§5): its timing key less what only the
+    buffer tiling (§6) reads — the buffer's size, double buffering, the DRAM rate — and names. The
+    equal-area designs with more buffer share their twin's compute."""
+    o = arch.organisation
+    memory = o.memory.model_copy(
+        update={"global_buffer_bytes": 64, "double_buffering": False, "dram_gbps": 1.0}
+    )
+    org = o.model_copy(update={"name": "", "description": "", "memory": memory})
+    key = timing_key(arch, pass_)
+    return (*key[:2], org, *key[3:])
 
 
 def lane_conflicts(arch: Arch, compacted: bool) -> bool:
@@ -344,7 +419,7 @@ def _lockstep_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
         part = uniform_blocks(pass_, g, sigma)
         return list(zip(part.starts, part.stops, strict=True))
 
-    def compute_for(a: int, sigma: int):
+    def make(a: int, sigma: int) -> Computed:
         if sigma not in item_cache:
             part = None if sigma == 1 else uniform_blocks(pass_, g, sigma)
             item_cache[sigma] = p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted))
@@ -356,8 +431,12 @@ def _lockstep_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
             if id(it) not in done:  # tiles sharing items share their schedule
                 done[id(it)] = schedule.lockstep(it, block_of_row, a, arch, pass_, p.sets)
             blocks.append(done[id(it)])
-        p.computed[(a, sigma)] = (items, blocks)
-        return np.stack([bc.compute for bc in blocks]), np.stack([bc.items for bc in blocks])
+        compute = np.stack([bc.compute for bc in blocks])
+        return _computed(items, blocks, compute, np.stack([bc.items for bc in blocks]))
+
+    def compute_for(a: int, sigma: int):
+        c = p.shared(a, sigma, lambda: make(a, sigma))
+        return c.compute, c.items
 
     return choose_tiling(
         p.tensors, p.tiles, p.capacity, o.dram_bytes_per_cycle, o.memory.double_buffering, units(pass_, g),
@@ -375,7 +454,7 @@ def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
     opts = arch.skipping.of(pass_)
     vb = o.precision.value_bytes
     part = store_chunks(pass_, p.masks, o.pe_store_entries // store_channels(arch, p.tiles, p.compacted))
-    chunk_items = p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted))
+    chunk_items: list[TileItems] = []  # built when a candidate is not shared
     eps = np.array(part.entries, np.int64)
     store_load = []
     for tile in p.tiles:
@@ -392,7 +471,9 @@ def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
     def ranges(sigma: int) -> list[tuple[int, int]]:
         return [(part.starts[lo], part.stops[hi - 1]) for lo, hi in groups_of(sigma)]
 
-    def compute_for(a: int, sigma: int):
+    def make(a: int, sigma: int) -> Computed:
+        if not chunk_items:
+            chunk_items.extend(p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted)))
         if a not in per_a:
             block_of_row = p.blocks_of(a)
             done: dict[int, schedule.BlockCompute] = {}
@@ -402,12 +483,17 @@ def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
                     done[id(it)] = schedule.independent(it, block_of_row, a, arch, pass_, store_load[ti])
                 per_a[a].append(done[id(it)])
         blocks = per_a[a]
-        p.computed[(a, sigma)] = (chunk_items, blocks)
         cuts = [lo for lo, _ in groups_of(sigma)]
-        return (
+        return _computed(
+            chunk_items,
+            blocks,
             np.stack([np.add.reduceat(bc.compute, cuts, axis=0) for bc in blocks]),
             np.stack([np.add.reduceat(bc.items, cuts, axis=0) for bc in blocks]),
         )
+
+    def compute_for(a: int, sigma: int):
+        c = p.shared(a, sigma, lambda: make(a, sigma))
+        return c.compute, c.items
 
     return choose_tiling(
         p.tensors, p.tiles, p.capacity, o.dram_bytes_per_cycle, o.memory.double_buffering, part.count,
@@ -448,10 +534,10 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
         dense = ctx.timed(pass_, loaded.with_arch(arch.twin()))
         twin = dense.blocks
     plan = _lockstep_plan(p, twin) if arch.lockstep else _rows_plan(p, twin)
-    items, blocks = p.computed[(plan.a, plan.sigma)]
+    done = p.shared(plan.a, plan.sigma, None)
     fd = arch.organisation.fd
-    work_cycles = int(sum(int(bc.work.sum()) for bc in blocks))
-    fill = int(sum(int(bc.fill_drain.sum()) for bc in blocks)) + fd * plan.overhead_tiles
+    work_cycles = done.totals["work"]
+    fill = done.totals["fill_drain"] + fd * plan.overhead_tiles
     compute = int(sum(plan.tile_compute))
     return PassCost(
         cycles=plan.cycles,
@@ -462,21 +548,21 @@ def _timed_pass(pass_: str, ctx: LayerContext, loaded: LoadedArch) -> PassCost:
         dram_a=plan.dram_a,
         dram_b=plan.dram_b,
         dram_o=plan.dram_o,
-        items=int(sum(int(bc.items.sum()) for bc in blocks)),
+        items=done.totals["items"],
         effective_macs=effective,
         dense_macs=dense,
         design_macs=design,
         mapping_bound=bound,
         mac_bound=mac_bound,
-        mac_issued=sum(it.mac_issued for it in items),
-        mac_nonzero=sum(it.mac_nonzero for it in items),
+        mac_issued=done.mac_issued,
+        mac_nonzero=done.mac_nonzero,
         components={
             "work": work_cycles,
             "fill_drain": fill,
             "delivery": compute - work_cycles - fill,
             "exposed": plan.exposed,
         },
-        actions=_actions(items, blocks, plan, arch, p.compacted),
+        actions=_actions(done, plan, arch, p.compacted),
     )
 
 
@@ -490,14 +576,14 @@ def crossbar_factor(arch: Arch, compacted: bool) -> int:
     return 1
 
 
-def _actions(items: list[TileItems], blocks, plan: Plan, arch: Arch, compacted: bool) -> dict[str, float]:
+def _actions(done: Computed, plan: Plan, arch: Arch, compacted: bool) -> dict[str, float]:
     vb = arch.precision.value_bytes
-    mac = sum(it.mac_issued for it in items)
+    mac = done.mac_issued
     loads = plan.dram_a + plan.dram_b
-    reads = sum(int(bc.reads.sum()) for bc in blocks) + plan.dram_o
-    writes = sum(int(bc.writes.sum()) for bc in blocks) + loads
+    reads = done.totals["reads"] + plan.dram_o
+    writes = done.totals["writes"] + loads
     rows_org = not arch.lockstep
-    store_loads = sum(int(bc.store_loads.sum()) for bc in blocks) if rows_org else 0
+    store_loads = done.totals["store_loads"] if rows_org else 0
     # every store of a row holds the whole domain with lanes `full`: C copies of each load
     copies = arch.pe_array.cols if compacted and arch.skipping.lanes == "full" else 1
     return {
@@ -507,7 +593,7 @@ def _actions(items: list[TileItems], blocks, plan: Plan, arch: Arch, compacted: 
         "buffer_write_bytes": float(writes),
         "store_read_bytes": float(mac * vb) if rows_org else 0.0,
         "store_write_bytes": float(arch.pe_array.rows * store_loads * copies) if rows_org else 0.0,
-        "metadata_bits": float(sum(it.metadata_bits for it in items)),
+        "metadata_bits": float(done.metadata_bits),
         "crossbar_bytes": float(mac * vb * crossbar_factor(arch, compacted)),
         "dram_bytes": float(plan.dram_bytes),
     }
@@ -531,10 +617,10 @@ def timing_key(arch: Arch, pass_: str) -> tuple:
     return (pass_, arch.ideal, arch.organisation, opts, window, bw, domain, storage)
 
 
-def mask_independent(arch: Arch, pass_: str) -> bool:
+def mask_independent(arch: Arch, pass_: str, key: tuple | None = None) -> bool:
     """A pass that skips nothing and stores its tensors dense times the same on any masks of the
-    same geometry (so repeated layers share it)."""
-    key = timing_key(arch, pass_)
+    same geometry (so repeated layers share it). `key`: its timing key, when already made."""
+    key = key if key is not None else timing_key(arch, pass_)
     opts = arch.skipping.of(pass_)
     return (
         not arch.ideal
@@ -578,9 +664,10 @@ def simulate_pass(
     arch = decision.arch
     run = loaded if arch is loaded.arch else loaded.with_arch(arch)
     key = timing_key(arch, pass_)
+    independent = mask_independent(arch, pass_, key)
     cost = ctx.passes.get(key)
     if cost is None:
-        if shared is not None and mask_independent(arch, pass_):
+        if shared is not None and independent:
             gkey = (ctx.work.geometry, ctx.masks.needs_bwd_data, key)
             cost = shared.passes.get(gkey)
             if cost is None:
@@ -588,7 +675,7 @@ def simulate_pass(
         else:
             cost = _timed_pass(pass_, ctx, run)
         ctx.passes[key] = cost
-    if mask_independent(arch, pass_) and cost.mac_issued:
+    if independent and cost.mac_issued:
         # the timing may come from another layer of the geometry; the nonzero count is this layer's
         cost = replace(cost, mac_nonzero=_nonzero_macs(pass_, ctx))
     cost = _gated(cost, pass_, ctx, arch)
