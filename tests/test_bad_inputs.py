@@ -16,6 +16,12 @@ import pytest
 from tests.cli_helpers import one_error_line, run_cli
 
 
+def _terminal_sigint() -> None:
+    """Ctrl-C as a terminal gives it: a run started in the background by a non-interactive shell
+    (CI scripts, `cmd &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _trace(capsys, out, *args):
     return run_cli(
         capsys,
@@ -158,6 +164,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_terminal_sigint,
     )
     deadline = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -32,6 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = "tests.models:mixed"
 
 
+def _terminal_sigint() -> None:
+    """Ctrl-C as a terminal gives it: a run started in the background by a non-interactive shell
+    (CI scripts, `cmd &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _refused(capsys, *args: str, says: str) -> str:
     code, _, err = run_cli(capsys, *args)
     line = one_error_line(err)
@@ -758,6 +764,65 @@ def test_a_scheduler_address_dask_cannot_dial_is_refused_first(capsys, tmp_path,
     assert not out.exists()
 
 
+def _listener(reply: bytes | None):
+    """A TCP server on localhost that is not Dask: it answers `reply` to anything (or nothing)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if reply is not None:
+                conn.recv(65536)
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, f"tcp://127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    ("reply", "says"),
+    [
+        (None, "no Dask scheduler answered within 2 s"),  # a service that waits for its own protocol
+        (b"HTTP/1.0 400 Bad request\r\n\r\n" * 64, "--scheduler"),  # one that answers in its own
+    ],
+)
+def test_something_else_at_the_scheduler_address_is_one_line_in_time(
+    capsys, tmp_path, spec, monkeypatch, reply, says
+):
+    """A web server there made the client wait for minutes; a proxy, a MemoryError inside Dask."""
+    from agos.sweep import run
+
+    monkeypatch.setattr(run, "SCHEDULER_WAIT", 2.0)
+    server, address = _listener(reply)
+    try:
+        out = tmp_path / "o"
+        start = time.monotonic()
+        code, _, err = run_cli(capsys, "sweep", str(spec), "--out", str(out), "--scheduler", address)
+        assert time.monotonic() - start < 30
+        assert code == 2 and err.splitlines()[-1].startswith(f"agos: error: --scheduler {address}: ")
+        assert says in err.splitlines()[-1] and "Traceback" not in err
+        assert not out.exists() or not {"results.csv", "results.parquet"} & set(os.listdir(out))
+    finally:
+        server.close()
+
+
+def test_a_dask_scheduler_answers_the_probe():
+    from distributed import LocalCluster
+
+    from agos.sweep.run import probe_scheduler
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        probe_scheduler(cluster.scheduler_address, 10)  # no error: it is one
+
+
 def test_a_failed_sweep_writes_no_results_table(capsys, tmp_path, spec, monkeypatch):
     import distributed
 
@@ -765,6 +830,7 @@ def test_a_failed_sweep_writes_no_results_table(capsys, tmp_path, spec, monkeypa
         raise OSError("Timed out trying to connect to tcp://10.255.255.1:8786 after 20 s")
 
     monkeypatch.setattr(distributed, "Client", unreachable)
+    monkeypatch.setattr("agos.sweep.run.probe_scheduler", lambda address: None)  # the client's own failure
     out = tmp_path / "o"
     address = "tcp://10.255.255.1:8786"
     code, _, err = run_cli(capsys, "sweep", str(spec), "--out", str(out), "--scheduler", address)
@@ -843,6 +909,7 @@ def test_ctrl_c_on_a_dask_sweep_is_one_line_and_exit_130_every_time(tmp_path, mi
         proc = subprocess.Popen(
             [sys.executable, "-m", "agos", "sweep", str(spec), "--out", str(out), "--workers", "2"],
             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True,
+            preexec_fn=_terminal_sigint,
         )  # fmt: skip
         first = proc.stderr.readline()
         assert first.startswith("sweep: 397 points"), first + proc.communicate(timeout=60)[1]

@@ -218,6 +218,39 @@ def check_scheduler(address: str) -> None:
         ) from None
 
 
+SCHEDULER_WAIT = 20.0  # seconds a --scheduler has to answer as a Dask scheduler
+
+
+def probe_scheduler(address: str, wait: float | None = None) -> None:
+    """Ask the address who it is (Dask's `identity` call) within a deadline, before a client
+    connects: something else listening there (a web server, a proxy) made the client hang for
+    minutes or fail inside Dask's framing with a MemoryError."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    wait = SCHEDULER_WAIT if wait is None else wait
+
+    async def ask() -> object:
+        comm = await connect(address, timeout=wait)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        reply = asyncio.run(asyncio.wait_for(ask(), wait))
+    except TimeoutError:
+        raise AgosError(f"--scheduler {address}: no Dask scheduler answered within {wait:g} s") from None
+    except Exception as exc:  # whatever answered, it is not a Dask scheduler
+        text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise AgosError(f"--scheduler {address}: cannot connect ({text})") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        kind = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
+        raise AgosError(f"--scheduler {address}: what answered is not a Dask scheduler ({kind})")
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, workers: int | None, ctrl_c: CtrlC | None = None) -> Iterator:
     """A client of the given scheduler, or of a local cluster of `workers` single-threaded worker
@@ -228,8 +261,9 @@ def dask_client(scheduler: str | None, workers: int | None, ctrl_c: CtrlC | None
     ctrl_c = ctrl_c or CtrlC()
     if scheduler is not None:
         check_scheduler(scheduler)
+        probe_scheduler(scheduler)
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=f"{SCHEDULER_WAIT:g}s")
         except (OSError, TimeoutError, ValueError) as exc:
             raise AgosError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
         try:
