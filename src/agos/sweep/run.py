@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,8 @@ def quiet_dask() -> None:
     for name in DASK_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "error")
+    # another local cluster holding the diagnostics port: Dask moves to another one and warns
+    warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
 
 
 def _tasks(plan: Plan, todo: list[Point], equal_area: bool) -> list[PointTask]:
