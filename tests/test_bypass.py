@@ -175,6 +175,7 @@ def test_a_join_with_one_broadcast_entry_per_cycle_is_off():
     narrow = decide(_small("agos@systolic").arch, "bwd_weight", ctx)
     wide = decide(_small("agos@systolic", broadcast_width=4, lookahead=8).arch, "bwd_weight", ctx)
     assert narrow.arch.skipping.bwd_weight.stream and not narrow.arch.skipping.bwd_weight.pe_operand
+    assert "two-sided join (broadcast width 1: it cannot save time)" in narrow.off  # by that rule
     assert wide.arch.skipping.bwd_weight.pe_operand
 
 

@@ -300,6 +300,43 @@ def test_lane_conflicts_serialise_per_item_and_ports_round_up():
         assert (fast.cycles, fast.tile_compute) == (ref_pass.cycles, ref_pass.tile_compute)
 
 
+def test_full_lanes_have_no_lane_conflicts():
+    """§2.3, lanes `full` (a Benes network, a lane per domain channel): the case above — channels
+    {0, 3, 6} of 9 all on lane 0 mod 3 — walks max(s, ⌈T/L⌉) = 3 cycles whatever the ports, where
+    lanes `modulo` take 9 (q = 1). The reference agrees."""
+    conv = torch.nn.Conv2d(9, 3, 1)
+    xs = torch.zeros(1, 9, 1, 1)
+    g = geometry_of(conv, xs, conv(xs), "l")
+    needed = torch.zeros(g.x_shape, dtype=torch.bool)
+    needed[0, [0, 3, 6], 0, 0] = True
+    masks = LayerMasks(
+        "l", g, True, torch.ones(g.x_shape, dtype=torch.bool), torch.ones(g.y_shape, dtype=torch.bool),
+        needed, False,
+    )  # fmt: skip
+    base = load_arch("agos@systolic")
+    o = base.arch.organisation
+    org = o.model_copy(
+        update={
+            "pe_array": o.pe_array.model_copy(update={"rows": 2, "cols": 3}),
+            "memory": o.memory.model_copy(
+                update={"global_buffer_bytes": 1 << 20, "buffer_banks": 64, "bank_width_bytes": 8}
+            ),
+            "fill_drain_cycles": 0,
+        }
+    )
+    for lanes, compute in (("full", 3), ("modulo", 9)):
+        skipping = base.arch.skipping.model_copy(
+            update={"lookahead": 2, "compaction_domain": 9, "lanes": lanes, "lane_ports": 1}
+            | {"bypass": "never"}
+        )
+        arch = base.arch.model_copy(update={"organisation": org, "skipping": skipping})
+        loaded = base.with_arch(type(arch).model_validate(arch.model_dump()))
+        fast = simulate_pass("bwd_data", LayerContext(masks, layer_work(masks)), loaded, layer_area(loaded))
+        assert (fast.items, fast.compute_cycles) == (1, compute), lanes
+        ref_pass = reference_pass("bwd_data", masks, loaded.arch)
+        assert (fast.cycles, fast.tile_compute) == (ref_pass.cycles, ref_pass.tile_compute), lanes
+
+
 def test_matched_slots_deal_each_lanes_channels_one_per_slot():
     """§2.3, lanes `matched` on `systolic`: slot j holds the j-th needed channel of every lane, so a
     position needing channels {0, 3} of 6 (C = 3: both on lane 0) has two slots, {0} and {3}, and
