@@ -262,12 +262,9 @@ def test_compaction_domains_of_a_width_that_is_not_a_multiple_of_the_columns(ref
     assert fast.items == want
 
 
-def test_lane_conflicts_serialise_per_item_and_ports_round_up():
-    """§2.3 on `systolic` (the RTL row's rule, docs/rtl.md): a compacted item's channels that share
-    a lane (c mod C) cross its row's crossbar one per cycle per port. One position needs dX channels
-    {0, 3, 6} of 9 (C = 3, one domain): one slot, all three on lane 0, λ = 3. dY dense over T = 3
-    taps, L = 2: the walk is max(s, ⌈T/L⌉) = 3; with q = 2 ports the lanes take 3 · ⌈3 / 2⌉ = 6
-    cycles (a floor would give 3), with q = 1 they take 9. FD = 0; the reference agrees."""
+def _three_channels_on_lane_zero():
+    """One position needing dX channels {0, 3, 6} of 9 (all on lane 0 of C = 3), dY dense over
+    T = 3 taps; agos@systolic on 2 × 3 PEs, a buffer that never binds, no fill/drain."""
     conv = torch.nn.Conv2d(9, 3, 1)
     xs = torch.zeros(1, 9, 1, 1)
     g = geometry_of(conv, xs, conv(xs), "l")
@@ -288,6 +285,16 @@ def test_lane_conflicts_serialise_per_item_and_ports_round_up():
             "fill_drain_cycles": 0,
         }
     )
+    return masks, base, org
+
+
+def test_lane_conflicts_serialise_per_item_and_ports_round_up():
+    """§2.3 on `systolic` (the RTL row's rule, docs/rtl.md): a compacted item's channels that share
+    a lane (c mod C) cross its row's crossbar one per cycle per port. One position needs dX channels
+    {0, 3, 6} of 9 (C = 3, one domain): one slot, all three on lane 0, λ = 3. dY dense over T = 3
+    taps, L = 2: the walk is max(s, ⌈T/L⌉) = 3; with q = 2 ports the lanes take 3 · ⌈3 / 2⌉ = 6
+    cycles (a floor would give 3), with q = 1 they take 9. FD = 0; the reference agrees."""
+    masks, base, org = _three_channels_on_lane_zero()
     for ports, compute in ((2, 6), (1, 9)):
         skipping = base.arch.skipping.model_copy(
             update={"lookahead": 2, "compaction_domain": 9, "lane_ports": ports, "bypass": "never"}
@@ -304,26 +311,7 @@ def test_full_lanes_have_no_lane_conflicts():
     """§2.3, lanes `full` (a Benes network, a lane per domain channel): the case above — channels
     {0, 3, 6} of 9 all on lane 0 mod 3 — walks max(s, ⌈T/L⌉) = 3 cycles whatever the ports, where
     lanes `modulo` take 9 (q = 1). The reference agrees."""
-    conv = torch.nn.Conv2d(9, 3, 1)
-    xs = torch.zeros(1, 9, 1, 1)
-    g = geometry_of(conv, xs, conv(xs), "l")
-    needed = torch.zeros(g.x_shape, dtype=torch.bool)
-    needed[0, [0, 3, 6], 0, 0] = True
-    masks = LayerMasks(
-        "l", g, True, torch.ones(g.x_shape, dtype=torch.bool), torch.ones(g.y_shape, dtype=torch.bool),
-        needed, False,
-    )  # fmt: skip
-    base = load_arch("agos@systolic")
-    o = base.arch.organisation
-    org = o.model_copy(
-        update={
-            "pe_array": o.pe_array.model_copy(update={"rows": 2, "cols": 3}),
-            "memory": o.memory.model_copy(
-                update={"global_buffer_bytes": 1 << 20, "buffer_banks": 64, "bank_width_bytes": 8}
-            ),
-            "fill_drain_cycles": 0,
-        }
-    )
+    masks, base, org = _three_channels_on_lane_zero()
     for lanes, compute in (("full", 3), ("modulo", 9)):
         skipping = base.arch.skipping.model_copy(
             update={"lookahead": 2, "compaction_domain": 9, "lanes": lanes, "lane_ports": 1}
