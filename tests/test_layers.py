@@ -35,7 +35,7 @@ TIERS = [
     ["capture"],
     ["workload"],
     ["inputs"],
-    ["progress"],
+    ["progress", "workers"],  # progress bars; worker processes of a run (peers)
     ["fileio", "record", "yamlio"],
     ["errors"],
 ]

@@ -30,6 +30,8 @@ def tiny_report(tmp_path_factory):
         "2",
         "--trained",
         "none",
+        "--workers",  # the analyses in two worker processes (test_the_figures_do_not_depend_on_the_workers)
+        "2",
         "--out",
         str(out),
     ]
@@ -144,3 +146,26 @@ def test_tile_section_matches_the_sparsity_command(tiny_report, tmp_path, capsys
     section = page.split('id="tiles"')[1].split("<h2")[0]
     assert section.count("<tr><td") == 3  # resnet34 real and converged, squeezenet1_1 real
     assert "independence prediction" in section
+
+
+def _figures(stage_file):
+    """A stage's record without what differs between two runs of it (where it ran, how long)."""
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ("seconds", "trace")}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    return strip(json.loads(stage_file.read_text()))
+
+
+@pytest.mark.slow  # a second tiny run, every stage here, one after the other (27 s); CI runs it
+@pytest.mark.ci
+def test_the_figures_do_not_depend_on_the_workers(tiny_report, tmp_path):
+    out, args = tiny_report  # its analyses ran in two worker processes
+    serial = tmp_path / "serial"
+    assert main([*args[:-4], "--workers", "1", "--out", str(serial)]) == 0
+    stages = sorted(p.relative_to(out) for p in (out / "cache").glob("*/*.json"))
+    assert stages == sorted(p.relative_to(serial) for p in (serial / "cache").glob("*/*.json"))
+    for stage in stages:
+        assert _figures(out / stage) == _figures(serial / stage), stage

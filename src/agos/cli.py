@@ -830,6 +830,14 @@ def reproduce(
     phase: Annotated[
         Path | None, typer.Option("--phase", help="a finished `agos phase` folder: where output skip pays")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="processes the analyses run in while the next model is captured (default: the cores, "
+            "up to 4; 1: one stage after the other); the figures do not depend on it",
+        ),
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """The paper's evaluation on each model — capture, prove, count, simulate — as an HTML report."""
@@ -864,8 +872,10 @@ def reproduce(
     )
     run_id = settings.model_dump(mode="json", exclude={"run": {"device"}})
     label = f"models {','.join(settings.models)}, batch {options.batch_size}, {options.image_size} px"
+    if workers is not None and not 1 <= workers <= 64:
+        raise AgosError(f"--workers must be between 1 and 64, got {workers}")
     with claim_output(out, "reproduce", run_id, label + (", quick" if quick else ""), force):
-        run(settings, out)
+        run(settings, out, workers=workers)
 
 
 @app.command()

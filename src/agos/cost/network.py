@@ -7,12 +7,10 @@ are split between worker processes."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from functools import cache
-from multiprocessing import get_context
 
 from agos.arch.area import AreaReport, design_area
 from agos.arch.load import ORGANISATIONS, LoadedArch, load_organisation
@@ -20,6 +18,7 @@ from agos.arch.schema import Arch, Organisation
 from agos.cost.model import LayerContext, PassCost, SharedPasses, simulate_layer
 from agos.cost.vector import VectorCost, vector_cost
 from agos.progress import progress_bar
+from agos.workers import default_workers, process_pool
 from agos.workload.counts import LayerWork, layer_work
 from agos.workload.masks import LayerMasks
 from agos.workload.passes import LABELS, PASSES, SPANS
@@ -391,16 +390,6 @@ def _simulate_layers(
     return out
 
 
-def _start_worker() -> None:
-    import signal
-
-    import torch
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, in one line
-    os.environ["AGOS_PROGRESS"] = "0"
-    torch.set_num_threads(1)  # one core per worker
-
-
 def _worker(source: MaskSource, designs, indices: frozenset[int], summarise):
     return _simulate_layers(source.layers(indices.__contains__), designs, summarise, 0)
 
@@ -434,25 +423,16 @@ def simulate_network(
     designs = [(d.loaded, d.area) for d in planned]
     if workers is None:
         big = dense_macs is not None and dense_macs * len(designs) > PARALLEL_WORK
-        workers = min(2, os.cpu_count() or 1) if big and isinstance(layers, MaskSource) else 1
+        workers = default_workers() if big and isinstance(layers, MaskSource) else 1
     if workers > 1 and isinstance(layers, MaskSource):
         parts = partition_layers(manifest)
-        ctx = get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker)
-        try:
-            with progress_bar("simulate", total=len(manifest.layers)) as advance:
-                futures = [pool.submit(_worker, layers, designs, part, summarise) for part in parts]
-                rows = []
-                for future in as_completed(futures):
-                    done = future.result()
-                    rows += done
-                    advance(len(done), done[-1][1] if done else "")
-        except BaseException:  # Ctrl-C or a failure: stop the workers now, not after their groups
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
+        with process_pool(workers) as pool, progress_bar("simulate", total=len(manifest.layers)) as advance:
+            futures = [pool.submit(_worker, layers, designs, part, summarise) for part in parts]
+            rows = []
+            for future in as_completed(futures):
+                done = future.result()
+                rows += done
+                advance(len(done), done[-1][1] if done else "")
         rows.sort(key=lambda r: r[0])
     else:
         indexed = layers.layers() if isinstance(layers, MaskSource) else enumerate(layers)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,9 @@ from agos.inputs.offline_weights import INSTALL, OFFLINE, offline_file
 from agos.inputs.options import RunOptions
 from agos.inputs.session import check_image_size
 from agos.reproduce.settings import Settings
-from agos.stages.analyse import analysis_stage
+from agos.stages.analyse import analysis_key, analysis_stage
 from agos.stages.cache import Cache, announcer
-from agos.stages.capture import capture_and_prove
+from agos.stages.capture import Proven, capture_and_prove
 from agos.stages.resolve import ResolvedRun, resolve_run
 from agos.stages.verification import Verification
 
@@ -96,15 +97,68 @@ class ModelOutcome:
     compute_seconds: float  # what its stages took when they were computed (cached or not)
 
 
-def run_model(
+def ready() -> None:
+    """Nothing: sent to each worker at the start so that it imports this module (and what the
+    analyses need) while the first model is captured."""
+
+
+def _analysis_task(
+    cache_root: Path, trace_key: str, trace_dir: Path, density: str, designs, seed: int
+) -> Path:
+    """One analysis stage in a worker process (module level, so that it can be sent there)."""
+    return analysis_stage(
+        Cache(cache_root), trace_key, trace_dir, density, designs, seed, sections_for(density)
+    )
+
+
+@dataclass
+class PendingModel:
+    """A model whose capture and proof are done and whose analyses run (inline, or in the run's
+    worker processes while the next model is captured)."""
+
+    model: str
+    proven: Proven
+    analyses: dict[str, Future | Path]
+    started: float
+    cache: Cache
+    console: object
+
+    def finish(self) -> ModelOutcome:
+        done = {}
+        for density, stage in self.analyses.items():
+            if isinstance(stage, Future):
+                stage = stage.result()
+                seconds = self.cache.seconds(stage.name)
+                self.console.print(
+                    f"[bold]{self.model}[/bold] · counts and simulation, {density}: {seconds:.0f} s"
+                )
+            done[density] = stage
+        compute = sum(self.cache.seconds(k) for k in self.proven.keys) + sum(
+            self.cache.seconds(p.name) for p in done.values()
+        )
+        assert self.proven.verification is not None  # proof=True
+        return ModelOutcome(
+            self.model,
+            self.proven.trace_dir,
+            self.proven.verification,
+            done,
+            time.perf_counter() - self.started,
+            compute,
+        )
+
+
+def start_model(
     resolved: ResolvedRun,
     settings: Settings,
     designs: list[LoadedArch],
     cache: Cache,
     console,
     densities: list[str] | None = None,
-) -> ModelOutcome:
-    """Capture, prove and analyse one model; `designs` are loaded once for the whole run."""
+    pool: Executor | None = None,
+) -> PendingModel:
+    """Capture and prove one model here (torch's arithmetic, on this process's threads, as every
+    capture is made), then its analyses: in `pool` when given (they are functions of the trace and
+    the designs only: the same figures wherever they run), else here, one after the other."""
     start = time.perf_counter()
     model = resolved.name
     say = announcer(console, model)
@@ -117,16 +171,20 @@ def run_model(
         warn=lambda note: console.print(f"[yellow]warning:[/yellow] {model}: {note}"),
     )
     seed = resolved.options.seed
-    analyses = {
-        d: analysis_stage(
-            cache, proven.trace_key, proven.trace_dir, d, designs, seed, sections_for(d), True, say
-        )
-        for d in (densities or densities_for(model))
-    }
-    compute = sum(cache.seconds(k) for k in proven.keys) + sum(
-        cache.seconds(p.name) for p in analyses.values()
-    )
-    assert proven.verification is not None  # proof=True
-    return ModelOutcome(
-        model, proven.trace_dir, proven.verification, analyses, time.perf_counter() - start, compute
-    )
+    analyses: dict[str, Future | Path] = {}
+    for d in densities or densities_for(model):
+        if pool is None:
+            analyses[d] = analysis_stage(
+                cache, proven.trace_key, proven.trace_dir, d, designs, seed, sections_for(d), True, say
+            )
+            continue
+        key = analysis_key(cache, proven.trace_key, d, designs, seed, sections_for(d))
+        if cache.done(key):
+            say(f"counts and simulation, {d}", True)
+            analyses[d] = cache.path(key)
+        else:
+            say(f"counts and simulation, {d} (in a worker)", False)
+            analyses[d] = pool.submit(
+                _analysis_task, cache.root, proven.trace_key, proven.trace_dir, d, designs, seed
+            )
+    return PendingModel(model, proven, analyses, start, cache, console)

@@ -3,6 +3,7 @@ directory; finished stages live under `cache/` and are reused when the run is re
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from agos.errors import AgosError
 from agos.fileio import output_lock
 from agos.record import read_record
 from agos.report.html import render
-from agos.reproduce.pipeline import check_settings, run_model
+from agos.reproduce.pipeline import check_settings, ready, start_model
 from agos.reproduce.records import OutputSparsity, Results
 from agos.reproduce.results import gather, write_results
 from agos.reproduce.settings import Settings
@@ -23,6 +24,7 @@ from agos.stages.records import read_trajectory
 from agos.stages.resolve import ResolvedRun
 from agos.sweep.run import check_sweep
 from agos.sweep.section import sweep_section
+from agos.workers import default_workers, process_pool
 
 
 def read_output_sparsity(settings: Settings) -> OutputSparsity | None:
@@ -64,7 +66,11 @@ def _with_plots(section: OutputSparsity, out: Path) -> OutputSparsity:
     return section.model_copy(update=update)
 
 
-def reproduce(settings: Settings, out: Path, console: Console | None = None) -> Results:
+def reproduce(
+    settings: Settings, out: Path, console: Console | None = None, workers: int | None = None
+) -> Results:
+    """`workers`: processes the analyses run in while the next model is captured (default: the
+    cores, up to 4; 1: everything here, one stage after the other). The figures do not depend on it."""
     console = console or Console(stderr=True)
     runs = check_settings(settings)  # fail before any long computation
     trajectory = read_trajectory(settings.trajectory) if settings.trajectory is not None else None
@@ -75,7 +81,7 @@ def reproduce(settings: Settings, out: Path, console: Console | None = None) -> 
     if out.exists() and not out.is_dir():
         raise AgosError(f"{out} exists and is not a directory")
     with output_lock(out, "reproduce"):
-        results = _run(settings, runs, out, console)
+        results = _run(settings, runs, out, console, default_workers(4) if workers is None else workers)
         if trajectory is not None:
             results.trajectory = trajectory
         if settings.sweep is not None:
@@ -88,19 +94,28 @@ def reproduce(settings: Settings, out: Path, console: Console | None = None) -> 
         return results
 
 
-def _run(settings: Settings, runs: dict[str, ResolvedRun], out: Path, console: Console) -> Results:
+def _run(
+    settings: Settings, runs: dict[str, ResolvedRun], out: Path, console: Console, workers: int
+) -> Results:
     cache = Cache(out / "cache")
     cache.sweep()
     start = time.perf_counter()
     designs = load_archs(settings.archs)  # parsed once for every model and density
-    outcomes = []
-    for i, model in enumerate(settings.models, 1):
-        console.rule(f"[{i}/{len(settings.models)}] {model}")
-        outcomes.append(run_model(runs[model], settings, designs, cache, console))
-    trained = []
-    for model in settings.trained:  # real masks of trained weights on the same data
-        console.rule(f"trained network: {model}, ImageNet weights")
-        trained.append(run_model(runs[f"trained:{model}"], settings, designs, cache, console, ["real"]))
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(process_pool(workers)) if workers > 1 else None
+        for _ in range(workers if pool is not None else 0):
+            pool.submit(ready)  # the workers start (imports, threads) while the first model is captured
+        pending = []
+        for i, model in enumerate(settings.models, 1):
+            console.rule(f"[{i}/{len(settings.models)}] {model}")
+            pending.append(start_model(runs[model], settings, designs, cache, console, pool=pool))
+        pending_trained = []
+        for model in settings.trained:  # real masks of trained weights on the same data
+            console.rule(f"trained network: {model}, ImageNet weights")
+            run = runs[f"trained:{model}"]
+            pending_trained.append(start_model(run, settings, designs, cache, console, ["real"], pool))
+        outcomes = [p.finish() for p in pending]
+        trained = [p.finish() for p in pending_trained]
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results = gather(outcomes, settings, time.perf_counter() - start, created, trained)
     for m in results.models.values():

@@ -44,6 +44,32 @@ def analyse_trace(
     return analysis
 
 
+def analysis_inputs(
+    trace_key: str, density: str, designs: list[LoadedArch], seed: int, sections: Sequence[str], plots: bool
+) -> dict:
+    return {
+        "trace": trace_key,
+        "density": density,
+        "seed": seed,
+        "archs": {d.name: d.sha256 for d in designs},
+        "sections": sorted(sections),
+        "plots": plots,
+        "analysis": analysis_model.format_id(),  # what analysis.json holds (its schema's hash too)
+    }
+
+
+def analysis_key(
+    cache: Cache,
+    trace_key: str,
+    density: str,
+    designs: list[LoadedArch],
+    seed: int,
+    sections: Sequence[str],
+    plots: bool = True,
+) -> str:
+    return cache.key("analysis", analysis_inputs(trace_key, density, designs, seed, sections, plots))
+
+
 def analysis_stage(
     cache: Cache,
     trace_key: str,
@@ -56,15 +82,7 @@ def analysis_stage(
     say: Callable[[str, bool], None] = lambda what, cached: None,
 ) -> Path:
     """The stage folder of one analysis (built unless cached)."""
-    inputs = {
-        "trace": trace_key,
-        "density": density,
-        "seed": seed,
-        "archs": {d.name: d.sha256 for d in designs},
-        "sections": sorted(sections),
-        "plots": plots,
-        "analysis": analysis_model.format_id(),  # what analysis.json holds (its schema's hash too)
-    }
+    inputs = analysis_inputs(trace_key, density, designs, seed, sections, plots)
     key = cache.key("analysis", inputs)
     say(f"counts and simulation, {density}", cache.done(key))
     return cache.build(
