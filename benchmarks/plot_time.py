@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def main() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    load_before = os.getloadavg()[0]
     from agos.analysis import model as analysis_model
     from agos.report import simulate as simulate_report
     from agos.report import sparsity as sparsity_report
@@ -79,6 +81,10 @@ def main() -> None:
     results = json.loads(args.json.read_text()) if args.json.is_file() else {}
     results[args.label] = {
         "unit": "process CPU seconds, least of reps",
+        "matplotlib": matplotlib.__version__,
+        "agos_source": str(Path(analysis_model.__file__).parents[2]),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after
+        "cpus": os.cpu_count(),
         "reps": args.reps,
         "run": str(args.run),
         "analyses": rows,
