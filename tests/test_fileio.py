@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
 import pytest
 
 from agos.errors import AgosError
-from agos.fileio import atomic_dir, atomic_file, write_json
+from agos.fileio import atomic_dir, atomic_file, json_text, write_json
 
 
 def test_writes_through_a_symlink_and_keeps_it(tmp_path):
@@ -116,3 +117,15 @@ def test_a_failed_write_leaves_the_old_file(tmp_path):
         f.write("half")
         raise RuntimeError("interrupted")
     assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_json_is_strict_ascii_and_reads_back_to_the_same_values():
+    """What other parsers read: NaN and ±inf as null (never bare NaN/Infinity), ASCII only, every
+    float back to the same double (the text of a float may differ from `json.dumps`'s: 3.6e-05 is
+    written 0.000036)."""
+    floats = [3.606509e-05, 1e-300, 1 / 3, 1e16, 5e-324, 1.7976931348623157e308, -0.0, 2.5e-07]
+    value = {"nan": float("nan"), "inf": [float("inf"), -float("inf")], "x": "× · —", "f": floats, "n": 2**62}
+    text = json_text(value)
+    assert text.isascii() and text.endswith("}\n")
+    assert json.loads(text) == {"nan": None, "inf": [None, None], "x": "× · —", "f": floats, "n": 2**62}
+    assert "NaN" not in text and "Infinity" not in text

@@ -106,6 +106,17 @@ def test_the_analysis_agos_writes_loads_back(simulated, tmp_path):
     assert analysis_model.dump(analysis_model.load(path)) == simulated
 
 
+def test_the_analysis_file_is_its_dump_as_strict_json(simulated, tmp_path):
+    """analysis.json is serialised by pydantic straight from the model: the same text as the dump's."""
+    from agos.fileio import json_text
+
+    path = tmp_path / "analysis.json"
+    path.write_text(json.dumps(simulated))
+    analysis = analysis_model.load(path)
+    analysis_model.write(analysis, path)
+    assert path.read_text() == json_text(analysis_model.dump(analysis))
+
+
 def _trajectory_point() -> dict:
     ratios = dict.fromkeys(("fwd", "bwd_data", "bwd_weight", "backprop", "iteration"), 1.25)
     return {

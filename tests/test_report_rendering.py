@@ -75,13 +75,14 @@ def test_sparsity_figure_splits_deep_networks_into_panels():
 
 def test_simulate_figure_keeps_ideal_off_the_real_designs_scale(mixed_sim):
     import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
 
     from agos.report import simulate
 
     sim = mixed_sim.simulation
     fig = simulate.figure(mixed_sim)
     speed_axes = [ax for ax in fig.axes if "speedup" in ax.get_ylabel()]
-    bars = {c.get_label() for ax in speed_axes for c in ax.containers}
+    bars = {c.get_label() for ax in speed_axes for c in ax.collections if isinstance(c, PolyCollection)}
     assert bars == {"input-skip@systolic", "agos@systolic", "agos@rows"}  # ideal is not a bar
     real_top = max(
         layer.speedup_over_twin.iteration
@@ -97,6 +98,104 @@ def test_simulate_figure_keeps_ideal_off_the_real_designs_scale(mixed_sim):
     assert len([t for t in texts if t.startswith("▲")]) == len(above)  # each one's value is written
     assert all(ax.get_legend() is None for ax in speed_axes)
     plt.close(fig)
+
+
+LONG = "features.denseblock4.denselayer16.conv2"  # densenet121's longest layer names, and 121 of them
+
+
+def _deep(analysis, n: int = 61):
+    """The analysis with its layers repeated to `n` under long names: a deep network's three panels."""
+    sparsity = analysis.sparsity
+    layers = [
+        sparsity.layers[i % len(sparsity.layers)].model_copy(update={"index": i, "name": f"{LONG}.{i}"})
+        for i in range(n)
+    ]
+    designs = {
+        name: d.model_copy(
+            update={
+                "layers": [
+                    d.layers[i % len(d.layers)].model_copy(update={"name": f"{LONG}.{i}"}) for i in range(n)
+                ]
+            }
+        )
+        if d.layers
+        else d
+        for name, d in analysis.simulation.designs.items()
+    }
+    return analysis.model_copy(
+        update={
+            "sparsity": sparsity.model_copy(update={"layers": layers}),
+            "simulation": analysis.simulation.model_copy(update={"designs": designs}),
+        }
+    )
+
+
+def _overlap(a, b) -> float:
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+
+
+@pytest.mark.parametrize("kind", ["sparsity", "simulate"])
+@pytest.mark.parametrize("depth", ["shallow", "deep"])
+def test_saved_figures_clip_no_label_and_keep_legends_off_the_axes(mixed_sim, kind, depth):
+    """As saved (laid out once, no `bbox_inches="tight"` to rescue a label outside the canvas):
+    every text inside the figure, the rotated layer names and the outermost tick labels included;
+    no legend over any axes; the tick labels of an axis apart from each other."""
+    import matplotlib.pyplot as plt
+    from matplotlib.legend import Legend
+    from matplotlib.text import Text
+
+    from agos.report import layerplot, simulate, sparsity
+
+    analysis = _deep(mixed_sim) if depth == "deep" else mixed_sim
+    fig = (sparsity if kind == "sparsity" else simulate).figure(analysis)
+    layerplot.lay_out(fig, 120)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    canvas = fig.bbox
+    axes_ticks = {ax: [_drawn_tick_labels(ax.xaxis), _drawn_tick_labels(ax.yaxis)] for ax in fig.axes}
+    every_tick = {
+        id(label)
+        for ax in fig.axes
+        for axis in (ax.xaxis, ax.yaxis)
+        for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]
+        for label in (tick.label1, tick.label2)
+    }
+    shown = [t for labels in axes_ticks.values() for group in labels for t in group]
+    shown += [t for t in fig.findobj(Text) if id(t) not in every_tick and t.get_visible() and t.get_text()]
+    assert len([t for t in shown if LONG in t.get_text()]) == (61 if depth == "deep" else 0)
+    for text in shown:
+        box = text.get_window_extent(renderer)
+        assert (
+            box.x0 >= canvas.x0 - 0.5
+            and box.x1 <= canvas.x1 + 0.5
+            and box.y0 >= canvas.y0 - 0.5
+            and box.y1 <= canvas.y1 + 0.5
+        ), f"{text.get_text()!r} at {box.bounds} is cut by the canvas {canvas.bounds}"
+    legends = fig.findobj(Legend)
+    assert legends
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert all(_overlap(box, ax.bbox) == 0 for ax in fig.axes), "a legend covers an axes"
+    for ax, groups in axes_ticks.items():
+        for labels in groups:
+            boxes = [t.get_window_extent(renderer) for t in labels]
+            assert all(_overlap(a, b) == 0 for a, b in itertools.combinations(boxes, 2)), ax.get_ylabel()
+    plt.close(fig)
+
+
+def _drawn_tick_labels(axis) -> list:
+    """The major tick labels an axis draws: those of ticks inside its view (a log locator also
+    returns decades beyond it, whose labels are kept but never drawn)."""
+    scale = axis.get_transform()
+    low, high = sorted(scale.transform(np.array(axis.get_view_interval(), dtype=float)))
+    slack = 1e-9 * (high - low)
+    return [
+        tick.label1
+        for tick in axis.get_major_ticks(len(axis.get_majorticklocs()))
+        if low - slack <= scale.transform(np.array([tick.get_loc()], dtype=float))[0] <= high + slack
+        and tick.label1.get_visible()
+        and tick.label1.get_text()
+    ]
 
 
 def test_first_figure_shows_every_design_over_its_twin_and_equal_area_dense(mixed_sim):

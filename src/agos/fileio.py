@@ -6,13 +6,14 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+import pydantic_core
 
 from agos.errors import AgosError
 
@@ -161,26 +162,22 @@ def _swap_in(new: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def finite_json(value):
-    """The value with every NaN/inf float as null: agos's JSON is strict JSON (`allow_nan=False`),
-    and an undefined ratio is null, never a bare NaN that other parsers reject."""
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_json(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def json_text(value) -> str:
-    return json.dumps(finite_json(value), indent=1, allow_nan=False) + "\n"
+    """Strict JSON (`allow_nan=False`: an undefined ratio is null, never a bare NaN or Infinity that
+    other parsers reject), ASCII, one space per level. Serialised by pydantic-core: the standard
+    library's encoder took ten times as long on an analysis (3 MB of nested figures)."""
+    return pydantic_core.to_json(value, indent=1, ensure_ascii=True, inf_nan_mode="null").decode() + "\n"
+
+
+def write_text(text: str, path: Path | str, owned: bool = False) -> None:
+    """Text, atomically; `owned`: a file in agos's own output folder (`owned_file`)."""
+    with atomic_file(path, owned=owned) as f:
+        f.write(text)
 
 
 def write_json(value, path: Path | str, owned: bool = False) -> None:
-    """Strict JSON, atomically; `owned`: a file in agos's own output folder (`owned_file`)."""
-    with atomic_file(path, owned=owned) as f:
-        f.write(json_text(value))
+    """Strict JSON (`json_text`), atomically; `owned`: a file in agos's own output folder."""
+    write_text(json_text(value), path, owned)
 
 
 @contextlib.contextmanager

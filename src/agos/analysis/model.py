@@ -21,7 +21,7 @@ from agos.analysis.simulation import Simulation
 from agos.analysis.sparsity import Sparsity
 from agos.analysis.structure import Structure
 from agos.analysis.tiles import Tiles
-from agos.fileio import write_json
+from agos.fileio import write_text
 from agos.inputs.provenance import Provenance
 from agos.record import read_record, schema_of
 from agos.record import schema_text as record_schema_text
@@ -96,15 +96,24 @@ def format_id() -> str:
     return f"{FORMAT}/{VERSION}/{hashlib.sha256(schema_text().encode()).hexdigest()[:12]}"
 
 
+def _absent(analysis: Analysis) -> set[str]:
+    return {name for name in SECTIONS if getattr(analysis, name, None) is None}
+
+
 def dump(analysis: Analysis) -> dict:
     """The JSON-ready dict of an analysis (sections not computed are left out; a ratio that is
     undefined is null)."""
-    absent = {name for name in SECTIONS if getattr(analysis, name, None) is None}
-    return analysis.model_dump(mode="json", exclude=absent)
+    return analysis.model_dump(mode="json", exclude=_absent(analysis))
+
+
+def json_text(analysis: Analysis) -> str:
+    """`dump` as the text of analysis.json (`fileio.json_text`'s format), serialised by pydantic
+    straight from the model rather than through the dict."""
+    return analysis.model_dump_json(indent=1, exclude=_absent(analysis), ensure_ascii=True) + "\n"
 
 
 def write(analysis: Analysis, path: Path | str) -> None:
-    write_json(dump(analysis), path)
+    write_text(json_text(analysis), path)
 
 
 def load(path: Path | str) -> Analysis:

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from agos.analysis.model import Analysis
 from agos.analysis.sparsity import Sparsity
-from agos.fileio import atomic_file
 from agos.report import csvfile
 from agos.report.format import macs as _macs
 from agos.report.format import pct as _pct
@@ -121,13 +120,11 @@ def figure(analysis: Analysis):
             ax.plot(xs, values, marker=marker, markersize=4, label=label, **style)
         for i in xs:
             if not layers[i].needs_bwd_data:
-                ax.annotate(
-                    "no BWD-D", (i, 0.5), ha="center", va="center", rotation=90, fontsize=7, color="grey"
-                )
+                ax.text(i, 0.5, "no BWD-D", ha="center", va="center", rotation=90, fontsize=7, color="grey")
         ax.set_ylim(-0.03, 1.03)
         ax.set_ylabel("fraction")
         ax.grid(alpha=0.3)
-        ax_macs.bar(xs, [layers[i].macs for i in xs], color="grey")
+        layerplot.bars(ax_macs, xs, [layers[i].macs for i in xs], 0.8, facecolor="grey")
         layerplot.decades(ax_macs)
         ax_macs.set_ylabel("MACs/pass", fontsize=8)
         layerplot.layer_ticks(ax_macs, chunk, names)
@@ -163,7 +160,9 @@ def plot_correlation(analysis: Analysis, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    from agos.report import layerplot
+
+    fig, ax = plt.subplots(figsize=(5.6, 5.0), dpi=130)  # laid out at the resolution it is saved at
     points = [s for s in _section(analysis).layers if s.act_zero_frac is not None]
     for direct, label, marker in ((True, "conv → ReLU", "o"), (False, "conv → BN (→ add) → ReLU", "s")):
         chosen = [s for s in points if s.act_direct == direct]
@@ -184,6 +183,4 @@ def plot_correlation(analysis: Analysis, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.set_title(analysis.label, fontsize=7)
     fig.tight_layout()
-    with atomic_file(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=130)
-    plt.close(fig)
+    layerplot.save(fig, path, dpi=130)
