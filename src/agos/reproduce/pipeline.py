@@ -103,11 +103,11 @@ def ready() -> None:
 
 
 def _analysis_task(
-    cache_root: Path, trace_key: str, trace_dir: Path, density: str, designs, seed: int
+    cache_root: Path, trace_key: str, trace_dir: Path, density: str, designs, seed: int, plots: bool
 ) -> Path:
     """One analysis stage in a worker process (module level, so that it can be sent there)."""
     return analysis_stage(
-        Cache(cache_root), trace_key, trace_dir, density, designs, seed, sections_for(density)
+        Cache(cache_root), trace_key, trace_dir, density, designs, seed, sections_for(density), plots
     )
 
 
@@ -155,10 +155,13 @@ def start_model(
     console,
     densities: list[str] | None = None,
     pool: Executor | None = None,
+    plotted: frozenset[str] = frozenset({"real"}),
 ) -> PendingModel:
     """Capture and prove one model here (torch's arithmetic, on this process's threads, as every
     capture is made), then its analyses: in `pool` when given (they are functions of the trace and
-    the designs only: the same figures wherever they run), else here, one after the other."""
+    the designs only: the same figures wherever they run), else here, one after the other. The
+    analyses of the densities in `plotted` draw their plots (the page shows the real masks' plots
+    of the init-weight models; the others' figures are in its tables, not drawn twice)."""
     start = time.perf_counter()
     model = resolved.name
     say = announcer(console, model)
@@ -173,18 +176,19 @@ def start_model(
     seed = resolved.options.seed
     analyses: dict[str, Future | Path] = {}
     for d in densities or densities_for(model):
+        plots = d in plotted
         if pool is None:
             analyses[d] = analysis_stage(
-                cache, proven.trace_key, proven.trace_dir, d, designs, seed, sections_for(d), True, say
+                cache, proven.trace_key, proven.trace_dir, d, designs, seed, sections_for(d), plots, say
             )
             continue
-        key = analysis_key(cache, proven.trace_key, d, designs, seed, sections_for(d))
+        key = analysis_key(cache, proven.trace_key, d, designs, seed, sections_for(d), plots)
         if cache.done(key):
             say(f"counts and simulation, {d}", True)
             analyses[d] = cache.path(key)
         else:
             say(f"counts and simulation, {d} (in a worker)", False)
             analyses[d] = pool.submit(
-                _analysis_task, cache.root, proven.trace_key, proven.trace_dir, d, designs, seed
+                _analysis_task, cache.root, proven.trace_key, proven.trace_dir, d, designs, seed, plots
             )
     return PendingModel(model, proven, analyses, start, cache, console)

@@ -113,7 +113,9 @@ def _run(
         for model in settings.trained:  # real masks of trained weights on the same data
             console.rule(f"trained network: {model}, ImageNet weights")
             run = runs[f"trained:{model}"]
-            pending_trained.append(start_model(run, settings, designs, cache, console, ["real"], pool))
+            pending_trained.append(
+                start_model(run, settings, designs, cache, console, ["real"], pool, plotted=frozenset())
+            )
         outcomes = [p.finish() for p in pending]
         trained = [p.finish() for p in pending_trained]
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
