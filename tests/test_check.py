@@ -193,3 +193,47 @@ def test_float64_twin_equals_float64_autograd_bit_for_bit(layer, x_shape):
         y = layer(x.detach())
     (dw,) = torch.autograd.grad(y, [layer.weight], dy)
     assert torch.equal(dw, _float64_by_autograd(layer, x, dy)[1])
+
+
+class _Drifting(nn.Module):
+    """A training forward that reads a buffer and changes it: every run of a judged step must start
+    from the buffer as the model had it (as a fresh copy would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 3)
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x))) * self.scale.clone()
+        self.scale.add_(1.0)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("model", ["tests.models:mixed", "drifting"])
+def test_check_batch_runs_on_the_model_and_leaves_it_as_it_was(model):
+    """`check_batch` runs its three steps on the model itself, not on copies: each from the buffers
+    as found, and the model's buffers, gradients and modes are put back afterwards."""
+    from agos.engine.check import check_batch
+
+    model = _Drifting() if model == "drifting" else build_model(resolve_model(model), seed=0)
+    model.eval()
+    model.get_submodule("conv" if isinstance(model, _Drifting) else "stem").train()
+    some = next(model.parameters())
+    some.grad = torch.full_like(some, 3.0)
+    before = copy.deepcopy(model)
+    images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1])
+    step, graph = check_batch(model, images, labels, seed=1)
+    assert step.problem is None and step.loss_sparse == step.loss_autograd == step.loss_float64
+    assert graph == "torch.fx"
+    for (name, a), b in zip(before.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert torch.equal(some.grad, torch.full_like(some, 3.0))
+    assert all(p.grad is None for p in list(model.parameters())[1:])
+    assert [m.training for m in model.modules()] == [m.training for m in before.modules()]
+    assert "forward" not in model.__dict__ and not any("forward" in m.__dict__ for m in model.modules())
+    again, _ = check_batch(model, images, labels, seed=1)
+    assert (again.loss_sparse, again.worst) == (step.loss_sparse, step.worst)
