@@ -3,9 +3,11 @@ of the step, the soundness proof of its masks and the sparse-engine check on 2 i
 (batch 8, 160 px, the quick run's options; `stages.capture.capture_and_prove` does the same steps).
 
 Each network runs in a fresh process, so its peak RSS is its own; the numba kernels are loaded (or
-compiled) before the clock starts. CPU seconds (process time, every thread) are the figure to
-compare, each part the least of --reps runs: the machine is shared, and under load OpenMP threads
-spinning in wait inflate CPU time several-fold. `--baseline LABEL=SRC` also times the agos source
+compiled) before the clock starts. CPU seconds (process time) are the figure to compare, each part
+the least of --reps runs, on --threads threads (torch and numba; default 1): the machine is shared,
+and on a loaded machine OpenMP worker threads spinning in wait inflate the CPU time of a
+multi-threaded run several-fold (measured: 0.5 to 7.6 s for the same step), so one thread measures
+the work itself; the wall seconds are given beside. `--baseline LABEL=SRC` also times the agos source
 tree SRC (e.g. an export of the commit before), alternating with this one network by network so
 that both see the same load. Records go to benchmarks/results/verify-time.json, with the
 verification itself (less its seconds): `identical_to` says whether the two gave the same results.
@@ -54,12 +56,17 @@ def _warm_kernels() -> None:
     sparse_ops.conv_backward_weight(x, dy, g)
 
 
-def one(model: str, reps: int) -> dict:
+def one(model: str, reps: int, threads: int) -> dict:
     """The verify stage of one network, timed part by part (as `capture_and_prove` runs it)."""
+    import numba
+    import torch
+
     from agos.inputs.options import RunOptions
     from agos.stages.capture import capture, prepared
     from agos.stages.resolve import resolve_run
 
+    torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
     _warm_kernels()
     resolved = resolve_run(RunOptions.for_command("reproduce-quick", model=model))
     run = prepared(resolved)
@@ -112,9 +119,9 @@ def _prove(c, seed: int, timed):
     return soundness, engine
 
 
-def _child(model: str, reps: int, src: Path) -> dict:
+def _child(model: str, reps: int, threads: int, src: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    args = [sys.executable, __file__, "--one", model, "--reps", str(reps)]
+    args = [sys.executable, __file__, "--one", model, "--reps", str(reps), "--threads", str(threads)]
     child = subprocess.run(args, capture_output=True, text=True, env=env)
     if child.returncode != 0:
         last = child.stderr.strip().splitlines()[-1] if child.stderr.strip() else child.returncode
@@ -122,7 +129,7 @@ def _child(model: str, reps: int, src: Path) -> dict:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def _record(src: Path, networks: dict, load_before) -> dict:
+def _record(src: Path, networks: dict, load_before, threads: int) -> dict:
     commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True)
     return {
         "src": str(src),
@@ -132,6 +139,7 @@ def _record(src: Path, networks: dict, load_before) -> dict:
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "options": "reproduce --quick: batch 8, 160 px, samples, seed 0; engine check on 2 images",
+        "threads": threads,
         "total_verify_cpu_seconds": round(sum(r["verify_cpu_seconds"] for r in networks.values()), 1),
         "peak_rss_mb": {m: r["peak_rss_mb"] for m, r in networks.items()},
         "networks": networks,
@@ -145,12 +153,13 @@ def main() -> None:
     parser.add_argument("--label", help="the record's name in verify-time.json")
     parser.add_argument("--models", default=MODELS)
     parser.add_argument("--reps", type=int, default=2, help="runs of each part; the least CPU time counts")
+    parser.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1)")
     parser.add_argument("--src", type=Path, default=ROOT / "src", help="the agos source tree to time")
     parser.add_argument("--baseline", help="LABEL=SRC: also time this source tree, network by network")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: one network
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.reps)))
+        print(json.dumps(one(args.one, args.reps, args.threads)))
         return
     if not args.label:
         parser.error("--label is required")
@@ -163,7 +172,7 @@ def main() -> None:
     networks: dict[str, dict] = {label: {} for label in runs}
     for model in args.models.split(","):
         for label, src in runs.items():
-            r = networks[label][model] = _child(model, args.reps, src)
+            r = networks[label][model] = _child(model, args.reps, args.threads, src)
             print(
                 f"{label:8s} {model:14s} verify {r['verify_cpu_seconds']:7.2f} CPU s "
                 f"({r['verify_wall_seconds']:.1f} s wall)  {json.dumps(r['cpu_seconds'])}  "
@@ -172,7 +181,7 @@ def main() -> None:
             )
     data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for label, src in runs.items():
-        data[label] = _record(src, networks[label], load_before)
+        data[label] = _record(src, networks[label], load_before, args.threads)
     if baseline is not None:
         base, other = networks[baseline], networks[args.label]
         same = {m: base[m]["verification"] == other[m]["verification"] for m in other}

@@ -239,6 +239,24 @@ def test_backward_sums_are_the_serial_ones_bit_for_bit(seed, wide):
     assert torch.equal(ops.conv_backward_weight(case.x, case.dy, case.geometry).out, dw_ref)
 
 
+@pytest.mark.parametrize("dense_dy", [False, True])
+def test_linear_sums_are_the_serial_ones_bit_for_bit(dense_dy):
+    """Linear: dW[k, c] sums its products row by row, dX[n, c] over k in order."""
+    gen = torch.Generator().manual_seed(8)
+    x = _sparse((6, 13), 0.4, gen)
+    w = torch.randn(9, 13, generator=gen, dtype=torch.float64)
+    dy = _sparse((6, 9), 0.0 if dense_dy else 0.5, gen)
+    needed = torch.rand(x.shape, generator=gen) > 0.3
+    dx_ref, dw_ref = torch.zeros(x.shape, dtype=torch.float64), torch.zeros(w.shape, dtype=torch.float64)
+    for n, k, c in itertools.product(range(6), range(9), range(13)):
+        if dy[n, k] != 0 and needed[n, c]:
+            dx_ref[n, c] += w[k, c] * dy[n, k]
+        if dy[n, k] != 0 and x[n, c] != 0:
+            dw_ref[k, c] += x[n, c] * dy[n, k]
+    assert torch.equal(ops.linear_backward_data(dy, w, needed).out, dx_ref)
+    assert torch.equal(ops.linear_backward_weight(x, dy).out, dw_ref)
+
+
 def test_float32_is_the_exact_sum_rounded_once():
     """float32 in, float32 out: the float64 sum of the products, rounded once."""
     case = _conv_case(7, dtype=torch.float32)

@@ -366,6 +366,13 @@ def conv_backward_weight(x: torch.Tensor, dy: torch.Tensor, geometry: LayerGeome
     g = geometry
     _check("x", x, g.x_shape)
     _check("dy", dy, g.y_shape)
+    dw, products = _weight_pass(x, dy, g)
+    out = _w_kcrs(dw.to(dy.dtype), g)  # rounded once, then laid out as W
+    return PassResult(out.to(device=dy.device), products)
+
+
+def _weight_pass(x: torch.Tensor, dy: torch.Tensor, g: LayerGeometry) -> tuple[torch.Tensor, int]:
+    """The BWD-W loops: float64 dW as [G, R, S, C/G, K/G], and the products formed."""
     stride, padding, dilation = _conv_params(g)
     x_lists = nonzero_lists(_channels_last(x.detach(), g.groups))
     dy_lists = nonzero_lists(_channels_last(dy.detach(), g.groups))
@@ -373,8 +380,7 @@ def conv_backward_weight(x: torch.Tensor, dy: torch.Tensor, geometry: LayerGeome
     dw, products = _backward_weight_loops(
         *x_lists, *dy_lists, _x_shape(g), _y_shape(g), (g.r, g.s), stride, padding, dilation, parts
     )
-    out = _w_kcrs(torch.from_numpy(dw).to(dy.dtype), g)  # rounded once, then laid out as W
-    return PassResult(out.to(device=dy.device), int(products))
+    return torch.from_numpy(dw), int(products)
 
 
 def bias_backward(dy: torch.Tensor, kind: str) -> torch.Tensor:
@@ -414,7 +420,10 @@ def linear_backward_data(dy: torch.Tensor, w: torch.Tensor, needed: torch.Tensor
 
 
 def linear_backward_weight(x: torch.Tensor, dy: torch.Tensor) -> PassResult:
-    """dW = dYᵀ X over all rows, a product only where both X and dY are nonzero."""
-    geometry = linear_geometry(x.numel() // x.shape[-1], x.shape[-1], dy.shape[-1])
-    dw, products = conv_backward_weight(_as_pixels(x), _as_pixels(dy), geometry)
-    return PassResult(dw.reshape(dy.shape[-1], x.shape[-1]), products)
+    """dW = dYᵀ X over all rows, a product only where both X and dY are nonzero. Computed as the
+    BWD-W of the 1×1 layer with the roles of X and dY swapped, whose dW comes out as [K, C] without
+    a transpose: each element is the same products (dY·X = X·dY) summed over the rows in order."""
+    rows = x.numel() // x.shape[-1]
+    swapped = linear_geometry(rows, dy.shape[-1], x.shape[-1])
+    dw, products = _weight_pass(_as_pixels(dy), _as_pixels(x), swapped)
+    return PassResult(dw.to(dy.dtype).reshape(dy.shape[-1], x.shape[-1]).to(device=dy.device), products)
