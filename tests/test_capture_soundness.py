@@ -81,11 +81,16 @@ def test_reproduce_soundness_against_the_captured_gradients_can_fail():
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     labels = torch.tensor([4, 5])
     before = copy.deepcopy(model)
+    pristine = copy.deepcopy(model)
     result = capture_step(model, images, labels, seed=0)
     captured = _grads(model)
     good = soundness_record(before, images, labels, 0, result, captured)
     assert good.bit_identical and good.reference == "the captured step's gradients"
     assert soundness_record(before, images, labels, 0, result).bit_identical
+    # the steps ran on `before` itself, which is left as it was (BN statistics, no gradients)
+    for (name, a), b in zip(pristine.state_dict().items(), before.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert all(p.grad is None for p in before.parameters())
     victim = next(layer for layer in result.layers if layer.dx_needed is not None)
     wrong = victim.dx_needed.tensor().clone()
     wrong.view(-1)[wrong.view(-1).nonzero()[0]] = False

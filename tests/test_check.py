@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 from agos.cli import main
 from agos.engine import sparse_training
@@ -144,3 +145,95 @@ def test_sparse_training_context_leaves_the_model_as_it_was():
     plain_step(reference, images, labels, seed=1)
     for (name, p), (_, q) in zip(reference.named_parameters(), model.named_parameters(), strict=True):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def _float64_by_autograd(layer: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor) -> list[torch.Tensor]:
+    """The float64 twin's first formulation: autograd through the layer's forward rerun in float64,
+    the gradients rounded once to float32."""
+    params = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
+    x64 = x.detach().double().requires_grad_()
+    p64 = [p.detach().double().requires_grad_() for p in params]
+    if isinstance(layer, torch.nn.Conv2d):
+        y = layer._conv_forward(x64, p64[0], p64[1] if len(p64) > 1 else None)
+    else:
+        y = torch.nn.functional.linear(x64, *p64)
+    return [g.float() for g in torch.autograd.grad(y, [x64, *p64], dy.double())]
+
+
+@pytest.mark.parametrize(
+    "layer,x_shape",
+    [
+        (nn.Conv2d(6, 9, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=3), (3, 6, 11, 9)),
+        (torch.nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False), (2, 8, 9, 9)),  # depthwise
+        (torch.nn.Conv2d(5, 7, 1), (2, 5, 6, 6)),
+        (torch.nn.Conv2d(4, 6, 3, padding="same", dilation=2), (2, 4, 7, 7)),  # autograd's way
+        (torch.nn.Linear(13, 5), (4, 13)),
+        (torch.nn.Linear(13, 5, bias=False), (2, 3, 13)),
+    ],
+)
+def test_float64_twin_equals_float64_autograd_bit_for_bit(layer, x_shape):
+    """The twin's direct `convolution_backward` gives the very bits autograd gives for the layer's
+    forward rerun in float64 (a long sum of float32 values cancelling, so a different order or a
+    float32 step would show)."""
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 1e3)
+    x = torch.randn(x_shape, generator=gen).relu().requires_grad_()
+    direct = isinstance(layer, torch.nn.Conv2d) and not isinstance(layer.padding, str)
+    assert engine_training._direct_conv(layer, x) == direct  # no forward rerun for plain convs
+    with engine_training.float64_backward(layer):
+        y = layer(x)
+    dy = torch.randn(y.shape, generator=gen)
+    twin = torch.autograd.grad(y, [x, *layer.parameters()], dy)
+    for got, expected in zip(twin, _float64_by_autograd(layer, x, dy), strict=True):
+        assert got.dtype == torch.float32 and torch.equal(got, expected)
+    # only the gradients asked for are formed
+    with engine_training.float64_backward(layer):
+        y = layer(x.detach())
+    (dw,) = torch.autograd.grad(y, [layer.weight], dy)
+    assert torch.equal(dw, _float64_by_autograd(layer, x, dy)[1])
+
+
+class _Drifting(nn.Module):
+    """A training forward that reads a buffer and changes it: every run of a judged step must start
+    from the buffer as the model had it (as a fresh copy would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 3)
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x))) * self.scale.clone()
+        self.scale.add_(1.0)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("model", ["tests.models:mixed", "drifting"])
+def test_check_batch_runs_on_the_model_and_leaves_it_as_it_was(model):
+    """`check_batch` runs its three steps on the model itself, not on copies: each from the buffers
+    as found, and the model's buffers, gradients and modes are put back afterwards."""
+    from agos.engine.check import check_batch
+
+    model = _Drifting() if model == "drifting" else build_model(resolve_model(model), seed=0)
+    model.eval()
+    model.get_submodule("conv" if isinstance(model, _Drifting) else "stem").train()
+    some = next(model.parameters())
+    some.grad = torch.full_like(some, 3.0)
+    before = copy.deepcopy(model)
+    images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1])
+    step, graph = check_batch(model, images, labels, seed=1)
+    assert step.problem is None and step.loss_sparse == step.loss_autograd == step.loss_float64
+    assert graph == "torch.fx"
+    for (name, a), b in zip(before.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert torch.equal(some.grad, torch.full_like(some, 3.0))
+    assert all(p.grad is None for p in list(model.parameters())[1:])
+    assert [m.training for m in model.modules()] == [m.training for m in before.modules()]
+    assert "forward" not in model.__dict__ and not any("forward" in m.__dict__ for m in model.modules())
+    again, _ = check_batch(model, images, labels, seed=1)
+    assert (again.loss_sparse, again.worst) == (step.loss_sparse, step.worst)

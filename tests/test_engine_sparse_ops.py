@@ -9,6 +9,7 @@ import random
 from dataclasses import dataclass
 
 import numba
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -38,13 +39,15 @@ def _sparse(shape, zero_fraction, gen, dtype=torch.float64):
     return values * (torch.rand(shape, generator=gen) >= zero_fraction)
 
 
-def _conv_case(seed: int, dtype=torch.float64) -> Case:
+def _conv_case(seed: int, dtype=torch.float64, wide: bool = False) -> Case:
+    """A random small layer; `wide`: more channels per group (4 to 11), so that channel lists are
+    longer than the loops' unrolling."""
     rnd = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
-    depthwise = rnd.random() < 0.25
+    depthwise = rnd.random() < 0.25 and not wide
     groups = rnd.choice([1, 1, 2, 3])
-    c_per_group = 1 if depthwise else rnd.randint(1, 3)
-    k_per_group = rnd.randint(1, 3)
+    c_per_group = 1 if depthwise else rnd.randint(4, 11) if wide else rnd.randint(1, 3)
+    k_per_group = rnd.randint(1, 6) if wide else rnd.randint(1, 3)
     if depthwise:
         groups = rnd.randint(2, 5)
     c, k = groups * c_per_group, groups * k_per_group
@@ -195,6 +198,63 @@ def test_linear_passes(shape):
     assert fwd == int(x_nz.sum()) * 4
     assert bwd_d == int((dy_nz.sum(1) * needed.reshape(-1, 7).sum(1)).sum())
     assert bwd_w == int((dy_nz.sum(1) * x_nz.sum(1)).sum())
+
+
+def _serial_sums(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    """dX and dW as float64 sums of exactly the products the engine forms, added in the serial order
+    its docstring fixes: a dW element over (n, p, q), a dX element over (p, q) and then k."""
+    g = case.geometry
+    x, w, dy, needed = case.x.numpy(), case.w.numpy(), case.dy.numpy(), case.needed.numpy()
+    dx, dw = np.zeros(x.shape), np.zeros(w.shape)
+    for n, p, q, r, s in itertools.product(range(g.n), range(g.p), range(g.q), range(g.r), range(g.s)):
+        h = p * g.stride[0] + r * g.dilation[0] - g.padding[0]
+        col = q * g.stride[1] + s * g.dilation[1] - g.padding[1]
+        if not (0 <= h < g.h and 0 <= col < g.w):
+            continue
+        for k in range(g.k):
+            grad = dy[n, k, p, q]
+            if grad == 0:
+                continue
+            for cc in range(g.c_per_group):
+                c = k // g.k_per_group * g.c_per_group + cc
+                if needed[n, c, h, col]:
+                    dx[n, c, h, col] += w[k, cc, r, s] * grad
+                if x[n, c, h, col] != 0:
+                    dw[k, cc, r, s] += x[n, c, h, col] * grad
+    return torch.from_numpy(dx), torch.from_numpy(dw)
+
+
+@pytest.mark.parametrize(
+    ("seed", "wide"), [(s, False) for s in (2, 6, 9, 13)] + [(s, True) for s in range(9)]
+)
+def test_backward_sums_are_the_serial_ones_bit_for_bit(seed, wide):
+    """Float64 operands (their products are rounded, so a different order of any sum shows in the
+    last bit): BWD-D and BWD-W equal the serial sums exactly, for any density of dY and of the masks
+    (dense dY rows take the contiguous loops)."""
+    case = _conv_case(seed, wide=wide)
+    if seed % 2:
+        case.dy = case.dy + (case.dy == 0) * 0.5  # every dY channel nonzero: the dense-row loops
+    dx_ref, dw_ref = _serial_sums(case)
+    assert torch.equal(ops.conv_backward_data(case.dy, case.w, case.needed, case.geometry).out, dx_ref)
+    assert torch.equal(ops.conv_backward_weight(case.x, case.dy, case.geometry).out, dw_ref)
+
+
+@pytest.mark.parametrize("dense_dy", [False, True])
+def test_linear_sums_are_the_serial_ones_bit_for_bit(dense_dy):
+    """Linear: dW[k, c] sums its products row by row, dX[n, c] over k in order."""
+    gen = torch.Generator().manual_seed(8)
+    x = _sparse((6, 13), 0.4, gen)
+    w = torch.randn(9, 13, generator=gen, dtype=torch.float64)
+    dy = _sparse((6, 9), 0.0 if dense_dy else 0.5, gen)
+    needed = torch.rand(x.shape, generator=gen) > 0.3
+    dx_ref, dw_ref = torch.zeros(x.shape, dtype=torch.float64), torch.zeros(w.shape, dtype=torch.float64)
+    for n, k, c in itertools.product(range(6), range(9), range(13)):
+        if dy[n, k] != 0 and needed[n, c]:
+            dx_ref[n, c] += w[k, c] * dy[n, k]
+        if dy[n, k] != 0 and x[n, c] != 0:
+            dw_ref[k, c] += x[n, c] * dy[n, k]
+    assert torch.equal(ops.linear_backward_data(dy, w, needed).out, dx_ref)
+    assert torch.equal(ops.linear_backward_weight(x, dy).out, dw_ref)
 
 
 def test_float32_is_the_exact_sum_rounded_once():

@@ -3,14 +3,12 @@ its mask and compare the parameter gradients with autograd's (DESIGN.md §2, "So
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from agos.capture.graph import LAYER_TYPES
 from agos.capture.recorder import CaptureResult
-from agos.inputs.training import loss_of, plain_step, step_rng
+from agos.inputs.training import left_as_found, loss_of, plain_step, step_rng
 from agos.record import Record
 from agos.workload.bits import PackedMask
 from agos.workload.layer import CallNames
@@ -68,7 +66,7 @@ def masked_step_gradients(
     finally:
         for h in handles:
             h.remove()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}  # the step's own
     return grads, (zeroed[0] / zeroed[1] if zeroed[1] else 0.0)
 
 
@@ -110,14 +108,15 @@ def soundness_record(
     `reference`: the captured step's own gradients, which are a plain step's (capture is transparent,
     tests/test_capture_soundness.py) — it saves a second full-batch step. The masked step shares no
     code with the recorder, so a capture that was not transparent would fail here, never pass.
-    `model` is left untouched (the steps run on copies)."""
+    `model` is left as it was (the steps run on it, each from its buffers as found: `left_as_found`)."""
     source = "the captured step's gradients"
-    if reference is None:
-        plain = copy.deepcopy(model)
-        plain_step(plain, images, labels, seed)
-        reference = {n: p.grad for n, p in plain.named_parameters() if p.grad is not None}
-        source = "a plain autograd step"
-    grads, zeroed = masked_step_gradients(copy.deepcopy(model), images, labels, seed, capture)
+    with left_as_found(model) as reset:
+        if reference is None:
+            plain_step(model, images, labels, seed)
+            reference = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+            source = "a plain autograd step"
+            reset()
+        grads, zeroed = masked_step_gradients(model, images, labels, seed, capture)
     identical, worst, differing = compare_gradients(reference, grads)
     return Soundness(
         bit_identical=identical,

@@ -8,10 +8,10 @@ Where the comparison is made. Two free-running float32 trajectories drift apart 
 weight that differs in its last bit can flip a ReLU sign or a max-pool argmax a step later, and
 small-batch BatchNorm amplifies the rest (two plain-autograd runs of resnet18, 64 px, batch 2, one
 weight moved by one ulp, differ by 8e-6 in a gradient at step 1 and 6e-2 at step 3). So the sparse
-engine is judged where it alone makes the difference: at every step, twins loaded with the sparse
-run's exact weights and buffers compute the same step — one with plain float32 autograd, one whose
-Conv2d/Linear backward is dense and accumulated in float64 (`float64_backward`, torch's own
-convolution). The plain trajectory is still trained and its loss is shown for information.
+engine is judged where it alone makes the difference: at every step, a twin loaded with the sparse
+run's exact weights and buffers computes the same step twice — once with plain float32 autograd,
+once with its Conv2d/Linear backward dense and accumulated in float64 (`float64_backward`, torch's
+own convolution). The plain trajectory is still trained and its loss is shown for information.
 
 The criterion. The sparse engine forms the products it needs exactly, sums them in float64 and rounds
 once to float32; so does the float64 twin, with every product and in torch's order. Per parameter p,
@@ -39,7 +39,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -48,7 +50,7 @@ from agos.engine.training import LayerProducts, float64_backward, sparse_trainin
 from agos.errors import AgosError
 from agos.inputs.provenance import Provenance, SgdInfo, provenance_label
 from agos.inputs.session import MAX_STEPS, PreparedRun
-from agos.inputs.training import model_errors, plain_step
+from agos.inputs.training import left_as_found, model_errors, plain_step
 from agos.progress import progress_bar
 
 TOLERANCE = 1e-6
@@ -82,18 +84,38 @@ class ParamComparison:
         return self.noise < RESOLVED * self.scale
 
 
-def _max_abs(t: torch.Tensor) -> float:
-    value = float(t.abs().max()) if t.numel() else 0.0
-    return math.inf if math.isnan(value) else value
+CHUNK = 1 << 20  # elements per piece of a max-abs reduction (a small scratch, no full-size temporary)
 
 
-def compare_parameters(sparse: nn.Module, autograd: nn.Module, float64: nn.Module) -> list[ParamComparison]:
+def _max_abs(t: torch.Tensor, minus: torch.Tensor | None = None) -> float:
+    """max|t| (or max|t − minus|), exactly, in pieces; NaN anywhere counts as ∞."""
+    flat = t.reshape(-1)
+    other = None if minus is None else minus.reshape(-1)
+    worst = 0.0
+    for start in range(0, flat.numel(), CHUNK):
+        piece = flat[start : start + CHUNK]
+        if other is not None:
+            piece = piece - other[start : start + CHUNK]
+        low, high = torch.aminmax(piece)
+        value = max(-float(low), float(high))
+        if math.isnan(value):
+            return math.inf
+        worst = max(worst, value)
+    return worst
+
+
+Gradients = dict[str, "torch.Tensor | None"]  # parameter name → its gradient after a step
+
+
+def gradients(model: nn.Module) -> Gradients:
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+def compare_parameters(sparse: Gradients, autograd: Gradients, float64: Gradients) -> list[ParamComparison]:
     """Per parameter: the sparse gradient against the float64 twin's, and float32 autograd's rounding."""
-    ref32 = dict(autograd.named_parameters())
-    ref64 = dict(float64.named_parameters())
     out = []
-    for name, p in sparse.named_parameters():
-        g, g32, g64 = p.grad, ref32[name].grad, ref64[name].grad
+    for name, g in sparse.items():
+        g32, g64 = autograd.get(name), float64.get(name)
         if g is None and g32 is None and g64 is None:
             continue
         if g is None or g32 is None or g64 is None:
@@ -103,9 +125,9 @@ def compare_parameters(sparse: nn.Module, autograd: nn.Module, float64: nn.Modul
             ParamComparison(
                 name=name,
                 scale=_max_abs(g64),
-                diff=_max_abs(g - g64),
-                noise=_max_abs(g32 - g64),
-                diff_float32=_max_abs(g - g32),
+                diff=_max_abs(g, g64),
+                noise=_max_abs(g32, g64),
+                diff_float32=_max_abs(g, g32),
             )
         )
     return out
@@ -185,11 +207,34 @@ def _problem(step: int, losses: tuple[float, float, float], worst: ParamComparis
     return None
 
 
+@dataclass(frozen=True)
+class _TwinSteps:
+    """The step computed by the twin: float32 autograd, and the float64-backward reference."""
+
+    loss_autograd: float
+    autograd: Gradients
+    seconds_autograd: float
+    loss_float64: float
+    float64: Gradients
+
+
+def _twin_steps(twin: nn.Module, load: Callable[[], None], images, labels, seed: int) -> _TwinSteps:
+    """The step twice on `twin`, `load()` putting the sparse run's state in place before each."""
+    load()
+    start = time.perf_counter()
+    loss_autograd = float(plain_step(twin, images, labels, seed))
+    seconds = time.perf_counter() - start
+    autograd = gradients(twin)
+    load()
+    with float64_backward(twin):
+        loss_float64 = float(plain_step(twin, images, labels, seed))
+    return _TwinSteps(loss_autograd, autograd, seconds, loss_float64, gradients(twin))
+
+
 def _judged_step(
     step: int,
+    twins: _TwinSteps,
     sparse,
-    twin32,
-    twin64,
     engine,
     images,
     labels,
@@ -197,27 +242,21 @@ def _judged_step(
     loss_plain: float,
     sparse_forward: bool,
 ) -> StepResult:
-    """One step on the sparse engine, and the same step on twins loaded with its exact state."""
-    state = sparse.state_dict()  # weights and buffers (BN statistics)
-    twin32.load_state_dict(state)
-    twin64.load_state_dict(state)
+    """One step on the sparse engine, judged against the twin's two runs of it from the same state."""
     start = time.perf_counter()
-    loss_autograd = float(plain_step(twin32, images, labels, seed))
-    mid = time.perf_counter()
     with model_errors(f"check step {step}, on the sparse engine", images, (ValueError, RuntimeError)):
         loss_sparse = float(plain_step(sparse, images, labels, seed))
-    end = time.perf_counter()
-    loss_float64 = float(plain_step(twin64, images, labels, seed))
-    params = compare_parameters(sparse, twin32, twin64)
+    seconds_sparse = time.perf_counter() - start
+    params = compare_parameters(gradients(sparse), twins.autograd, twins.float64)
     worst = max(params, key=lambda c: c.ratio, default=None)
     resolved = [c for c in params if c.resolved]
     data, data_dense, weight, weight_dense = _totals(engine.take_layers())
-    losses = (loss_sparse, loss_autograd, loss_float64)
+    losses = (loss_sparse, twins.loss_autograd, twins.loss_float64)
     return StepResult(
         step=step,
         loss_sparse=loss_sparse,
-        loss_autograd=loss_autograd,
-        loss_float64=loss_float64,
+        loss_autograd=twins.loss_autograd,
+        loss_float64=twins.loss_float64,
         worst=worst,
         max_rel_float32=max((c.diff_float32 / c.scale for c in resolved), default=0.0),
         unresolved=len(params) - len(resolved),
@@ -226,8 +265,8 @@ def _judged_step(
         bwd_data_dense=data_dense,
         bwd_weight_products=weight,
         bwd_weight_dense=weight_dense,
-        seconds_autograd=mid - start,
-        seconds_sparse=end - mid,
+        seconds_autograd=twins.seconds_autograd,
+        seconds_sparse=seconds_sparse,
         problem=_problem(step, losses, worst, exact_loss=not sparse_forward),
     )
 
@@ -236,11 +275,15 @@ def check_batch(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, seed: int
 ) -> tuple[StepResult, str]:
     """One training step of `model` on this batch through the sparse engine, judged as `agos check`
-    judges every step; the model itself is left untouched. Returns the step and the graph mode."""
-    sparse, twin32, twin64 = (copy.deepcopy(model) for _ in range(3))
-    with float64_backward(twin64), sparse_training(sparse) as engine:
-        result = _judged_step(1, sparse, twin32, twin64, engine, images, labels, seed, math.nan, False)
-        return result, engine.graph
+    judges every step; the model itself is left as it was. Returns the step and the graph mode.
+    The model is its own twin and its own sparse run: the three steps run on it one after another,
+    each from its buffers as found (`left_as_found`), so no copy of its parameters is made."""
+    with left_as_found(model) as reset:
+        twins = _twin_steps(model, reset, images, labels, seed)
+        reset()
+        with sparse_training(model) as engine:
+            result = _judged_step(1, twins, model, engine, images, labels, seed, math.nan, False)
+            return result, engine.graph
 
 
 def run_check(run: PreparedRun, steps: int = 3, sparse_forward: bool = False, on_step=None) -> CheckReport:
@@ -252,22 +295,23 @@ def run_check(run: PreparedRun, steps: int = 3, sparse_forward: bool = False, on
     lr, momentum, weight_decay = sgd.lr, sgd.momentum, sgd.weight_decay
     plain = run.model
     sparse = copy.deepcopy(plain)
-    twin32 = copy.deepcopy(plain)  # float32 autograd, reloaded with the sparse run's state at every step
-    twin64 = copy.deepcopy(plain)  # dense float64 Conv2d/Linear backward, reloaded likewise
+    twin = copy.deepcopy(plain)  # float32 autograd and float64 backward, from the sparse run's state
     optimizers = [
         torch.optim.SGD(m.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         for m in (plain, sparse)
     ]
     provenance = run.provenance(check=SgdInfo(steps=steps, **sgd.model_dump(exclude={"steps"})))
-    with float64_backward(twin64), sparse_training(sparse, sparse_forward=sparse_forward) as engine:
+    with sparse_training(sparse, sparse_forward=sparse_forward) as engine:
         report = CheckReport(provenance, engine.graph, sparse_forward)
         with progress_bar("check: autograd and the sparse engine", steps) as advance:
             for i in range(steps):
                 images, labels = run.batch(i)
                 seed = run.options.seed + 1_000 + i  # the same dropout in every run of the step
                 loss_plain = float(plain_step(plain, images, labels, seed))
+                state = sparse.state_dict()  # weights and buffers (BN statistics) before the step
+                twins = _twin_steps(twin, partial(twin.load_state_dict, state), images, labels, seed)
                 result = _judged_step(
-                    i + 1, sparse, twin32, twin64, engine, images, labels, seed, loss_plain, sparse_forward
+                    i + 1, twins, sparse, engine, images, labels, seed, loss_plain, sparse_forward
                 )
                 report.steps.append(result)
                 if on_step is not None:

@@ -16,17 +16,30 @@ How the skipping is done. Before any arithmetic, each operand is turned into per
 channels that matter, built with `torch.nonzero`: for every pixel (n, g, h, w) the channels where X
 is nonzero, for every output pixel (n, g, p, q) the channels where dY is nonzero, for every input
 pixel the channels whose dX is needed. They are stored CSR-style: pixel `row`'s channels are
-`chan[ptr[row]:ptr[row + 1]]`. The loops below then walk only those lists, so a skipped operand or
-output is never touched, and every multiplication they do is counted: `products` is the number of
-products actually formed, which the tests compare with a brute-force count.
+`chan[ptr[row]:ptr[row + 1]]`, and for X and dY their values are stored alongside (`val`, in the same
+order), so that the backward loops never read a zero operand at all. The loops below then walk only
+those lists, so a skipped operand or output is never touched, and every multiplication they do is
+counted: `products` is the number of products actually formed, which the tests compare with a
+brute-force count.
+
+The order of every sum is fixed, and it is the serial one: a dW[k,c,r,s] element adds its products
+image by image, output pixel by output pixel (n, p, q in increasing order); a dX[n,c,h,w] element
+adds them output pixel by output pixel (p, q), and within one, output channel by output channel (k).
+The loops are arranged for speed within that order. BWD-W walks, per output pixel and tap, the
+nonzero X channels c and, innermost, the nonzero dY channels k, so that dW is kept as [G, R, S, C/G,
+K/G] and a dY row with every channel nonzero (the common case after a BatchNorm) is one contiguous
+multiply-add over k. BWD-D walks, per output pixel and tap, the needed dX channels c, four at a time,
+each accumulating its products over the nonzero dY channels k in a register. A product is formed
+exactly when it was before, in the same place of the same sum, so the result is the same to the bit
+(tests/test_engine_sparse_ops.py: a brute-force sum in that order).
 
 The loops are plain Python compiled by numba, split over the cores without changing a single
-sum: FWD and BWD-D split by (image, group), whose outputs are disjoint; BWD-W splits by output
+sum: FWD and BWD-D split by (image, group), whose outputs are disjoint; BWD-W splits by input
 channel, so each dW element is still accumulated by one thread in the serial order, and the result
 is bit-identical for any thread count (tested). The same element-level skipping
 written with torch gather/index_add_ costs ~60 ns per product on a CPU; a resnet50 step at 224 px,
 batch 8, forms ~36G backward products, so that would be ~35 minutes a step. The compiled loops cost
-~2–3 ns per product (70–100 s for that step) and keep each skip readable as an `if` or a list walk.
+~0.3–1 ns per product and keep each skip readable as an `if` or a list walk.
 Memory stays at the size of the operands (no per-product intermediates, so no chunking is needed).
 
 Everything accumulates in float64 — a product of two float32 values is exact in float64, and the
@@ -35,8 +48,7 @@ input's dtype: the sum, exact to float64 accuracy, rounded once. Differences to 
 rounding (see `agos.engine.check`).
 
 Layouts inside: channels last, split by group — X, dX, needed: [N, G, H, W, C/G]; Y, dY:
-[N, G, P, Q, K/G]; W: [G, K/G, R, S, C/G] (FWD reads it as [G, R, S, C/G, K/G] so its inner loop over
-output channels is contiguous).
+[N, G, P, Q, K/G]; W: [G, R, S, C/G, K/G] (FWD and BWD-D), dW: [G, R, S, C/G, K/G].
 """
 
 from __future__ import annotations
@@ -83,8 +95,18 @@ def channel_lists(mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return ptr.numpy(), chan.numpy()
 
 
+def nonzero_lists(t: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`channel_lists` of t ≠ 0 for a tensor [..., channels], with the nonzero values themselves
+    (float64, in the same order): the operand as the backward loops read it."""
+    rows = t.detach().cpu().reshape(-1, t.shape[-1])
+    nonzero = rows != 0
+    ptr, chan = channel_lists(nonzero)
+    return ptr, chan, rows[nonzero].to(torch.float64).numpy()
+
+
 def _f64(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to(device="cpu", dtype=torch.float64).contiguous().numpy()
+    """A contiguous float64 copy on the CPU."""
+    return t.detach().to(device="cpu", dtype=torch.float64, memory_format=torch.contiguous_format).numpy()
 
 
 # -- the three passes, as loops ---------------------------------------------------------------
@@ -122,12 +144,17 @@ def _forward_loops(x, x_ptr, x_chan, w_rsck, out_h, out_w, stride, padding, dila
 
 
 @numba.njit(cache=True, parallel=True)
-def _backward_data_loops(dy, dy_ptr, dy_chan, w, need_ptr, need_chan, in_h, in_w, stride, padding, dilation):
-    """dX in scatter form: each nonzero dY element sends W·dY to the needed dX elements its taps
-    reach. dy: [N,G,P,Q,Kg]; w: [G,Kg,R,S,Cg]; returns dX [N,G,H,W,Cg], zero where not needed."""
-    batch, groups, out_h, out_w, _ = dy.shape
-    kernel_h, kernel_w = w.shape[2], w.shape[3]
-    dx = np.zeros((batch, groups, in_h, in_w, w.shape[4]))
+def _backward_data_loops(
+    dy_ptr, dy_chan, dy_val, w, need_ptr, need_chan, x_shape, y_shape, stride, padding, dilation
+):
+    """dX: each needed dX element gathers W·dY over the nonzero dY elements its taps reach, output
+    pixel by output pixel and, within one, k by k. dY: lists per output pixel of y_shape
+    [N,G,P,Q,Kg] (values `dy_val`); needed: lists per pixel of x_shape [N,G,H,W,Cg]; w:
+    [G,R,S,Cg,Kg]; returns dX [N,G,H,W,Cg], zero where not needed."""
+    batch, groups, in_h, in_w, c_per_group = x_shape
+    out_h, out_w, k_per_group = y_shape[2], y_shape[3], y_shape[4]
+    kernel_h, kernel_w = w.shape[1], w.shape[2]
+    dx = np.zeros((batch, groups, in_h, in_w, c_per_group))
     counts = np.zeros(batch * groups, dtype=np.int64)
     for ng in numba.prange(batch * groups):  # disjoint slices of dX
         n, g = ng // groups, ng % groups
@@ -137,7 +164,8 @@ def _backward_data_loops(dy, dy_ptr, dy_chan, w, need_ptr, need_chan, in_h, in_w
                 dy_row = ((n * groups + g) * out_h + p) * out_w + q
                 first, last = dy_ptr[dy_row], dy_ptr[dy_row + 1]
                 if first == last:
-                    continue  # every dY of this output pixel is zero: nothing to scatter
+                    continue  # every dY of this output pixel is zero: nothing to send back
+                dense = last - first == k_per_group  # every dY channel nonzero: k runs contiguously
                 for r in range(kernel_h):
                     h = p * stride[0] + r * dilation[0] - padding[0]
                     if h < 0 or h >= in_h:
@@ -148,27 +176,55 @@ def _backward_data_loops(dy, dy_ptr, dy_chan, w, need_ptr, need_chan, in_h, in_w
                             continue
                         x_row = ((n * groups + g) * in_h + h) * in_w + w_col
                         needed_first, needed_last = need_ptr[x_row], need_ptr[x_row + 1]
-                        for i in range(first, last):  # input sparsity: dY ≠ 0 only
-                            k = dy_chan[i]
-                            grad = dy[n, g, p, q, k]
-                            for j in range(needed_first, needed_last):  # output sparsity: needed dX only
-                                c = need_chan[j]
-                                dx[n, g, h, w_col, c] += w[g, k, r, s, c] * grad
-                            products += needed_last - needed_first
+                        out = dx[n, g, h, w_col]
+                        j = needed_first
+                        while j + 4 <= needed_last:  # output sparsity: needed dX only, four at a time
+                            c0, c1 = need_chan[j], need_chan[j + 1]
+                            c2, c3 = need_chan[j + 2], need_chan[j + 3]
+                            w0, w1, w2, w3 = w[g, r, s, c0], w[g, r, s, c1], w[g, r, s, c2], w[g, r, s, c3]
+                            a0, a1, a2, a3 = out[c0], out[c1], out[c2], out[c3]
+                            if dense:
+                                for k in range(k_per_group):
+                                    grad = dy_val[first + k]
+                                    a0 += w0[k] * grad
+                                    a1 += w1[k] * grad
+                                    a2 += w2[k] * grad
+                                    a3 += w3[k] * grad
+                            else:
+                                for i in range(first, last):  # input sparsity: dY ≠ 0 only
+                                    k = dy_chan[i]
+                                    grad = dy_val[i]
+                                    a0 += w0[k] * grad
+                                    a1 += w1[k] * grad
+                                    a2 += w2[k] * grad
+                                    a3 += w3[k] * grad
+                            out[c0], out[c1], out[c2], out[c3] = a0, a1, a2, a3
+                            j += 4
+                        while j < needed_last:
+                            c = need_chan[j]
+                            wc = w[g, r, s, c]
+                            acc = out[c]
+                            for i in range(first, last):
+                                acc += wc[dy_chan[i]] * dy_val[i]
+                            out[c] = acc
+                            j += 1
+                        products += (last - first) * (needed_last - needed_first)
         counts[ng] = products
     return dx, counts.sum()
 
 
 @numba.njit(cache=True, parallel=True)
 def _backward_weight_loops(
-    x, x_ptr, x_chan, dy, dy_ptr, dy_chan, kernel_h, kernel_w, stride, padding, dilation, parts
+    x_ptr, x_chan, x_val, dy_ptr, dy_chan, dy_val, x_shape, y_shape, kernel, stride, padding, dilation, parts
 ):
-    """dW, forming X·dY only where both are nonzero. x: [N,G,H,W,Cg]; dy: [N,G,P,Q,Kg];
-    returns dW [G,Kg,R,S,Cg]. Part t of `parts` owns the output channels g·Kg + k ≡ t (mod parts)
-    and walks every image in order, so each dW element's sum is the serial one."""
-    batch, groups, in_h, in_w, c_per_group = x.shape
-    out_h, out_w, k_per_group = dy.shape[2], dy.shape[3], dy.shape[4]
-    dw = np.zeros((groups, k_per_group, kernel_h, kernel_w, c_per_group))
+    """dW, forming X·dY only where both are nonzero. X: lists per pixel of x_shape [N,G,H,W,Cg]
+    (values `x_val`); dY: lists per output pixel of y_shape [N,G,P,Q,Kg]; returns dW
+    [G,R,S,Cg,Kg]. Part t of `parts` owns the input channels g·Cg + c ≡ t (mod parts) and walks
+    every image in order, so each dW element's sum is the serial one."""
+    batch, groups, in_h, in_w, c_per_group = x_shape
+    out_h, out_w, k_per_group = y_shape[2], y_shape[3], y_shape[4]
+    kernel_h, kernel_w = kernel
+    dw = np.zeros((groups, kernel_h, kernel_w, c_per_group, k_per_group))
     counts = np.zeros(parts, dtype=np.int64)
     for part in numba.prange(parts):
         products = 0
@@ -180,6 +236,7 @@ def _backward_weight_loops(
                         first, last = dy_ptr[dy_row], dy_ptr[dy_row + 1]
                         if first == last:
                             continue  # every dY of this output pixel is zero
+                        dense = last - first == k_per_group  # every dY channel nonzero: k runs contiguously
                         for r in range(kernel_h):
                             h = p * stride[0] + r * dilation[0] - padding[0]
                             if h < 0 or h >= in_h:
@@ -189,16 +246,19 @@ def _backward_weight_loops(
                                 if w_col < 0 or w_col >= in_w:
                                     continue
                                 x_row = ((n * groups + g) * in_h + h) * in_w + w_col
-                                x_first, x_last = x_ptr[x_row], x_ptr[x_row + 1]
-                                for i in range(first, last):  # dY ≠ 0 …
-                                    k = dy_chan[i]
-                                    if (g * k_per_group + k) % parts != part:
-                                        continue  # another part's output channel
-                                    grad = dy[n, g, p, q, k]
-                                    for j in range(x_first, x_last):  # … and X ≠ 0
-                                        c = x_chan[j]
-                                        dw[g, k, r, s, c] += x[n, g, h, w_col, c] * grad
-                                    products += x_last - x_first
+                                for j in range(x_ptr[x_row], x_ptr[x_row + 1]):  # X ≠ 0 …
+                                    c = x_chan[j]
+                                    if (g * c_per_group + c) % parts != part:
+                                        continue  # another part's input channel
+                                    xv = x_val[j]
+                                    row = dw[g, r, s, c]
+                                    if dense:
+                                        for k in range(k_per_group):
+                                            row[k] += xv * dy_val[first + k]
+                                    else:
+                                        for i in range(first, last):  # … and dY ≠ 0
+                                            row[dy_chan[i]] += xv * dy_val[i]
+                                    products += last - first
         counts[part] = products
     return dw, counts.sum()
 
@@ -209,6 +269,30 @@ def _backward_weight_loops(
 def _check(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> None:
     if tuple(t.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(t.shape)}, the geometry says {tuple(shape)}")
+
+
+def _w_rsck(w: torch.Tensor, g: LayerGeometry) -> torch.Tensor:
+    """W [K, C/G, R, S] as a contiguous [G, R, S, C/G, K/G] (a Linear weight, or any 1×1 ungrouped
+    one, by torch's 2-D transpose: several times faster than a general permuted copy)."""
+    w = w.detach().cpu()
+    if g.groups == 1 and g.r == 1 and g.s == 1:
+        return w.reshape(g.k, g.c).t().contiguous().reshape(1, 1, 1, g.c, g.k)
+    return w.reshape(g.groups, g.k_per_group, g.c_per_group, g.r, g.s).permute(0, 3, 4, 2, 1).contiguous()
+
+
+def _w_kcrs(dw: torch.Tensor, g: LayerGeometry) -> torch.Tensor:
+    """The inverse of `_w_rsck`: [G, R, S, C/G, K/G] → a contiguous [K, C/G, R, S]."""
+    if g.groups == 1 and g.r == 1 and g.s == 1:
+        return dw.reshape(g.c, g.k).t().contiguous().reshape(g.w_shape)
+    return dw.permute(0, 4, 3, 1, 2).reshape(g.w_shape)
+
+
+def _x_shape(g: LayerGeometry) -> tuple[int, int, int, int, int]:
+    return (g.n, g.groups, g.h, g.w, g.c_per_group)
+
+
+def _y_shape(g: LayerGeometry) -> tuple[int, int, int, int, int]:
+    return (g.n, g.groups, g.p, g.q, g.k_per_group)
 
 
 def _conv_params(g: LayerGeometry):
@@ -230,9 +314,8 @@ def conv_forward(
     stride, padding, dilation = _conv_params(g)
     xs = _channels_last(x.detach(), g.groups)
     x_ptr, x_chan = channel_lists(xs.cpu() != 0)
-    # W as [G, R, S, C/G, K/G]
-    w_rsck = w.detach().reshape(g.groups, g.k_per_group, g.c_per_group, g.r, g.s).permute(0, 3, 4, 2, 1)
-    y, products = _forward_loops(_f64(xs), x_ptr, x_chan, _f64(w_rsck), g.p, g.q, stride, padding, dilation)
+    w_rsck = _f64(_w_rsck(w, g))
+    y, products = _forward_loops(_f64(xs), x_ptr, x_chan, w_rsck, g.p, g.q, stride, padding, dilation)
     out = _from_channels_last(torch.from_numpy(y))
     if bias is not None:
         out += bias.detach().to(device="cpu", dtype=torch.float64).view(1, -1, 1, 1)
@@ -251,17 +334,26 @@ def conv_backward_data(
     _check("dy", dy, g.y_shape)
     _check("w", w, g.w_shape)
     stride, padding, dilation = _conv_params(g)
-    dys = _channels_last(dy.detach(), g.groups)
-    dy_ptr, dy_chan = channel_lists(dys.cpu() != 0)
+    dy_ptr, dy_chan, dy_val = nonzero_lists(_channels_last(dy.detach(), g.groups))
     if needed is None:
         needed_cl = torch.ones((g.n, g.groups, g.h, g.w, g.c_per_group), dtype=torch.bool)
     else:
         _check("needed", needed, g.x_shape)
         needed_cl = _channels_last(needed.cpu().bool(), g.groups)
     need_ptr, need_chan = channel_lists(needed_cl)
-    w_krsc = w.detach().reshape(g.groups, g.k_per_group, g.c_per_group, g.r, g.s).permute(0, 1, 3, 4, 2)
+    w_rsck = _f64(_w_rsck(w, g))
     dx, products = _backward_data_loops(
-        _f64(dys), dy_ptr, dy_chan, _f64(w_krsc), need_ptr, need_chan, g.h, g.w, stride, padding, dilation
+        dy_ptr,
+        dy_chan,
+        dy_val,
+        w_rsck,
+        need_ptr,
+        need_chan,
+        _x_shape(g),
+        _y_shape(g),
+        stride,
+        padding,
+        dilation,
     )
     out = _from_channels_last(torch.from_numpy(dx))
     return PassResult(out.to(device=dy.device, dtype=dy.dtype), int(products))
@@ -274,18 +366,21 @@ def conv_backward_weight(x: torch.Tensor, dy: torch.Tensor, geometry: LayerGeome
     g = geometry
     _check("x", x, g.x_shape)
     _check("dy", dy, g.y_shape)
+    dw, products = _weight_pass(x, dy, g)
+    out = _w_kcrs(dw.to(dy.dtype), g)  # rounded once, then laid out as W
+    return PassResult(out.to(device=dy.device), products)
+
+
+def _weight_pass(x: torch.Tensor, dy: torch.Tensor, g: LayerGeometry) -> tuple[torch.Tensor, int]:
+    """The BWD-W loops: float64 dW as [G, R, S, C/G, K/G], and the products formed."""
     stride, padding, dilation = _conv_params(g)
-    xs = _channels_last(x.detach(), g.groups)
-    dys = _channels_last(dy.detach(), g.groups)
-    x_ptr, x_chan = channel_lists(xs.cpu() != 0)
-    dy_ptr, dy_chan = channel_lists(dys.cpu() != 0)
+    x_lists = nonzero_lists(_channels_last(x.detach(), g.groups))
+    dy_lists = nonzero_lists(_channels_last(dy.detach(), g.groups))
     parts = numba.get_num_threads()
     dw, products = _backward_weight_loops(
-        _f64(xs), x_ptr, x_chan, _f64(dys), dy_ptr, dy_chan, g.r, g.s, stride, padding, dilation, parts
+        *x_lists, *dy_lists, _x_shape(g), _y_shape(g), (g.r, g.s), stride, padding, dilation, parts
     )
-    # [G, K/G, R, S, C/G] → [K, C/G, R, S]
-    out = torch.from_numpy(dw).permute(0, 1, 4, 2, 3).reshape(g.w_shape)
-    return PassResult(out.to(device=dy.device, dtype=dy.dtype), int(products))
+    return torch.from_numpy(dw), int(products)
 
 
 def bias_backward(dy: torch.Tensor, kind: str) -> torch.Tensor:
@@ -325,7 +420,10 @@ def linear_backward_data(dy: torch.Tensor, w: torch.Tensor, needed: torch.Tensor
 
 
 def linear_backward_weight(x: torch.Tensor, dy: torch.Tensor) -> PassResult:
-    """dW = dYᵀ X over all rows, a product only where both X and dY are nonzero."""
-    geometry = linear_geometry(x.numel() // x.shape[-1], x.shape[-1], dy.shape[-1])
-    dw, products = conv_backward_weight(_as_pixels(x), _as_pixels(dy), geometry)
-    return PassResult(dw.reshape(dy.shape[-1], x.shape[-1]), products)
+    """dW = dYᵀ X over all rows, a product only where both X and dY are nonzero. Computed as the
+    BWD-W of the 1×1 layer with the roles of X and dY swapped, whose dW comes out as [K, C] without
+    a transpose: each element is the same products (dY·X = X·dY) summed over the rows in order."""
+    rows = x.numel() // x.shape[-1]
+    swapped = linear_geometry(rows, dy.shape[-1], x.shape[-1])
+    dw, products = _weight_pass(_as_pixels(dy), _as_pixels(x), swapped)
+    return PassResult(dw.to(dy.dtype).reshape(dy.shape[-1], x.shape[-1]).to(device=dy.device), products)

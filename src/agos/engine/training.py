@@ -134,7 +134,13 @@ class _SparseLayer(torch.autograd.Function):
 class _Float64Backward(torch.autograd.Function):
     """A Conv2d/Linear call with the module's own forward and a dense backward by torch's own
     convolution in float64: every product, accumulated in float64, rounded once to the input dtype.
-    The reference the sparse engine must match (no skipping, no float32 rounding in the sums)."""
+    The reference the sparse engine must match (no skipping, no float32 rounding in the sums).
+
+    A plain Conv2d's backward is the very `convolution_backward` call that autograd makes for the
+    float64 convolution (`_conv_backward`), without running that convolution's forward first;
+    every other layer (Linear, static padding, string padding) is differentiated by autograd
+    through a float64 rerun of its forward (`_autograd_backward`). Both give the same bits
+    (tests/test_check.py)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, module):
@@ -147,17 +153,57 @@ class _Float64Backward(torch.autograd.Function):
     def backward(ctx, dy):
         x, weight, *rest = ctx.saved_tensors
         bias = rest[0] if ctx.has_bias else None
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        with torch.enable_grad():
-            x64 = x.detach().double().requires_grad_(need_x)
-            w64 = weight.detach().double().requires_grad_(need_w)
-            b64 = None if bias is None else bias.detach().double().requires_grad_(need_b)
-            y = _dense_op(ctx.module, x64, w64, b64)
-            wanted = [t for t in (x64, w64, b64) if t is not None and t.requires_grad]
-            found = torch.autograd.grad(y, wanted, dy.double()) if wanted else ()
-        grads = {id(t): g for t, g in zip(wanted, found, strict=True)}
-        out = [grads[id(t)].to(dy.dtype) if id(t) in grads else None for t in (x64, w64, b64)]
-        return (*out, None)
+        need = tuple(ctx.needs_input_grad[:3])
+        if not any(need):
+            return None, None, None, None
+        if _direct_conv(ctx.module, x):
+            grads = _conv_backward(ctx.module, dy, x, weight, bias, need)
+        else:
+            grads = _autograd_backward(ctx.module, dy, x, weight, bias, need)
+        return (*(None if g is None else g.to(dy.dtype) for g in grads), None)
+
+
+def _direct_conv(module: nn.Module, x: torch.Tensor) -> bool:
+    """A Conv2d whose forward is exactly one `aten.convolution` of X (zero padding given as numbers,
+    no padding of its own, a batched input): its backward is one `convolution_backward` call."""
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+        and not any(static_padding(module) or ())
+        and x.dim() == 4
+    )
+
+
+def _conv_backward(module: nn.Conv2d, dy, x, weight, bias, need: tuple[bool, bool, bool]):
+    """dX, dW, db of a plain Conv2d in float64: the call autograd's ConvolutionBackward0 makes."""
+    dx, dw, db = torch.ops.aten.convolution_backward(
+        dy.double(),
+        x.detach().double(),
+        weight.detach().double(),
+        None if bias is None else list(bias.shape),
+        list(module.stride),
+        list(module.padding),
+        list(module.dilation),
+        False,
+        [0, 0],
+        module.groups,
+        [need[0], need[1], need[2] and bias is not None],
+    )
+    return (dx if need[0] else None, dw if need[1] else None, db if need[2] and bias is not None else None)
+
+
+def _autograd_backward(module: nn.Module, dy, x, weight, bias, need: tuple[bool, bool, bool]):
+    """dX, dW, db by autograd through the layer's forward rerun in float64."""
+    with torch.enable_grad():
+        x64 = x.detach().double().requires_grad_(need[0])
+        w64 = weight.detach().double().requires_grad_(need[1])
+        b64 = None if bias is None else bias.detach().double().requires_grad_(need[2])
+        y = _dense_op(module, x64, w64, b64)
+        wanted = [t for t in (x64, w64, b64) if t is not None and t.requires_grad]
+        found = torch.autograd.grad(y, wanted, dy.double())
+    grads = {id(t): g for t, g in zip(wanted, found, strict=True)}
+    return tuple(grads.get(id(t)) if t is not None else None for t in (x64, w64, b64))
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -103,6 +103,39 @@ def plain_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, see
         loss = loss_of(model(images), labels)
         loss.backward()
     return loss.detach()
+
+
+@contextlib.contextmanager
+def left_as_found(model: nn.Module) -> Iterator[Callable[[], None]]:
+    """Run steps on `model` itself instead of on a deep copy, and leave it as it was found: on exit
+    its gradients, buffers (BatchNorm statistics, spectral-norm vectors: what a training forward
+    updates) and train/eval modes are put back. Yields `reset()`, which puts the buffers back between
+    steps, so that every step starts from the state a fresh copy would have. Parameters are not
+    saved: a step without an optimizer does not change them."""
+    grads = [(p, p.grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    with torch.no_grad():
+        buffers = [
+            (module, name, buf, buf.clone())
+            for module in model.modules()
+            for name, buf in module._buffers.items()
+            if buf is not None
+        ]
+
+    def reset() -> None:
+        with torch.no_grad():
+            for module, name, buf, saved in buffers:
+                buf.copy_(saved)
+                module._buffers[name] = buf  # a forward that replaced the buffer gets the original back
+
+    try:
+        yield reset
+    finally:
+        reset()
+        for p, grad in grads:
+            p.grad = grad
+        for m, training in modes:
+            m.training = training
 
 
 def num_classes_of(model: nn.Module, image_size: int, device: torch.device) -> int:

@@ -9,7 +9,6 @@ finished capture is reused when only its proof is missing."""
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from agos.capture.verify import soundness_record
 from agos.engine.check import check_batch
 from agos.fileio import write_json
 from agos.inputs.session import PreparedRun, save_weights, warm_up
+from agos.inputs.training import left_as_found
 from agos.stages.cache import Cache
 from agos.stages.resolve import ResolvedRun
 from agos.stages.verification import EngineCheck, StepCheck, Verification
@@ -41,7 +41,7 @@ class Captured:
     run: PreparedRun
     images: torch.Tensor
     labels: torch.Tensor
-    before: nn.Module  # the model as the step found it (the warmed-up weights), untouched
+    before: nn.Module  # the run's model as the step found it (the warmed-up weights), left as found
     result: CaptureResult
     grads: dict[str, torch.Tensor]  # the captured step's own parameter gradients
 
@@ -61,12 +61,14 @@ def prepared(resolved: ResolvedRun, warmed: Path | None = None) -> PreparedRun:
 
 
 def capture(resolved: ResolvedRun, run: PreparedRun | None = None) -> Captured:
+    """The step, captured on the run's model itself: the model is left as the step found it
+    (`left_as_found`: no copy of its parameters), the step's gradients are kept in `grads`."""
     run = run or prepared(resolved)
     images, labels = run.batch(resolved.batch_index)
-    before = copy.deepcopy(run.model)
-    result = capture_step(run.model, images, labels, seed=resolved.options.seed)
-    grads = {n: p.grad for n, p in run.model.named_parameters() if p.grad is not None}
-    return Captured(resolved, run, images, labels, before, result, grads)
+    with left_as_found(run.model):
+        result = capture_step(run.model, images, labels, seed=resolved.options.seed)
+        grads = {n: p.grad for n, p in run.model.named_parameters() if p.grad is not None}
+    return Captured(resolved, run, images, labels, run.model, result, grads)
 
 
 def write(captured: Captured, out: Path) -> Manifest:
