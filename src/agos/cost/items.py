@@ -202,15 +202,16 @@ def build_items(
     arch: Arch,
     needed: NeededChannels | None,
     counts: tuple[np.ndarray, np.ndarray],
-    both_sum: np.ndarray | None,
+    both_totals: np.ndarray | None,
     both_max: np.ndarray | None,
     sets: SlotSets | None = None,
     per_store_loads: bool = False,
 ) -> list[TileItems]:
     """Items of every channel tile. `counts` is (T_j [J, pos], s_j [J, G, pos]) per stream block,
-    in work-set order; BWD-W needs `both_sum`, the two-sided products over each tile's channels
-    [tiles, pos], and, when a row broadcasts more than one entry per cycle, `both_max`, their
-    per-block maximum over the tile's channels [J, tiles, pos]. `per_store_loads`: compacted items
+    in work-set order; BWD-W needs `both_totals`, the two-sided products of each tile's channels
+    over every position [tiles] (BWD-W skips no outputs: each position is an item), and, when a
+    row broadcasts more than one entry per cycle, `both_max`, their per-block maximum over the
+    tile's channels [J, tiles, pos]. `per_store_loads`: compacted items
     pay store conflicts (independent rows, §4)."""
     m = mapping(pass_)
     opts = arch.skipping.of(pass_)
@@ -263,7 +264,8 @@ def build_items(
             sbytes = len(gl) * length * vb
         d = per_group.max(axis=1)
         if m.two_sided:  # a product is nonzero where the PE's own operand is nonzero too
-            nonzero_total = int(both_sum[ti, pos].sum())
+            assert every, "two-sided passes skip no outputs"
+            nonzero_total = int(both_totals[ti])
             if opts.pe_operand:
                 bw = arch.skipping.broadcast_width
                 d = ceil_div(s_items.max(axis=1), bw)

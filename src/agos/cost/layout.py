@@ -167,24 +167,6 @@ def needed_channels(masks: LayerMasks, lay: PassLayout) -> NeededChannels:
     return NeededChannels(rows if identity else np.ascontiguousarray(rows[:, lay.order]))
 
 
-def tile_reduce(values: np.ndarray, tiles: list[Tile], how: str) -> np.ndarray:
-    """[G, ch, pos] → [tiles, pos]: the max or sum over each tile's (group, channel) pairs."""
-    out = np.empty((len(tiles), values.shape[2]), values.dtype)
-    for i, t in enumerate(tiles):
-        block = values[list(t.groups), t.lo : t.hi, :]
-        out[i] = block.max(axis=(0, 1)) if how == "max" else block.sum(axis=(0, 1))
-    return out
-
-
-def tile_nonzero(nonzero: np.ndarray, tiles: list[Tile], how: str) -> np.ndarray:
-    """[G, pos] → [tiles, pos]: max (durations) or sum (bytes) over each tile's groups."""
-    out = np.empty((len(tiles), nonzero.shape[1]), nonzero.dtype)
-    for i, t in enumerate(tiles):
-        sel = nonzero[list(t.groups)]
-        out[i] = sel.max(axis=0) if how == "max" else sel.sum(axis=0)
-    return out
-
-
 def output_bytes(arch: Arch, tensor: str) -> int:
     """Bytes per output value: dW stays at the accumulator's precision, Y and dX are values."""
     return arch.precision.accumulate_bytes if tensor == "dw" else arch.precision.value_bytes
