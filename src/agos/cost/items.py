@@ -195,6 +195,44 @@ def lane_loads(members: np.ndarray, cols: int) -> np.ndarray:
     return m.reshape(n, lanes, cols).sum(axis=1, dtype=np.int64).max(axis=1, initial=0)
 
 
+@dataclass(frozen=True)
+class _Walk:
+    """Items at every position of one set of groups: their durations, stream bytes and the sums their
+    totals need — the same for every tile on those groups whatever its width, and for every design
+    with the same stream features, so made once per layer and stream blocking."""
+
+    d: np.ndarray  # [J, pos]
+    stream_bytes: np.ndarray  # [J, pos]
+    walked: int  # Σ entries walked, over groups, blocks and positions
+    nonzero: int  # Σ s_j over groups, blocks and positions (one-sided passes)
+    dispatched_length: int  # Σ T_j over the dispatched (block, position)
+
+
+def _walk(s_items: np.ndarray, length: np.ndarray, stream: bool, window: int | None, vb: int):
+    """Per (block, item): the slowest group's walk and the stream bytes; and each group's walked
+    entries [J, |Γ|, items]."""
+    if stream:
+        per_group = _stream_time(s_items, length[:, None, :], window)
+        walked = s_items
+        # per group, values + bitmap, or the plain values when shorter (a format bit per item)
+        packed = s_items * vb + ceil_div(length, 8)[:, None, :]
+        sbytes = np.minimum(packed, length[:, None, :] * vb).sum(axis=1)
+    else:
+        per_group = np.broadcast_to(length[:, None, :], s_items.shape)
+        walked = per_group
+        sbytes = s_items.shape[1] * length * vb
+    return per_group.max(axis=1), sbytes, walked
+
+
+def _join_time(s_items: np.ndarray, length: np.ndarray, bw: int, window: int | None) -> np.ndarray:
+    """A two-sided join's walk: bw stream entries broadcast per cycle, at least ⌈T / L⌉ cycles (with
+    more than one entry per cycle the slowest PE's join, `both_max`, bounds it too: the caller's)."""
+    d = ceil_div(s_items.max(axis=1), bw)
+    if window is not None:
+        d = np.maximum(d, ceil_div(length, window))
+    return d
+
+
 def build_items(
     pass_: str,
     lay: PassLayout,
@@ -206,24 +244,30 @@ def build_items(
     both_max: np.ndarray | None,
     sets: SlotSets | None = None,
     per_store_loads: bool = False,
+    memo: tuple[dict, object] | None = None,
 ) -> list[TileItems]:
     """Items of every channel tile. `counts` is (T_j [J, pos], s_j [J, G, pos]) per stream block,
     in work-set order; BWD-W needs `both_totals`, the two-sided products of each tile's channels
     over every position [tiles] (BWD-W skips no outputs: each position is an item), and, when a
     row broadcasts more than one entry per cycle, `both_max`, their per-block maximum over the
-    tile's channels [J, tiles, pos]. `per_store_loads`: compacted items
-    pay store conflicts (independent rows, §4)."""
+    tile's channels [J, tiles, pos]. `per_store_loads`: compacted items pay store conflicts
+    (independent rows, §4). `memo`: (a layer's dictionary, what identifies `counts`), which keeps
+    the walks of items at every position for the layer's other tiles and designs."""
     m = mapping(pass_)
     opts = arch.skipping.of(pass_)
     window = arch.skipping.window if opts.stream else None
     vb = arch.precision.value_bytes
     cols = arch.pe_array.cols
+    bw = arch.skipping.broadcast_width
+    join = m.two_sided and opts.pe_operand
     compacted = m.output_skip and opts.outputs == "compacted" and lay.ch >= cols
     static = m.output_skip and (opts.outputs == "static" or (opts.outputs == "compacted" and not compacted))
     length_all, nonzero_all = counts
     if compacted and sets is None:
         sets = SlotSets(needed, lay.set_id, cols, not arch.lockstep and arch.skipping.lanes == "matched")
     channel_specific = static or compacted or (m.two_sided and (opts.pe_operand or arch.skipping.zero_gating))
+    every = not (compacted or static)  # all positions, in order: no gather needed
+    cache, counts_key = memo if memo is not None else ({}, ())
     out: list[TileItems] = []
     seen: dict[tuple, TileItems] = {}
     for ti, tile in enumerate(tiles):
@@ -234,6 +278,12 @@ def build_items(
         gl = list(tile.groups)
         s_tile = nonzero_all[:, gl, :] if len(gl) < nonzero_all.shape[1] else nonzero_all  # [J', |Γ|, pos]
         n_pos = lay.positions
+        if every and not (join and bw > 1):  # the walk of the tile's groups, shared
+            features = (opts.stream, window, vb, join, bw, m.two_sided)
+            walk = _every_walk(cache, (counts_key, tile.groups), s_tile, length_all, *features)
+            out.append(_every_items(cache, walk, tile, ti, lay, length_all, m, opts, both_totals))
+            seen[key] = out[-1]
+            continue
         # which positions (and slots) have items
         if compacted:
             pos, slot, channels = sets.items(tile)
@@ -249,30 +299,15 @@ def build_items(
                 computing = np.full((len(gl), 1), tile.per_group, np.int64)
             slot = np.zeros(pos.size, np.int64)
             channels = np.full(pos.size, tile.width, np.int64)
-        every = not (compacted or static)  # all positions, in order: no gather needed
         length = length_all if every else length_all[:, pos]  # [J', items]
         s_items = s_tile if every else s_tile[:, :, pos]  # [J', |Γ|, items]
-        if opts.stream:
-            per_group = _stream_time(s_items, length[:, None, :], window)
-            walked = s_items
-            # per group, values + bitmap, or the plain values when shorter (a format bit per item)
-            packed = s_items * vb + ceil_div(length, 8)[:, None, :]
-            sbytes = np.minimum(packed, length[:, None, :] * vb).sum(axis=1)
-        else:
-            per_group = np.broadcast_to(length[:, None, :], s_items.shape)
-            walked = per_group
-            sbytes = len(gl) * length * vb
-        d = per_group.max(axis=1)
+        d, sbytes, walked = _walk(s_items, length, opts.stream, window, vb)
         if m.two_sided:  # a product is nonzero where the PE's own operand is nonzero too
-            assert every, "two-sided passes skip no outputs"
             nonzero_total = int(both_totals[ti])
             if opts.pe_operand:
-                bw = arch.skipping.broadcast_width
-                d = ceil_div(s_items.max(axis=1), bw)
+                d = _join_time(s_items, length, bw, window)
                 if bw > 1:  # with one entry per cycle the join never outpaces the broadcast (b ≤ s)
                     d = np.maximum(d, both_max[:, ti][:, pos])
-                if window is not None:
-                    d = np.maximum(d, ceil_div(length, window))
                 issued_total = nonzero_total  # every product with both operands nonzero, once
             else:
                 issued_total = int((walked * computing[None]).sum())
@@ -287,7 +322,7 @@ def build_items(
         meta = 0
         if opts.stream:
             meta += int((length * len(gl) * dispatched).sum())
-        if m.two_sided and opts.pe_operand:  # each PE reads its own operand's bitmap
+        if join:  # each PE reads its own operand's bitmap
             meta += int((length * tile.width * dispatched).sum())
         if compacted or static:
             meta += int(tile.width * n_pos)
@@ -310,3 +345,54 @@ def build_items(
         )
         seen[key] = out[-1]
     return out
+
+
+def _every_walk(cache: dict, where: tuple, s_tile, length, stream, window, vb, join, bw, two_sided) -> _Walk:
+    """`_walk` (or the join's) of a tile's groups at every position, with the sums of its totals;
+    kept in `cache` by `where` (the counts and the groups) and the features it depends on (the join
+    here has bw = 1: a wider one also waits for each tile's slowest PE)."""
+    key = ("walk", where, stream, window, vb, join)
+    if key not in cache:
+        d, sbytes, walked = _walk(s_tile, length, stream, window, vb)
+        if join:
+            d = _join_time(s_tile, length, bw, window)
+        nonzero = 0 if two_sided else int(s_tile.sum())
+        cache[key] = _Walk(d, sbytes, int(walked.sum()), nonzero, int((length * (d > 0)).sum()))
+    return cache[key]
+
+
+def _every_items(cache: dict, walk: _Walk, tile: Tile, ti: int, lay: PassLayout, length, m, opts, totals):
+    """A tile's items at every position of the pass, from its groups' walk: each walked entry is
+    computed by the tile's channels of its group, so the totals are the walk's sums times them."""
+    n = lay.positions
+    if ("index", lay.pass_) not in cache:
+        cache[("index", lay.pass_)] = (np.arange(n, dtype=np.int64), np.zeros(n, np.int64))
+    pos, slot = cache[("index", lay.pass_)]
+    if ("channels", lay.pass_, tile.width) not in cache:
+        cache[("channels", lay.pass_, tile.width)] = np.full(n, tile.width, np.int64)
+    if m.two_sided:  # a product is nonzero where the PE's own operand is nonzero too
+        nonzero_total = int(totals[ti])
+        issued_total = nonzero_total if opts.pe_operand else tile.per_group * walk.walked
+    else:
+        issued_total = tile.per_group * walk.walked
+        nonzero_total = tile.per_group * walk.nonzero
+    meta = 0
+    if opts.stream:
+        meta += len(tile.groups) * walk.dispatched_length
+    if m.two_sided and opts.pe_operand:  # each PE reads its own operand's bitmap
+        meta += tile.width * walk.dispatched_length
+    return TileItems(
+        tile=tile,
+        pos=pos,
+        slot=slot,
+        set_id=lay.set_id,
+        row=lay.row,
+        channels=cache[("channels", lay.pass_, tile.width)],
+        d=walk.d,
+        length=length,
+        stream_bytes=walk.stream_bytes,
+        load=None,
+        mac_issued=issued_total,
+        mac_nonzero=nonzero_total,
+        metadata_bits=meta,
+    )

@@ -112,6 +112,9 @@ class LayerContext:
         # differ only in what the buffer tiling alone reads (`compute_key`); small arrays, kept per view
         self.computed: dict[tuple, Computed] = {}
         self.compute_ids: dict[tuple, int] = {}  # (compute key, channel tiles) → a small number, hashed once
+        # the walks of items at every position (cost.items), by stream blocking, groups and stream
+        # features: shared by the designs of one run, kept per view (they hold [blocks, positions] arrays)
+        self.items: dict = {}
 
     def view(self) -> LayerContext:
         """A context on the same masks and counts sharing this one's design-independent structures
@@ -369,7 +372,7 @@ class _Pass:
         both_totals = ctx.both_totals(self.tiles) if m.two_sided else None
         return build_items(
             pass_, self.lay, self.tiles, arch, needed, (length, nonzero), both_totals, both_max, self.sets,
-            per_store_loads=per_store_loads,
+            per_store_loads=per_store_loads, memo=(ctx.items, (pass_, part)),
         )  # fmt: skip
 
     def blocks_of(self, a: int) -> np.ndarray:
