@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from numba.extending import intrinsic
 
 from agos.arch.schema import Arch
 from agos.cost.layout import NeededChannels, PassLayout, Tile, ceil_div
@@ -57,8 +58,12 @@ class SlotSets:
 
     def _of(self, tile: Tile) -> tuple[np.ndarray, ...]:
         if tile not in self._slots:
-            mask = self.needed.rows[tile.groups[0], :, tile.lo : tile.hi]  # [pos, ch]
-            self._slots[tile] = _slot_items(mask.view(np.uint8), self.set_id, self.cols, self.by_store)
+            mask = self.needed.rows[tile.groups[0], :, tile.lo : tile.hi].view(np.uint8)  # [pos, ch]
+            if 64 % self.cols == 0:  # lanes are bit positions of 64-bit words: slots by word operations
+                words = _packed(mask)
+                self._slots[tile] = _slot_words(words, self.set_id, self.cols, self.by_store)
+            else:
+                self._slots[tile] = _slot_items(mask, self.set_id, self.cols, self.by_store)
         return self._slots[tile]
 
     def items(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -181,6 +186,187 @@ def _slot_items(mask, set_id, cols, by_store):
                 load[item] = best
                 for r in range(r0, r1):
                     count[lane_of[idx[r]]] = 0
+        lo = hi
+    return pos, slot, channels, bits, load
+
+
+@intrinsic
+def _popcount(typingctx, x):
+    """Set bits of an unsigned integer (LLVM's ctpop: one instruction)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return x(x), codegen
+
+
+@numba.njit(inline="always")
+def _select(x, k):
+    """Bit index of the k-th set bit (from 0) of the 64-bit word x, k < its set bits."""
+    at = np.uint64(0)
+    for shift in (32, 16, 8, 4, 2, 1):
+        below = np.int64(_popcount(x & ((np.uint64(1) << np.uint64(shift)) - np.uint64(1))))
+        if k >= below:
+            k -= below
+            x >>= np.uint64(shift)
+            at += np.uint64(shift)
+    return at
+
+
+@numba.njit(inline="always")
+def _count_lanes(planes, lanes):
+    """Adds one to the bit-sliced count (planes[i]: bit i of each lane's count) of every lane set in
+    `lanes`."""
+    carry = lanes
+    i = 0
+    while carry:
+        both = planes[i] & carry
+        planes[i] ^= carry
+        carry = both
+        i += 1
+
+
+@numba.njit(inline="always")
+def _busiest(planes, lanes):
+    """The largest bit-sliced count among `lanes`; the counts are cleared."""
+    candidates = lanes
+    most = 0
+    for i in range(planes.size - 1, -1, -1):
+        with_bit = candidates & planes[i]
+        if with_bit:
+            candidates = with_bit
+            most |= 1 << i
+        planes[i] = 0
+    return most
+
+
+@numba.njit(cache=True)
+def _packed(mask):
+    """A domain's needed-channel mask [pos, ch] (0/1 bytes) as 64-bit words [pos, ⌈ch / 64⌉]: channel
+    c at bit c & 63 of word c >> 6, the layout of the slots' bitmaps."""
+    n, ch = mask.shape
+    nw = (ch + 63) // 64
+    out = np.zeros((n, nw), np.uint64)
+    for p in range(n):
+        for w in range(nw):
+            word = np.uint64(0)
+            for b in range(min(64, ch - w * 64)):
+                word |= np.uint64(mask[p, w * 64 + b]) << np.uint64(b)
+            out[p, w] = word
+    return out
+
+
+@numba.njit(cache=True)
+def _slot_words(words, set_id, cols, by_store):
+    """`_slot_items` for C dividing 64, on the needed channels packed in words (`_packed`): channel
+    c's lane c mod C is then its bit position mod C, so a word holds 64 / C chunks of one bit per
+    lane. A slot by rank takes the set bits of its ranks, cut where needed at the k-th set bit, and
+    its load is the largest of the lanes' counts, kept bit-sliced (a few word operations per chunk,
+    not a table look-up and a counter per channel); slots by store deal each chunk's lanes to the
+    slot of their count so far. The same items, bitmaps and loads as `_slot_items`, 3-5x faster."""
+    n, nw = words.shape
+    chunks = 64 // cols
+    lanes = ~np.uint64(0) if cols == 64 else (np.uint64(1) << np.uint64(cols)) - np.uint64(1)
+    depth = 1
+    while (1 << depth) <= nw * chunks:  # a lane's count is at most the chunks it appears in
+        depth += 1
+    planes = np.zeros(depth, np.uint64)
+    nslots = np.zeros(n, np.int64)
+    for p in range(n):
+        if by_store:
+            for w in range(nw):
+                for k in range(chunks):
+                    chunk = (words[p, w] >> np.uint64(k * cols)) & lanes
+                    if chunk:
+                        _count_lanes(planes, chunk)
+            nslots[p] = _busiest(planes, lanes)
+        else:
+            m = 0
+            for w in range(nw):
+                m += np.int64(_popcount(words[p, w]))
+            nslots[p] = (m + cols - 1) // cols
+    total = 0
+    for p in range(n):
+        total += nslots[p]
+    pos = np.empty(total, np.int64)
+    slot = np.empty(total, np.int64)
+    channels = np.zeros(total, np.int64)
+    bits = np.zeros((total, nw), np.uint64)
+    load = np.zeros(total, np.int64)
+    most = (nw * chunks if by_store else (64 * nw + cols - 1) // cols) + 2
+    start = np.zeros(most, np.int64)
+    item_of = np.zeros(most, np.int64)
+    k = 0
+    lo = 0
+    while lo < n:  # as `_slot_items`: work sets in order, slot-major within each
+        hi = lo
+        while hi < n and set_id[hi] == set_id[lo]:
+            hi += 1
+        start[:] = 0
+        for p in range(lo, hi):
+            start[nslots[p]] += 1
+        for j in range(most - 2, -1, -1):
+            start[j] += start[j + 1]
+        for j in range(most - 1):
+            k, start[j] = k + start[j + 1], k
+        for p in range(lo, hi):
+            ns = nslots[p]
+            if ns == 0:
+                continue
+            for j in range(ns):
+                item_of[j] = start[j]
+                start[j] += 1
+                pos[item_of[j]], slot[item_of[j]] = p, j
+            if by_store:  # slot j: the j-th needed channel of every lane
+                for w in range(nw):
+                    for c in range(chunks):
+                        chunk = (words[p, w] >> np.uint64(c * cols)) & lanes
+                        if not chunk:
+                            continue
+                        for j in range(ns):  # the lanes counted j times so far take slot j
+                            equal = lanes
+                            for i in range(depth):
+                                equal &= planes[i] if (j >> i) & 1 else ~planes[i]
+                            dealt = chunk & equal
+                            if dealt:
+                                item = item_of[j]
+                                bits[item, w] |= dealt << np.uint64(c * cols)
+                                channels[item] += np.int64(_popcount(dealt))
+                                load[item] = 1
+                        _count_lanes(planes, chunk)
+                planes[:] = 0
+                continue
+            j = 0  # slot j: the needed channels of rank [jC, (j+1)C)
+            item = item_of[0]
+            room = cols
+            for w in range(nw):
+                word = words[p, w]
+                while word:
+                    taken = np.int64(_popcount(word))
+                    if taken <= room:
+                        part = word
+                        word = np.uint64(0)
+                    else:
+                        below = (np.uint64(1) << _select(word, room)) - np.uint64(1)
+                        part = word & below
+                        word &= ~below
+                        taken = room
+                    bits[item, w] |= part
+                    for c in range(chunks):
+                        chunk = (part >> np.uint64(c * cols)) & lanes
+                        if chunk:
+                            _count_lanes(planes, chunk)
+                    room -= taken
+                    if room == 0:
+                        channels[item] = cols
+                        load[item] = _busiest(planes, lanes)
+                        j += 1
+                        room = cols
+                        if j < ns:
+                            item = item_of[j]
+            if room < cols:
+                channels[item] = cols - room
+                load[item] = _busiest(planes, lanes)
         lo = hi
     return pos, slot, channels, bits, load
 
