@@ -66,7 +66,7 @@ def test_slots_by_word_are_the_slots_by_channel(seed):
         set_id = np.sort(rng.integers(0, 3, n)).astype(np.int64)
         for by_store in (False, True):
             expected = _slot_items(mask.view(np.uint8), set_id, cols, by_store)
-            got = _slot_words(_packed(mask.view(np.uint8)), set_id, cols, by_store)
+            got = _slot_words(_packed(mask.view(np.uint8), 0, ch), set_id, cols, by_store)
             for name, a, b in zip(("pos", "slot", "channels", "bits", "load"), expected, got, strict=True):
                 assert a.shape == b.shape and (a == b).all(), (name, cols, ch, n, by_store)
 

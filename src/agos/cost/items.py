@@ -58,11 +58,12 @@ class SlotSets:
 
     def _of(self, tile: Tile) -> tuple[np.ndarray, ...]:
         if tile not in self._slots:
-            mask = self.needed.rows[tile.groups[0], :, tile.lo : tile.hi].view(np.uint8)  # [pos, ch]
+            rows = self.needed.rows[tile.groups[0]].view(np.uint8)  # [pos, C_g]
             if 64 % self.cols == 0:  # lanes are bit positions of 64-bit words: slots by word operations
-                words = _packed(mask)
+                words = _packed(rows, tile.lo, tile.hi)
                 self._slots[tile] = _slot_words(words, self.set_id, self.cols, self.by_store)
             else:
+                mask = rows[:, tile.lo : tile.hi]
                 self._slots[tile] = _slot_items(mask, self.set_id, self.cols, self.by_store)
         return self._slots[tile]
 
@@ -241,17 +242,19 @@ def _busiest(planes, lanes):
 
 
 @numba.njit(cache=True)
-def _packed(mask):
-    """A domain's needed-channel mask [pos, ch] (0/1 bytes) as 64-bit words [pos, ⌈ch / 64⌉]: channel
-    c at bit c & 63 of word c >> 6, the layout of the slots' bitmaps."""
-    n, ch = mask.shape
+def _packed(rows, lo, hi):
+    """The needed-channel mask of a domain, channels [lo, hi) of a group's rows [pos, C_g] (0/1
+    bytes), as 64-bit words [pos, ⌈(hi − lo) / 64⌉]: channel lo + c at bit c & 63 of word c >> 6,
+    the layout of the slots' bitmaps."""
+    n = rows.shape[0]
+    ch = hi - lo
     nw = (ch + 63) // 64
     out = np.zeros((n, nw), np.uint64)
     for p in range(n):
         for w in range(nw):
             word = np.uint64(0)
             for b in range(min(64, ch - w * 64)):
-                word |= np.uint64(mask[p, w * 64 + b]) << np.uint64(b)
+                word |= np.uint64(rows[p, lo + w * 64 + b]) << np.uint64(b)
             out[p, w] = word
     return out
 
@@ -512,6 +515,7 @@ def build_items(
             meta += int((length * tile.width * dispatched).sum())
         if compacted or static:
             meta += int(tile.width * n_pos)
+        c = np.ascontiguousarray  # one layout for the schedule kernels (gathers may be column-major)
         out.append(
             TileItems(
                 tile=tile,
@@ -520,9 +524,9 @@ def build_items(
                 set_id=lay.set_id[pos],
                 row=lay.row[pos],
                 channels=channels,
-                d=d,
-                length=length,
-                stream_bytes=sbytes,
+                d=c(d),
+                length=c(length),
+                stream_bytes=c(sbytes),
                 load=load,
                 mac_issued=issued_total,
                 mac_nonzero=nonzero_total,
@@ -543,7 +547,8 @@ def _every_walk(cache: dict, where: tuple, s_tile, length, stream, window, vb, j
         if join:
             d = _join_time(s_tile, length, bw, window)
         nonzero = 0 if two_sided else int(s_tile.sum())
-        cache[key] = _Walk(d, sbytes, int(walked.sum()), nonzero, int((length * (d > 0)).sum()))
+        c = np.ascontiguousarray  # one layout for the schedule kernels
+        cache[key] = _Walk(c(d), c(sbytes), int(walked.sum()), nonzero, int((length * (d > 0)).sum()))
     return cache[key]
 
 

@@ -136,7 +136,7 @@ def layout(pass_: str, work: LayerWork) -> PassLayout:
         order, set_id = _phase_order(g, g.n)
     else:
         order, set_id = np.arange(n_pos, dtype=np.int64), np.zeros(n_pos, np.int64)
-    length = _np(work.stream_lengths(pass_))
+    length = np.ascontiguousarray(_np(work.stream_lengths(pass_)))  # an expanded tensor may have stride 0
     nonzero = _np(work.stream_nonzero(pass_))
     if m.stride_phases:
         length, nonzero = length[order], nonzero[:, order]

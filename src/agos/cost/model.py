@@ -194,10 +194,11 @@ class LayerContext:
         key = ("ordered", pass_, part)
         if key not in self._blocks:
             identity = bool((lay.order == np.arange(lay.order.size)).all())
+            c = np.ascontiguousarray  # a gather along the last axis is laid out column-major
             self._blocks[key] = (
                 (bc.length, bc.nonzero)
                 if identity
-                else (bc.length[:, lay.order], bc.nonzero[:, :, lay.order])
+                else (c(bc.length[:, lay.order]), c(bc.nonzero[:, :, lay.order]))
             )
         length, nonzero = self._blocks[key]
         return length, nonzero, bc
