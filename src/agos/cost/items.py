@@ -60,7 +60,8 @@ class SlotSets:
         if tile not in self._slots:
             rows = self.needed.rows[tile.groups[0]].view(np.uint8)  # [pos, C_g]
             if 64 % self.cols == 0:  # lanes are bit positions of 64-bit words: slots by word operations
-                words = _packed(rows, tile.lo, tile.hi)
+                words = self.needed.words(tile.groups[0], tile.lo, tile.hi)
+                words = words if words is not None else _packed(rows, tile.lo, tile.hi)
                 self._slots[tile] = _slot_words(words, self.set_id, self.cols, self.by_store)
             else:
                 mask = rows[:, tile.lo : tile.hi]

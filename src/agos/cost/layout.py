@@ -156,6 +156,25 @@ class NeededChannels:
         """m per position: needed channels of [lo, hi) of the group, int64 [pos]."""
         return self.rows[group, :, lo:hi].sum(axis=1, dtype=np.int64)
 
+    @cached_property
+    def _bytes(self) -> np.ndarray:
+        """The rows packed 8 channels a byte (channel 8k + b at bit b of byte k), [G, pos, C_g / 8]:
+        one pass of numpy's packbits over the whole mask, for C_g a multiple of 8."""
+        g, pos, ch = self.rows.shape
+        return np.packbits(self.rows.reshape(-1), bitorder="little").reshape(g, pos, ch // 8)
+
+    def words(self, group: int, lo: int, hi: int) -> np.ndarray | None:
+        """Channels [lo, hi) of a group as 64-bit words [pos, ⌈(hi − lo) / 64⌉], channel lo + c at bit
+        c & 63 of word c >> 6; None unless C_g and lo are multiples of 8 (whole bytes of the rows)."""
+        if self.rows.shape[2] % 8 or lo % 8:
+            return None
+        part = self._bytes[group][:, lo // 8 : -(-hi // 8)]
+        out = np.zeros((part.shape[0], -(-(hi - lo) // 64) * 8), np.uint8)
+        out[:, : part.shape[1]] = part
+        if (hi - lo) % 8:  # the channels of the last byte beyond hi are not the domain's
+            out[:, part.shape[1] - 1] &= (1 << ((hi - lo) % 8)) - 1
+        return out.view("<u8").astype(np.uint64, copy=False)
+
 
 def needed_channels(masks: LayerMasks, lay: PassLayout) -> NeededChannels:
     g = masks.geometry
