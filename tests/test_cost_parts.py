@@ -11,7 +11,8 @@ import torch
 
 from agos.arch.load import load_arch
 from agos.capture.trace import load_trace
-from agos.cost.layout import Tile
+from agos.cost.items import _packed, _slot_items, _slot_words
+from agos.cost.layout import NeededChannels, Tile
 from agos.cost.model import LayerContext, SharedPasses, layer_area, simulate_layer
 from agos.cost.network import MaskSource, partition_layers, simulate_network
 from agos.cost.tiling import PassTensors, Shares, split
@@ -49,6 +50,44 @@ def test_stream_blocks_sum_to_the_whole_stream(seed):
                 assert np.array_equal(length, np.tile(dense.reshape(-1), g.c_per_group))
                 assert np.array_equal(s, nonzero.reshape(g.groups, -1))
             assert sum(part.entries) >= length.max(initial=0)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_slots_by_word_are_the_slots_by_channel(seed):
+    """With C dividing 64 the compaction slots are cut with word operations (`_slot_words`); they are
+    exactly the per-channel kernel's — the items in order, their slots, channel counts, channel sets
+    and lane loads — for both slot rules, any domain width, density and work sets."""
+    rng = np.random.default_rng(seed)
+    for _ in range(8):
+        cols = int(rng.choice([1, 2, 4, 8, 16, 32, 64]))
+        ch = int(rng.integers(1, 200))
+        n = int(rng.integers(0, 40))
+        mask = rng.random((n, ch)) < rng.random()
+        set_id = np.sort(rng.integers(0, 3, n)).astype(np.int64)
+        for by_store in (False, True):
+            expected = _slot_items(mask.view(np.uint8), set_id, cols, by_store)
+            got = _slot_words(_packed(mask.view(np.uint8), 0, ch), set_id, cols, by_store)
+            for name, a, b in zip(("pos", "slot", "channels", "bits", "load"), expected, got, strict=True):
+                assert a.shape == b.shape and (a == b).all(), (name, cols, ch, n, by_store)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_domains_words_hold_its_needed_channels(seed):
+    """A domain's needed channels packed into words (from the layer's packed rows, or byte by byte)
+    hold channel lo + c at bit c & 63 of word c >> 6, and nothing else."""
+    rng = np.random.default_rng(seed)
+    for _ in range(10):
+        ch = int(rng.choice([8, 16, 24, 64, 72, 128, 200, 5, 13]))
+        rows = rng.random((2, int(rng.integers(1, 30)), ch)) < rng.random()
+        lo = int(rng.integers(0, ch))
+        hi = int(rng.integers(lo + 1, ch + 1))
+        group = int(rng.integers(0, 2))
+        expected = np.zeros((rows.shape[1], -(-(hi - lo) // 64)), np.uint64)
+        for p, c in zip(*np.nonzero(rows[group, :, lo:hi]), strict=True):
+            expected[p, c >> 6] |= np.uint64(1) << np.uint64(c & 63)
+        words = NeededChannels(rows).words(group, lo, hi)
+        assert words is None if ch % 8 or lo % 8 else (words == expected).all(), (ch, lo, hi)
+        assert (_packed(rows[group].view(np.uint8), lo, hi) == expected).all(), (ch, lo, hi)
 
 
 def test_halo_rows_of_every_block_equal_their_definition():

@@ -136,7 +136,7 @@ def layout(pass_: str, work: LayerWork) -> PassLayout:
         order, set_id = _phase_order(g, g.n)
     else:
         order, set_id = np.arange(n_pos, dtype=np.int64), np.zeros(n_pos, np.int64)
-    length = _np(work.stream_lengths(pass_))
+    length = np.ascontiguousarray(_np(work.stream_lengths(pass_)))  # an expanded tensor may have stride 0
     nonzero = _np(work.stream_nonzero(pass_))
     if m.stride_phases:
         length, nonzero = length[order], nonzero[:, order]
@@ -156,6 +156,25 @@ class NeededChannels:
         """m per position: needed channels of [lo, hi) of the group, int64 [pos]."""
         return self.rows[group, :, lo:hi].sum(axis=1, dtype=np.int64)
 
+    @cached_property
+    def _bytes(self) -> np.ndarray:
+        """The rows packed 8 channels a byte (channel 8k + b at bit b of byte k), [G, pos, C_g / 8]:
+        one pass of numpy's packbits over the whole mask, for C_g a multiple of 8."""
+        g, pos, ch = self.rows.shape
+        return np.packbits(self.rows.reshape(-1), bitorder="little").reshape(g, pos, ch // 8)
+
+    def words(self, group: int, lo: int, hi: int) -> np.ndarray | None:
+        """Channels [lo, hi) of a group as 64-bit words [pos, ⌈(hi − lo) / 64⌉], channel lo + c at bit
+        c & 63 of word c >> 6; None unless C_g and lo are multiples of 8 (whole bytes of the rows)."""
+        if self.rows.shape[2] % 8 or lo % 8:
+            return None
+        part = self._bytes[group][:, lo // 8 : -(-hi // 8)]
+        out = np.zeros((part.shape[0], -(-(hi - lo) // 64) * 8), np.uint8)
+        out[:, : part.shape[1]] = part
+        if (hi - lo) % 8:  # the channels of the last byte beyond hi are not the domain's
+            out[:, part.shape[1] - 1] &= (1 << ((hi - lo) % 8)) - 1
+        return out.view("<u8").astype(np.uint64, copy=False)
+
 
 def needed_channels(masks: LayerMasks, lay: PassLayout) -> NeededChannels:
     g = masks.geometry
@@ -165,24 +184,6 @@ def needed_channels(masks: LayerMasks, lay: PassLayout) -> NeededChannels:
     rows = rows.reshape(g.groups, g.n * g.h * g.w, g.c_per_group)
     identity = bool((lay.order == np.arange(lay.order.size)).all())
     return NeededChannels(rows if identity else np.ascontiguousarray(rows[:, lay.order]))
-
-
-def tile_reduce(values: np.ndarray, tiles: list[Tile], how: str) -> np.ndarray:
-    """[G, ch, pos] → [tiles, pos]: the max or sum over each tile's (group, channel) pairs."""
-    out = np.empty((len(tiles), values.shape[2]), values.dtype)
-    for i, t in enumerate(tiles):
-        block = values[list(t.groups), t.lo : t.hi, :]
-        out[i] = block.max(axis=(0, 1)) if how == "max" else block.sum(axis=(0, 1))
-    return out
-
-
-def tile_nonzero(nonzero: np.ndarray, tiles: list[Tile], how: str) -> np.ndarray:
-    """[G, pos] → [tiles, pos]: max (durations) or sum (bytes) over each tile's groups."""
-    out = np.empty((len(tiles), nonzero.shape[1]), nonzero.dtype)
-    for i, t in enumerate(tiles):
-        sel = nonzero[list(t.groups)]
-        out[i] = sel.max(axis=0) if how == "max" else sel.sum(axis=0)
-    return out
 
 
 def output_bytes(arch: Arch, tensor: str) -> int:

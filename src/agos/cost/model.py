@@ -32,7 +32,6 @@ from agos.cost.layout import (
     needed_channels,
     output_bytes,
     store_channels,
-    tile_reduce,
 )
 from agos.cost.tiling import PassTensors, Plan, bounds, choose_tiling
 from agos.workload.chunks import (
@@ -113,6 +112,9 @@ class LayerContext:
         # differ only in what the buffer tiling alone reads (`compute_key`); small arrays, kept per view
         self.computed: dict[tuple, Computed] = {}
         self.compute_ids: dict[tuple, int] = {}  # (compute key, channel tiles) → a small number, hashed once
+        # the walks of items at every position (cost.items), by stream blocking, groups and stream
+        # features: shared by the designs of one run, kept per view (they hold [blocks, positions] arrays)
+        self.items: dict = {}
 
     def view(self) -> LayerContext:
         """A context on the same masks and counts sharing this one's design-independent structures
@@ -157,13 +159,19 @@ class LayerContext:
             self._sets[key] = SlotSets(self.needed(), self.layout("bwd_data").set_id, cols, by_store)
         return self._sets[key]
 
-    def both_sum(self, tiles: list[Tile]) -> np.ndarray:
-        """BWD-W two-sided products summed over each tile's channels, [tiles, pos]."""
+    def both_totals(self, tiles: list[Tile]) -> np.ndarray:
+        """BWD-W two-sided products of each tile's channels over every position, int64 [tiles]: the
+        per-channel totals are made once per layer, so each list of tiles only adds a few of them."""
         key = tuple(tiles)
         if key not in self._both_full:
-            g = self.work.geometry
-            b = self.work.bwd_weight_both.numpy().astype(np.int64, copy=False)
-            self._both_full[key] = tile_reduce(b.reshape(g.groups, g.k_per_group, -1), tiles, "sum")
+            if "both per channel" not in self.memo:
+                g = self.work.geometry
+                b = self.work.bwd_weight_both.numpy().reshape(g.groups, g.k_per_group, -1)
+                self.memo["both per channel"] = b.sum(axis=2, dtype=np.int64)  # [G, K_g]
+            per_channel = self.memo["both per channel"]
+            self._both_full[key] = np.array(
+                [int(per_channel[list(t.groups), t.lo : t.hi].sum()) for t in tiles], np.int64
+            )
         return self._both_full[key]
 
     def blocks(self, pass_: str, part: Partition) -> BlockCounts:
@@ -186,10 +194,11 @@ class LayerContext:
         key = ("ordered", pass_, part)
         if key not in self._blocks:
             identity = bool((lay.order == np.arange(lay.order.size)).all())
+            c = np.ascontiguousarray  # a gather along the last axis is laid out column-major
             self._blocks[key] = (
                 (bc.length, bc.nonzero)
                 if identity
-                else (bc.length[:, lay.order], bc.nonzero[:, :, lay.order])
+                else (c(bc.length[:, lay.order]), c(bc.nonzero[:, :, lay.order]))
             )
         length, nonzero = self._blocks[key]
         return length, nonzero, bc
@@ -361,10 +370,10 @@ class _Pass:
             bc = bc if bc is not None else ctx.blocks(pass_, uniform_blocks(pass_, masks.geometry, 1))
             both_max = block_both_max(masks, bc, self.tiles)
         needed = ctx.needed() if m.output_skip and opts.outputs != "none" else None
-        both_sum = ctx.both_sum(self.tiles) if m.two_sided else None
+        both_totals = ctx.both_totals(self.tiles) if m.two_sided else None
         return build_items(
-            pass_, self.lay, self.tiles, arch, needed, (length, nonzero), both_sum, both_max, self.sets,
-            per_store_loads=per_store_loads,
+            pass_, self.lay, self.tiles, arch, needed, (length, nonzero), both_totals, both_max, self.sets,
+            per_store_loads=per_store_loads, memo=(ctx.items, (pass_, part)),
         )  # fmt: skip
 
     def blocks_of(self, a: int) -> np.ndarray:
@@ -462,7 +471,7 @@ def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
         if m.two_sided and opts.pe_operand:  # the PEs' own operand's bitmap
             load = load + tile.width * ceil_div(eps, 8)
         store_load.append(load)
-    per_a: dict[int, list[schedule.BlockCompute]] = {}
+    per_a: dict[int, tuple[list[schedule.BlockCompute], np.ndarray, np.ndarray]] = {}
 
     def groups_of(sigma: int) -> list[tuple[int, int]]:
         size = -(-part.count // sigma)
@@ -474,21 +483,19 @@ def _rows_plan(p: _Pass, twin: tuple[int, int, int] | None) -> Plan:
     def make(a: int, sigma: int) -> Computed:
         if not chunk_items:
             chunk_items.extend(p.items_for(part, per_store_loads=lane_conflicts(arch, p.compacted)))
-        if a not in per_a:
+        if a not in per_a:  # each tile's schedule per chunk, [tiles, chunks, a], for every σ
             block_of_row = p.blocks_of(a)
             done: dict[int, schedule.BlockCompute] = {}
-            per_a[a] = []
+            blocks = []
             for ti, it in enumerate(chunk_items):
                 if id(it) not in done:
                     done[id(it)] = schedule.independent(it, block_of_row, a, arch, pass_, store_load[ti])
-                per_a[a].append(done[id(it)])
-        blocks = per_a[a]
-        cuts = [lo for lo, _ in groups_of(sigma)]
+                blocks.append(done[id(it)])
+            per_a[a] = blocks, np.stack([bc.compute for bc in blocks]), np.stack([bc.items for bc in blocks])
+        blocks, compute, items = per_a[a]
+        cuts = [lo for lo, _ in groups_of(sigma)]  # stream block: a run of whole chunks
         return _computed(
-            chunk_items,
-            blocks,
-            np.stack([np.add.reduceat(bc.compute, cuts, axis=0) for bc in blocks]),
-            np.stack([np.add.reduceat(bc.items, cuts, axis=0) for bc in blocks]),
+            chunk_items, blocks, np.add.reduceat(compute, cuts, axis=1), np.add.reduceat(items, cuts, axis=1)
         )
 
     def compute_for(a: int, sigma: int):
@@ -634,17 +641,17 @@ def _nonzero_macs(pass_: str, ctx: LayerContext) -> int:
     return ctx.work.total(pass_, "input+output" if mapping(pass_).two_sided else "input")
 
 
-def _gated(cost: PassCost, pass_: str, ctx: LayerContext, arch: Arch) -> PassCost:
-    """The same pass with MACs whose operand is zero gated (their operand reads skipped)."""
+def _gated(cost: PassCost, nonzero: int, arch: Arch) -> dict[str, float]:
+    """The pass's actions with MACs whose operand is zero gated (their operand reads skipped);
+    `nonzero`: the pass's MACs with both operands nonzero."""
     if not arch.skipping.zero_gating or arch.ideal:
-        return cost
-    nonzero = cost.mac_nonzero
+        return cost.actions
     actions = dict(cost.actions)
     actions["mac"] = float(nonzero)
     actions["mac_gated"] = float(cost.mac_issued - nonzero)
     if not arch.lockstep:
         actions["store_read_bytes"] = float(nonzero * arch.precision.value_bytes)
-    return replace(cost, actions=actions, mac_nonzero=nonzero)
+    return actions
 
 
 class SharedPasses:
@@ -675,15 +682,17 @@ def simulate_pass(
         else:
             cost = _timed_pass(pass_, ctx, run)
         ctx.passes[key] = cost
+    nonzero = cost.mac_nonzero
     if independent and cost.mac_issued:
         # the timing may come from another layer of the geometry; the nonzero count is this layer's
-        cost = replace(cost, mac_nonzero=_nonzero_macs(pass_, ctx))
-    cost = _gated(cost, pass_, ctx, arch)
+        nonzero = _nonzero_macs(pass_, ctx)
+    actions = _gated(cost, nonzero, arch)
+    cycles = cost.cycles
     if decision.cycles or decision.popcount_bits:
-        actions = dict(cost.actions)
+        actions = dict(actions)
         actions["metadata_bits"] += decision.popcount_bits
-        cost = replace(cost, cycles=cost.cycles + decision.cycles, actions=actions)
-    parts = price(cost.actions, run, area, cost.cycles)
+        cycles += decision.cycles
+    parts = price(actions, run, area, cycles)
     if pass_ == "bwd_data" and not ctx.masks.needs_bwd_data:
         bounds = (0, 0, 0, 0, 0)
     else:
@@ -691,6 +700,9 @@ def simulate_pass(
     effective, dense, design, bound, mac_bound = bounds
     return replace(
         cost,
+        cycles=cycles,
+        mac_nonzero=nonzero,
+        actions=actions,
         effective_macs=effective,
         dense_macs=dense,
         design_macs=design,

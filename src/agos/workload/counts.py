@@ -40,6 +40,7 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
+import numba
 import numpy as np
 import torch
 
@@ -87,12 +88,36 @@ def _exact(compute, bound: int, checksum, what: str) -> torch.Tensor:
         dtypes.append(torch.float64)
     for dtype in dtypes:
         out = compute(dtype)
+        counts = _integral_counts(out, bound)
+        if counts is not None and checksum(counts):
+            return counts
+    raise InexactCountError(f"{what}: convolution counts are not exact even in float64")
+
+
+def _integral_counts(out: torch.Tensor, bound: int) -> torch.Tensor | None:
+    """`out` as int64 counts when every value is an integer in [0, bound], else None. On the CPU one
+    pass of numba over the floats (torch's round, compare, min, max and cast are five)."""
+    if out.device.type != "cpu":
         rounded = out.round()
         if torch.equal(rounded, out) and (out.numel() == 0 or (out.min() >= 0 and out.max() <= bound)):
-            counts = rounded.to(torch.int64)
-            if checksum(counts):
-                return counts
-    raise InexactCountError(f"{what}: convolution counts are not exact even in float64")
+            return rounded.to(torch.int64)
+        return None
+    values = np.ascontiguousarray(out.numpy()).reshape(-1)
+    counts, ok = _as_counts(values, float(bound))
+    return torch.from_numpy(counts).reshape(out.shape) if ok else None
+
+
+@numba.njit(cache=True)
+def _as_counts(values, bound):
+    """(int64 copy of `values`, True) when each is an integer in [0, bound]; (…, False) at the first
+    that is not (NaN fails every comparison)."""
+    out = np.empty(values.size, np.int64)
+    for i in range(values.size):
+        v = values[i]
+        if not (v >= 0 and v <= bound and v == np.floor(v)):
+            return out, False
+        out[i] = np.int64(v)
+    return out, True
 
 
 def _count(mask: torch.Tensor, dims: tuple[int, ...], bound: int | None = None) -> Array:
@@ -299,7 +324,13 @@ def _both(
         # one convolution for every channel (a grouped conv is not split: its groups are small)
         return _both_conv(name, g, x, dy, fwd_nonzero, ah, aw)
     x_stream = bwd_weight_nonzero.reshape(G, 1, Cg, g.r, g.s)  # broadcast over the K_g channels of g
-    both = torch.where(all_nonzero.reshape(G, Kg, 1, 1, 1), x_stream, 0).reshape(g.k, Cg, g.r, g.s)
+    if x_stream.device.type == "cpu":  # rows copied into zeros: an order of magnitude faster than a where
+        rows = np.zeros((G, Kg, Cg * g.r * g.s), np.int64)
+        group, k = np.nonzero(all_nonzero.numpy().reshape(G, Kg))
+        rows[group, k] = x_stream.numpy().reshape(G, -1)[group]
+        both = torch.from_numpy(rows).reshape(g.k, Cg, g.r, g.s)
+    else:
+        both = torch.where(all_nonzero.reshape(G, Kg, 1, 1, 1), x_stream, 0).reshape(g.k, Cg, g.r, g.s)
     if bool(mixed.any()):  # ungrouped: convolve the mixed output channels only
         ks = mixed.nonzero().flatten()
         both[ks] = _both_conv(name, g, x, dy[:, ks.to(dy.device)], fwd_nonzero, ah, aw)
