@@ -72,7 +72,7 @@ def main() -> None:
         sys.exit(f"make demo failed (exit {run.returncode})")
     venv = clone / ".venv"
     installed = min(p.stat().st_mtime for p in venv.glob(".agos-*"))
-    began = (venv / "bin" / "python").stat().st_mtime
+    began = (venv / "pyvenv.cfg").stat().st_mtime  # bin/python is a link to the system python
     results = json.loads((clone / "demo-report" / "results.json").read_text())
     record = {
         "commit": commit.stdout.strip(),

@@ -1,16 +1,22 @@
 """Worker processes of one run. Spawned, never forked (torch's and numba's thread pools do not
-survive a fork); each quiet (no progress bars; Ctrl-C is the parent's to handle, in one line) and
-on one core's threads, so that N workers on N cores do not oversubscribe them. On a failure or
-Ctrl-C every worker is stopped at once, not after the task it is running."""
+survive a fork); each quiet (no progress bars; Ctrl-C is the parent's to handle, in one line), on
+one core's threads, and at a lower priority than the process that started them: that process may be
+running torch on all the cores meanwhile (reproduce captures the next model while its workers
+analyse the last), and torch's parallel regions wait for their slowest thread — at equal priority a
+worker holding a core made a 2-second capture take 20. The workers take what the captures leave.
+On a failure or Ctrl-C every worker is stopped at once, not after the task it is running."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+
+WORKER_NICENESS = 10
 
 
 def start_worker() -> None:
@@ -19,6 +25,8 @@ def start_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["AGOS_PROGRESS"] = "0"
     torch.set_num_threads(1)
+    with contextlib.suppress(OSError):  # a system that refuses it: the same figures, at equal priority
+        os.nice(WORKER_NICENESS)
 
 
 def in_worker() -> bool:
