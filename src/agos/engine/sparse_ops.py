@@ -28,9 +28,10 @@ adds them output pixel by output pixel (p, q), and within one, output channel by
 The loops are arranged for speed within that order. BWD-W walks, per output pixel and tap, the
 nonzero X channels c and, innermost, the nonzero dY channels k, so that dW is kept as [G, R, S, C/G,
 K/G] and a dY row with every channel nonzero (the common case after a BatchNorm) is one contiguous
-multiply-add over k. BWD-D walks, per output pixel and tap, the needed dX channels c, four at a time,
-each accumulating its products over the nonzero dY channels k in a register. A product is formed
-exactly when it was before, in the same place of the same sum, so the result is the same to the bit
+multiply-add over k; a sparse dY row is walked by four X channels together. BWD-D walks, per output
+pixel and tap, the needed dX channels c, four at a time, each accumulating its products over the
+nonzero dY channels k in a register. A product is formed exactly when it was before, in the same
+place of the same sum, so the result is the same to the bit
 (tests/test_engine_sparse_ops.py: a brute-force sum in that order).
 
 The loops are plain Python compiled by numba (serially: a fresh machine compiles them in ~2 s, not
@@ -237,6 +238,7 @@ def _backward_weight_loops(
     batch, groups, in_h, in_w, c_per_group = x_shape
     out_h, out_w, k_per_group = y_shape[2], y_shape[3], y_shape[4]
     kernel_h, kernel_w = dw.shape[1], dw.shape[2]
+    held_c, held_x = np.empty(4, np.int64), np.empty(4)
     products = 0
     for n in range(batch):
         for g in range(groups):
@@ -256,19 +258,34 @@ def _backward_weight_loops(
                             if w_col < 0 or w_col >= in_w:
                                 continue
                             x_row = ((n * groups + g) * in_h + h) * in_w + w_col
+                            held = 0  # X channels waiting to walk a sparse dY row together
                             for j in range(x_ptr[x_row], x_ptr[x_row + 1]):  # X ≠ 0 …
                                 c = x_chan[j]
                                 if (g * c_per_group + c) % parts != part:
                                     continue  # another part's input channel
-                                xv = x_val[j]
-                                row = dw[g, r, s, c]
+                                products += last - first
                                 if dense:
+                                    row, xv = dw[g, r, s, c], x_val[j]
                                     for k in range(k_per_group):
                                         row[k] += xv * dy_val[first + k]
-                                else:
+                                    continue
+                                held_c[held], held_x[held] = c, x_val[j]
+                                held += 1
+                                if held == 4:  # four dW rows share each dY index and value read
+                                    r0, r1 = dw[g, r, s, held_c[0]], dw[g, r, s, held_c[1]]
+                                    r2, r3 = dw[g, r, s, held_c[2]], dw[g, r, s, held_c[3]]
+                                    x0, x1, x2, x3 = held_x[0], held_x[1], held_x[2], held_x[3]
                                     for i in range(first, last):  # … and dY ≠ 0
-                                        row[dy_chan[i]] += xv * dy_val[i]
-                                products += last - first
+                                        k, grad = dy_chan[i], dy_val[i]
+                                        r0[k] += x0 * grad
+                                        r1[k] += x1 * grad
+                                        r2[k] += x2 * grad
+                                        r3[k] += x3 * grad
+                                    held = 0
+                            for t in range(held):
+                                row, xv = dw[g, r, s, held_c[t]], held_x[t]
+                                for i in range(first, last):
+                                    row[dy_chan[i]] += xv * dy_val[i]
     return products
 
 
