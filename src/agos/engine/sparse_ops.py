@@ -28,15 +28,18 @@ adds them output pixel by output pixel (p, q), and within one, output channel by
 The loops are arranged for speed within that order. BWD-W walks, per output pixel and tap, the
 nonzero X channels c and, innermost, the nonzero dY channels k, so that dW is kept as [G, R, S, C/G,
 K/G] and a dY row with every channel nonzero (the common case after a BatchNorm) is one contiguous
-multiply-add over k. BWD-D walks, per output pixel and tap, the needed dX channels c, four at a time,
-each accumulating its products over the nonzero dY channels k in a register. A product is formed
-exactly when it was before, in the same place of the same sum, so the result is the same to the bit
+multiply-add over k; a sparse dY row is walked by four X channels together. BWD-D walks, per output
+pixel and tap, the needed dX channels c, four at a time, each accumulating its products over the
+nonzero dY channels k in a register. A product is formed exactly when it was before, in the same
+place of the same sum, so the result is the same to the bit
 (tests/test_engine_sparse_ops.py: a brute-force sum in that order).
 
-The loops are plain Python compiled by numba, split over the cores without changing a single
-sum: FWD and BWD-D split by (image, group), whose outputs are disjoint; BWD-W splits by input
-channel, so each dW element is still accumulated by one thread in the serial order, and the result
-is bit-identical for any thread count (tested). The same element-level skipping
+The loops are plain Python compiled by numba (serially: a fresh machine compiles them in ~2 s, not
+the ~7 s of numba's parallel mode), split over the cores without changing a single sum by running
+one part per thread with the GIL released (`_in_parts`, numba's thread count): FWD and BWD-D split
+by (image, group), whose outputs are disjoint; BWD-W splits by input channel, so each dW element is
+still accumulated by one thread in the serial order, and the result is bit-identical for any
+thread count (tested). The same element-level skipping
 written with torch gather/index_add_ costs ~60 ns per product on a CPU; a resnet50 step at 224 px,
 batch 8, forms ~36G backward products, so that would be ~35 minutes a step. The compiled loops cost
 ~0.3–1 ns per product and keep each skip readable as an `if` or a list walk.
@@ -53,6 +56,8 @@ Layouts inside: channels last, split by group — X, dX, needed: [N, G, H, W, C/
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numba
@@ -112,16 +117,16 @@ def _f64(t: torch.Tensor) -> np.ndarray:
 # -- the three passes, as loops ---------------------------------------------------------------
 
 
-@numba.njit(cache=True, parallel=True)
-def _forward_loops(x, x_ptr, x_chan, w_rsck, out_h, out_w, stride, padding, dilation):
-    """Y = conv(X, W), visiting only nonzero X elements. x: [N,G,H,W,Cg]; w_rsck: [G,R,S,Cg,Kg]."""
+@numba.njit(cache=True, nogil=True)
+def _forward_loops(y, x, x_ptr, x_chan, w_rsck, stride, padding, dilation, part, parts):
+    """Y = conv(X, W), visiting only nonzero X elements, into the slices (n, g) of y
+    [N,G,P,Q,Kg] with n·G + g ≡ part (mod parts). x: [N,G,H,W,Cg]; w_rsck: [G,R,S,Cg,Kg]."""
     batch, groups, in_h, in_w, _ = x.shape
+    out_h, out_w = y.shape[2], y.shape[3]
     kernel_h, kernel_w, k_per_group = w_rsck.shape[1], w_rsck.shape[2], w_rsck.shape[4]
-    y = np.zeros((batch, groups, out_h, out_w, k_per_group))
-    counts = np.zeros(batch * groups, dtype=np.int64)
-    for ng in numba.prange(batch * groups):  # disjoint slices of Y
+    products = 0
+    for ng in range(part, batch * groups, parts):  # disjoint slices of Y
         n, g = ng // groups, ng % groups
-        products = 0
         for p in range(out_h):
             for q in range(out_w):
                 for r in range(kernel_h):
@@ -139,26 +144,23 @@ def _forward_loops(x, x_ptr, x_chan, w_rsck, out_h, out_w, stride, padding, dila
                             for k in range(k_per_group):
                                 y[n, g, p, q, k] += w_rsck[g, r, s, c, k] * xv
                             products += k_per_group
-        counts[ng] = products
-    return y, counts.sum()
+    return products
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _backward_data_loops(
-    dy_ptr, dy_chan, dy_val, w, need_ptr, need_chan, x_shape, y_shape, stride, padding, dilation
+    dx, dy_ptr, dy_chan, dy_val, w, need_ptr, need_chan, y_shape, stride, padding, dilation, part, parts
 ):
     """dX: each needed dX element gathers W·dY over the nonzero dY elements its taps reach, output
-    pixel by output pixel and, within one, k by k. dY: lists per output pixel of y_shape
-    [N,G,P,Q,Kg] (values `dy_val`); needed: lists per pixel of x_shape [N,G,H,W,Cg]; w:
-    [G,R,S,Cg,Kg]; returns dX [N,G,H,W,Cg], zero where not needed."""
-    batch, groups, in_h, in_w, c_per_group = x_shape
+    pixel by output pixel and, within one, k by k; into the slices (n, g) of dx [N,G,H,W,Cg] (zeros
+    on entry; left zero where not needed) with n·G + g ≡ part (mod parts). dY: lists per output
+    pixel of y_shape [N,G,P,Q,Kg] (values `dy_val`); needed: lists per pixel of dX; w: [G,R,S,Cg,Kg]."""
+    batch, groups, in_h, in_w, _ = dx.shape
     out_h, out_w, k_per_group = y_shape[2], y_shape[3], y_shape[4]
     kernel_h, kernel_w = w.shape[1], w.shape[2]
-    dx = np.zeros((batch, groups, in_h, in_w, c_per_group))
-    counts = np.zeros(batch * groups, dtype=np.int64)
-    for ng in numba.prange(batch * groups):  # disjoint slices of dX
+    products = 0
+    for ng in range(part, batch * groups, parts):  # disjoint slices of dX
         n, g = ng // groups, ng % groups
-        products = 0
         for p in range(out_h):
             for q in range(out_w):
                 dy_row = ((n * groups + g) * out_h + p) * out_w + q
@@ -209,58 +211,100 @@ def _backward_data_loops(
                             out[c] = acc
                             j += 1
                         products += (last - first) * (needed_last - needed_first)
-        counts[ng] = products
-    return dx, counts.sum()
+    return products
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _backward_weight_loops(
-    x_ptr, x_chan, x_val, dy_ptr, dy_chan, dy_val, x_shape, y_shape, kernel, stride, padding, dilation, parts
+    dw,
+    x_ptr,
+    x_chan,
+    x_val,
+    dy_ptr,
+    dy_chan,
+    dy_val,
+    x_shape,
+    y_shape,
+    stride,
+    padding,
+    dilation,
+    part,
+    parts,
 ):
-    """dW, forming X·dY only where both are nonzero. X: lists per pixel of x_shape [N,G,H,W,Cg]
-    (values `x_val`); dY: lists per output pixel of y_shape [N,G,P,Q,Kg]; returns dW
-    [G,R,S,Cg,Kg]. Part t of `parts` owns the input channels g·Cg + c ≡ t (mod parts) and walks
-    every image in order, so each dW element's sum is the serial one."""
+    """dW, forming X·dY only where both are nonzero, into dw [G,R,S,Cg,Kg] (zeros on entry). X:
+    lists per pixel of x_shape [N,G,H,W,Cg] (values `x_val`); dY: lists per output pixel of y_shape
+    [N,G,P,Q,Kg]. This part owns the input channels g·Cg + c ≡ part (mod parts) and walks every
+    image in order, so each dW element's sum is the serial one."""
     batch, groups, in_h, in_w, c_per_group = x_shape
     out_h, out_w, k_per_group = y_shape[2], y_shape[3], y_shape[4]
-    kernel_h, kernel_w = kernel
-    dw = np.zeros((groups, kernel_h, kernel_w, c_per_group, k_per_group))
-    counts = np.zeros(parts, dtype=np.int64)
-    for part in numba.prange(parts):
-        products = 0
-        for n in range(batch):
-            for g in range(groups):
-                for p in range(out_h):
-                    for q in range(out_w):
-                        dy_row = ((n * groups + g) * out_h + p) * out_w + q
-                        first, last = dy_ptr[dy_row], dy_ptr[dy_row + 1]
-                        if first == last:
-                            continue  # every dY of this output pixel is zero
-                        dense = last - first == k_per_group  # every dY channel nonzero: k runs contiguously
-                        for r in range(kernel_h):
-                            h = p * stride[0] + r * dilation[0] - padding[0]
-                            if h < 0 or h >= in_h:
-                                continue  # the tap lands in the zero padding: never work
-                            for s in range(kernel_w):
-                                w_col = q * stride[1] + s * dilation[1] - padding[1]
-                                if w_col < 0 or w_col >= in_w:
+    kernel_h, kernel_w = dw.shape[1], dw.shape[2]
+    held_c, held_x = np.empty(4, np.int64), np.empty(4)
+    products = 0
+    for n in range(batch):
+        for g in range(groups):
+            for p in range(out_h):
+                for q in range(out_w):
+                    dy_row = ((n * groups + g) * out_h + p) * out_w + q
+                    first, last = dy_ptr[dy_row], dy_ptr[dy_row + 1]
+                    if first == last:
+                        continue  # every dY of this output pixel is zero
+                    dense = last - first == k_per_group  # every dY channel nonzero: k runs contiguously
+                    for r in range(kernel_h):
+                        h = p * stride[0] + r * dilation[0] - padding[0]
+                        if h < 0 or h >= in_h:
+                            continue  # the tap lands in the zero padding: never work
+                        for s in range(kernel_w):
+                            w_col = q * stride[1] + s * dilation[1] - padding[1]
+                            if w_col < 0 or w_col >= in_w:
+                                continue
+                            x_row = ((n * groups + g) * in_h + h) * in_w + w_col
+                            held = 0  # X channels waiting to walk a sparse dY row together
+                            for j in range(x_ptr[x_row], x_ptr[x_row + 1]):  # X ≠ 0 …
+                                c = x_chan[j]
+                                if (g * c_per_group + c) % parts != part:
+                                    continue  # another part's input channel
+                                products += last - first
+                                if dense:
+                                    row, xv = dw[g, r, s, c], x_val[j]
+                                    for k in range(k_per_group):
+                                        row[k] += xv * dy_val[first + k]
                                     continue
-                                x_row = ((n * groups + g) * in_h + h) * in_w + w_col
-                                for j in range(x_ptr[x_row], x_ptr[x_row + 1]):  # X ≠ 0 …
-                                    c = x_chan[j]
-                                    if (g * c_per_group + c) % parts != part:
-                                        continue  # another part's input channel
-                                    xv = x_val[j]
-                                    row = dw[g, r, s, c]
-                                    if dense:
-                                        for k in range(k_per_group):
-                                            row[k] += xv * dy_val[first + k]
-                                    else:
-                                        for i in range(first, last):  # … and dY ≠ 0
-                                            row[dy_chan[i]] += xv * dy_val[i]
-                                    products += last - first
-        counts[part] = products
-    return dw, counts.sum()
+                                held_c[held], held_x[held] = c, x_val[j]
+                                held += 1
+                                if held == 4:  # four dW rows share each dY index and value read
+                                    r0, r1 = dw[g, r, s, held_c[0]], dw[g, r, s, held_c[1]]
+                                    r2, r3 = dw[g, r, s, held_c[2]], dw[g, r, s, held_c[3]]
+                                    x0, x1, x2, x3 = held_x[0], held_x[1], held_x[2], held_x[3]
+                                    for i in range(first, last):  # … and dY ≠ 0
+                                        k, grad = dy_chan[i], dy_val[i]
+                                        r0[k] += x0 * grad
+                                        r1[k] += x1 * grad
+                                        r2[k] += x2 * grad
+                                        r3[k] += x3 * grad
+                                    held = 0
+                            for t in range(held):
+                                row, xv = dw[g, r, s, held_c[t]], held_x[t]
+                                for i in range(first, last):
+                                    row[dy_chan[i]] += xv * dy_val[i]
+    return products
+
+
+# -- running the loops in parts ----------------------------------------------------------------
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="agos-sparse")
+
+
+def _in_parts(loops, *args) -> int:
+    """Run `loops(*args, part, parts)` for every part, on numba's thread count (`parts`): the parts
+    write disjoint elements of the output and release the GIL, so they run in parallel on threads
+    (this thread takes part 0). Compiled serially, the loops cost a fraction of numba's parallel
+    compilation on a fresh machine. Returns the products the parts formed."""
+    parts = numba.get_num_threads()
+    others = [_pool(parts).submit(loops, *args, part, parts) for part in range(1, parts)]
+    return int(loops(*args, 0, parts)) + sum(int(f.result()) for f in others)
 
 
 # -- public functions -------------------------------------------------------------------------
@@ -315,11 +359,12 @@ def conv_forward(
     xs = _channels_last(x.detach(), g.groups)
     x_ptr, x_chan = channel_lists(xs.cpu() != 0)
     w_rsck = _f64(_w_rsck(w, g))
-    y, products = _forward_loops(_f64(xs), x_ptr, x_chan, w_rsck, g.p, g.q, stride, padding, dilation)
+    y = np.zeros(_y_shape(g))
+    products = _in_parts(_forward_loops, y, _f64(xs), x_ptr, x_chan, w_rsck, stride, padding, dilation)
     out = _from_channels_last(torch.from_numpy(y))
     if bias is not None:
         out += bias.detach().to(device="cpu", dtype=torch.float64).view(1, -1, 1, 1)
-    return PassResult(out.to(device=x.device, dtype=x.dtype), int(products))
+    return PassResult(out.to(device=x.device, dtype=x.dtype), products)
 
 
 def conv_backward_data(
@@ -333,7 +378,7 @@ def conv_backward_data(
     g = geometry
     _check("dy", dy, g.y_shape)
     _check("w", w, g.w_shape)
-    stride, padding, dilation = _conv_params(g)
+    params = _conv_params(g)
     dy_ptr, dy_chan, dy_val = nonzero_lists(_channels_last(dy.detach(), g.groups))
     if needed is None:
         needed_cl = torch.ones((g.n, g.groups, g.h, g.w, g.c_per_group), dtype=torch.bool)
@@ -342,21 +387,12 @@ def conv_backward_data(
         needed_cl = _channels_last(needed.cpu().bool(), g.groups)
     need_ptr, need_chan = channel_lists(needed_cl)
     w_rsck = _f64(_w_rsck(w, g))
-    dx, products = _backward_data_loops(
-        dy_ptr,
-        dy_chan,
-        dy_val,
-        w_rsck,
-        need_ptr,
-        need_chan,
-        _x_shape(g),
-        _y_shape(g),
-        stride,
-        padding,
-        dilation,
+    dx = np.zeros(_x_shape(g))
+    products = _in_parts(
+        _backward_data_loops, dx, dy_ptr, dy_chan, dy_val, w_rsck, need_ptr, need_chan, _y_shape(g), *params
     )
     out = _from_channels_last(torch.from_numpy(dx))
-    return PassResult(out.to(device=dy.device, dtype=dy.dtype), int(products))
+    return PassResult(out.to(device=dy.device, dtype=dy.dtype), products)
 
 
 def conv_backward_weight(x: torch.Tensor, dy: torch.Tensor, geometry: LayerGeometry) -> PassResult:
@@ -373,14 +409,12 @@ def conv_backward_weight(x: torch.Tensor, dy: torch.Tensor, geometry: LayerGeome
 
 def _weight_pass(x: torch.Tensor, dy: torch.Tensor, g: LayerGeometry) -> tuple[torch.Tensor, int]:
     """The BWD-W loops: float64 dW as [G, R, S, C/G, K/G], and the products formed."""
-    stride, padding, dilation = _conv_params(g)
+    params = _conv_params(g)
     x_lists = nonzero_lists(_channels_last(x.detach(), g.groups))
     dy_lists = nonzero_lists(_channels_last(dy.detach(), g.groups))
-    parts = numba.get_num_threads()
-    dw, products = _backward_weight_loops(
-        *x_lists, *dy_lists, _x_shape(g), _y_shape(g), (g.r, g.s), stride, padding, dilation, parts
-    )
-    return torch.from_numpy(dw), int(products)
+    dw = np.zeros((g.groups, g.r, g.s, g.c_per_group, g.k_per_group))
+    products = _in_parts(_backward_weight_loops, dw, *x_lists, *dy_lists, _x_shape(g), _y_shape(g), *params)
+    return torch.from_numpy(dw), products
 
 
 def bias_backward(dy: torch.Tensor, kind: str) -> torch.Tensor:
