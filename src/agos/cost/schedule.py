@@ -95,14 +95,16 @@ def _close_fold(
 
 @numba.njit(cache=True)
 def _lockstep(
-    d, length, stream, channels, set_id, block, a, rows, vb, ab, ob, bw, two_sided, compacted, width, bitmaps,
+    d, length, stream, channels, set_id, pos_row, block_of_row, a, rows, vb, ab, ob, bw, two_sided, compacted,
+    width, bitmaps,
 ):  # fmt: skip
     """§3 per (stream block j, position block): folds are R consecutive dispatched items of one
     (position block, work set) in execution order (blocks in order, items in order within each).
 
     Items are visited in their own order, each block keeping its open fold (in locals while
     consecutive items stay in one block): a block's items arrive in execution order, and the
-    block sums do not depend on the order of blocks. Returns [COMPUTE … ITEMS, J, a], compute
+    block sums do not depend on the order of blocks (an item's block is that of its position row,
+    `block_of_row[pos_row[i]]`). Returns [COMPUTE … ITEMS, J, a], compute
     without fill/drain."""
     j_count, n = d.shape
     if j_count > 1:
@@ -126,11 +128,12 @@ def _lockstep(
         for i in range(n):
             if d[j, i] <= 0:
                 continue
-            if block[i] != cur:
+            block = block_of_row[pos_row[i]]
+            if block != cur:
                 if cur >= 0:
                     held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur] = count, longest, t_max
                     held[READ, cur], held[WRITTEN, cur], held[SET, cur] = read, written, work_set
-                cur = block[i]
+                cur = block
                 count, longest, t_max = held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur]
                 read, written, work_set = held[READ, cur], held[WRITTEN, cur], held[SET, cur]
             if count and (set_id[i] != work_set or count == rows):
@@ -177,7 +180,7 @@ def lockstep(
     opts = arch.skipping.of(pass_)
     bitmaps = np.zeros((items.d.shape[1], 0), np.uint64) if sets is None else sets.bitmaps(items.tile)
     sums = _lockstep(
-        items.d, items.length, items.stream_bytes, items.channels, items.set_id, block_of_row[items.row],
+        items.d, items.length, items.stream_bytes, items.channels, items.set_id, items.row, block_of_row,
         a, o.pe_array.rows, o.precision.value_bytes, o.precision.accumulate_bytes,
         output_bytes(arch, m.output), o.memory.bandwidth_bytes_per_cycle, m.two_sided and opts.pe_operand,
         sets is not None, items.tile.width, bitmaps,
@@ -190,7 +193,7 @@ def lockstep(
 
 
 @numba.njit(cache=True)
-def _independent(d, stream, channels, block, a, rows, greedy, ab, ob, fd, bw, store_load):
+def _independent(d, stream, channels, pos_row, block_of_row, a, rows, greedy, ab, ob, fd, bw, store_load):
     """§4 per (chunk j, position block): the dispatched item-chunks in execution order go to the
     R rows — `greedy`: each to the row that frees first (ties: the lowest row); else the i-th to
     row i mod R — all rows idle at the start of every (chunk, block); makespan M. The chunk's
@@ -217,7 +220,7 @@ def _independent(d, stream, channels, block, a, rows, greedy, ab, ob, fd, bw, st
         for i in range(n):
             if d[j, i] <= 0:
                 continue
-            b = block[i]
+            b = block_of_row[pos_row[i]]
             if greedy:
                 row = 0
                 for r in range(1, rows):
@@ -264,7 +267,7 @@ def independent(
     ab = o.precision.accumulate_bytes
     ob = output_bytes(arch, mapping(pass_).output)
     out = _independent(
-        items.d, items.stream_bytes, items.channels, block_of_row[items.row], a, o.pe_array.rows,
+        items.d, items.stream_bytes, items.channels, items.row, block_of_row, a, o.pe_array.rows,
         o.dispatch == "greedy", ab, ob, o.fd, o.memory.bandwidth_bytes_per_cycle, store_load,
     )  # fmt: skip
     return BlockCompute(*out)
