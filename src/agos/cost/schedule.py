@@ -107,10 +107,11 @@ def _lockstep(
     `block_of_row[pos_row[i]]`). Returns [COMPUTE … ITEMS, J, a], compute
     without fill/drain."""
     j_count, n = d.shape
+    single = j_count == 1  # one stream block: no partial sums leave or return
     if j_count > 1:
         first, last = _first_last(d)
     else:
-        first = last = np.zeros(n, np.int32)
+        first = last = np.zeros(0, np.int32)
     same = True  # every stream block dispatches the same items: their folds (and unions) alike
     for i in range(n):
         for j in range(1, j_count):
@@ -125,6 +126,7 @@ def _lockstep(
         closed = 0
         cur = -1
         count = longest = t_max = read = written = work_set = 0
+        items = 0  # of the current block, added to its sums when another block's item comes
         for i in range(n):
             if d[j, i] <= 0:
                 continue
@@ -133,6 +135,8 @@ def _lockstep(
                 if cur >= 0:
                     held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur] = count, longest, t_max
                     held[READ, cur], held[WRITTEN, cur], held[SET, cur] = read, written, work_set
+                    out[ITEMS, j, cur] += items
+                items = 0
                 cur = block
                 count, longest, t_max = held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur]
                 read, written, work_set = held[READ, cur], held[WRITTEN, cur], held[SET, cur]
@@ -144,18 +148,23 @@ def _lockstep(
                 count = longest = t_max = read = written = 0
             work_set = set_id[i]
             count += 1
-            out[ITEMS, j, cur] += 1
+            items += 1
             longest = max(longest, d[j, i])
             t_max = max(t_max, length[j, i])
             ch = channels[i]
-            read += stream[j, i] + (ch * ab if j != first[i] else 0)
-            written += ch * ab if j != last[i] else ch * ob
+            if single:
+                read += stream[j, i]
+                written += ch * ob
+            else:
+                read += stream[j, i] + (ch * ab if j != first[i] else 0)
+                written += ch * ab if j != last[i] else ch * ob
             if compacted and own:
                 for w in range(union.shape[1]):
                     union[cur, w] |= bitmaps[i, w]
         if cur >= 0:
             held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur] = count, longest, t_max
             held[READ, cur], held[WRITTEN, cur] = read, written
+            out[ITEMS, j, cur] += items
         for b in range(a):
             if held[COUNT, b]:
                 closed = _close_fold(
