@@ -95,20 +95,23 @@ def _close_fold(
 
 @numba.njit(cache=True)
 def _lockstep(
-    d, length, stream, channels, set_id, block, a, rows, vb, ab, ob, bw, two_sided, compacted, width, bitmaps,
+    d, length, stream, channels, set_id, pos_row, block_of_row, a, rows, vb, ab, ob, bw, two_sided, compacted,
+    width, bitmaps,
 ):  # fmt: skip
     """§3 per (stream block j, position block): folds are R consecutive dispatched items of one
     (position block, work set) in execution order (blocks in order, items in order within each).
 
     Items are visited in their own order, each block keeping its open fold (in locals while
     consecutive items stay in one block): a block's items arrive in execution order, and the
-    block sums do not depend on the order of blocks. Returns [COMPUTE … ITEMS, J, a], compute
+    block sums do not depend on the order of blocks (an item's block is that of its position row,
+    `block_of_row[pos_row[i]]`). Returns [COMPUTE … ITEMS, J, a], compute
     without fill/drain."""
     j_count, n = d.shape
+    single = j_count == 1  # one stream block: no partial sums leave or return
     if j_count > 1:
         first, last = _first_last(d)
     else:
-        first = last = np.zeros(n, np.int32)
+        first = last = np.zeros(0, np.int32)
     same = True  # every stream block dispatches the same items: their folds (and unions) alike
     for i in range(n):
         for j in range(1, j_count):
@@ -123,14 +126,18 @@ def _lockstep(
         closed = 0
         cur = -1
         count = longest = t_max = read = written = work_set = 0
+        items = 0  # of the current block, added to its sums when another block's item comes
         for i in range(n):
             if d[j, i] <= 0:
                 continue
-            if block[i] != cur:
+            block = block_of_row[pos_row[i]]
+            if block != cur:
                 if cur >= 0:
                     held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur] = count, longest, t_max
                     held[READ, cur], held[WRITTEN, cur], held[SET, cur] = read, written, work_set
-                cur = block[i]
+                    out[ITEMS, j, cur] += items
+                items = 0
+                cur = block
                 count, longest, t_max = held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur]
                 read, written, work_set = held[READ, cur], held[WRITTEN, cur], held[SET, cur]
             if count and (set_id[i] != work_set or count == rows):
@@ -141,18 +148,23 @@ def _lockstep(
                 count = longest = t_max = read = written = 0
             work_set = set_id[i]
             count += 1
-            out[ITEMS, j, cur] += 1
+            items += 1
             longest = max(longest, d[j, i])
             t_max = max(t_max, length[j, i])
             ch = channels[i]
-            read += stream[j, i] + (ch * ab if j != first[i] else 0)
-            written += ch * ab if j != last[i] else ch * ob
+            if single:
+                read += stream[j, i]
+                written += ch * ob
+            else:
+                read += stream[j, i] + (ch * ab if j != first[i] else 0)
+                written += ch * ab if j != last[i] else ch * ob
             if compacted and own:
                 for w in range(union.shape[1]):
                     union[cur, w] |= bitmaps[i, w]
         if cur >= 0:
             held[COUNT, cur], held[LONGEST, cur], held[T_MAX, cur] = count, longest, t_max
             held[READ, cur], held[WRITTEN, cur] = read, written
+            out[ITEMS, j, cur] += items
         for b in range(a):
             if held[COUNT, b]:
                 closed = _close_fold(
@@ -177,7 +189,7 @@ def lockstep(
     opts = arch.skipping.of(pass_)
     bitmaps = np.zeros((items.d.shape[1], 0), np.uint64) if sets is None else sets.bitmaps(items.tile)
     sums = _lockstep(
-        items.d, items.length, items.stream_bytes, items.channels, items.set_id, block_of_row[items.row],
+        items.d, items.length, items.stream_bytes, items.channels, items.set_id, items.row, block_of_row,
         a, o.pe_array.rows, o.precision.value_bytes, o.precision.accumulate_bytes,
         output_bytes(arch, m.output), o.memory.bandwidth_bytes_per_cycle, m.two_sided and opts.pe_operand,
         sets is not None, items.tile.width, bitmaps,
@@ -190,7 +202,7 @@ def lockstep(
 
 
 @numba.njit(cache=True)
-def _independent(d, stream, channels, block, a, rows, greedy, ab, ob, fd, bw, store_load):
+def _independent(d, stream, channels, pos_row, block_of_row, a, rows, greedy, ab, ob, fd, bw, store_load):
     """§4 per (chunk j, position block): the dispatched item-chunks in execution order go to the
     R rows — `greedy`: each to the row that frees first (ties: the lowest row); else the i-th to
     row i mod R — all rows idle at the start of every (chunk, block); makespan M. The chunk's
@@ -217,7 +229,7 @@ def _independent(d, stream, channels, block, a, rows, greedy, ab, ob, fd, bw, st
         for i in range(n):
             if d[j, i] <= 0:
                 continue
-            b = block[i]
+            b = block_of_row[pos_row[i]]
             if greedy:
                 row = 0
                 for r in range(1, rows):
@@ -264,7 +276,7 @@ def independent(
     ab = o.precision.accumulate_bytes
     ob = output_bytes(arch, mapping(pass_).output)
     out = _independent(
-        items.d, items.stream_bytes, items.channels, block_of_row[items.row], a, o.pe_array.rows,
+        items.d, items.stream_bytes, items.channels, items.row, block_of_row, a, o.pe_array.rows,
         o.dispatch == "greedy", ab, ob, o.fd, o.memory.bandwidth_bytes_per_cycle, store_load,
     )  # fmt: skip
     return BlockCompute(*out)

@@ -101,10 +101,16 @@ class BlockCounts:
 
 @dataclass
 class RowCounts:
-    """BWD-W per output row (n, p): s [N·P, C, R·S] and T [N·P, R·S]; any partition sums them."""
+    """BWD-W per output row (n, p): s [N·P, C, R·S] and T [N·P, R·S]; any partition sums them —
+    s as differences of its prefix sums over the rows (`prefix`: [N·P + 1, C, R·S])."""
 
-    nonzero: np.ndarray
     length: np.ndarray
+    prefix: np.ndarray
+
+    @property
+    def nonzero(self) -> np.ndarray:
+        """s per output row, [N·P, C, R·S]."""
+        return np.diff(self.prefix, axis=0)
 
 
 def row_counts(masks: LayerMasks) -> RowCounts:
@@ -113,9 +119,7 @@ def row_counts(masks: LayerMasks) -> RowCounts:
     x = masks.x_nonzero.reshape(g.x_shape).numpy().view(np.uint8)
     xf = to_full(x, ah, aw)  # [N, C, full_h, full_w], zeros where padded
     s = np.zeros((g.n, g.p, g.c, g.r, g.s), np.int32)
-    for si in range(g.s):
-        cols = slice(si * aw.dil, si * aw.dil + (aw.out - 1) * aw.stride + 1, aw.stride)
-        rowsum = xf[..., cols].sum(axis=-1, dtype=np.int32)  # [N, C, full_h]
+    for si, rowsum in enumerate(_tap_column_sums(xf, aw)):  # [N, C, full_h] each
         for ri in range(g.r):
             rows = slice(ri * ah.dil, ri * ah.dil + (ah.out - 1) * ah.stride + 1, ah.stride)
             s[:, :, :, ri, si] = rowsum[:, :, rows].transpose(0, 2, 1)
@@ -123,7 +127,30 @@ def row_counts(masks: LayerMasks) -> RowCounts:
     valid_r = ((p >= 0) & (p < ah.size)).astype(np.int64)  # [P, R]
     taps_q = aw.outputs_per_tap.numpy()  # [S]
     length = (valid_r[:, :, None] * taps_q[None, None, :]).reshape(g.p, -1)
-    return RowCounts(s.reshape(g.n * g.p, g.c, -1), np.tile(length, (g.n, 1)))
+    # a prefix never exceeds N·P·Q (each output pixel meets a tap's input once): int32 below 2^31
+    prefix = np.zeros((g.n * g.p + 1, g.c, g.r * g.s), np.int32 if g.n * g.p * g.q < 2**31 else np.int64)
+    np.cumsum(s.reshape(g.n * g.p, g.c, -1), axis=0, out=prefix[1:])
+    return RowCounts(np.tile(length, (g.n, 1)), prefix)
+
+
+def _tap_column_sums(xf: np.ndarray, aw) -> list[np.ndarray]:
+    """Per kernel column s, Σ_q xf[.., s·dil + q·stride] over padded xf [.., full_w] (int32). The
+    columns of one s are a run of one residue class mod the stride: each class is summed once, and
+    each s takes its class's sum less the few columns of the class outside its run."""
+    classes: dict[int, np.ndarray] = {}
+    out = []
+    for si in range(aw.kernel):
+        start = si * aw.dil
+        stop = start + (aw.out - 1) * aw.stride + 1
+        first = start % aw.stride
+        if first not in classes:
+            classes[first] = xf[..., first :: aw.stride].sum(axis=-1, dtype=np.int32)
+        total = classes[first].copy()
+        last = stop - 1  # the run's last column
+        for col in (*range(first, start, aw.stride), *range(last + aw.stride, xf.shape[-1], aw.stride)):
+            total -= xf[..., col]
+        out.append(total)
+    return out
 
 
 def block_counts(
@@ -189,7 +216,7 @@ def _bwd_data(masks: LayerMasks, part: Partition) -> BlockCounts:
 def _bwd_weight(masks: LayerMasks, part: Partition, rows: RowCounts) -> BlockCounts:
     g = masks.geometry
     starts = list(part.starts)
-    s = np.add.reduceat(rows.nonzero, starts, axis=0).astype(np.int64)  # [J, C, R·S]
+    s = (rows.prefix[list(part.stops)] - rows.prefix[starts]).astype(np.int64)  # [J, C, R·S]: blocks' rows
     nonzero = s.reshape(part.count, g.groups, -1)
     length = np.add.reduceat(rows.length, starts, axis=0)  # [J, R·S]
     return BlockCounts(part, np.tile(length, (1, g.c_per_group)).astype(np.int64), nonzero)

@@ -79,45 +79,57 @@ class InexactCountError(RuntimeError):
     """A count failed its integrality or checksum test even in float64 (a bug, never user error)."""
 
 
-def _exact(compute, bound: int, checksum, what: str) -> torch.Tensor:
+def _exact(
+    compute, bound: int, checksum, what: str, into: torch.Tensor | None = None, rows=None
+) -> torch.Tensor:
     """Run `compute(dtype)` in the cheapest exact dtype; verify; fall back to float64 once.
 
-    `checksum(counts_int64) -> bool` compares sums of the result with an independent int64 figure."""
+    `checksum(total) -> bool` compares the sum of the counts with an independent int64 figure. On the
+    CPU the counts are written as they are checked: into rows `rows` of `into` ([K, ·] int64) when
+    given (each row of the layer's result written once), else into a new tensor shaped as the
+    result."""
     dtypes = [_dtype_for(bound)]
     if dtypes[0] != torch.float64:
         dtypes.append(torch.float64)
     for dtype in dtypes:
         out = compute(dtype)
-        counts = _integral_counts(out, bound)
-        if counts is not None and checksum(counts):
-            return counts
+        if out.device.type != "cpu":
+            counts = _integral_counts(out, bound)
+            if counts is not None and checksum(int(counts.sum())):
+                return counts
+            continue
+        values = np.ascontiguousarray(out.numpy()).reshape(out.shape[0], -1)
+        dest = into if into is not None else torch.empty(values.shape, dtype=torch.int64)
+        at = rows if into is not None else np.arange(values.shape[0], dtype=np.int64)
+        ok, total = _as_counts(values, float(bound), dest.numpy(), at)
+        if ok and checksum(total):
+            return dest if into is not None else dest.reshape(out.shape)
     raise InexactCountError(f"{what}: convolution counts are not exact even in float64")
 
 
 def _integral_counts(out: torch.Tensor, bound: int) -> torch.Tensor | None:
-    """`out` as int64 counts when every value is an integer in [0, bound], else None. On the CPU one
-    pass of numba over the floats (torch's round, compare, min, max and cast are five)."""
-    if out.device.type != "cpu":
-        rounded = out.round()
-        if torch.equal(rounded, out) and (out.numel() == 0 or (out.min() >= 0 and out.max() <= bound)):
-            return rounded.to(torch.int64)
-        return None
-    values = np.ascontiguousarray(out.numpy()).reshape(-1)
-    counts, ok = _as_counts(values, float(bound))
-    return torch.from_numpy(counts).reshape(out.shape) if ok else None
+    """`out` (CUDA) as int64 counts when every value is an integer in [0, bound], else None."""
+    rounded = out.round()
+    if torch.equal(rounded, out) and (out.numel() == 0 or (out.min() >= 0 and out.max() <= bound)):
+        return rounded.to(torch.int64)
+    return None
 
 
 @numba.njit(cache=True)
-def _as_counts(values, bound):
-    """(int64 copy of `values`, True) when each is an integer in [0, bound]; (…, False) at the first
-    that is not (NaN fails every comparison)."""
-    out = np.empty(values.size, np.int64)
-    for i in range(values.size):
-        v = values[i]
-        if not (v >= 0 and v <= bound and v == np.floor(v)):
-            return out, False
-        out[i] = np.int64(v)
-    return out, True
+def _as_counts(values, bound, dest, rows):
+    """Writes row r of `values` [k, L] (floats) to row rows[r] of `dest` as int64 and returns (True,
+    their sum) when each is an integer in [0, bound]; (False, ·) at the first that is not (NaN fails
+    every comparison). One pass, where torch's round, compare, min, max, cast and sum are six."""
+    total = 0
+    for r in range(values.shape[0]):
+        to = rows[r]
+        for i in range(values.shape[1]):
+            v = values[r, i]
+            if not (v >= 0 and v <= bound and v == np.floor(v)):
+                return False, total
+            dest[to, i] = np.int64(v)
+            total += np.int64(v)
+    return True, total
 
 
 def _count(mask: torch.Tensor, dims: tuple[int, ...], bound: int | None = None) -> Array:
@@ -324,16 +336,22 @@ def _both(
         # one convolution for every channel (a grouped conv is not split: its groups are small)
         return _both_conv(name, g, x, dy, fwd_nonzero, ah, aw)
     x_stream = bwd_weight_nonzero.reshape(G, 1, Cg, g.r, g.s)  # broadcast over the K_g channels of g
-    if x_stream.device.type == "cpu":  # rows copied into zeros: an order of magnitude faster than a where
-        rows = np.zeros((G, Kg, Cg * g.r * g.s), np.int64)
+    if x_stream.device.type == "cpu":  # each row written once (a where over R·S-long rows is 10x slower)
+        out = torch.empty((G, Kg, Cg * g.r * g.s), dtype=torch.int64)  # torch's memory: no huge-page
+        rows = out.numpy()  # advice, whose first touch stalls where huge pages are not to be had
+        rows[all_zero.numpy().reshape(G, Kg)] = 0
         group, k = np.nonzero(all_nonzero.numpy().reshape(G, Kg))
         rows[group, k] = x_stream.numpy().reshape(G, -1)[group]
-        both = torch.from_numpy(rows).reshape(g.k, Cg, g.r, g.s)
+        both = out.reshape(g.k, Cg, g.r, g.s)  # the mixed channels' rows: their convolution, below
     else:
         both = torch.where(all_nonzero.reshape(G, Kg, 1, 1, 1), x_stream, 0).reshape(g.k, Cg, g.r, g.s)
     if bool(mixed.any()):  # ungrouped: convolve the mixed output channels only
         ks = mixed.nonzero().flatten()
-        both[ks] = _both_conv(name, g, x, dy[:, ks.to(dy.device)], fwd_nonzero, ah, aw)
+        if x_stream.device.type == "cpu":  # their counts written into their rows as they are checked
+            rows_of = (out.reshape(g.k, -1), ks.numpy())
+            _both_conv(name, g, x, dy[:, ks.to(dy.device)], fwd_nonzero, ah, aw, *rows_of)
+        else:
+            both[ks] = _both_conv(name, g, x, dy[:, ks.to(dy.device)], fwd_nonzero, ah, aw)
     return both
 
 
@@ -350,10 +368,12 @@ def _both_conv(
     fwd_nonzero: torch.Tensor,
     ah: Axis,
     aw: Axis,
+    into: torch.Tensor | None = None,
+    rows: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Weight gradient of binary masks for the selected output channels of `g` (all of them when
     grouped), exact; checked against Σ_{n,g,p,q} (Σ_{k∈g} dY) · fwd_nonzero, which equals the sum of
-    every count."""
+    every count. With `into`, the counts go to its rows `rows` (`_exact`)."""
     ksel = dy_sel.shape[1]
     cg = g.c_per_group
     one_by_one = g.r == g.s == 1 and g.stride == (1, 1) and g.padding == (0, 0)
@@ -381,4 +401,5 @@ def _both_conv(
 
     dy_per_group = _count_int64(dy_sel.reshape(g.n, g.groups, ksel // g.groups, g.p, g.q), (2,))
     expected = int((dy_per_group * fwd_nonzero.to(dy_per_group.device)).sum())
-    return _exact(compute, g.n * g.p * g.q, lambda c: int(c.sum()) == expected, f"{name} BWD-W (X and dY)")
+    what = f"{name} BWD-W (X and dY)"
+    return _exact(compute, g.n * g.p * g.q, lambda total: total == expected, what, into, rows)
